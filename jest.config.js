@@ -1,0 +1,26 @@
+/**
+ * Test projects: unit (pure logic, no services) and integration (real PostgreSQL + Redis; each
+ * suite gets its own database and Redis key prefix, see test/support/env.ts).
+ * @type {import('jest').Config}
+ */
+const tsJest = ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }];
+const shared = {
+  transform: { '^.+\\.ts$': tsJest },
+  moduleNameMapper: { '^@baton/shared$': '<rootDir>/shared/src/index.ts' },
+  testEnvironment: 'node',
+};
+
+module.exports = {
+  projects: [
+    { ...shared, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    {
+      ...shared,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
+    },
+  ],
+  reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
+  testTimeout: 60_000,
+  // Suites start BullMQ workers and child processes against one Redis; two at a time fit 2 cores.
+  maxWorkers: 2,
+};

@@ -1,0 +1,4 @@
+DROP TABLE invoices;
+DROP SEQUENCE invoice_number_seq;
+DROP TABLE orders;
+DROP TABLE customers;

@@ -1,0 +1,99 @@
+import { z } from 'zod';
+import { ConfigError } from './errors';
+
+/**
+ * Environment parsing. Each deployable extends `baseEnv` with its own keys and calls
+ * `loadConfig` once at start: a missing or bad value becomes one clear line and exit code 1.
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+
+export const baseEnv = z.object({
+  DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/baton'),
+  REDIS_URL: z.string().url().optional(),
+  REDIS_HOST: z.string().min(1).default('127.0.0.1'),
+  REDIS_PORT: port.default(6379),
+  /** Prefix of every Redis key Baton writes; lets several installs (or test suites) share a Redis. */
+  BATON_QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, dot, dash and underscore only')
+    .default('baton'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Port of the /metrics endpoint of processes that serve no HTTP API; 0 picks a free one. */
+  METRICS_PORT: port.optional(),
+});
+
+export type BaseEnv = z.infer<typeof baseEnv>;
+
+export interface RedisOptions {
+  host: string;
+  port: number;
+  db: number;
+  username?: string;
+  password?: string;
+  tls?: object;
+}
+
+export interface BaseConfig {
+  databaseUrl: string;
+  redis: RedisOptions;
+  queuePrefix: string;
+  logLevel: BaseEnv['LOG_LEVEL'];
+  metricsPort?: number;
+}
+
+export function redisOptionsFrom(env: Pick<BaseEnv, 'REDIS_URL' | 'REDIS_HOST' | 'REDIS_PORT'>): RedisOptions {
+  if (!env.REDIS_URL) return { host: env.REDIS_HOST, port: env.REDIS_PORT, db: 0 };
+  const url = new URL(env.REDIS_URL);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got '${url.protocol}'`);
+  }
+  const dbPath = url.pathname.replace(/^\//, '');
+  const db = dbPath === '' ? 0 : Number(dbPath);
+  if (!Number.isInteger(db) || db < 0)
+    throw new ConfigError(`REDIS_URL database index must be a number, got '${dbPath}'`);
+  return {
+    host: url.hostname,
+    port: url.port ? Number(url.port) : 6379,
+    db,
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+export function toBaseConfig(env: BaseEnv): BaseConfig {
+  return {
+    databaseUrl: env.DATABASE_URL,
+    redis: redisOptionsFrom(env),
+    queuePrefix: env.BATON_QUEUE_PREFIX,
+    logLevel: env.LOG_LEVEL,
+    ...(env.METRICS_PORT === undefined ? {} : { metricsPort: env.METRICS_PORT }),
+  };
+}
+
+/** Parses `env` with `schema`; throws a ConfigError naming every bad variable on one line. */
+export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const name = issue.path.join('.') || '(environment)';
+    const value = env[name];
+    return value === undefined
+      ? `${name} is missing (${issue.message})`
+      : `${name}=${JSON.stringify(value)} is invalid: ${issue.message}`;
+  });
+  throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+}
+
+/** For entry points: parse, or print one line to stderr and exit 1. */
+export function loadConfigOrExit<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}

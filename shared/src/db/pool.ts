@@ -1,0 +1,38 @@
+import pg from 'pg';
+
+// BIGINT (row ids, counts) as JS numbers: none of Baton's values come near 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+export function createPool(databaseUrl: string, opts: { max?: number; applicationName?: string } = {}): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: opts.max ?? 10,
+    application_name: opts.applicationName ?? 'baton',
+    // Fail fast instead of hanging when PostgreSQL is down: callers retry or report not-ready.
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the
+  // process; the pool drops it and the next query opens a new one.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Runs `fn` in a transaction, rolling back on any error. */
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}

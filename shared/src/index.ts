@@ -1,0 +1,21 @@
+/**
+ * @baton/shared — the runtime library every Baton deployable imports.
+ */
+export * from './errors';
+export * from './config';
+export { createLogger, type Logger } from './logger';
+export { registry, metrics, collectProcessMetrics, startMetricsServer } from './metrics';
+export { createPool, withTransaction, type Pool, type PoolClient } from './db/pool';
+export { ensureDatabase, migrate, seedDemoData, MIGRATIONS_DIR, SEEDS_DIR } from './db/migrate';
+export * from './queues';
+export * from './protocol';
+export * from './workflow/states';
+export * from './workflow/definition';
+export * from './workflow/expressions';
+export * from './workflow/planner';
+export * from './workflow/retry';
+export * from './workflow/store';
+export * from './runtime/function';
+export { startFunctionWorker, type FunctionWorker, type FunctionWorkerOptions } from './runtime/worker';
+export { runFunctionMain, SHUTDOWN_TIMEOUT_MS, type FunctionProcess } from './runtime/main';
+export * from './runs';

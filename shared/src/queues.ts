@@ -1,0 +1,75 @@
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { BaseConfig, RedisOptions } from './config';
+
+/**
+ * Queue naming. Every queue's keys share a Redis Cluster hash tag of their own:
+ * with prefix `baton`, the function queue `{fn.generate-pdf}` keeps its keys under
+ * `baton:{fn.generate-pdf}:…`, so one queue lives in one slot and different queues spread over shards.
+ */
+export const COORDINATOR_QUEUE = '{coordinator}';
+
+export function functionQueueName(functionName: string): string {
+  return `{fn.${functionName}}`;
+}
+
+/** The function name behind a queue name, or undefined when it is no function queue. */
+export function functionNameOfQueue(queueName: string): string | undefined {
+  const match = /^\{fn\.(.+)\}$/.exec(queueName);
+  return match?.[1];
+}
+
+/**
+ * A Redis connection for BullMQ. `maxRetriesPerRequest: null` lets blocking worker commands wait
+ * through a Redis restart instead of failing; BullMQ requires it for workers.
+ */
+export function createRedis(opts: RedisOptions, connectionName = 'baton'): Redis {
+  return new Redis({
+    host: opts.host,
+    port: opts.port,
+    db: opts.db,
+    username: opts.username,
+    password: opts.password,
+    tls: opts.tls,
+    connectionName,
+    maxRetriesPerRequest: null,
+    enableReadyCheck: true,
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+  });
+}
+
+export interface QueueContext {
+  connection: ConnectionOptions;
+  prefix: string;
+}
+
+export function queueContext(config: Pick<BaseConfig, 'queuePrefix'>, connection: Redis): QueueContext {
+  return { connection, prefix: config.queuePrefix };
+}
+
+/** Completed and failed jobs stay a while: the reconciler reads a finished job's result from them. */
+export const KEEP_FINISHED_JOBS = { age: 24 * 3600, count: 50_000 } as const;
+
+/** Retries of the coordinator's own messages (a DB hiccup while applying a report). */
+export const COORDINATOR_JOB_OPTIONS: JobsOptions = {
+  attempts: 20,
+  backoff: { type: 'exponential', delay: 250 },
+  removeOnComplete: { age: 3600, count: 10_000 },
+  removeOnFail: KEEP_FINISHED_JOBS,
+};
+
+export function coordinatorQueue(ctx: QueueContext): Queue {
+  return new Queue(COORDINATOR_QUEUE, { connection: ctx.connection, prefix: ctx.prefix });
+}
+
+/** Deletes every key under `prefix` (tests and `npm run dev --reset`). */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length) deleted += await redis.del(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}

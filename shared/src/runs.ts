@@ -1,0 +1,94 @@
+import crypto from 'node:crypto';
+import { Ajv, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import type { Queue } from 'bullmq';
+import type { Pool } from './db/pool';
+import { ValidationError } from './errors';
+import { COORDINATOR_JOB_OPTIONS } from './queues';
+import { coordinatorJobId, type CoordinatorMessage } from './protocol';
+import type { StoredDefinition } from './workflow/store';
+
+/**
+ * Starting a run: the one path every trigger (HTTP, schedule, event) takes. The run row is the
+ * commitment; the coordinator message only says "look at it now" — if it is lost, the reconciler
+ * finds the pending row and sends it again.
+ */
+
+export interface RunTrigger {
+  type: 'http' | 'schedule' | 'event' | 'retry';
+  [key: string]: unknown;
+}
+
+export interface StartRunRequest {
+  definition: StoredDefinition;
+  input: unknown;
+  trigger: RunTrigger;
+  idempotencyKey?: string;
+}
+
+export interface StartedRun {
+  runId: string;
+  status: string;
+  /** False when the idempotency key matched an existing run, which is returned instead. */
+  created: boolean;
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+addFormats.default(ajv);
+const validators = new Map<string, ValidateFunction>();
+
+/** Validates a run input against the definition's JSON Schema; throws with a problem per path. */
+export function validateRunInput(definition: StoredDefinition, input: unknown): void {
+  const schema = definition.definition.input;
+  if (!schema) return;
+  const key = `${definition.name}@${definition.version}`;
+  let validate = validators.get(key);
+  if (!validate) {
+    validate = ajv.compile(schema);
+    validators.set(key, validate);
+  }
+  if (validate(input)) return;
+  const problems = (validate.errors ?? []).map((e) => ({
+    path: `input${e.instancePath.replace(/\//g, '.')}${e.keyword === 'required' ? `.${(e.params as { missingProperty: string }).missingProperty}` : ''}`,
+    message: e.message ?? 'invalid',
+  }));
+  throw new ValidationError(
+    `input does not match the input schema of workflow '${definition.name}': ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`,
+    problems,
+    'INVALID_INPUT',
+  );
+}
+
+export async function startRun(pool: Pool, coordinator: Queue, req: StartRunRequest): Promise<StartedRun> {
+  validateRunInput(req.definition, req.input);
+  const runId = crypto.randomUUID();
+  const inserted = await pool.query<{ id: string; status: string }>(
+    `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key)
+     VALUES ($1, $2, $3, 'pending', $4, $5, $6)
+     ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+     RETURNING id, status`,
+    [
+      runId,
+      req.definition.name,
+      req.definition.version,
+      JSON.stringify(req.input ?? null),
+      JSON.stringify(req.trigger),
+      req.idempotencyKey ?? null,
+    ],
+  );
+  if (!inserted.rows[0]) {
+    const existing = await pool.query<{ id: string; status: string }>(
+      'SELECT id, status FROM runs WHERE workflow_name = $1 AND idempotency_key = $2',
+      [req.definition.name, req.idempotencyKey],
+    );
+    return { runId: existing.rows[0].id, status: existing.rows[0].status, created: false };
+  }
+  // The run is committed and will start even if Redis is unreachable now: the reconciler re-sends
+  // `run.start` for pending runs. So a failed notification does not fail the request.
+  await notifyCoordinator(coordinator, { type: 'run.start', runId }).catch(() => undefined);
+  return { runId, status: 'pending', created: true };
+}
+
+export async function notifyCoordinator(coordinator: Queue, message: CoordinatorMessage): Promise<void> {
+  await coordinator.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
+}

@@ -1,0 +1,196 @@
+import os from 'node:os';
+import { Queue, UnrecoverableError, Worker, type Job, type MinimalJob } from 'bullmq';
+import { NonRetryableError, StepTimeoutError, serializeError, type SerializedError } from '../errors';
+import type { Logger } from '../logger';
+import { metrics } from '../metrics';
+import { coordinatorJobId, type StepJobData, type StepLogLine, type StepReport } from '../protocol';
+import { COORDINATOR_JOB_OPTIONS, COORDINATOR_QUEUE, functionQueueName, type QueueContext } from '../queues';
+import { backoffDelayMs, isRetryable } from '../workflow/retry';
+import type { FunctionContext, FunctionDefinition, StepLog } from './function';
+
+export interface FunctionWorkerOptions {
+  queues: QueueContext;
+  logger: Logger;
+  concurrency?: number;
+  workerId?: string;
+  /**
+   * Times a job may stall (its worker died or was killed mid-step) before BullMQ fails it. 2: one
+   * interrupted attempt is re-run, not counted as a failure.
+   */
+  maxStalledCount?: number;
+  /** How long a job's lock lasts without renewal; a killed worker's job is re-run after this. */
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+}
+
+export interface FunctionWorker {
+  worker: Worker;
+  workerId: string;
+  /** Stops taking jobs, waits for running attempts to finish, then closes connections. */
+  close(): Promise<void>;
+}
+
+/** Error thrown to BullMQ for a retry: carries the delay already reported to the coordinator. */
+class RetryLater extends Error {
+  constructor(
+    message: string,
+    readonly delayMs: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Runs a function definition against its queue: validates input, calls the handler with a context,
+ * enforces the step timeout, and reports every attempt's outcome to the coordinator queue.
+ * Retries are BullMQ's (attempts + a backoff strategy computed from the step's policy).
+ */
+export function startFunctionWorker(
+  definition: FunctionDefinition<any, any>,
+  opts: FunctionWorkerOptions,
+): FunctionWorker {
+  const workerId = opts.workerId ?? `${os.hostname()}:${process.pid}`;
+  const reports = new Queue(COORDINATOR_QUEUE, { connection: opts.queues.connection, prefix: opts.queues.prefix });
+  const report = async (message: StepReport): Promise<void> => {
+    await reports.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
+  };
+
+  const processJob = async (job: Job<StepJobData>): Promise<unknown> => {
+    const data = job.data;
+    const attempt = job.attemptsMade + 1;
+    const maxAttempts = job.opts.attempts ?? 1;
+    const logger = opts.logger.child({ runId: data.runId, stepId: data.stepId, function: definition.name, attempt });
+    const logs: StepLogLine[] = [];
+    const base = { runId: data.runId, stepExecutionId: data.stepExecutionId, attempt, workerId };
+    const started = performance.now();
+    await report({ type: 'step.started', ...base, at: new Date().toISOString() });
+
+    try {
+      const output = await runAttempt(definition, data, { attempt, maxAttempts, logger, logs });
+      observe(definition.name, 'succeeded', started);
+      await report({ type: 'step.succeeded', ...base, at: new Date().toISOString(), output: output ?? null, logs });
+      return output ?? null;
+    } catch (err) {
+      const error = serializeError(err);
+      if (attempt < maxAttempts && isRetryable(data.retry, error)) {
+        const delayMs = backoffDelayMs(data.retry, attempt);
+        observe(definition.name, 'retrying', started);
+        metrics.stepRetries.inc({ function: definition.name });
+        logger.warn({ err: error, delayMs }, 'step attempt failed; retrying');
+        await report({ type: 'step.retrying', ...base, at: new Date().toISOString(), error, delayMs, logs });
+        throw new RetryLater(error.message, delayMs);
+      }
+      observe(definition.name, 'failed', started);
+      logger.warn({ err: error }, 'step failed for good');
+      await report({ type: 'step.failed', ...base, at: new Date().toISOString(), error, logs });
+      // Tell BullMQ not to try again: the coordinator has been told this execution failed.
+      throw new UnrecoverableError(error.message);
+    }
+  };
+
+  const worker = new Worker<StepJobData>(functionQueueName(definition.name), processJob, {
+    connection: opts.queues.connection,
+    prefix: opts.queues.prefix,
+    concurrency: opts.concurrency ?? definition.concurrency ?? 4,
+    maxStalledCount: opts.maxStalledCount ?? 2,
+    lockDuration: opts.lockDurationMs ?? 30_000,
+    stalledInterval: opts.stalledIntervalMs ?? 30_000,
+    name: workerId,
+    settings: {
+      backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: MinimalJob) =>
+        err instanceof RetryLater ? err.delayMs : backoffDelayMs((job?.data as StepJobData).retry, attemptsMade),
+    },
+  });
+  worker.on('error', (err) => opts.logger.error({ err }, 'worker error'));
+
+  return {
+    worker,
+    workerId,
+    close: async () => {
+      await worker.close();
+      await reports.close();
+    },
+  };
+}
+
+function observe(functionName: string, status: string, startedAt: number): void {
+  metrics.stepsTotal.inc({ function: functionName, status });
+  metrics.stepDuration.observe({ function: functionName, status }, (performance.now() - startedAt) / 1000);
+}
+
+async function runAttempt(
+  definition: FunctionDefinition<any, any>,
+  data: StepJobData,
+  attemptInfo: { attempt: number; maxAttempts: number; logger: Logger; logs: StepLogLine[] },
+): Promise<unknown> {
+  const parsed = definition.input.safeParse(data.input);
+  if (!parsed.success) {
+    const details = parsed.error.issues.map((i) => ({ path: ['input', ...i.path].join('.'), message: i.message }));
+    throw new NonRetryableError(
+      'INVALID_INPUT',
+      `invalid input for ${definition.name}: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`,
+      { details },
+    );
+  }
+  const controller = new AbortController();
+  const ctx: FunctionContext = {
+    runId: data.runId,
+    stepId: data.stepId,
+    stepExecutionId: data.stepExecutionId,
+    workflow: data.workflow,
+    kind: data.kind,
+    attempt: attemptInfo.attempt,
+    maxAttempts: attemptInfo.maxAttempts,
+    idempotencyKey: `${data.runId}:${data.stepId}${data.kind === 'compensation' ? ':compensate' : ''}`,
+    signal: controller.signal,
+    log: stepLog(attemptInfo.logger, attemptInfo.logs),
+    logger: attemptInfo.logger,
+  };
+  const running = Promise.resolve().then(() => definition.handler(parsed.data, ctx));
+  if (!data.timeoutMs) return running;
+
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new StepTimeoutError(data.timeoutMs as number);
+      controller.abort(error);
+      reject(error);
+    }, data.timeoutMs);
+  });
+  try {
+    return await Promise.race([running, deadline]);
+  } finally {
+    clearTimeout(timer);
+    if (controller.signal.aborted) {
+      // The attempt already failed on time; a handler that ignored its signal finishes later and
+      // its result is discarded.
+      running.then(
+        () => attemptInfo.logger.warn('handler finished after its timeout; result discarded'),
+        () => undefined,
+      );
+    }
+  }
+}
+
+const MAX_LOG_LINES = 200;
+const MAX_LOG_MESSAGE = 4_000;
+
+function stepLog(logger: Logger, lines: StepLogLine[]): StepLog {
+  const write =
+    (level: StepLogLine['level']) =>
+    (message: string, data?: Record<string, unknown>): void => {
+      logger[level](data ?? {}, message);
+      // Bounded, so a chatty handler cannot grow a report without limit.
+      if (lines.length < MAX_LOG_LINES) {
+        lines.push({
+          level,
+          message: message.slice(0, MAX_LOG_MESSAGE),
+          ...(data ? { data } : {}),
+          time: new Date().toISOString(),
+        });
+      }
+    };
+  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+export type { SerializedError };

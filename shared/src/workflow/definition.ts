@@ -1,0 +1,183 @@
+import { z } from 'zod';
+import { ValidationError, type ValidationProblem } from '../errors';
+import { compileExpression, templateExpressions } from './expressions';
+
+/**
+ * The workflow definition language. Definitions are YAML or JSON documents checked here in two
+ * passes: shape (zod) and meaning (ids, `needs` graph, expressions). Both report problems by path.
+ */
+
+export const BACKOFF_TYPES = ['fixed', 'exponential'] as const;
+
+export const retryPolicySchema = z
+  .object({
+    /** Every try, the first included. */
+    attempts: z.number().int().min(1).max(100).default(3),
+    backoff: z
+      .object({
+        type: z.enum(BACKOFF_TYPES).default('exponential'),
+        delayMs: z.number().int().min(0).max(86_400_000).default(1_000),
+        maxDelayMs: z.number().int().min(0).max(86_400_000).default(60_000),
+        /** 0..1: each delay is scaled by a random factor in [1 - jitter, 1]. */
+        jitter: z.number().min(0).max(1).default(0.2),
+      })
+      .strict()
+      .prefault({}),
+    /** Error codes that fail the step at once, like a NonRetryableError. */
+    nonRetryableErrors: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+
+export type RetryPolicy = z.infer<typeof retryPolicySchema>;
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = retryPolicySchema.parse({});
+
+/** Function and workflow names: they become queue names and URL segments. */
+const identifier = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,62}$/, 'use lowercase letters, digits and dashes, starting with a letter (max 63)');
+
+const stepId = z
+  .string()
+  .regex(
+    /^[A-Za-z][A-Za-z0-9_-]{0,62}$/,
+    'use letters, digits, dashes and underscores, starting with a letter (max 63)',
+  );
+
+const stepSchema = z
+  .object({
+    /** Step ids are referenced from expressions (`steps.createInvoice.output`), so camelCase is allowed. */
+    id: stepId,
+    function: identifier,
+    description: z.string().max(1_000).optional(),
+    /** Steps this one waits for. Omitted: the previous step in the list (a plain sequence). */
+    needs: z.array(stepId).optional(),
+    /** JSONata; false skips the step. */
+    if: z.string().min(1).optional(),
+    /** Templates: `{{ expr }}` alone keeps the value's JSON type; inside text it interpolates. */
+    input: z.unknown().optional(),
+    retry: retryPolicySchema.prefault({}),
+    timeoutMs: z.number().int().min(1).max(86_400_000).optional(),
+    compensate: z
+      .object({ function: identifier, input: z.unknown().optional(), retry: retryPolicySchema.prefault({}) })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+const triggerSchema = z.union([z.object({ http: z.object({}).strict() }).strict()]);
+
+export const workflowDefinitionSchema = z
+  .object({
+    name: identifier,
+    description: z.string().max(2_000).optional(),
+    /** JSON Schema of the run input, checked by the gateway before a run is accepted. */
+    input: z.record(z.string(), z.unknown()).optional(),
+    /** Template of the run output over the finished steps; default: every step's output by id. */
+    output: z.unknown().optional(),
+    triggers: z.array(triggerSchema).default([{ http: {} }]),
+    timeoutMs: z.number().int().min(1).optional(),
+    steps: z.array(stepSchema).min(1).max(200),
+  })
+  .strict();
+
+/** A definition as written (defaults not applied). */
+export type WorkflowDefinitionInput = z.input<typeof workflowDefinitionSchema>;
+export type StepDefinition = z.infer<typeof stepSchema> & { needs: string[] };
+export type WorkflowDefinition = Omit<z.infer<typeof workflowDefinitionSchema>, 'steps'> & { steps: StepDefinition[] };
+
+function zodPath(path: PropertyKey[]): string {
+  return path.reduce<string>((acc, part) => {
+    if (typeof part === 'number') return `${acc}[${part}]`;
+    return acc ? `${acc}.${String(part)}` : String(part);
+  }, '');
+}
+
+/**
+ * Validates a definition and returns it with defaults applied (`needs` made explicit).
+ * Throws a ValidationError whose details name every problem by path.
+ */
+export function parseWorkflowDefinition(raw: unknown): WorkflowDefinition {
+  const parsed = workflowDefinitionSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => ({
+      path: zodPath(issue.path) || '(root)',
+      message: issue.message,
+    }));
+    throw new ValidationError('invalid workflow definition', problems, 'INVALID_DEFINITION');
+  }
+  const steps = parsed.data.steps.map((step, index) => ({
+    ...step,
+    needs: step.needs ?? (index === 0 ? [] : [parsed.data.steps[index - 1].id]),
+  }));
+  const definition: WorkflowDefinition = { ...parsed.data, steps };
+  const problems = semanticProblems(definition);
+  if (problems.length) throw new ValidationError('invalid workflow definition', problems, 'INVALID_DEFINITION');
+  return definition;
+}
+
+function semanticProblems(def: WorkflowDefinition): ValidationProblem[] {
+  const problems: ValidationProblem[] = [];
+  const indexById = new Map<string, number>();
+  def.steps.forEach((step, i) => {
+    if (indexById.has(step.id)) problems.push({ path: `steps[${i}].id`, message: `duplicate step id '${step.id}'` });
+    else indexById.set(step.id, i);
+  });
+  def.steps.forEach((step, i) => {
+    step.needs.forEach((need, j) => {
+      if (!indexById.has(need)) problems.push({ path: `steps[${i}].needs[${j}]`, message: `unknown step '${need}'` });
+      if (need === step.id) problems.push({ path: `steps[${i}].needs[${j}]`, message: 'a step cannot need itself' });
+    });
+    const b = step.retry.backoff;
+    if (b.maxDelayMs < b.delayMs) {
+      problems.push({ path: `steps[${i}].retry.backoff.maxDelayMs`, message: 'must be at least delayMs' });
+    }
+    if (step.if !== undefined) checkExpression(step.if, `steps[${i}].if`, problems);
+    checkTemplates(step.input, `steps[${i}].input`, problems);
+    if (step.compensate) checkTemplates(step.compensate.input, `steps[${i}].compensate.input`, problems);
+  });
+  checkTemplates(def.output, 'output', problems);
+  const cycle = findCycle(def.steps);
+  if (cycle) {
+    problems.push({ path: `steps[${indexById.get(cycle[0])}].needs`, message: `cycle: ${cycle.join(' -> ')}` });
+  }
+  return problems;
+}
+
+function checkExpression(expr: string, path: string, problems: ValidationProblem[]): void {
+  try {
+    compileExpression(expr);
+  } catch (err) {
+    problems.push({ path, message: `expression does not parse: ${(err as Error).message}` });
+  }
+}
+
+function checkTemplates(value: unknown, path: string, problems: ValidationProblem[]): void {
+  for (const { path: subPath, expression } of templateExpressions(value, path))
+    checkExpression(expression, subPath, problems);
+}
+
+/** A cycle in the `needs` graph as a list of step ids (first repeated at the end), or undefined. */
+export function findCycle(steps: Pick<StepDefinition, 'id' | 'needs'>[]): string[] | undefined {
+  const needs = new Map(steps.map((s) => [s.id, s.needs]));
+  const state = new Map<string, 'visiting' | 'done'>();
+  const stack: string[] = [];
+  const visit = (id: string): string[] | undefined => {
+    if (state.get(id) === 'done' || !needs.has(id)) return undefined;
+    if (state.get(id) === 'visiting') return [...stack.slice(stack.indexOf(id)), id];
+    state.set(id, 'visiting');
+    stack.push(id);
+    for (const next of needs.get(id) ?? []) {
+      const found = visit(next);
+      if (found) return found;
+    }
+    stack.pop();
+    state.set(id, 'done');
+    return undefined;
+  };
+  for (const step of steps) {
+    const found = visit(step.id);
+    if (found) return found;
+  }
+  return undefined;
+}

@@ -1,0 +1,194 @@
+import type { SerializedError } from '../errors';
+import type { RetryPolicy, StepDefinition, WorkflowDefinition } from './definition';
+import { evaluateCondition, resolveTemplate } from './expressions';
+import { isOutstandingStep, isTerminalRun, type RunStatus, type StepStatus } from './states';
+
+/**
+ * The planner: definition + run state → what to do next. Pure (no I/O, no clock): the coordinator
+ * loads the state under the run's row lock, calls `planRun`, and writes what it returns.
+ */
+
+export interface StepExecutionState {
+  id: string;
+  stepId: string;
+  kind: 'action' | 'compensation';
+  function: string;
+  status: StepStatus;
+  attempt: number;
+  output?: unknown;
+  error?: SerializedError | null;
+  /** Completion order is compensation order (reversed). */
+  finishedAt?: Date | null;
+  createdAt: Date;
+}
+
+export interface RunState {
+  id: string;
+  workflow: string;
+  workflowVersion: number;
+  status: RunStatus;
+  input: unknown;
+  executions: StepExecutionState[];
+}
+
+export interface RunError extends SerializedError {
+  stepId: string;
+  function: string;
+  attempt: number;
+}
+
+export interface PlannedExecution {
+  stepId: string;
+  kind: 'action' | 'compensation';
+  function: string;
+  input: unknown;
+  retry: RetryPolicy;
+  timeoutMs?: number;
+}
+
+export interface Plan {
+  /** New executions to record as queued and enqueue. */
+  start: PlannedExecution[];
+  /** Action steps to record as skipped (their condition was false, or all they need was skipped). */
+  skip: string[];
+  /** A new run status, when it changes. */
+  status?: RunStatus;
+  output?: unknown;
+  error?: RunError;
+}
+
+/** The data expressions see: `input`, `steps.<id>.output`, `run`. */
+export function expressionContext(run: RunState): Record<string, unknown> {
+  const steps: Record<string, { output: unknown; status: StepStatus }> = {};
+  for (const exec of latestByStep(run.executions, 'action').values()) {
+    steps[exec.stepId] = { output: exec.output ?? null, status: exec.status };
+  }
+  return { input: run.input, steps, run: { id: run.id, workflow: run.workflow, version: run.workflowVersion } };
+}
+
+/** The newest execution of each step of one kind (a retried run adds newer rows). */
+export function latestByStep(
+  executions: StepExecutionState[],
+  kind: 'action' | 'compensation',
+): Map<string, StepExecutionState> {
+  const latest = new Map<string, StepExecutionState>();
+  for (const exec of executions) {
+    if (exec.kind !== kind) continue;
+    const current = latest.get(exec.stepId);
+    if (!current || exec.createdAt >= current.createdAt) latest.set(exec.stepId, exec);
+  }
+  return latest;
+}
+
+const DONE: readonly StepStatus[] = ['succeeded', 'compensating', 'compensated'];
+
+export async function planRun(definition: WorkflowDefinition, run: RunState): Promise<Plan> {
+  const plan: Plan = { start: [], skip: [] };
+  if (isTerminalRun(run.status)) return plan;
+  if (run.status === 'compensating') return planCompensation(definition, run, plan);
+
+  const actions = latestByStep(run.executions, 'action');
+  const failed = [...actions.values()].filter((e) => e.status === 'failed');
+  const active = [...actions.values()].some((e) => isOutstandingStep(e.status));
+  if (failed.length) {
+    // Let running siblings finish (their results may need compensating too), then unwind.
+    if (active) return plan;
+    const first = failed.sort((a, b) => (a.finishedAt?.getTime() ?? 0) - (b.finishedAt?.getTime() ?? 0))[0];
+    plan.error = runErrorOf(first);
+    return planCompensation(definition, run, { ...plan, status: 'compensating' });
+  }
+
+  // Decide every step whose needs are all settled; skipping can settle further steps, so repeat.
+  const settled = new Map<string, StepStatus>();
+  for (const [id, exec] of actions) settled.set(id, exec.status);
+  const context = expressionContext(run);
+  let progressed = true;
+  while (progressed) {
+    progressed = false;
+    for (const step of definition.steps) {
+      if (settled.has(step.id)) continue;
+      const needStates = step.needs.map((n) => settled.get(n));
+      if (needStates.some((s) => s === undefined || !(DONE.includes(s) || s === 'skipped'))) continue;
+      const allNeedsSkipped = step.needs.length > 0 && needStates.every((s) => s === 'skipped');
+      if (allNeedsSkipped || (step.if !== undefined && !(await evaluateCondition(step.if, context)))) {
+        plan.skip.push(step.id);
+        settled.set(step.id, 'skipped');
+        progressed = true;
+        continue;
+      }
+      plan.start.push(await actionExecution(step, context));
+      settled.set(step.id, 'queued');
+    }
+  }
+
+  const allSettled = definition.steps.every((s) => {
+    const status = settled.get(s.id);
+    return status !== undefined && (DONE.includes(status) || status === 'skipped');
+  });
+  if (allSettled) {
+    plan.status = 'succeeded';
+    plan.output = await runOutput(definition, context);
+  } else if (run.status === 'pending') {
+    plan.status = 'running';
+  }
+  return plan;
+}
+
+async function actionExecution(step: StepDefinition, context: Record<string, unknown>): Promise<PlannedExecution> {
+  return {
+    stepId: step.id,
+    kind: 'action',
+    function: step.function,
+    input: (await resolveTemplate(step.input ?? {}, context)) ?? {},
+    retry: step.retry,
+    ...(step.timeoutMs === undefined ? {} : { timeoutMs: step.timeoutMs }),
+  };
+}
+
+async function runOutput(definition: WorkflowDefinition, context: Record<string, unknown>): Promise<unknown> {
+  if (definition.output !== undefined) return (await resolveTemplate(definition.output, context)) ?? null;
+  const steps = context.steps as Record<string, { output: unknown }>;
+  return Object.fromEntries(Object.entries(steps).map(([id, s]) => [id, s.output]));
+}
+
+/**
+ * Saga unwinding: compensations run one at a time, newest completed step first. A compensation that
+ * fails for good stops the unwinding: the run needs a person (`compensation_failed`).
+ */
+async function planCompensation(definition: WorkflowDefinition, run: RunState, plan: Plan): Promise<Plan> {
+  const actions = latestByStep(run.executions, 'action');
+  const compensations = latestByStep(run.executions, 'compensation');
+  const comps = [...compensations.values()];
+  if (comps.some((c) => isOutstandingStep(c.status))) return plan;
+  if (comps.some((c) => c.status === 'failed')) return { ...plan, status: 'compensation_failed' };
+
+  const stepIndex = new Map(definition.steps.map((s, i) => [s.id, i]));
+  const toUndo = definition.steps
+    .filter((s) => s.compensate && DONE.includes(actions.get(s.id)?.status ?? 'queued'))
+    .filter((s) => compensations.get(s.id)?.status !== 'succeeded')
+    .sort((a, b) => {
+      const fa = actions.get(a.id)?.finishedAt?.getTime() ?? 0;
+      const fb = actions.get(b.id)?.finishedAt?.getTime() ?? 0;
+      return fb - fa || (stepIndex.get(b.id) ?? 0) - (stepIndex.get(a.id) ?? 0);
+    });
+  const next = toUndo[0];
+  if (!next?.compensate) {
+    // With nothing that needed undoing, the run simply failed.
+    return { ...plan, status: comps.length > 0 ? 'compensated' : 'failed' };
+  }
+  const context = expressionContext(run);
+  plan.start.push({
+    stepId: next.id,
+    kind: 'compensation',
+    function: next.compensate.function,
+    input: (await resolveTemplate(next.compensate.input ?? {}, context)) ?? {},
+    retry: next.compensate.retry,
+  });
+  if (run.status !== 'compensating') plan.status = 'compensating';
+  return plan;
+}
+
+export function runErrorOf(exec: StepExecutionState): RunError {
+  const error = exec.error ?? { code: 'STEP_FAILED', message: 'step failed', nonRetryable: false };
+  return { stepId: exec.stepId, function: exec.function, attempt: exec.attempt, ...error };
+}

@@ -1,0 +1,153 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { Pool } from '../db/pool';
+import { NotFoundError, ValidationError } from '../errors';
+import { parseWorkflowDefinition, type WorkflowDefinition } from './definition';
+
+/**
+ * Workflow definitions in PostgreSQL, versioned by the server: a new or changed definition gets the
+ * next version, an identical one is a no-op. Runs are pinned to (name, version), so a stored
+ * version never changes.
+ */
+
+export interface StoredDefinition {
+  name: string;
+  version: number;
+  definition: WorkflowDefinition;
+  createdAt: Date;
+}
+
+/** JSON with object keys sorted, so equal definitions hash equal whatever their key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export async function saveDefinition(
+  pool: Pool,
+  raw: unknown,
+): Promise<{ name: string; version: number; created: boolean }> {
+  const definition = parseWorkflowDefinition(raw);
+  const hash = crypto.createHash('sha256').update(canonicalJson(definition)).digest('hex');
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    // Serialises concurrent saves of one workflow so two PUTs cannot take the same version.
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`baton.workflow:${definition.name}`]);
+    const latest = await client.query<{ version: number; spec_hash: string }>(
+      'SELECT version, spec_hash FROM workflow_definitions WHERE name = $1 ORDER BY version DESC LIMIT 1',
+      [definition.name],
+    );
+    if (latest.rows[0]?.spec_hash === hash) {
+      await client.query('COMMIT');
+      return { name: definition.name, version: latest.rows[0].version, created: false };
+    }
+    const version = (latest.rows[0]?.version ?? 0) + 1;
+    await client.query('INSERT INTO workflow_definitions (name, version, spec, spec_hash) VALUES ($1, $2, $3, $4)', [
+      definition.name,
+      version,
+      JSON.stringify(definition),
+      hash,
+    ]);
+    await client.query('COMMIT');
+    return { name: definition.name, version, created: true };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+interface DefinitionRow {
+  name: string;
+  version: number;
+  spec: WorkflowDefinition;
+  created_at: Date;
+}
+
+const toStored = (row: DefinitionRow): StoredDefinition => ({
+  name: row.name,
+  version: row.version,
+  definition: row.spec,
+  createdAt: row.created_at,
+});
+
+/** A version, or the latest when `version` is omitted. Throws NotFoundError. */
+export async function getDefinition(pool: Pool, name: string, version?: number): Promise<StoredDefinition> {
+  const { rows } =
+    version === undefined
+      ? await pool.query<DefinitionRow>(
+          'SELECT * FROM workflow_definitions WHERE name = $1 ORDER BY version DESC LIMIT 1',
+          [name],
+        )
+      : await pool.query<DefinitionRow>('SELECT * FROM workflow_definitions WHERE name = $1 AND version = $2', [
+          name,
+          version,
+        ]);
+  if (!rows[0]) throw new NotFoundError('workflow', version === undefined ? name : `${name}@${version}`);
+  return toStored(rows[0]);
+}
+
+/** The latest version of every workflow, by name. */
+export async function listLatestDefinitions(pool: Pool): Promise<StoredDefinition[]> {
+  const { rows } = await pool.query<DefinitionRow>(
+    'SELECT DISTINCT ON (name) * FROM workflow_definitions ORDER BY name, version DESC',
+  );
+  return rows.map(toStored);
+}
+
+export async function listVersions(pool: Pool, name: string): Promise<{ version: number; createdAt: Date }[]> {
+  const { rows } = await pool.query<{ version: number; created_at: Date }>(
+    'SELECT version, created_at FROM workflow_definitions WHERE name = $1 ORDER BY version DESC',
+    [name],
+  );
+  return rows.map((r) => ({ version: r.version, createdAt: r.created_at }));
+}
+
+/** Parses a YAML or JSON document (JSON is YAML). */
+export function parseDefinitionText(text: string, source = 'definition'): unknown {
+  try {
+    return YAML.parse(text, { maxAliasCount: 100 });
+  } catch (err) {
+    throw new ValidationError(
+      `${source} is not valid YAML/JSON: ${(err as Error).message}`,
+      undefined,
+      'INVALID_DEFINITION',
+    );
+  }
+}
+
+/** Saves every *.yaml, *.yml and *.json file of `dir`. */
+export async function loadDefinitionsFromDir(
+  pool: Pool,
+  dir: string,
+): Promise<{ file: string; name: string; version: number; created: boolean }[]> {
+  const files = (await fs.readdir(dir)).filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
+  const saved = [];
+  for (const file of files) {
+    const raw = parseDefinitionText(await fs.readFile(path.join(dir, file), 'utf8'), file);
+    try {
+      saved.push({ file, ...(await saveDefinition(pool, raw)) });
+    } catch (err) {
+      if (err instanceof ValidationError) {
+        const details = (err.details as { path: string; message: string }[] | undefined) ?? [];
+        throw new ValidationError(
+          `${file}: ${err.message}: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`,
+          details,
+          err.code,
+        );
+      }
+      throw err;
+    }
+  }
+  return saved;
+}

@@ -1,0 +1,98 @@
+import crypto from 'node:crypto';
+import type { Redis } from 'ioredis';
+import pg from 'pg';
+import {
+  createPool,
+  createRedis,
+  deleteKeysWithPrefix,
+  migrate,
+  queueContext,
+  redisOptionsFrom,
+  seedDemoData,
+  type BaseConfig,
+  type Pool,
+  type QueueContext,
+} from '@baton/shared';
+
+/**
+ * Isolation for integration suites: each gets a fresh database (migrated and seeded) and a Redis
+ * key prefix of its own, both removed by `cleanup()`. The servers come from TEST_DATABASE_URL /
+ * TEST_REDIS_URL, defaulting to the local ones.
+ */
+export interface TestEnv {
+  databaseUrl: string;
+  pool: Pool;
+  redis: Redis;
+  config: BaseConfig;
+  queues: QueueContext;
+  cleanup(): Promise<void>;
+}
+
+const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: withDatabase(SERVER_URL, 'postgres') });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function createTestEnv(suite: string): Promise<TestEnv> {
+  const id = crypto.randomBytes(4).toString('hex');
+  const database = `baton_test_${suite.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${id}`;
+  await admin((c) => c.query(`CREATE DATABASE ${c.escapeIdentifier(database)}`));
+  const databaseUrl = withDatabase(SERVER_URL, database);
+  await migrate(databaseUrl);
+  await seedDemoData(databaseUrl);
+  const config: BaseConfig = {
+    databaseUrl,
+    redis: redisOptionsFrom({ REDIS_URL, REDIS_HOST: '127.0.0.1', REDIS_PORT: 6379 }),
+    queuePrefix: `baton-test-${suite}-${id}`,
+    logLevel: (process.env.TEST_LOG_LEVEL as BaseConfig['logLevel']) ?? 'silent',
+  };
+  const pool = createPool(databaseUrl, { max: 10, applicationName: `test-${suite}` });
+  const redis = createRedis(config.redis, `test-${suite}`);
+  return {
+    databaseUrl,
+    pool,
+    redis,
+    config,
+    queues: queueContext(config, redis),
+    async cleanup() {
+      await pool.end();
+      await deleteKeysWithPrefix(redis, config.queuePrefix);
+      await redis.quit();
+      await admin((c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(database)} WITH (FORCE)`));
+    },
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
