@@ -1,0 +1,3 @@
+export { Coordinator, type CoordinatorDeps } from './coordinator';
+export { Reconciler, type ReconcilerOptions, type ReconcileResult } from './reconciler';
+export { loadCoordinatorConfig, type CoordinatorConfig } from './config';

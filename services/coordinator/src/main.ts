@@ -1,0 +1,62 @@
+import {
+  collectProcessMetrics,
+  createLogger,
+  createPool,
+  createRedis,
+  loadConfigOrExit,
+  loadDefinitionsFromDir,
+  queueContext,
+  startMetricsServer,
+} from '@baton/shared';
+import { loadCoordinatorConfig } from './config';
+import { Coordinator } from './coordinator';
+import { Reconciler } from './reconciler';
+
+async function main(): Promise<void> {
+  const config = loadConfigOrExit(() => loadCoordinatorConfig());
+  const logger = createLogger('coordinator', config.logLevel);
+  collectProcessMetrics('coordinator');
+  const pool = createPool(config.databaseUrl, { max: config.concurrency + 4, applicationName: 'baton-coordinator' });
+  const redis = createRedis(config.redis, 'baton:coordinator');
+  const queues = queueContext(config, redis);
+
+  if (config.workflowsDir) {
+    for (const saved of await loadDefinitionsFromDir(pool, config.workflowsDir)) {
+      logger.info(saved, saved.created ? 'workflow version saved' : 'workflow unchanged');
+    }
+  }
+
+  const coordinator = new Coordinator({ pool, queues, logger, concurrency: config.concurrency });
+  coordinator.start();
+  const reconciler = new Reconciler({
+    pool,
+    coordinator,
+    logger,
+    intervalMs: config.reconcileIntervalMs,
+    graceMs: config.reconcileGraceMs,
+  });
+  reconciler.start();
+  const metricsServer = config.metricsPort === undefined ? undefined : await startMetricsServer(config.metricsPort);
+  logger.info({ concurrency: config.concurrency, metricsPort: metricsServer?.port }, 'coordinator started');
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping: finishing in-flight messages');
+    // worker.close() waits for the message being applied, so its transaction commits (or rolls back) first.
+    await reconciler.stop();
+    await coordinator.close();
+    await metricsServer?.close();
+    await pool.end();
+    await redis.quit().catch(() => undefined);
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`coordinator failed to start: ${(err as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,240 @@
+import type {
+  PoolClient,
+  RunStatus,
+  StepExecutionState,
+  StepReport,
+  StepStatus,
+  PlannedExecution,
+} from '@baton/shared';
+import type { RunError } from '@baton/shared';
+
+/**
+ * The coordinator's SQL. Every function takes the transaction's client: the caller holds the run's
+ * row lock for the whole read-plan-write cycle, which is what makes the coordinator the single
+ * writer of a run however many replicas run.
+ */
+
+export interface LockedRun {
+  id: string;
+  workflow: string;
+  workflowVersion: number;
+  status: RunStatus;
+  input: unknown;
+  createdAt: Date;
+}
+
+export async function lockRun(client: PoolClient, runId: string): Promise<LockedRun | undefined> {
+  const { rows } = await client.query(
+    `SELECT id, workflow_name, workflow_version, status, input, created_at FROM runs WHERE id = $1 FOR UPDATE`,
+    [runId],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  return {
+    id: row.id,
+    workflow: row.workflow_name,
+    workflowVersion: row.workflow_version,
+    status: row.status,
+    input: row.input,
+    createdAt: row.created_at,
+  };
+}
+
+export async function loadExecutions(client: PoolClient, runId: string): Promise<StepExecutionState[]> {
+  const { rows } = await client.query(
+    `SELECT id, step_id, kind, function_name, status, attempt, output, error, finished_at, created_at
+       FROM step_executions WHERE run_id = $1 ORDER BY created_at, id`,
+    [runId],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    stepId: r.step_id,
+    kind: r.kind,
+    function: r.function_name,
+    status: r.status,
+    attempt: r.attempt,
+    output: r.output,
+    error: r.error,
+    finishedAt: r.finished_at,
+    createdAt: r.created_at,
+  }));
+}
+
+const NOT_FINISHED: StepStatus[] = ['queued', 'running', 'retrying'];
+
+/**
+ * Applies a function runtime report to its execution row. Reports can arrive twice (a re-run after a
+ * crash, a replay by the reconciler) and out of order (coordinator messages are handled
+ * concurrently): a finished execution never changes again, so a completion is recorded once.
+ * Returns false when the report changed nothing.
+ */
+export async function applyReport(client: PoolClient, report: StepReport): Promise<boolean> {
+  const at = report.at;
+  const attemptError = 'error' in report ? JSON.stringify(report.error) : null;
+  switch (report.type) {
+    case 'step.started': {
+      await client.query(
+        `INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, started_at)
+         VALUES ($1, $2, 'running', $3, $4) ON CONFLICT DO NOTHING`,
+        [report.stepExecutionId, report.attempt, report.workerId, at],
+      );
+      const { rowCount } = await client.query(
+        `UPDATE step_executions
+            SET status = 'running', attempt = GREATEST(attempt, $2), worker_id = $3,
+                started_at = COALESCE(started_at, $4), updated_at = now()
+          WHERE id = $1 AND status = ANY($5) AND attempt <= $2`,
+        [report.stepExecutionId, report.attempt, report.workerId, at, NOT_FINISHED],
+      );
+      return (rowCount ?? 0) > 0;
+    }
+    case 'step.retrying':
+    case 'step.failed':
+    case 'step.succeeded': {
+      const attemptStatus = report.type === 'step.succeeded' ? 'succeeded' : 'failed';
+      // The attempt row may be missing when the started report was lost; the upsert fills it in.
+      const attempt = await client.query(
+        `INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, error, started_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)
+         ON CONFLICT (step_execution_id, attempt) DO UPDATE
+           SET status = EXCLUDED.status, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at
+           WHERE step_attempts.status = 'running'
+         RETURNING 1`,
+        [report.stepExecutionId, report.attempt, attemptStatus, report.workerId, attemptError, at],
+      );
+      if (report.type === 'step.retrying') {
+        const { rowCount } = await client.query(
+          `UPDATE step_executions SET status = 'retrying', attempt = GREATEST(attempt, $2), error = $3, updated_at = now()
+            WHERE id = $1 AND status = ANY($4) AND attempt <= $2`,
+          [report.stepExecutionId, report.attempt, attemptError, NOT_FINISHED],
+        );
+        return (rowCount ?? 0) > 0 || (attempt.rowCount ?? 0) > 0;
+      }
+      const { rows } = await client.query(
+        `UPDATE step_executions
+            SET status = $2, attempt = GREATEST(attempt, $3), output = $4, error = $5, worker_id = $6,
+                started_at = COALESCE(started_at, $7), finished_at = $7, updated_at = now()
+          WHERE id = $1 AND status = ANY($8)
+          RETURNING run_id, step_id, kind`,
+        [
+          report.stepExecutionId,
+          attemptStatus,
+          report.attempt,
+          report.type === 'step.succeeded' ? JSON.stringify(report.output ?? null) : null,
+          attemptError,
+          report.workerId,
+          at,
+          NOT_FINISHED,
+        ],
+      );
+      const finished = rows[0];
+      if (finished?.kind === 'compensation' && attemptStatus === 'succeeded') {
+        await client.query(
+          `UPDATE step_executions SET status = 'compensated', updated_at = now()
+            WHERE run_id = $1 AND step_id = $2 AND kind = 'action' AND status = 'compensating'`,
+          [finished.run_id, finished.step_id],
+        );
+      }
+      return Boolean(finished);
+    }
+  }
+}
+
+export async function insertLogs(
+  client: PoolClient,
+  runId: string,
+  report: StepReport,
+  stepId: string | undefined,
+): Promise<void> {
+  if (!report.logs?.length) return;
+  // One INSERT for all lines of the attempt.
+  await client.query(
+    `INSERT INTO run_logs (run_id, step_execution_id, step_id, level, message, data, time)
+     SELECT $1, $2, $3, l.level, l.message, l.data, l.time
+       FROM jsonb_to_recordset($4::jsonb) AS l(level text, message text, data jsonb, time timestamptz)`,
+    [runId, report.stepExecutionId, stepId ?? null, JSON.stringify(report.logs)],
+  );
+}
+
+export async function stepIdOf(client: PoolClient, stepExecutionId: string): Promise<string | undefined> {
+  const { rows } = await client.query('SELECT step_id FROM step_executions WHERE id = $1', [stepExecutionId]);
+  return rows[0]?.step_id;
+}
+
+export interface NewExecution extends PlannedExecution {
+  id: string;
+}
+
+export async function insertExecutions(client: PoolClient, runId: string, executions: NewExecution[]): Promise<void> {
+  if (!executions.length) return;
+  await client.query(
+    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, max_attempts, retry_policy, timeout_ms, queued_at)
+     SELECT e.id, $1, e.step_id, e.kind, e.function_name, 'queued', e.input, e.max_attempts, e.retry_policy, e.timeout_ms, now()
+       FROM jsonb_to_recordset($2::jsonb) AS e(id uuid, step_id text, kind text, function_name text, input jsonb,
+                                               max_attempts int, retry_policy jsonb, timeout_ms int)`,
+    [
+      runId,
+      JSON.stringify(
+        executions.map((e) => ({
+          id: e.id,
+          step_id: e.stepId,
+          kind: e.kind,
+          function_name: e.function,
+          input: e.input,
+          max_attempts: e.retry.attempts,
+          retry_policy: e.retry,
+          timeout_ms: e.timeoutMs ?? null,
+        })),
+      ),
+    ],
+  );
+  const compensated = executions.filter((e) => e.kind === 'compensation').map((e) => e.stepId);
+  if (compensated.length) {
+    await client.query(
+      `UPDATE step_executions SET status = 'compensating', updated_at = now()
+        WHERE run_id = $1 AND kind = 'action' AND step_id = ANY($2) AND status = 'succeeded'`,
+      [runId, compensated],
+    );
+  }
+}
+
+export async function insertSkipped(
+  client: PoolClient,
+  runId: string,
+  skipped: { id: string; stepId: string; function: string }[],
+): Promise<void> {
+  if (!skipped.length) return;
+  await client.query(
+    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy, finished_at)
+     SELECT e.id, $1, e.step_id, 'action', e.function_name, 'skipped', 0, '{}'::jsonb, now()
+       FROM jsonb_to_recordset($2::jsonb) AS e(id uuid, step_id text, function_name text)`,
+    [runId, JSON.stringify(skipped.map((s) => ({ id: s.id, step_id: s.stepId, function_name: s.function })))],
+  );
+}
+
+export async function updateRun(
+  client: PoolClient,
+  runId: string,
+  change: { status: RunStatus; terminal: boolean; output?: unknown; error?: RunError },
+): Promise<void> {
+  await client.query(
+    `UPDATE runs
+        SET status = $2,
+            started_at = COALESCE(started_at, now()),
+            finished_at = CASE WHEN $3 THEN now() ELSE finished_at END,
+            output = COALESCE($4, output),
+            error = COALESCE($5, error),
+            updated_at = now()
+      WHERE id = $1`,
+    [
+      runId,
+      change.status,
+      change.terminal,
+      change.output === undefined ? null : JSON.stringify(change.output),
+      change.error === undefined ? null : JSON.stringify(change.error),
+    ],
+  );
+}
+
+export async function touchRun(client: PoolClient, runId: string): Promise<void> {
+  await client.query('UPDATE runs SET updated_at = now() WHERE id = $1', [runId]);
+}

@@ -1,0 +1,205 @@
+import { defineFunction, NonRetryableError, saveDefinition, deleteKeysWithPrefix, metrics } from '@baton/shared';
+import { z } from 'zod';
+import { createTestEnv, waitFor, type TestEnv } from '../support/env';
+import { startEngine, type Engine } from '../support/engine';
+
+/**
+ * The coordinator and function runtime on real Redis and PostgreSQL, with small synthetic functions
+ * whose behaviour each test controls through its input.
+ */
+
+const calls: Record<string, number> = {};
+const completions: string[] = [];
+
+const flaky = defineFunction({
+  name: 'flaky',
+  input: z.object({ key: z.string(), failTimes: z.number().int() }),
+  handler: async ({ key, failTimes }, ctx) => {
+    calls[key] = (calls[key] ?? 0) + 1;
+    ctx.log.info('flaky attempt', { attempt: ctx.attempt });
+    if (ctx.attempt <= failTimes) throw new Error(`planned failure ${ctx.attempt}`);
+    return { key, attempt: ctx.attempt };
+  },
+});
+
+const record = defineFunction({
+  name: 'record',
+  input: z.object({ tag: z.string(), delayMs: z.number().optional() }),
+  handler: async ({ tag, delayMs }, ctx) => {
+    if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+    completions.push(`${ctx.kind}:${tag}`);
+    return { tag, idempotencyKey: ctx.idempotencyKey };
+  },
+});
+
+const broken = defineFunction({
+  name: 'broken',
+  input: z.object({ permanent: z.boolean().default(false) }),
+  handler: async ({ permanent }) => {
+    if (permanent) throw new NonRetryableError('BROKEN', 'broken for good');
+    throw new Error('still broken');
+  },
+});
+
+const fast = { backoff: { delayMs: 20, maxDelayMs: 50, jitter: 0 } };
+
+describe('engine (coordinator + function runtime)', () => {
+  let env: TestEnv;
+  let engine: Engine;
+
+  beforeAll(async () => {
+    env = await createTestEnv('engine');
+    await saveDefinition(env.pool, {
+      name: 'retrying',
+      steps: [
+        {
+          id: 'only',
+          function: 'flaky',
+          input: { key: '{{ input.key }}', failTimes: 2 },
+          retry: { attempts: 3, ...fast },
+        },
+      ],
+    });
+    await saveDefinition(env.pool, {
+      name: 'saga',
+      steps: [
+        {
+          id: 'one',
+          function: 'record',
+          input: { tag: 'one' },
+          compensate: { function: 'record', input: { tag: 'undo-one' } },
+        },
+        { id: 'two', function: 'record', input: { tag: 'two' } },
+        {
+          id: 'three',
+          function: 'record',
+          input: { tag: 'three' },
+          compensate: { function: 'record', input: { tag: 'undo-three:{{ steps.three.output.tag }}' } },
+        },
+        { id: 'four', function: 'broken', retry: { attempts: 2, ...fast } },
+      ],
+    });
+    await saveDefinition(env.pool, {
+      name: 'permanent',
+      steps: [{ id: 'only', function: 'broken', input: { permanent: true }, retry: { attempts: 5, ...fast } }],
+    });
+    await saveDefinition(env.pool, {
+      name: 'slow-chain',
+      steps: [
+        { id: 's1', function: 'record', input: { tag: '{{ input.tag }}-1', delayMs: 150 } },
+        { id: 's2', function: 'record', input: { tag: '{{ input.tag }}-2', delayMs: 150 } },
+        { id: 's3', function: 'record', input: { tag: '{{ input.tag }}-3', delayMs: 150 } },
+      ],
+    });
+    engine = await startEngine(env, [flaky, record, broken]);
+  });
+
+  afterAll(async () => {
+    await engine?.close();
+    await env?.cleanup();
+  });
+
+  it('records every attempt of a step that fails twice then succeeds', async () => {
+    const runId = await engine.start('retrying', { key: 'r1' });
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('succeeded');
+    expect(run.output).toEqual({ only: { key: 'r1', attempt: 3 } });
+    expect(calls.r1).toBe(3);
+    const step = await env.pool.query(
+      'SELECT status, attempt, max_attempts, started_at, finished_at FROM step_executions WHERE run_id = $1',
+      [runId],
+    );
+    expect(step.rows).toEqual([expect.objectContaining({ status: 'succeeded', attempt: 3, max_attempts: 3 })]);
+    const attempts = await env.pool.query(
+      `SELECT a.attempt, a.status, a.error->>'message' AS message FROM step_attempts a
+         JOIN step_executions e ON e.id = a.step_execution_id WHERE e.run_id = $1 ORDER BY a.attempt`,
+      [runId],
+    );
+    expect(attempts.rows).toEqual([
+      { attempt: 1, status: 'failed', message: 'planned failure 1' },
+      { attempt: 2, status: 'failed', message: 'planned failure 2' },
+      { attempt: 3, status: 'succeeded', message: null },
+    ]);
+    const logs = await env.pool.query(
+      "SELECT message, data FROM run_logs WHERE run_id = $1 AND message = 'flaky attempt'",
+      [runId],
+    );
+    expect(logs.rows.map((r) => r.data.attempt).sort()).toEqual([1, 2, 3]);
+  });
+
+  it('compensates completed steps in reverse completion order when a step fails for good', async () => {
+    completions.length = 0;
+    const runId = await engine.start('saga', {});
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('compensated');
+    expect(run.error).toMatchObject({
+      stepId: 'four',
+      function: 'broken',
+      attempt: 2,
+      message: 'still broken',
+      nonRetryable: false,
+    });
+    expect(completions).toEqual([
+      'action:one',
+      'action:two',
+      'action:three',
+      'compensation:undo-three:three',
+      'compensation:undo-one',
+    ]);
+    const steps = await env.pool.query(
+      'SELECT step_id, kind, status FROM step_executions WHERE run_id = $1 ORDER BY created_at',
+      [runId],
+    );
+    expect(steps.rows).toEqual([
+      { step_id: 'one', kind: 'action', status: 'compensated' },
+      { step_id: 'two', kind: 'action', status: 'succeeded' },
+      { step_id: 'three', kind: 'action', status: 'compensated' },
+      { step_id: 'four', kind: 'action', status: 'failed' },
+      { step_id: 'three', kind: 'compensation', status: 'succeeded' },
+      { step_id: 'one', kind: 'compensation', status: 'succeeded' },
+    ]);
+  });
+
+  it('fails at once on a NonRetryableError, with the reason on the run', async () => {
+    const runId = await engine.start('permanent', {});
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('failed');
+    expect(run.error).toEqual({
+      stepId: 'only',
+      function: 'broken',
+      attempt: 1,
+      code: 'BROKEN',
+      message: 'broken for good',
+      nonRetryable: true,
+    });
+  });
+
+  it('returns the first run for a repeated idempotency key', async () => {
+    const first = await engine.start('retrying', { key: 'idem' }, { idempotencyKey: 'k-1' });
+    const second = await engine.start('retrying', { key: 'other' }, { idempotencyKey: 'k-1' });
+    expect(second).toBe(first);
+    const { rows } = await env.pool.query("SELECT count(*)::int AS n FROM runs WHERE idempotency_key = 'k-1'");
+    expect(rows[0].n).toBe(1);
+    await engine.waitForRun(first);
+  });
+
+  it('finishes every run after the Redis keys are wiped mid-run (reconciler)', async () => {
+    completions.length = 0;
+    const runIds = await Promise.all(Array.from({ length: 5 }, (_, i) => engine.start('slow-chain', { tag: `w${i}` })));
+    await waitFor(async () => (completions.length >= 3 ? true : undefined), 10_000, 'some steps to complete');
+    // Like a FLUSHALL, limited to this suite's prefix: every queued, active and finished job is gone.
+    await deleteKeysWithPrefix(env.redis, env.config.queuePrefix);
+    const runs = await Promise.all(runIds.map((id) => engine.waitForRun(id, ['succeeded', 'failed'], 30_000)));
+    expect(runs.map((r) => r.status)).toEqual(Array(5).fill('succeeded'));
+    // Each step recorded as completed exactly once, whatever ran twice.
+    const { rows } = await env.pool.query(
+      `SELECT run_id, step_id, count(*)::int AS n FROM step_executions WHERE run_id = ANY($1) AND status = 'succeeded' GROUP BY 1, 2`,
+      [runIds],
+    );
+    expect(rows).toHaveLength(15);
+    for (const row of rows) expect(row.n).toBe(1);
+    // And it was the reconciler that restored the lost work.
+    const reconciled = (await metrics.reconciledTotal.get()).values.reduce((sum, v) => sum + v.value, 0);
+    expect(reconciled).toBeGreaterThan(0);
+  });
+});
