@@ -185,18 +185,19 @@ describe('engine (coordinator + function runtime)', () => {
 
   it('finishes every run after the Redis keys are wiped mid-run (reconciler)', async () => {
     completions.length = 0;
-    const runIds = await Promise.all(Array.from({ length: 5 }, (_, i) => engine.start('slow-chain', { tag: `w${i}` })));
-    await waitFor(async () => (completions.length >= 3 ? true : undefined), 10_000, 'some steps to complete');
+    // More runs than the worker's concurrency (4), so jobs are waiting in Redis when it is wiped.
+    const runIds = await Promise.all(Array.from({ length: 12 }, (_, i) => engine.start('slow-chain', { tag: `w${i}` })));
+    await waitFor(async () => (completions.length >= 4 ? true : undefined), 10_000, 'some steps to complete');
     // Like a FLUSHALL, limited to this suite's prefix: every queued, active and finished job is gone.
     await deleteKeysWithPrefix(env.redis, env.config.queuePrefix);
     const runs = await Promise.all(runIds.map((id) => engine.waitForRun(id, ['succeeded', 'failed'], 30_000)));
-    expect(runs.map((r) => r.status)).toEqual(Array(5).fill('succeeded'));
+    expect(runs.map((r) => r.status)).toEqual(Array(12).fill('succeeded'));
     // Each step recorded as completed exactly once, whatever ran twice.
     const { rows } = await env.pool.query(
       `SELECT run_id, step_id, count(*)::int AS n FROM step_executions WHERE run_id = ANY($1) AND status = 'succeeded' GROUP BY 1, 2`,
       [runIds],
     );
-    expect(rows).toHaveLength(15);
+    expect(rows).toHaveLength(36);
     for (const row of rows) expect(row.n).toBe(1);
     // And it was the reconciler that restored the lost work.
     const reconciled = (await metrics.reconciledTotal.get()).values.reduce((sum, v) => sum + v.value, 0);

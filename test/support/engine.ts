@@ -80,14 +80,25 @@ export async function startEngine(
       return started.runId;
     },
     async waitForRun(runId, statuses = TERMINAL, timeoutMs = 30_000) {
-      return waitFor(
-        async () => {
-          const { rows } = await env.pool.query<RunRow>('SELECT * FROM runs WHERE id = $1', [runId]);
-          return rows[0] && statuses.includes(rows[0].status) ? rows[0] : undefined;
-        },
-        timeoutMs,
-        `run ${runId} to reach ${statuses.join('|')}`,
-      );
+      try {
+        return await waitFor(
+          async () => {
+            const { rows } = await env.pool.query<RunRow>('SELECT * FROM runs WHERE id = $1', [runId]);
+            return rows[0] && statuses.includes(rows[0].status) ? rows[0] : undefined;
+          },
+          timeoutMs,
+          `run ${runId} to reach ${statuses.join('|')}`,
+        );
+      } catch (err) {
+        // Say where it is stuck: the run and each execution with its attempts.
+        const state = await env.pool.query(
+          `SELECT r.status AS run, e.id, e.step_id, e.kind, e.status, e.attempt, e.updated_at,
+                  (SELECT json_agg(json_build_object('a', a.attempt, 's', a.status)) FROM step_attempts a WHERE a.step_execution_id = e.id) AS attempts
+             FROM runs r LEFT JOIN step_executions e ON e.run_id = r.id WHERE r.id = $1 ORDER BY e.created_at`,
+          [runId],
+        );
+        throw new Error(`${(err as Error).message}\n${JSON.stringify(state.rows, null, 1)}`);
+      }
     },
     async close() {
       await reconciler.stop();

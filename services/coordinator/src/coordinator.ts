@@ -14,6 +14,8 @@ import {
   type Logger,
   type Plan,
   type Pool,
+  type PoolClient,
+  type RunStatus,
   type QueueContext,
   type StepJobData,
   type WorkflowDefinition,
@@ -31,6 +33,14 @@ import {
   type LockedRun,
   type NewExecution,
 } from './run-store';
+
+/** What a committed transaction leaves to do. */
+interface Outcome {
+  jobs: StepJobData[];
+  finished?: { run: LockedRun; status: RunStatus };
+}
+
+const NOTHING: Outcome = { jobs: [] };
 
 export interface CoordinatorDeps {
   pool: Pool;
@@ -76,11 +86,11 @@ export class Coordinator {
   }
 
   async handle(message: CoordinatorMessage): Promise<void> {
-    const outbox = await withTransaction(this.deps.pool, async (client) => {
+    const outcome = await withTransaction(this.deps.pool, async (client) => {
       const run = await lockRun(client, message.runId);
       if (!run) {
         this.deps.logger.warn({ message }, 'message for an unknown run dropped');
-        return [];
+        return NOTHING;
       }
       if (message.type !== 'run.start') {
         const changed = await applyReport(client, message);
@@ -88,24 +98,30 @@ export class Coordinator {
           await insertLogs(client, run.id, message, await stepIdOf(client, message.stepExecutionId));
         }
         // Started and retrying reports change no plan.
-        if (!changed || message.type === 'step.started' || message.type === 'step.retrying') return [];
+        if (!changed || message.type === 'step.started' || message.type === 'step.retrying') return NOTHING;
       }
       return this.advanceLocked(client, run);
     });
-    await this.enqueue(outbox);
+    await this.afterCommit(outcome);
   }
 
   /** Re-plans a run without a new report (used by the reconciler). */
   async advance(runId: string): Promise<void> {
-    const outbox = await withTransaction(this.deps.pool, async (client) => {
+    const outcome = await withTransaction(this.deps.pool, async (client) => {
       const run = await lockRun(client, runId);
-      return run ? this.advanceLocked(client, run) : [];
+      return run ? this.advanceLocked(client, run) : NOTHING;
     });
-    await this.enqueue(outbox);
+    await this.afterCommit(outcome);
   }
 
-  private async advanceLocked(client: import('@baton/shared').PoolClient, run: LockedRun): Promise<StepJobData[]> {
-    if (isTerminalRun(run.status)) return [];
+  /** Effects that must follow a successful commit: enqueueing planned steps, counting finished runs. */
+  private async afterCommit(outcome: Outcome): Promise<void> {
+    if (outcome.finished) this.observeFinished(outcome.finished.run, outcome.finished.status);
+    await this.enqueue(outcome.jobs);
+  }
+
+  private async advanceLocked(client: PoolClient, run: LockedRun): Promise<Outcome> {
+    if (isTerminalRun(run.status)) return NOTHING;
     const definition = await this.definition(run.workflow, run.workflowVersion);
     const executions = await loadExecutions(client, run.id);
     let plan: Plan;
@@ -130,16 +146,17 @@ export class Coordinator {
       run.id,
       plan.skip.map((stepId) => ({ id: crypto.randomUUID(), stepId, function: stepsById.get(stepId)?.function ?? '' })),
     );
+    let finished: Outcome['finished'];
     if (plan.status && plan.status !== run.status) {
       const terminal = isTerminalRun(plan.status);
       await updateRun(client, run.id, { status: plan.status, terminal, output: plan.output, error: plan.error });
       this.deps.logger.info({ runId: run.id, workflow: run.workflow, from: run.status, to: plan.status }, 'run status');
-      if (terminal) this.observeFinished(run, plan.status);
+      if (terminal) finished = { run, status: plan.status };
     } else {
       await touchRun(client, run.id);
     }
 
-    return started.map((e) => ({
+    const jobs = started.map((e) => ({
       runId: run.id,
       stepExecutionId: e.id,
       stepId: e.stepId,
@@ -150,6 +167,7 @@ export class Coordinator {
       retry: e.retry,
       ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
     }));
+    return { jobs, finished };
   }
 
   /** Enqueues step jobs; a job id already present (a re-enqueue) is a no-op in BullMQ. */

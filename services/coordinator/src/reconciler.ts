@@ -78,7 +78,14 @@ export class Reconciler {
         retry: row.retry_policy,
         ...(row.timeout_ms ? { timeoutMs: row.timeout_ms } : {}),
       };
-      const job = await coordinator.functionQueue(data.function).getJob(data.stepExecutionId);
+      const queue = coordinator.functionQueue(data.function);
+      let job = await queue.getJob(data.stepExecutionId);
+      // A job hash in no state list is an orphan (a partial wipe, an AOF cut short): no worker will
+      // ever take it, so it counts as missing.
+      if (job && (await job.getState()) === 'unknown') {
+        await queue.remove(data.stepExecutionId).catch(() => undefined);
+        job = undefined;
+      }
       if (!job) {
         await coordinator.enqueue([data]);
         result.stepsRequeued += 1;

@@ -1,0 +1,33 @@
+import express, { type Express } from 'express';
+import type { AppDeps } from './deps';
+import { requireApiKey } from './http/auth';
+import { errorHandler, notFoundHandler } from './http/errors';
+import { observeRequests } from './http/observe';
+import { documentsRouter } from './routes/documents';
+import { healthRouter } from './routes/health';
+import { runsRouter } from './routes/runs';
+import { workflowsRouter } from './routes/workflows';
+
+export type { AppDeps } from './deps';
+
+/** The gateway's express app, without listening: main.ts serves it, tests drive it with supertest. */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+
+  app.use(observeRequests(deps.logger));
+  // Before any body parsing, so an unauthenticated caller cannot make us read a large body.
+  if (deps.config.apiKeys.length) app.use(['/v1', '/invoice/start'], requireApiKey(deps.config.apiKeys));
+
+  // Routers carry full paths and are mounted at `/`: then `req.route.path` is the whole pattern,
+  // which is what the duration metric is labelled with. Body parsers sit on the routes themselves
+  // for the same reason (a 413 or bad JSON is still counted under its route).
+  app.use(healthRouter(deps));
+  app.use(runsRouter(deps));
+  app.use(workflowsRouter(deps));
+  app.use(documentsRouter(deps));
+
+  app.use(notFoundHandler);
+  app.use(errorHandler(deps.logger));
+  return app;
+}

@@ -1,0 +1,16 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger, Pool } from '@baton/shared';
+import type { GatewayConfig } from './config';
+
+/** What the app needs from outside; main.ts opens them, tests pass their own. */
+export interface AppDeps {
+  pool: Pool;
+  redis: Redis;
+  /** The coordinator queue: new runs are announced on it. */
+  coordinator: Queue;
+  config: GatewayConfig;
+  logger: Logger;
+  /** True once shutdown began: /readyz turns 503 so the load balancer stops sending traffic. */
+  isDraining?: () => boolean;
+}

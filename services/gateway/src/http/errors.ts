@@ -1,0 +1,87 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { BatonError, ConflictError, NotFoundError, ValidationError, type Logger } from '@baton/shared';
+
+/** An HTTP failure with its own status; thrown by handlers and middleware, rendered below. */
+export class ApiError extends BatonError {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    opts: { details?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    super(code, message, { retryable: false, details: opts.details });
+    this.status = status;
+    this.headers = opts.headers ?? {};
+  }
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+
+export function errorBody(code: string, message: string, details?: unknown): ErrorBody {
+  return { error: { code, message, ...(details === undefined ? {} : { details }) } };
+}
+
+/** The shape of body-parser's errors (http-errors with a `type`). */
+interface BodyParserError {
+  status?: number;
+  statusCode?: number;
+  type?: string;
+  expose?: boolean;
+  message: string;
+}
+
+function classify(err: unknown): { status: number; code: string; message: string; details?: unknown } | undefined {
+  if (err instanceof ApiError)
+    return { status: err.status, code: err.code, message: err.message, details: err.details };
+  if (err instanceof ValidationError)
+    return { status: 400, code: err.code, message: err.message, details: err.details };
+  if (err instanceof NotFoundError) return { status: 404, code: err.code, message: err.message };
+  if (err instanceof ConflictError) return { status: 409, code: err.code, message: err.message };
+  const e = err as BodyParserError;
+  switch (e?.type) {
+    case 'entity.too.large':
+      return { status: 413, code: 'PAYLOAD_TOO_LARGE', message: e.message };
+    case 'entity.parse.failed':
+      return { status: 400, code: 'INVALID_JSON', message: `request body is not valid JSON: ${e.message}` };
+    case 'charset.unsupported':
+    case 'encoding.unsupported':
+      return { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: e.message };
+  }
+  // Any other client error body-parser raises (aborted request, bad content length, ...).
+  const status = e?.status ?? e?.statusCode;
+  if (e?.expose && typeof status === 'number' && status >= 400 && status < 500) {
+    return { status, code: 'BAD_REQUEST', message: e.message };
+  }
+  return undefined;
+}
+
+/**
+ * The one place errors become responses: known errors keep their status and code; anything else is
+ * a 500 with a generic message, the real error going to the log only (no stack reaches a client).
+ */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, next) => {
+    if (res.headersSent) {
+      // Too late for a JSON error: let express end the connection.
+      next(err);
+      return;
+    }
+    const known = classify(err);
+    if (known) {
+      if (err instanceof ApiError) res.set(err.headers);
+      res.status(known.status).json(errorBody(known.code, known.message, known.details));
+      return;
+    }
+    (res.locals.log ?? logger).error({ err, method: req.method, path: req.path }, 'unhandled error in request');
+    res.status(500).json(errorBody('INTERNAL', 'internal server error'));
+  };
+}
+
+export const notFoundHandler: RequestHandler = (req, _res, next) => {
+  next(new ApiError(404, 'NOT_FOUND', `no route for ${req.method} ${req.path}`));
+};

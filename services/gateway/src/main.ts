@@ -1,0 +1,73 @@
+import {
+  collectProcessMetrics,
+  coordinatorQueue,
+  createLogger,
+  createPool,
+  createRedis,
+  loadConfigOrExit,
+  queueContext,
+} from '@baton/shared';
+import { createApp } from './app';
+import { loadGatewayConfig } from './config';
+
+/** In-flight requests get this long after SIGTERM; below Kubernetes' default 30 s grace period. */
+const DRAIN_TIMEOUT_MS = 10_000;
+/** Upper bound of the whole stop, closing connections included. */
+const SHUTDOWN_TIMEOUT_MS = 25_000;
+
+function main(): void {
+  const config = loadConfigOrExit(() => loadGatewayConfig());
+  const logger = createLogger('gateway', config.logLevel);
+  collectProcessMetrics('gateway');
+
+  const pool = createPool(config.databaseUrl, { applicationName: 'baton-gateway' });
+  const redis = createRedis(config.redis, 'baton:gateway');
+  // Without a listener ioredis prints every failed reconnect; it reconnects by itself, /readyz reports it.
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  const coordinator = coordinatorQueue(queueContext(config, redis));
+  coordinator.on('error', (err) => logger.warn({ err: err.message }, 'coordinator queue error'));
+
+  let draining = false;
+  const app = createApp({ pool, redis, coordinator, config, logger, isDraining: () => draining });
+  const server = app.listen(config.port);
+  server.on('listening', () => {
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    logger.info({ port, auth: config.apiKeys.length > 0, bodyLimit: config.bodyLimit }, 'gateway listening');
+  });
+  server.on('error', (err) => {
+    logger.fatal({ err }, 'gateway cannot listen');
+    process.exit(1);
+  });
+
+  const stop = async (signal: string): Promise<void> => {
+    if (draining) return;
+    draining = true;
+    logger.info({ signal }, 'stopping: no new connections, draining requests');
+    const forced = setTimeout(() => {
+      logger.warn('shutdown timeout; exiting');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS);
+    forced.unref();
+
+    await new Promise<void>((resolve) => {
+      // Stops accepting; resolves once every connection is gone.
+      server.close(() => resolve());
+      // Keep-alive connections with no request in flight would hold close() open until they time out.
+      server.closeIdleConnections();
+      setTimeout(() => {
+        logger.warn('requests still running after the drain timeout; closing their connections');
+        server.closeAllConnections();
+      }, DRAIN_TIMEOUT_MS).unref();
+    });
+    await coordinator.close().catch((err) => logger.warn({ err }, 'closing the coordinator queue failed'));
+    await pool.end().catch((err) => logger.warn({ err }, 'closing the database pool failed'));
+    await redis.quit().catch(() => undefined);
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main();

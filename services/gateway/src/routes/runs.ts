@@ -1,0 +1,162 @@
+import express, { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
+import { getDefinition, NotFoundError, RUN_STATUSES, startRun, ValidationError, type StartedRun } from '@baton/shared';
+import { decodeCursor, encodeCursor } from '../cursor';
+import type { AppDeps } from '../deps';
+import { jsonBody, parseOrThrow, parseUuid } from '../http/validation';
+import { getRunDetail, listRunLogs, listRuns, runExists } from '../read-model';
+
+const idempotencyKey = z.string().min(1).max(255);
+
+const startRunBody = z
+  .object({
+    /** Optional so that workflows without input can be started with `{}`. */
+    input: z.unknown().optional(),
+    idempotencyKey: idempotencyKey.optional(),
+  })
+  .strict();
+
+const invoiceStartBody = z.object({ customerId: z.string().min(1) }).strict();
+
+const limitParam = (max: number, fallback: number) => z.coerce.number().int().min(1).max(max).default(fallback);
+
+const listRunsQuery = z.object({
+  workflow: z.string().min(1).max(63).optional(),
+  /** One status or a comma list (`failed,compensation_failed`). */
+  status: z
+    .string()
+    .transform((value, ctx) => {
+      const statuses = value.split(',').map((s) => s.trim());
+      const unknown = statuses.filter((s) => !(RUN_STATUSES as readonly string[]).includes(s));
+      if (unknown.length === 0) return statuses;
+      ctx.addIssue({
+        code: 'custom',
+        message: `unknown status '${unknown.join("', '")}'; one of ${RUN_STATUSES.join(', ')}`,
+      });
+      return z.NEVER;
+    })
+    .optional(),
+  limit: limitParam(100, 20),
+  cursor: z.string().min(1).optional(),
+});
+
+const runCursor = z.object({ t: z.iso.datetime({ precision: 6 }), id: z.uuid() });
+
+/** Log levels from least to most severe; `level=warn` returns warn and above. */
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
+const listLogsQuery = z.object({
+  limit: limitParam(1000, 100),
+  cursor: z.string().min(1).optional(),
+  stepId: z.string().min(1).max(63).optional(),
+  level: z.enum(LOG_LEVELS).optional(),
+});
+
+const logCursor = z.object({ after: z.number().int().min(0) });
+
+/** The key from the header or the body; both present and different is a client bug worth a 400. */
+function idempotencyKeyOf(req: Request, fromBody: string | undefined): string | undefined {
+  const header = req.get('Idempotency-Key');
+  if (header === undefined) return fromBody;
+  const parsed = idempotencyKey.safeParse(header);
+  if (!parsed.success) {
+    throw new ValidationError(
+      'Idempotency-Key header must be 1 to 255 characters',
+      [{ path: 'Idempotency-Key', message: 'must be 1 to 255 characters' }],
+      'INVALID_REQUEST',
+    );
+  }
+  if (fromBody !== undefined && fromBody !== header) {
+    throw new ValidationError(
+      'the Idempotency-Key header and body.idempotencyKey differ',
+      [{ path: 'idempotencyKey', message: 'differs from the Idempotency-Key header' }],
+      'INVALID_REQUEST',
+    );
+  }
+  return header;
+}
+
+/** 202 for a new run; 200 with the original run when the idempotency key was seen before. */
+function sendStarted(res: Response, started: StartedRun): void {
+  const statusUrl = `/v1/runs/${started.runId}`;
+  res
+    .status(started.created ? 202 : 200)
+    .location(statusUrl)
+    .json({ runId: started.runId, status: started.status, statusUrl });
+}
+
+export function runsRouter(deps: AppDeps): Router {
+  const { pool, coordinator } = deps;
+  const router = Router();
+  const json = express.json({ limit: deps.config.bodyLimit });
+
+  const start = async (req: Request, res: Response, workflow: string, input: unknown, key?: string) => {
+    const definition = await getDefinition(pool, workflow);
+    const started = await startRun(pool, coordinator, {
+      definition,
+      input,
+      trigger: { type: 'http', route: routeOf(req), requestId: res.locals.requestId as string },
+      ...(key === undefined ? {} : { idempotencyKey: key }),
+    });
+    if (started.created) res.locals.log.info({ runId: started.runId, workflow }, 'run started');
+    sendStarted(res, started);
+  };
+
+  // The seed's entry point, kept for its curl example: the `invoice` workflow with {customerId}.
+  router.post('/invoice/start', json, async (req, res) => {
+    const body = parseOrThrow(invoiceStartBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    await start(req, res, 'invoice', { customerId: body.customerId }, idempotencyKeyOf(req, undefined));
+  });
+
+  router.post('/v1/workflows/:name/runs', json, async (req, res) => {
+    const body = parseOrThrow(startRunBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    await start(req, res, req.params.name, body.input ?? {}, idempotencyKeyOf(req, body.idempotencyKey));
+  });
+
+  router.get('/v1/runs', async (req, res) => {
+    const q = parseOrThrow(listRunsQuery, req.query, { code: 'INVALID_QUERY', what: 'query' });
+    const after = q.cursor === undefined ? undefined : decodeCursor(runCursor, q.cursor);
+    const page = await listRuns(pool, {
+      limit: q.limit,
+      ...(q.workflow === undefined ? {} : { workflow: q.workflow }),
+      ...(q.status === undefined ? {} : { statuses: q.status }),
+      ...(after === undefined ? {} : { after: { createdAt: after.t, id: after.id } }),
+    });
+    res.json({
+      runs: page.runs,
+      nextCursor: page.next ? encodeCursor({ t: page.next.createdAt, id: page.next.id }) : null,
+    });
+  });
+
+  router.get('/v1/runs/:id', async (req, res) => {
+    const id = parseUuid(req.params.id, 'run id');
+    const run = await getRunDetail(pool, id);
+    if (!run) throw new NotFoundError('run', id);
+    res.json(run);
+  });
+
+  router.get('/v1/runs/:id/logs', async (req, res) => {
+    const id = parseUuid(req.params.id, 'run id');
+    const q = parseOrThrow(listLogsQuery, req.query, { code: 'INVALID_QUERY', what: 'query' });
+    const after = q.cursor === undefined ? undefined : decodeCursor(logCursor, q.cursor);
+    if (!(await runExists(pool, id))) throw new NotFoundError('run', id);
+    const page = await listRunLogs(pool, {
+      runId: id,
+      limit: q.limit,
+      ...(after === undefined ? {} : { afterId: after.after }),
+      ...(q.stepId === undefined ? {} : { stepId: q.stepId }),
+      ...(q.level === undefined ? {} : { levels: LOG_LEVELS.slice(LOG_LEVELS.indexOf(q.level)) }),
+    });
+    res.json({
+      logs: page.logs,
+      nextCursor: page.nextAfterId === undefined ? null : encodeCursor({ after: page.nextAfterId }),
+    });
+  });
+
+  return router;
+}
+
+/** The route pattern that started the run, recorded in its trigger (never the raw URL). */
+function routeOf(req: Request): string {
+  return typeof req.route?.path === 'string' ? req.route.path : req.path;
+}

@@ -1,0 +1,75 @@
+import express, { Router } from 'express';
+import { z } from 'zod';
+import {
+  getDefinition,
+  listLatestDefinitions,
+  listVersions,
+  parseDefinitionText,
+  saveDefinition,
+  ValidationError,
+  type StoredDefinition,
+} from '@baton/shared';
+import type { AppDeps } from '../deps';
+import { jsonBody, parseOrThrow } from '../http/validation';
+
+/** Media types a definition may be PUT as besides JSON. */
+const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
+
+const getQuery = z.object({ version: z.coerce.number().int().min(1).optional() });
+
+const summary = (d: StoredDefinition) => ({
+  name: d.name,
+  version: d.version,
+  description: d.definition.description ?? null,
+  createdAt: d.createdAt.toISOString(),
+  steps: d.definition.steps.map((s) => ({ id: s.id, function: s.function, needs: s.needs })),
+});
+
+export function workflowsRouter(deps: AppDeps): Router {
+  const { pool } = deps;
+  const router = Router();
+  const json = express.json({ limit: deps.config.bodyLimit });
+  const yaml = express.text({ type: YAML_TYPES, limit: deps.config.bodyLimit });
+
+  router.get('/v1/workflows', async (_req, res) => {
+    const definitions = await listLatestDefinitions(pool);
+    res.json({ workflows: definitions.map(summary) });
+  });
+
+  router.get('/v1/workflows/:name', async (req, res) => {
+    const q = parseOrThrow(getQuery, req.query, { code: 'INVALID_QUERY', what: 'query' });
+    const [definition, versions] = await Promise.all([
+      getDefinition(pool, req.params.name, q.version),
+      listVersions(pool, req.params.name),
+    ]);
+    res.json({
+      name: definition.name,
+      version: definition.version,
+      createdAt: definition.createdAt.toISOString(),
+      definition: definition.definition,
+      versions: versions.map((v) => ({ version: v.version, createdAt: v.createdAt.toISOString() })),
+    });
+  });
+
+  router.put('/v1/workflows/:name', json, yaml, async (req, res) => {
+    const name = req.params.name;
+    const raw = typeof req.body === 'string' ? parseDefinitionText(req.body, 'request body') : jsonBody(req);
+    const bodyName = (raw as { name?: unknown } | null)?.name;
+    // The URL names the resource: a body for another workflow is refused, never saved elsewhere.
+    if (raw && typeof raw === 'object' && bodyName !== undefined && bodyName !== name) {
+      throw new ValidationError(
+        `definition name '${String(bodyName)}' does not match the URL's '${name}'`,
+        [{ path: 'name', message: `must equal '${name}', the workflow name in the URL` }],
+        'INVALID_DEFINITION',
+      );
+    }
+    const saved = await saveDefinition(pool, raw);
+    if (saved.created) {
+      res.locals.log.info({ workflow: saved.name, version: saved.version }, 'workflow definition saved');
+      res.location(`/v1/workflows/${saved.name}`);
+    }
+    res.status(saved.created ? 201 : 200).json({ name: saved.name, version: saved.version });
+  });
+
+  return router;
+}
