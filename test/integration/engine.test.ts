@@ -186,7 +186,9 @@ describe('engine (coordinator + function runtime)', () => {
   it('finishes every run after the Redis keys are wiped mid-run (reconciler)', async () => {
     completions.length = 0;
     // More runs than the worker's concurrency (4), so jobs are waiting in Redis when it is wiped.
-    const runIds = await Promise.all(Array.from({ length: 12 }, (_, i) => engine.start('slow-chain', { tag: `w${i}` })));
+    const runIds = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => engine.start('slow-chain', { tag: `w${i}` })),
+    );
     await waitFor(async () => (completions.length >= 4 ? true : undefined), 10_000, 'some steps to complete');
     // Like a FLUSHALL, limited to this suite's prefix: every queued, active and finished job is gone.
     await deleteKeysWithPrefix(env.redis, env.config.queuePrefix);
