@@ -80,9 +80,14 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv 
     const value = env[name];
     return value === undefined
       ? `${name} is missing (${issue.message})`
-      : `${name}=${JSON.stringify(value)} is invalid: ${issue.message}`;
+      : `${name}=${JSON.stringify(maskCredentials(value))} is invalid: ${issue.message}`;
   });
   throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+}
+
+/** Hides `user:password@` in URL-shaped values, so a rejected DATABASE_URL never prints its password. */
+export function maskCredentials(value: string): string {
+  return value.replace(/\/\/[^/@\s]*@/, '//***@');
 }
 
 /** For entry points: parse, or print one line to stderr and exit 1. */
@@ -90,10 +95,23 @@ export function loadConfigOrExit<T>(load: () => T): T {
   try {
     return load();
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
+    exitOnConfigError(err);
   }
+}
+
+/** The async form, for set-up that opens resources while it reads its configuration. */
+export async function loadConfigOrExitAsync<T>(load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    exitOnConfigError(err);
+  }
+}
+
+function exitOnConfigError(err: unknown): never {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseEnv, loadConfigOrExit, parseEnv, toBaseConfig, type BaseConfig } from '../config';
+import { baseEnv, loadConfigOrExit, loadConfigOrExitAsync, parseEnv, toBaseConfig, type BaseConfig } from '../config';
 import { createLogger, type Logger } from '../logger';
 import { collectProcessMetrics, startMetricsServer } from '../metrics';
 import { createRedis, queueContext } from '../queues';
@@ -30,7 +30,7 @@ export async function runFunctionMain(
   );
   const config = toBaseConfig(env);
   const logger = createLogger(`fn.${name}`, config.logLevel, { function: name });
-  const fn = await loadConfigOrExit(() => build({ config, logger }));
+  const fn = await loadConfigOrExitAsync(async () => build({ config, logger }));
   collectProcessMetrics(`fn.${name}`);
   const metricsServer = config.metricsPort === undefined ? undefined : await startMetricsServer(config.metricsPort);
 

@@ -1,0 +1,42 @@
+import { baseEnv, ConfigError, maskCredentials, parseEnv, redisOptionsFrom, toBaseConfig } from '@baton/shared';
+
+describe('configuration', () => {
+  it('applies the documented defaults', () => {
+    const config = toBaseConfig(parseEnv(baseEnv, {}));
+    expect(config).toEqual({
+      databaseUrl: 'postgres://postgres@127.0.0.1:5432/baton',
+      redis: { host: '127.0.0.1', port: 6379, db: 0 },
+      queuePrefix: 'baton',
+      logLevel: 'info',
+    });
+  });
+
+  it('reads REDIS_URL with credentials and a db index', () => {
+    expect(
+      redisOptionsFrom({ REDIS_URL: 'redis://u:p%40ss@redis.local:6380/3', REDIS_HOST: 'x', REDIS_PORT: 1 }),
+    ).toEqual({
+      host: 'redis.local',
+      port: 6380,
+      db: 3,
+      username: 'u',
+      password: 'p@ss',
+    });
+    expect(() => redisOptionsFrom({ REDIS_URL: 'http://x', REDIS_HOST: 'x', REDIS_PORT: 1 })).toThrow(ConfigError);
+  });
+
+  it('names every bad variable on one line without printing passwords', () => {
+    let message = '';
+    try {
+      parseEnv(baseEnv, { DATABASE_URL: 'not a url://user:s3cret@host', REDIS_PORT: 'abc', LOG_LEVEL: 'loud' });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).not.toContain('\n');
+    expect(message).toMatch(/DATABASE_URL=.* is invalid/);
+    expect(message).toMatch(/REDIS_PORT="abc" is invalid/);
+    expect(message).toMatch(/LOG_LEVEL="loud" is invalid/);
+    expect(message).not.toContain('s3cret');
+    expect(maskCredentials('postgres://me:pw@db/x')).toBe('postgres://***@db/x');
+  });
+});
