@@ -1,27 +1,15 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { BatonError, NonRetryableError } from '@baton/shared';
-import { simpleParser, type ParsedMail } from 'mailparser';
 import nodemailer from 'nodemailer';
-import { PDFParse } from 'pdf-parse';
-import { SMTPServer } from 'smtp-server';
 import { createCreateInvoice, type CreateInvoiceOutput } from '../../functions/create-invoice/src/index';
 import { createFetchOrders, type FetchOrdersOutput } from '../../functions/fetch-orders/src/index';
 import { createGeneratePdf } from '../../functions/generate-pdf/src/index';
 import { createSendEmail, DEFAULT_MAIL_FROM, parseSendEmailConfig } from '../../functions/send-email/src/index';
 import { createVoidInvoice } from '../../functions/void-invoice/src/index';
 import { createTestContext } from '../support/context';
+import { pdfText, startSmtp, type TestSmtp } from '../support/mail';
 import { createTestEnv, type TestEnv } from '../support/env';
-
-async function pdfText(pdf: Buffer): Promise<string> {
-  // pdf.js may transfer the bytes it is given; hand it a copy.
-  const parser = new PDFParse({ data: new Uint8Array(pdf) });
-  try {
-    return (await parser.getText()).text;
-  } finally {
-    await parser.destroy();
-  }
-}
 
 /** The error a promise rejects with (fails the test when it resolves). */
 async function failure(promise: Promise<unknown>): Promise<BatonError> {
@@ -32,55 +20,6 @@ async function failure(promise: Promise<unknown>): Promise<BatonError> {
   if (!('error' in result)) throw new Error(`expected a failure, got ${JSON.stringify(result.value)}`);
   expect(result.error).toBeInstanceOf(BatonError);
   return result.error as BatonError;
-}
-
-interface ReceivedMail {
-  envelope: { from: string; to: string[] };
-  mail: ParsedMail;
-}
-
-interface TestSmtp {
-  port: number;
-  received: ReceivedMail[];
-  close(): Promise<void>;
-}
-
-/** A real SMTP server on a free port; `rejectRecipientsWith` answers RCPT TO with that code. */
-async function startSmtp(opts: { rejectRecipientsWith?: number } = {}): Promise<TestSmtp> {
-  const received: ReceivedMail[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onRcptTo(address, _session, callback) {
-      if (!opts.rejectRecipientsWith) return callback();
-      const err = Object.assign(new Error(`mailbox ${address.address} unavailable`), {
-        responseCode: opts.rejectRecipientsWith,
-      });
-      callback(err);
-    },
-    onData(stream, session, callback) {
-      simpleParser(stream).then(
-        (mail) => {
-          received.push({
-            envelope: {
-              from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-              to: session.envelope.rcptTo.map((r) => r.address),
-            },
-            mail,
-          });
-          callback();
-        },
-        (err: Error) => callback(err),
-      );
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.server.address() as net.AddressInfo).port;
-  return { port, received, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
 /** A port nothing listens on. */

@@ -1,0 +1,128 @@
+import path from 'node:path';
+import { loadDefinitionsFromDir } from '@baton/shared';
+import nodemailer from 'nodemailer';
+import { createCreateInvoice } from '../../functions/create-invoice/src/index';
+import { createFetchOrders } from '../../functions/fetch-orders/src/index';
+import { createGeneratePdf } from '../../functions/generate-pdf/src/index';
+import { createSendEmail } from '../../functions/send-email/src/index';
+import { createVoidInvoice } from '../../functions/void-invoice/src/index';
+import { startEngine, type Engine } from '../support/engine';
+import { createTestEnv, type TestEnv } from '../support/env';
+import { pdfText, startSmtp, type TestSmtp } from '../support/mail';
+
+/**
+ * workflows/invoice.yaml end to end through the real coordinator and function runtimes, on real
+ * PostgreSQL and Redis, with a real SMTP server receiving the mail.
+ */
+describe('the invoice workflow', () => {
+  let env: TestEnv;
+  let engine: Engine;
+  let smtp: TestSmtp;
+  let transport: nodemailer.Transporter;
+
+  beforeAll(async () => {
+    env = await createTestEnv('invoice');
+    await loadDefinitionsFromDir(env.pool, path.join(__dirname, '../../workflows'));
+    // cust-05's mailbox refuses mail for good: that run must be unwound.
+    smtp = await startSmtp({ rejectRecipientsWith: 550, rejectOnly: ['edsger@example.com'] });
+    transport = nodemailer.createTransport({ url: `smtp://127.0.0.1:${smtp.port}`, connectionTimeout: 5_000 });
+    const { pool } = env;
+    engine = await startEngine(env, [
+      createFetchOrders({ pool }),
+      createCreateInvoice({ pool }),
+      createVoidInvoice({ pool }),
+      createGeneratePdf({ pool }),
+      createSendEmail({ pool, transport, from: 'Baton Invoices <invoices@baton.test>' }),
+    ]);
+  });
+
+  afterAll(async () => {
+    await engine?.close();
+    transport?.close();
+    await smtp?.close();
+    await env?.cleanup();
+  });
+
+  it('invoices cust-01: four steps, an invoice row, a PDF naming customer and total, an e-mail with it', async () => {
+    const runId = await engine.start('invoice', { customerId: 'cust-01' });
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('succeeded');
+
+    const steps = await env.pool.query(
+      'SELECT step_id, status, attempt, queued_at, started_at, finished_at FROM step_executions WHERE run_id = $1 ORDER BY created_at',
+      [runId],
+    );
+    expect(steps.rows.map((s) => [s.step_id, s.status, s.attempt])).toEqual([
+      ['fetchOrders', 'succeeded', 1],
+      ['createInvoice', 'succeeded', 1],
+      ['generatePdf', 'succeeded', 1],
+      ['sendEmail', 'succeeded', 1],
+    ]);
+    for (const s of steps.rows) {
+      expect(s.queued_at.getTime()).toBeLessThanOrEqual(s.started_at.getTime());
+      expect(s.started_at.getTime()).toBeLessThanOrEqual(s.finished_at.getTime());
+    }
+
+    const invoice = await env.pool.query('SELECT * FROM invoices WHERE run_id = $1', [runId]);
+    expect(invoice.rows).toHaveLength(1);
+    expect(invoice.rows[0]).toMatchObject({ customer_id: 'cust-01', status: 'issued', total_cents: 123598 });
+    expect(run.output).toMatchObject({
+      invoiceId: invoice.rows[0].id,
+      invoiceNumber: invoice.rows[0].number,
+      emailedTo: 'ada@example.com',
+      documentUrl: `/v1/documents/${run.output.documentId}`,
+    });
+
+    const doc = await env.pool.query('SELECT content_type, content FROM documents WHERE id = $1', [
+      run.output.documentId,
+    ]);
+    expect(doc.rows[0].content_type).toBe('application/pdf');
+    const text = await pdfText(doc.rows[0].content);
+    expect(text).toContain('Ada Lovelace Ltd');
+    expect(text).toContain('cust-01');
+    expect(text).toContain(invoice.rows[0].number);
+    expect(text).toContain('1,235.98');
+
+    const mail = smtp.received.find((m) => m.envelope.to.includes('ada@example.com'));
+    expect(mail).toBeDefined();
+    expect(mail!.mail.subject).toContain(invoice.rows[0].number);
+    const attachment = mail!.mail.attachments.find((a) => a.contentType === 'application/pdf');
+    expect(attachment).toBeDefined();
+    expect(await pdfText(attachment!.content)).toContain('1,235.98');
+  });
+
+  it('fails an unknown customer cleanly, with the reason on the run and nothing to undo', async () => {
+    const runId = await engine.start('invoice', { customerId: 'cust-99' });
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatchObject({
+      stepId: 'fetchOrders',
+      function: 'fetch-orders',
+      code: 'CUSTOMER_NOT_FOUND',
+      nonRetryable: true,
+      attempt: 1,
+    });
+    const invoices = await env.pool.query('SELECT count(*)::int AS n FROM invoices WHERE run_id = $1', [runId]);
+    expect(invoices.rows[0].n).toBe(0);
+  });
+
+  it('voids the invoice when the e-mail is refused for good (compensation)', async () => {
+    const runId = await engine.start('invoice', { customerId: 'cust-05' });
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('compensated');
+    expect(run.error).toMatchObject({ stepId: 'sendEmail', code: 'EMAIL_REJECTED', nonRetryable: true });
+    const invoice = await env.pool.query('SELECT status, voided_at FROM invoices WHERE run_id = $1', [runId]);
+    expect(invoice.rows).toEqual([{ status: 'void', voided_at: expect.any(Date) }]);
+    const steps = await env.pool.query(
+      'SELECT step_id, kind, status FROM step_executions WHERE run_id = $1 ORDER BY created_at',
+      [runId],
+    );
+    expect(steps.rows).toEqual([
+      { step_id: 'fetchOrders', kind: 'action', status: 'succeeded' },
+      { step_id: 'createInvoice', kind: 'action', status: 'compensated' },
+      { step_id: 'generatePdf', kind: 'action', status: 'succeeded' },
+      { step_id: 'sendEmail', kind: 'action', status: 'failed' },
+      { step_id: 'createInvoice', kind: 'compensation', status: 'succeeded' },
+    ]);
+  });
+});
