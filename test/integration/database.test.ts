@@ -15,7 +15,17 @@ describe('database migrations and seed', () => {
       "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      expect.arrayContaining(['runs', 'step_executions', 'step_attempts', 'run_logs', 'workflow_definitions', 'documents', 'events', 'invoices', 'orders']),
+      expect.arrayContaining([
+        'runs',
+        'step_executions',
+        'step_attempts',
+        'run_logs',
+        'workflow_definitions',
+        'documents',
+        'events',
+        'invoices',
+        'orders',
+      ]),
     );
   });
 });

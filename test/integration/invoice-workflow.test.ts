@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { loadDefinitionsFromDir } from '@baton/shared';
-import nodemailer from 'nodemailer';
+import nodemailer, { type Transporter } from 'nodemailer';
+import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 import { createCreateInvoice } from '../../functions/create-invoice/src/index';
 import { createFetchOrders } from '../../functions/fetch-orders/src/index';
 import { createGeneratePdf } from '../../functions/generate-pdf/src/index';
@@ -18,7 +19,7 @@ describe('the invoice workflow', () => {
   let env: TestEnv;
   let engine: Engine;
   let smtp: TestSmtp;
-  let transport: nodemailer.Transporter;
+  let transport: Transporter<SMTPTransport.SentMessageInfo>;
 
   beforeAll(async () => {
     env = await createTestEnv('invoice');

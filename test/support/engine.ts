@@ -97,7 +97,7 @@ export async function startEngine(
              FROM runs r LEFT JOIN step_executions e ON e.run_id = r.id WHERE r.id = $1 ORDER BY e.created_at`,
           [runId],
         );
-        throw new Error(`${(err as Error).message}\n${JSON.stringify(state.rows, null, 1)}`);
+        throw new Error(`${(err as Error).message}\n${JSON.stringify(state.rows, null, 1)}`, { cause: err });
       }
     },
     async close() {

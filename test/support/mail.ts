@@ -1,3 +1,4 @@
+import type net from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { PDFParse } from 'pdf-parse';
 import { SMTPServer } from 'smtp-server';
