@@ -74,13 +74,29 @@ export const metrics = {
   }),
 };
 
-/** Serves /metrics on its own port (processes without an HTTP API). */
+export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+/**
+ * Serves /metrics and /healthz (the pod's probes) on its own port, for processes without an HTTP
+ * API. `routes` adds endpoints a component owns (the coordinator's backlog for KEDA).
+ */
 export async function startMetricsServer(
   port: number,
   host = '0.0.0.0',
+  routes: Record<string, RouteHandler> = {},
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
-    if (req.url !== '/metrics') {
+    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (pathname === '/healthz') {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    const route = routes[pathname];
+    if (route) {
+      route(req, res);
+      return;
+    }
+    if (pathname !== '/metrics') {
       res.writeHead(404).end();
       return;
     }
