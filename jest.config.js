@@ -1,6 +1,7 @@
 /**
- * Test projects: unit (pure logic, no services) and integration (real PostgreSQL + Redis; each
- * suite gets its own database and Redis key prefix, see test/support/env.ts).
+ * Test projects: unit (pure logic, no services), integration (real PostgreSQL + Redis; each suite
+ * gets its own database and Redis key prefix, see test/support/env.ts) and e2e (`npm run dev` as
+ * real processes, driven over HTTP; needs the build that `npm test` runs first).
  * @type {import('jest').Config}
  */
 const tsJest = ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }];
@@ -18,6 +19,7 @@ module.exports = {
       displayName: 'integration',
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
     },
+    { ...shared, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.test.ts'] },
   ],
   reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
   testTimeout: 60_000,

@@ -1,0 +1,140 @@
+'use strict';
+/**
+ * Where Redis comes from: REDIS_URL / REDIS_HOST / REDIS_PORT when set; else whatever answers PING
+ * on the default port; else a redis-server child configured for queues (AOF, noeviction).
+ */
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { write } = require('./output');
+const { portOrFree, freePorts, pollUntil } = require('./ports');
+const procs = require('./procs');
+const { ROOT, loadShared, requireFromShared } = require('./settings');
+
+const { DevError } = procs;
+const DATA_DIR = path.join(ROOT, '.dev', 'redis');
+const HOW_TO_START =
+  'Start one with `docker compose up -d redis postgres` (or `apt-get install redis-server`), or set REDIS_URL=redis://host:6379/0';
+
+/**
+ * Resolves the Redis to use. `env` holds the variables the components need (empty when the
+ * environment already names the server); `stop` is set when the runner started the server itself.
+ */
+async function resolveRedis(settings, log) {
+  const { redisOptionsFrom } = loadShared();
+  if (settings.redisGiven) {
+    const options = redisOptionsFrom({
+      REDIS_URL: process.env.REDIS_URL || undefined,
+      REDIS_HOST: process.env.REDIS_HOST || '127.0.0.1',
+      REDIS_PORT: Number(process.env.REDIS_PORT || 6379),
+    });
+    const ping = await pingRedis(options);
+    if (!ping.ok)
+      throw new DevError(`Redis at ${describe(options)} does not answer PING (${ping.reason}).\n${HOW_TO_START}`);
+    return {
+      url: describe(options),
+      origin: process.env.REDIS_URL ? 'from REDIS_URL' : 'from REDIS_HOST/REDIS_PORT',
+      env: {},
+    };
+  }
+
+  const pidFile = path.join(DATA_DIR, 'redis.pid');
+  await procs.stopLeftover(pidFile, 'redis-server', 'SIGTERM', log);
+  const local = { host: '127.0.0.1', port: settings.redisPort, db: 0 };
+  const ping = await pingRedis(local);
+  if (ping.ok) return { url: describe(local), origin: 'local server', env: redisEnv(local.port) };
+
+  if (!procs.onPath('redis-server')) {
+    throw new DevError(`no Redis answers on 127.0.0.1:${local.port} and redis-server is not on PATH.\n${HOW_TO_START}`);
+  }
+  let port = local.port;
+  if (ping.refused) {
+    log.info(`no Redis answers on 127.0.0.1:${port}: starting redis-server (data in .dev/redis)`);
+    port = await portOrFree(port);
+  } else {
+    log.warn(`Redis on 127.0.0.1:${port} cannot be used (${ping.reason}): starting redis-server instead`);
+    [port] = await freePorts(1);
+  }
+  const server = await startRedisServer(port, pidFile, log);
+  return {
+    url: describe({ ...local, port }),
+    origin: 'redis-server, data in .dev/redis',
+    env: redisEnv(port),
+    stop: server.stop,
+  };
+}
+
+function redisEnv(port) {
+  return { REDIS_URL: undefined, REDIS_HOST: '127.0.0.1', REDIS_PORT: String(port) };
+}
+
+function describe({ host, port, db, tls }) {
+  return `${tls ? 'rediss' : 'redis'}://${host}:${port}/${db ?? 0}`;
+}
+
+/** One connection attempt and a PING; never retries (the runner decides what to do instead). */
+async function pingRedis(options) {
+  const { Redis } = requireFromShared('ioredis');
+  const client = new Redis({
+    ...options,
+    lazyConnect: true,
+    connectTimeout: 2_000,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  // connect() rejects with a generic "Connection is closed."; the socket's own error says why.
+  let socketError;
+  client.on('error', (err) => (socketError = err));
+  try {
+    await client.connect();
+    return { ok: (await client.ping()) === 'PONG' };
+  } catch (err) {
+    const cause = socketError ?? err;
+    return { ok: false, refused: procs.errorCode(cause) === 'ECONNREFUSED', reason: procs.describeError(cause) };
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * A redis-server configured as Baton expects in production (AOF on, noeviction), in its own process
+ * group so that Ctrl-C reaches the components first and Redis is stopped after them.
+ */
+async function startRedisServer(port, pidFile, log) {
+  fs.mkdirSync(DATA_DIR, { recursive: true });
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', DATA_DIR, '--pidfile', pidFile];
+  args.push('--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--loglevel', 'warning');
+  const child = procs.track(spawn('redis-server', args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const tail = procs.lastLines();
+  let ready = false;
+  const show = (line) => {
+    tail.push(line);
+    // Its start-up banner is noise; shown only when the start fails. Later lines are warnings.
+    if (ready) write('redis', '2', line);
+  };
+  procs.forEachLine(child.stdout, show);
+  procs.forEachLine(child.stderr, show);
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    if (!stopping) log.error(`redis-server exited (${signal ?? `code ${code}`})`);
+  });
+
+  ready = await pollUntil(async () => (await pingRedis({ host: '127.0.0.1', port, db: 0 })).ok, {
+    timeoutMs: 15_000,
+    abort: () => !procs.isAlive(child),
+  });
+  const stop = async () => {
+    stopping = true;
+    // SIGTERM = SHUTDOWN: Redis flushes the AOF and exits.
+    await procs.stopChild(child, { signal: 'SIGTERM', graceMs: 10_000 });
+  };
+  if (!ready) {
+    await stop();
+    throw new DevError(`redis-server did not start on 127.0.0.1:${port}:\n${tail.text()}\n${HOW_TO_START}`);
+  }
+  log.ok(`redis-server ready on 127.0.0.1:${port} (pid ${child.pid})`);
+  return { stop };
+}
+
+module.exports = { resolveRedis };
