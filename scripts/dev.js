@@ -128,7 +128,6 @@ function printNextSteps(settings, mail) {
   log.plain(bold('Try it:'));
   log.plain(`  curl -X POST ${base}/invoice/start -H 'Content-Type: application/json' -d '{"customerId":"cust-01"}'`);
   log.plain(`  status:    curl ${base}/v1/runs/<runId>   (the statusUrl in the answer)`);
-  log.plain(`  dashboard: http://${base}/`);
   log.plain(mail.webUrl ? bold(`  mail:      ${mail.webUrl}`) : `  mail:      sent to ${maskUrl(mail.smtpUrl)}`);
   log.plain('  stop:      Ctrl-C');
 }
