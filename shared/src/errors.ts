@@ -31,6 +31,13 @@ export class StepTimeoutError extends BatonError {
   }
 }
 
+/** The run was cancelled or timed out while this attempt ran: never retried. */
+export class CancelledError extends BatonError {
+  constructor(reason = 'run cancelled') {
+    super('CANCELLED', reason, { retryable: false });
+  }
+}
+
 /** A value from outside (API body, definition, env) is invalid. `details` lists each problem. */
 export class ValidationError extends BatonError {
   constructor(message: string, details?: ValidationProblem[], code = 'VALIDATION_FAILED') {

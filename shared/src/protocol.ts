@@ -41,8 +41,16 @@ export type StepReport =
   | (StepReportBase & { type: 'step.succeeded'; output: unknown })
   | (StepReportBase & { type: 'step.failed'; error: SerializedError });
 
+/** Requests to change a run from outside (API, deadline). */
+export type RunControlMessage =
+  | { type: 'run.cancel'; runId: string; compensate: boolean }
+  /** Resume a failed/compensated/cancelled run at its failed steps; `attempt` = the run's `retries` when asked. */
+  | { type: 'run.retry'; runId: string; attempt: number; input?: unknown; stepId?: string }
+  /** The workflow's `timeoutMs` has passed (sent delayed when the run starts). */
+  | { type: 'run.timeout'; runId: string; attempt: number };
+
 /** Everything the coordinator queue carries. */
-export type CoordinatorMessage = { type: 'run.start'; runId: string } | StepReport;
+export type CoordinatorMessage = { type: 'run.start'; runId: string } | RunControlMessage | StepReport;
 
 /**
  * Job id of a coordinator message, so a message sent twice (a crash and a re-run, the reconciler
@@ -50,5 +58,8 @@ export type CoordinatorMessage = { type: 'run.start'; runId: string } | StepRepo
  */
 export function coordinatorJobId(message: CoordinatorMessage): string {
   if (message.type === 'run.start') return `start_${message.runId}`;
+  if (message.type === 'run.cancel') return `cancel_${message.runId}`;
+  if (message.type === 'run.retry') return `retry_${message.runId}_${message.attempt}`;
+  if (message.type === 'run.timeout') return `timeout_${message.runId}_${message.attempt}`;
   return `${message.stepExecutionId}_${message.attempt}_${message.type.slice(5)}`;
 }

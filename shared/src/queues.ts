@@ -1,4 +1,4 @@
-import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { BaseConfig, RedisOptions } from './config';
 
@@ -39,7 +39,7 @@ export function createRedis(opts: RedisOptions, connectionName = 'baton'): Redis
 }
 
 export interface QueueContext {
-  connection: ConnectionOptions;
+  connection: Redis;
   prefix: string;
 }
 
@@ -72,4 +72,16 @@ export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promis
     if (keys.length) deleted += await redis.del(...keys);
   } while (cursor !== '0');
   return deleted;
+}
+
+/**
+ * Cancellation crosses processes over Redis pub/sub: the coordinator publishes the execution ids it
+ * cancelled, every function runtime aborts the attempts it is running for them.
+ */
+export function cancelChannel(prefix: string): string {
+  return `${prefix}:cancel`;
+}
+
+export async function publishCancellation(redis: Redis, prefix: string, stepExecutionIds: string[]): Promise<void> {
+  if (stepExecutionIds.length) await redis.publish(cancelChannel(prefix), JSON.stringify(stepExecutionIds));
 }

@@ -697,15 +697,27 @@ describe('gateway HTTP API', () => {
     it('PUT /v1/workflows/:name saves a new version (201) and an identical one is a no-op (200)', async () => {
       const def = { name: 'putflow', steps: [{ id: 'a', function: 'fn-a' }] };
       const created = await request(app).put('/v1/workflows/putflow').send(def).expect(201);
-      expect(created.body).toEqual({ name: 'putflow', version: 1 });
+      // fn-a never reported from a worker: saved all the same, with a warning naming the path.
+      expect(created.body).toEqual({
+        name: 'putflow',
+        version: 1,
+        warnings: [{ path: 'steps[0].function', message: "no worker of function 'fn-a' has reported yet" }],
+      });
       expect(created.headers.location).toBe('/v1/workflows/putflow');
       const same = await request(app).put('/v1/workflows/putflow').send(def).expect(200);
-      expect(same.body).toEqual({ name: 'putflow', version: 1 });
+      expect(same.body).toMatchObject({ name: 'putflow', version: 1 });
       const changed = await request(app)
         .put('/v1/workflows/putflow')
         .send({ ...def, steps: [...def.steps, { id: 'b', function: 'fn-b' }] })
         .expect(201);
-      expect(changed.body).toEqual({ name: 'putflow', version: 2 });
+      await env.pool.query("INSERT INTO known_functions (name) VALUES ('fn-a')");
+      expect(changed.body).toMatchObject({ name: 'putflow', version: 2 });
+      const again = await request(app)
+        .put('/v1/workflows/putflow')
+        .send({ ...def, steps: [...def.steps, { id: 'b', function: 'fn-b' }] });
+      expect(again.body.warnings).toEqual([
+        { path: 'steps[1].function', message: "no worker of function 'fn-b' has reported yet" },
+      ]);
       const got = await request(app).get('/v1/workflows/putflow').expect(200);
       expect(got.body.version).toBe(2);
       expect(got.body.versions.map((v: { version: number }) => v.version)).toEqual([2, 1]);
@@ -728,7 +740,7 @@ describe('gateway HTTP API', () => {
         .set('Content-Type', 'application/yaml')
         .send(yaml)
         .expect(201);
-      expect(res.body).toEqual({ name: 'yamlflow', version: 1 });
+      expect(res.body).toMatchObject({ name: 'yamlflow', version: 1 });
       const got = await request(app).get('/v1/workflows/yamlflow').expect(200);
       expect(got.body.definition.steps.map((s: { needs: string[] }) => s.needs)).toEqual([[], ['first']]);
       const broken = await request(app)

@@ -156,9 +156,26 @@ describe('planner', () => {
     expect(plan.start).toEqual([]);
   });
 
-  it('lets running siblings finish before unwinding', async () => {
+  it('fails fast by default: cancels running siblings and unwinds at once', async () => {
     const par = parseWorkflowDefinition({
       name: 'p',
+      steps: [
+        { id: 'x', function: 'f', needs: [] },
+        { id: 'y', function: 'f', needs: [], compensate: { function: 'u' } },
+        { id: 'z', function: 'f', needs: [], compensate: { function: 'u' } },
+      ],
+    });
+    const y = exec('y', 'running');
+    const plan = await planRun(par, run('running', [exec('z', 'succeeded'), exec('x', 'failed'), y]));
+    expect(plan.cancel).toEqual([y.id]);
+    expect(plan.status).toBe('compensating');
+    expect(plan.start).toEqual([expect.objectContaining({ stepId: 'z', kind: 'compensation' })]);
+  });
+
+  it('with waitForAll, lets running siblings finish before unwinding', async () => {
+    const par = parseWorkflowDefinition({
+      name: 'p',
+      onStepFailure: 'waitForAll',
       steps: [
         { id: 'x', function: 'f', needs: [] },
         { id: 'y', function: 'f', needs: [], compensate: { function: 'u' } },
@@ -170,6 +187,16 @@ describe('planner', () => {
     });
     const plan = await planRun(par, run('running', [exec('x', 'failed'), exec('y', 'succeeded')]));
     expect(plan.start).toEqual([expect.objectContaining({ stepId: 'y', kind: 'compensation' })]);
+  });
+
+  it('uses a retry input override instead of the template, and ends a cancelled unwinding cancelled', async () => {
+    const plan = await planRun(saga, { ...run('running', []), inputOverrides: { a: { n: 42 } } });
+    expect(plan.start).toEqual([expect.objectContaining({ stepId: 'a', input: { n: 42 } })]);
+    const cancelled = await planRun(saga, {
+      ...run('compensating', [exec('a', 'compensated'), exec('a', 'succeeded', { kind: 'compensation' })]),
+      error: { stepId: '', function: '', attempt: 0, code: 'CANCELLED', message: 'x', nonRetryable: true },
+    });
+    expect(cancelled.status).toBe('cancelled');
   });
 
   it('plans nothing for a finished run', async () => {

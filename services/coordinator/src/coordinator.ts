@@ -1,35 +1,52 @@
 import crypto from 'node:crypto';
 import { Queue, Worker, type Job } from 'bullmq';
 import {
+  CANCELLED,
+  COORDINATOR_JOB_OPTIONS,
   COORDINATOR_QUEUE,
   ExpressionError,
   KEEP_FINISHED_JOBS,
+  WORKFLOW_TIMEOUT,
+  coordinatorJobId,
+  evaluate,
   functionQueueName,
   getDefinition,
   isTerminalRun,
+  latestByStep,
   metrics,
   planRun,
+  publishCancellation,
   withTransaction,
   type CoordinatorMessage,
   type Logger,
   type Plan,
   type Pool,
   type PoolClient,
-  type RunStatus,
   type QueueContext,
+  type RunControlMessage,
+  type RunError,
+  type RunStatus,
   type StepJobData,
   type WorkflowDefinition,
 } from '@baton/shared';
 import {
   applyReport,
+  cancelExecutions,
+  cancelOutstanding,
   insertExecutions,
   insertLogs,
   insertSkipped,
   loadExecutions,
   lockRun,
+  markFunctionSeen,
+  resetForRetry,
+  runsAhead,
+  setRunStarted,
   stepIdOf,
+  supersedeForRetry,
   touchRun,
   updateRun,
+  waitingRuns,
   type LockedRun,
   type NewExecution,
 } from './run-store';
@@ -37,7 +54,13 @@ import {
 /** What a committed transaction leaves to do. */
 interface Outcome {
   jobs: StepJobData[];
+  /** Executions cancelled in the transaction: remove their jobs, abort their running attempts. */
+  cancelled?: { id: string; function: string }[];
   finished?: { run: LockedRun; status: RunStatus };
+  /** The run took a concurrency slot or freed one: wake the next waiting run(s) of its key. */
+  releasedKey?: { workflow: string; key: string; limit: number };
+  /** The run started with a deadline: send the delayed timeout message. */
+  deadline?: { runId: string; attempt: number; delayMs: number };
 }
 
 const NOTHING: Outcome = { jobs: [] };
@@ -58,9 +81,13 @@ export interface CoordinatorDeps {
 export class Coordinator {
   private readonly definitions = new Map<string, WorkflowDefinition>();
   private readonly functionQueues = new Map<string, Queue>();
+  private readonly seenFunctions = new Set<string>();
+  private readonly selfQueue: Queue;
   private worker?: Worker<CoordinatorMessage>;
 
-  constructor(private readonly deps: CoordinatorDeps) {}
+  constructor(private readonly deps: CoordinatorDeps) {
+    this.selfQueue = new Queue(COORDINATOR_QUEUE, { connection: deps.queues.connection, prefix: deps.queues.prefix });
+  }
 
   start(): void {
     this.worker = new Worker<CoordinatorMessage>(
@@ -83,29 +110,39 @@ export class Coordinator {
   async close(): Promise<void> {
     await this.worker?.close();
     await Promise.all([...this.functionQueues.values()].map((q) => q.close()));
+    await this.selfQueue.close();
   }
 
   async handle(message: CoordinatorMessage): Promise<void> {
+    if (message.type === 'step.started') await this.noteFunction(message.stepExecutionId);
     const outcome = await withTransaction(this.deps.pool, async (client) => {
       const run = await lockRun(client, message.runId);
       if (!run) {
         this.deps.logger.warn({ message }, 'message for an unknown run dropped');
         return NOTHING;
       }
-      if (message.type !== 'run.start') {
-        const changed = await applyReport(client, message);
-        if (message.type !== 'step.started' && changed) {
-          await insertLogs(client, run.id, message, await stepIdOf(client, message.stepExecutionId));
+      switch (message.type) {
+        case 'run.start':
+          return this.advanceLocked(client, run);
+        case 'run.cancel':
+        case 'run.retry':
+        case 'run.timeout':
+          return this.controlLocked(client, run, message);
+        default: {
+          const changed = await applyReport(client, message);
+          if (message.type !== 'step.started' && changed) {
+            await insertLogs(client, run.id, message, await stepIdOf(client, message.stepExecutionId));
+          }
+          // Started and retrying reports change no plan.
+          if (!changed || message.type === 'step.started' || message.type === 'step.retrying') return NOTHING;
+          return this.advanceLocked(client, run);
         }
-        // Started and retrying reports change no plan.
-        if (!changed || message.type === 'step.started' || message.type === 'step.retrying') return NOTHING;
       }
-      return this.advanceLocked(client, run);
     });
     await this.afterCommit(outcome);
   }
 
-  /** Re-plans a run without a new report (used by the reconciler). */
+  /** Re-plans a run without a new report (the reconciler, a freed concurrency slot). */
   async advance(runId: string): Promise<void> {
     const outcome = await withTransaction(this.deps.pool, async (client) => {
       const run = await lockRun(client, runId);
@@ -114,15 +151,38 @@ export class Coordinator {
     await this.afterCommit(outcome);
   }
 
-  /** Effects that must follow a successful commit: enqueueing planned steps, counting finished runs. */
+  /** Effects that must follow a successful commit. */
   private async afterCommit(outcome: Outcome): Promise<void> {
     if (outcome.finished) this.observeFinished(outcome.finished.run, outcome.finished.status);
+    if (outcome.cancelled?.length) await this.stopJobs(outcome.cancelled);
     await this.enqueue(outcome.jobs);
+    if (outcome.deadline) {
+      const { runId, attempt, delayMs } = outcome.deadline;
+      const message: RunControlMessage = { type: 'run.timeout', runId, attempt };
+      await this.selfQueue.add(message.type, message, {
+        ...COORDINATOR_JOB_OPTIONS,
+        jobId: coordinatorJobId(message),
+        delay: delayMs,
+      });
+    }
+    if (outcome.releasedKey) {
+      const { workflow, key, limit } = outcome.releasedKey;
+      for (const runId of await waitingRuns(this.deps.pool, workflow, key, limit)) await this.advance(runId);
+    }
   }
 
   private async advanceLocked(client: PoolClient, run: LockedRun): Promise<Outcome> {
     if (isTerminalRun(run.status)) return NOTHING;
     const definition = await this.definition(run.workflow, run.workflowVersion);
+    const outcome: Outcome = { jobs: [] };
+
+    if (run.status === 'pending') {
+      const admitted = await this.admit(client, run, definition);
+      if (!admitted) return NOTHING;
+      if (definition.timeoutMs)
+        outcome.deadline = { runId: run.id, attempt: run.retries, delayMs: definition.timeoutMs };
+    }
+
     const executions = await loadExecutions(client, run.id);
     let plan: Plan;
     try {
@@ -130,13 +190,9 @@ export class Coordinator {
     } catch (err) {
       if (!(err instanceof ExpressionError)) throw err;
       // A template that fails on this run's data fails the run; retrying cannot change the data.
-      plan = {
-        start: [],
-        skip: [],
-        status: 'failed',
-        error: { stepId: '', function: '', attempt: 0, code: err.code, message: err.message, nonRetryable: true },
-      };
+      plan = { start: [], skip: [], status: 'failed', error: runError(err.code, err.message) };
     }
+    outcome.cancelled = await cancelExecutions(client, plan.cancel ?? [], 'a sibling step failed (failFast)');
 
     const started: NewExecution[] = plan.start.map((p) => ({ ...p, id: crypto.randomUUID() }));
     await insertExecutions(client, run.id, started);
@@ -146,17 +202,113 @@ export class Coordinator {
       run.id,
       plan.skip.map((stepId) => ({ id: crypto.randomUUID(), stepId, function: stepsById.get(stepId)?.function ?? '' })),
     );
-    let finished: Outcome['finished'];
     if (plan.status && plan.status !== run.status) {
-      const terminal = isTerminalRun(plan.status);
-      await updateRun(client, run.id, { status: plan.status, terminal, output: plan.output, error: plan.error });
-      this.deps.logger.info({ runId: run.id, workflow: run.workflow, from: run.status, to: plan.status }, 'run status');
-      if (terminal) finished = { run, status: plan.status };
+      Object.assign(outcome, await this.transition(client, run, definition, plan.status, plan.output, plan.error));
     } else {
       await touchRun(client, run.id);
     }
+    outcome.jobs = started.map((e) => this.jobData(run, e));
+    return outcome;
+  }
 
-    const jobs = started.map((e) => ({
+  /**
+   * A pending run takes a concurrency slot of its key, or stays pending behind the runs ahead of it
+   * (running ones, and older pending ones: first come, first served).
+   */
+  private async admit(client: PoolClient, run: LockedRun, definition: WorkflowDefinition): Promise<boolean> {
+    const limit = definition.concurrency?.limit;
+    if (limit === undefined) {
+      await setRunStarted(client, run.id, null, definition.timeoutMs);
+      return true;
+    }
+    const raw = definition.concurrency?.key ? await evaluate(definition.concurrency.key, { input: run.input }) : '';
+    const key = typeof raw === 'string' ? raw : JSON.stringify(raw ?? null);
+    // Serialises admissions per key, so two runs cannot both take the last slot.
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`baton.concurrency:${run.workflow}:${key}`]);
+    await setRunStarted(client, run.id, key, definition.timeoutMs);
+    if ((await runsAhead(client, run, key)) >= limit) return false;
+    return true;
+  }
+
+  /** Cancel, retry and timeout: requests that change a run from outside its steps. */
+  private async controlLocked(client: PoolClient, run: LockedRun, message: RunControlMessage): Promise<Outcome> {
+    const definition = await this.definition(run.workflow, run.workflowVersion);
+    if (message.type === 'run.retry') {
+      if (
+        !['failed', 'compensated', 'compensation_failed', 'cancelled'].includes(run.status) ||
+        message.attempt !== run.retries
+      ) {
+        return NOTHING;
+      }
+      const executions = await loadExecutions(client, run.id);
+      const actions = [...latestByStep(executions, 'action').values()];
+      const failed = actions.filter((e) => e.status === 'failed' || e.status === 'cancelled').map((e) => e.stepId);
+      const undone = actions
+        .filter((e) => e.status === 'compensating' || e.status === 'compensated')
+        .map((e) => e.stepId);
+      const rerun = dependentsOf(definition, [...failed, ...undone]);
+      await supersedeForRetry(client, run.id, rerun);
+      const overrides = { ...run.inputOverrides };
+      if (message.input !== undefined) {
+        for (const stepId of message.stepId ? [message.stepId] : failed) overrides[stepId] = message.input;
+      }
+      await resetForRetry(client, run.id, overrides, definition.timeoutMs);
+      this.deps.logger.info({ runId: run.id, rerun, attempt: run.retries + 1 }, 'run retried from its failed steps');
+      const resumed: LockedRun = {
+        ...run,
+        status: 'running',
+        error: null,
+        retries: run.retries + 1,
+        inputOverrides: overrides,
+      };
+      const outcome = await this.advanceLocked(client, resumed);
+      if (definition.timeoutMs)
+        outcome.deadline = { runId: run.id, attempt: resumed.retries, delayMs: definition.timeoutMs };
+      return outcome;
+    }
+
+    if (isTerminalRun(run.status)) return NOTHING;
+    // A deadline concerns the attempt it was set for, and only until unwinding has begun.
+    if (message.type === 'run.timeout' && (message.attempt !== run.retries || run.status !== 'running')) return NOTHING;
+    const error =
+      message.type === 'run.cancel'
+        ? runError(CANCELLED, 'run cancelled on request')
+        : runError(WORKFLOW_TIMEOUT, `run exceeded the workflow timeout of ${definition.timeoutMs} ms`);
+    const cancelled = await cancelOutstanding(client, run.id, error);
+    const compensate = message.type === 'run.timeout' || message.compensate;
+    this.deps.logger.info({ runId: run.id, code: error.code, cancelled: cancelled.length, compensate }, 'run stopped');
+    if (!compensate) {
+      const outcome = await this.transition(client, run, definition, 'cancelled', undefined, error);
+      return { ...outcome, jobs: [], cancelled };
+    }
+    await updateRun(client, run.id, { status: 'compensating', terminal: false, error });
+    const outcome = await this.advanceLocked(client, { ...run, status: 'compensating', error });
+    return { ...outcome, cancelled: [...cancelled, ...(outcome.cancelled ?? [])] };
+  }
+
+  private async transition(
+    client: PoolClient,
+    run: LockedRun,
+    definition: WorkflowDefinition,
+    status: RunStatus,
+    output?: unknown,
+    error?: RunError,
+  ): Promise<Partial<Outcome>> {
+    const terminal = isTerminalRun(status);
+    await updateRun(client, run.id, { status, terminal, output, error });
+    this.deps.logger.info({ runId: run.id, workflow: run.workflow, from: run.status, to: status }, 'run status');
+    if (!terminal) return {};
+    const limit = definition.concurrency?.limit;
+    return {
+      finished: { run, status },
+      ...(limit !== undefined && run.concurrencyKey !== null
+        ? { releasedKey: { workflow: run.workflow, key: run.concurrencyKey, limit } }
+        : {}),
+    };
+  }
+
+  private jobData(run: LockedRun, e: NewExecution): StepJobData {
+    return {
       runId: run.id,
       stepExecutionId: e.id,
       stepId: e.stepId,
@@ -166,8 +318,7 @@ export class Coordinator {
       input: e.input,
       retry: e.retry,
       ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
-    }));
-    return { jobs, finished };
+    };
   }
 
   /** Enqueues step jobs; a job id already present (a re-enqueue) is a no-op in BullMQ. */
@@ -186,6 +337,23 @@ export class Coordinator {
     );
   }
 
+  /** Waiting and delayed jobs are removed; running attempts are aborted by their runtime. */
+  private async stopJobs(executions: { id: string; function: string }[]): Promise<void> {
+    // Removing an active (locked) job fails; its worker aborts on the published cancellation instead.
+    await Promise.all(
+      executions.map((e) =>
+        this.functionQueue(e.function)
+          .remove(e.id)
+          .catch(() => 0),
+      ),
+    );
+    await publishCancellation(
+      this.deps.queues.connection,
+      this.deps.queues.prefix,
+      executions.map((e) => e.id),
+    );
+  }
+
   functionQueue(functionName: string): Queue {
     let queue = this.functionQueues.get(functionName);
     if (!queue) {
@@ -196,6 +364,17 @@ export class Coordinator {
       this.functionQueues.set(functionName, queue);
     }
     return queue;
+  }
+
+  /** Remembers which functions have workers, so definitions naming unknown ones get a warning. */
+  private async noteFunction(stepExecutionId: string): Promise<void> {
+    const { rows } = await this.deps.pool.query('SELECT function_name FROM step_executions WHERE id = $1', [
+      stepExecutionId,
+    ]);
+    const name: string | undefined = rows[0]?.function_name;
+    if (!name || this.seenFunctions.has(name)) return;
+    await markFunctionSeen(this.deps.pool, name);
+    this.seenFunctions.add(name);
   }
 
   private async definition(name: string, version: number): Promise<WorkflowDefinition> {
@@ -216,4 +395,24 @@ export class Coordinator {
       metrics.compensationsTotal.inc({ workflow: run.workflow, status });
     }
   }
+}
+
+function runError(code: string, message: string): RunError {
+  return { stepId: '', function: '', attempt: 0, code, message, nonRetryable: true };
+}
+
+/** The steps and every step that needs them, directly or not: what a retry must run again. */
+export function dependentsOf(definition: WorkflowDefinition, stepIds: string[]): string[] {
+  const result = new Set(stepIds);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const step of definition.steps) {
+      if (!result.has(step.id) && step.needs.some((n) => result.has(n))) {
+        result.add(step.id);
+        grew = true;
+      }
+    }
+  }
+  return [...result];
 }

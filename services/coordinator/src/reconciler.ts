@@ -28,6 +28,7 @@ export interface ReconcileResult {
   runsAdvanced: number;
   stepsRequeued: number;
   reportsReplayed: number;
+  runsTimedOut: number;
 }
 
 export class Reconciler {
@@ -54,7 +55,7 @@ export class Reconciler {
   }
 
   async reconcileOnce(): Promise<ReconcileResult> {
-    const result: ReconcileResult = { runsAdvanced: 0, stepsRequeued: 0, reportsReplayed: 0 };
+    const result: ReconcileResult = { runsAdvanced: 0, stepsRequeued: 0, reportsReplayed: 0, runsTimedOut: 0 };
     const { pool, coordinator, graceMs } = this.opts;
     const limit = this.opts.batchSize ?? 500;
 
@@ -137,7 +138,20 @@ export class Reconciler {
       result.runsAdvanced += 1;
       metrics.reconciledTotal.inc({ kind: 'run_advanced' });
     }
-    if (result.stepsRequeued || result.reportsReplayed || result.runsAdvanced) {
+    // 3. Runs past their deadline whose delayed timeout message was lost with Redis.
+    const overdue = await pool.query(
+      `SELECT id, retries FROM runs
+        WHERE status = 'running' AND deadline_at < now() - make_interval(secs => $1)
+        ORDER BY deadline_at LIMIT $2`,
+      [graceMs / 1000, limit],
+    );
+    for (const row of overdue.rows) {
+      await coordinator.handle({ type: 'run.timeout', runId: row.id, attempt: row.retries });
+      result.runsTimedOut += 1;
+      metrics.reconciledTotal.inc({ kind: 'run_timed_out' });
+    }
+
+    if (result.stepsRequeued || result.reportsReplayed || result.runsAdvanced || result.runsTimedOut) {
       this.opts.logger.info(result, 'reconciled');
     }
     return result;

@@ -1,4 +1,5 @@
 import type {
+  Pool,
   PoolClient,
   RunStatus,
   StepExecutionState,
@@ -20,12 +21,17 @@ export interface LockedRun {
   workflowVersion: number;
   status: RunStatus;
   input: unknown;
+  error: RunError | null;
+  retries: number;
+  concurrencyKey: string | null;
+  inputOverrides: Record<string, unknown>;
   createdAt: Date;
 }
 
 export async function lockRun(client: PoolClient, runId: string): Promise<LockedRun | undefined> {
   const { rows } = await client.query(
-    `SELECT id, workflow_name, workflow_version, status, input, created_at FROM runs WHERE id = $1 FOR UPDATE`,
+    `SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at
+       FROM runs WHERE id = $1 FOR UPDATE`,
     [runId],
   );
   const row = rows[0];
@@ -36,6 +42,10 @@ export async function lockRun(client: PoolClient, runId: string): Promise<Locked
     workflowVersion: row.workflow_version,
     status: row.status,
     input: row.input,
+    error: row.error,
+    retries: row.retries,
+    concurrencyKey: row.concurrency_key,
+    inputOverrides: row.metadata?.inputOverrides ?? {},
     createdAt: row.created_at,
   };
 }
@@ -43,7 +53,7 @@ export async function lockRun(client: PoolClient, runId: string): Promise<Locked
 export async function loadExecutions(client: PoolClient, runId: string): Promise<StepExecutionState[]> {
   const { rows } = await client.query(
     `SELECT id, step_id, kind, function_name, status, attempt, output, error, finished_at, created_at
-       FROM step_executions WHERE run_id = $1 ORDER BY created_at, id`,
+       FROM step_executions WHERE run_id = $1 AND superseded_at IS NULL ORDER BY created_at, id`,
     [runId],
   );
   return rows.map((r) => ({
@@ -237,4 +247,108 @@ export async function updateRun(
 
 export async function touchRun(client: PoolClient, runId: string): Promise<void> {
   await client.query('UPDATE runs SET updated_at = now() WHERE id = $1', [runId]);
+}
+
+/** Marks every outstanding execution of a run cancelled; returns them so their jobs can be stopped. */
+export async function cancelOutstanding(
+  client: PoolClient,
+  runId: string,
+  error: RunError,
+): Promise<{ id: string; function: string }[]> {
+  const { rows } = await client.query(
+    `UPDATE step_executions SET status = 'cancelled', error = $3, finished_at = now(), updated_at = now()
+      WHERE run_id = $1 AND superseded_at IS NULL AND status = ANY($2)
+      RETURNING id, function_name`,
+    [runId, NOT_FINISHED, JSON.stringify({ code: error.code, message: error.message, nonRetryable: true })],
+  );
+  return rows.map((r) => ({ id: r.id, function: r.function_name }));
+}
+
+export async function cancelExecutions(
+  client: PoolClient,
+  ids: string[],
+  reason: string,
+): Promise<{ id: string; function: string }[]> {
+  if (!ids.length) return [];
+  const { rows } = await client.query(
+    `UPDATE step_executions SET status = 'cancelled', error = $3, finished_at = now(), updated_at = now()
+      WHERE id = ANY($1) AND status = ANY($2)
+      RETURNING id, function_name`,
+    [ids, NOT_FINISHED, JSON.stringify({ code: 'CANCELLED', message: reason, nonRetryable: true })],
+  );
+  return rows.map((r) => ({ id: r.id, function: r.function_name }));
+}
+
+/**
+ * Retry from failure: the given steps' executions and every compensation are superseded — kept for
+ * the record, ignored by the planner — so the planner starts those steps again.
+ */
+export async function supersedeForRetry(client: PoolClient, runId: string, stepIds: string[]): Promise<void> {
+  await client.query(
+    `UPDATE step_executions SET superseded_at = now(), updated_at = now()
+      WHERE run_id = $1 AND superseded_at IS NULL AND (kind = 'compensation' OR step_id = ANY($2))`,
+    [runId, stepIds],
+  );
+}
+
+export async function resetForRetry(
+  client: PoolClient,
+  runId: string,
+  inputOverrides: Record<string, unknown>,
+  deadlineMs: number | undefined,
+): Promise<void> {
+  await client.query(
+    `UPDATE runs
+        SET status = 'running', error = NULL, output = NULL, finished_at = NULL, retries = retries + 1,
+            metadata = jsonb_set(metadata, '{inputOverrides}', $2::jsonb),
+            deadline_at = CASE WHEN $3::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $3::bigint / 1000.0) END,
+            updated_at = now()
+      WHERE id = $1`,
+    [runId, JSON.stringify(inputOverrides), deadlineMs ?? null],
+  );
+}
+
+export async function setRunStarted(
+  client: PoolClient,
+  runId: string,
+  concurrencyKey: string | null,
+  deadlineMs: number | undefined,
+): Promise<void> {
+  await client.query(
+    `UPDATE runs SET concurrency_key = $2,
+            deadline_at = CASE WHEN $3::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $3::bigint / 1000.0) END
+      WHERE id = $1`,
+    [runId, concurrencyKey, deadlineMs ?? null],
+  );
+}
+
+/**
+ * Runs that hold or wait for a concurrency slot ahead of this one: the running ones, and the pending
+ * ones created earlier (first come, first served). Called under an advisory lock on the key.
+ */
+export async function runsAhead(client: PoolClient, run: LockedRun, key: string): Promise<number> {
+  const { rows } = await client.query(
+    `SELECT count(*)::int AS n FROM runs
+      WHERE workflow_name = $1 AND concurrency_key = $2 AND id <> $3
+        AND (status IN ('running', 'compensating') OR (status = 'pending' AND (created_at, id) < ($4, $3::uuid)))`,
+    [run.workflow, key, run.id, run.createdAt],
+  );
+  return rows[0].n;
+}
+
+/** The oldest runs waiting for a slot of this key. */
+export async function waitingRuns(pool: Pool, workflow: string, key: string, limit: number): Promise<string[]> {
+  const { rows } = await pool.query(
+    `SELECT id FROM runs WHERE workflow_name = $1 AND concurrency_key = $2 AND status = 'pending'
+      ORDER BY created_at, id LIMIT $3`,
+    [workflow, key, limit],
+  );
+  return rows.map((r) => r.id);
+}
+
+export async function markFunctionSeen(pool: Pool, name: string): Promise<void> {
+  await pool.query(
+    `INSERT INTO known_functions (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET last_seen_at = now()`,
+    [name],
+  );
 }

@@ -1,4 +1,4 @@
-import type { Pool } from '@baton/shared';
+import type { Pool, RunStatus } from '@baton/shared';
 
 /**
  * The gateway's read side: plain SQL over the tables the coordinator writes, shaped for the API.
@@ -275,4 +275,26 @@ export async function getDocument(pool: Pool, id: string): Promise<DocumentRow |
     [id],
   );
   return rows[0];
+}
+
+export interface RunControlState {
+  status: RunStatus;
+  retries: number;
+  /** Steps whose execution in force failed or was cancelled: what a retry resumes. */
+  failedSteps: string[];
+}
+
+export async function getRunControlState(pool: Pool, runId: string): Promise<RunControlState | undefined> {
+  const { rows } = await pool.query(
+    `SELECT r.status, r.retries,
+            COALESCE(array_agg(DISTINCT e.step_id) FILTER (WHERE e.step_id IS NOT NULL), '{}') AS failed_steps
+       FROM runs r
+       LEFT JOIN step_executions e ON e.run_id = r.id AND e.kind = 'action' AND e.superseded_at IS NULL
+                                  AND e.status IN ('failed', 'cancelled')
+      WHERE r.id = $1
+      GROUP BY r.id`,
+    [runId],
+  );
+  const row = rows[0];
+  return row ? { status: row.status, retries: row.retries, failedSteps: row.failed_steps } : undefined;
 }

@@ -1,10 +1,16 @@
 import os from 'node:os';
 import { Queue, UnrecoverableError, Worker, type Job, type MinimalJob } from 'bullmq';
-import { NonRetryableError, StepTimeoutError, serializeError, type SerializedError } from '../errors';
+import { CancelledError, NonRetryableError, StepTimeoutError, serializeError, type SerializedError } from '../errors';
 import type { Logger } from '../logger';
 import { metrics } from '../metrics';
 import { coordinatorJobId, type StepJobData, type StepLogLine, type StepReport } from '../protocol';
-import { COORDINATOR_JOB_OPTIONS, COORDINATOR_QUEUE, functionQueueName, type QueueContext } from '../queues';
+import {
+  cancelChannel,
+  COORDINATOR_JOB_OPTIONS,
+  COORDINATOR_QUEUE,
+  functionQueueName,
+  type QueueContext,
+} from '../queues';
 import { backoffDelayMs, isRetryable } from '../workflow/retry';
 import type { FunctionContext, FunctionDefinition, StepLog } from './function';
 
@@ -51,6 +57,15 @@ export function startFunctionWorker(
 ): FunctionWorker {
   const workerId = opts.workerId ?? `${os.hostname()}:${process.pid}`;
   const reports = new Queue(COORDINATOR_QUEUE, { connection: opts.queues.connection, prefix: opts.queues.prefix });
+  // Attempts running in this process, by execution id, so a cancellation can abort them.
+  const inflight = new Map<string, AbortController>();
+  const cancellations = opts.queues.connection.duplicate();
+  cancellations.on('message', (_channel: string, message: string) => {
+    for (const id of JSON.parse(message) as string[]) inflight.get(id)?.abort(new CancelledError());
+  });
+  cancellations.subscribe(cancelChannel(opts.queues.prefix)).catch((err: unknown) => {
+    opts.logger.error({ err }, 'cannot subscribe to cancellations');
+  });
   const report = async (message: StepReport): Promise<void> => {
     await reports.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
   };
@@ -66,7 +81,7 @@ export function startFunctionWorker(
     await report({ type: 'step.started', ...base, at: new Date().toISOString() });
 
     try {
-      const output = await runAttempt(definition, data, { attempt, maxAttempts, logger, logs });
+      const output = await runAttempt(definition, data, { attempt, maxAttempts, logger, logs, inflight });
       observe(definition.name, 'succeeded', started);
       await report({ type: 'step.succeeded', ...base, at: new Date().toISOString(), output: output ?? null, logs });
       return output ?? null;
@@ -109,6 +124,7 @@ export function startFunctionWorker(
     close: async () => {
       await worker.close();
       await reports.close();
+      await cancellations.quit().catch(() => undefined);
     },
   };
 }
@@ -121,7 +137,13 @@ function observe(functionName: string, status: string, startedAt: number): void 
 async function runAttempt(
   definition: FunctionDefinition<any, any>,
   data: StepJobData,
-  attemptInfo: { attempt: number; maxAttempts: number; logger: Logger; logs: StepLogLine[] },
+  attemptInfo: {
+    attempt: number;
+    maxAttempts: number;
+    logger: Logger;
+    logs: StepLogLine[];
+    inflight: Map<string, AbortController>;
+  },
 ): Promise<unknown> {
   const parsed = definition.input.safeParse(data.input);
   if (!parsed.success) {
@@ -146,26 +168,26 @@ async function runAttempt(
     log: stepLog(attemptInfo.logger, attemptInfo.logs),
     logger: attemptInfo.logger,
   };
-  const running = Promise.resolve().then(() => definition.handler(parsed.data, ctx));
-  if (!data.timeoutMs) return running;
-
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new StepTimeoutError(data.timeoutMs as number);
-      controller.abort(error);
-      reject(error);
-    }, data.timeoutMs);
+  // The attempt ends at its deadline or on cancellation whether or not the handler honours the
+  // signal: the slot is freed and the attempt reported on time.
+  const stopped = new Promise<never>((_, reject) => {
+    controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
   });
+  stopped.catch(() => undefined);
+  const timer = data.timeoutMs
+    ? setTimeout(() => controller.abort(new StepTimeoutError(data.timeoutMs as number)), data.timeoutMs)
+    : undefined;
+  attemptInfo.inflight.set(data.stepExecutionId, controller);
+  const running = Promise.resolve().then(() => definition.handler(parsed.data, ctx));
   try {
-    return await Promise.race([running, deadline]);
+    return await Promise.race([running, stopped]);
   } finally {
     clearTimeout(timer);
+    attemptInfo.inflight.delete(data.stepExecutionId);
     if (controller.signal.aborted) {
-      // The attempt already failed on time; a handler that ignored its signal finishes later and
-      // its result is discarded.
+      // A handler that ignored its signal finishes later; its result is discarded.
       running.then(
-        () => attemptInfo.logger.warn('handler finished after its timeout; result discarded'),
+        () => attemptInfo.logger.warn('handler finished after its attempt was stopped; result discarded'),
         () => undefined,
       );
     }

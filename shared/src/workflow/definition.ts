@@ -76,7 +76,23 @@ export const workflowDefinitionSchema = z
     /** Template of the run output over the finished steps; default: every step's output by id. */
     output: z.unknown().optional(),
     triggers: z.array(triggerSchema).default([{ http: {} }]),
-    timeoutMs: z.number().int().min(1).optional(),
+    /** The whole run's deadline: past it, running steps are cancelled and completed ones compensated. */
+    timeoutMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(31 * 86_400_000)
+      .optional(),
+    /**
+     * When a step fails for good while siblings run: `failFast` cancels them and unwinds at once;
+     * `waitForAll` lets them finish (starting nothing new), then unwinds.
+     */
+    onStepFailure: z.enum(['failFast', 'waitForAll']).default('failFast'),
+    /** At most `limit` running runs per value of `key` (JSONata over `input`); others wait, oldest first. */
+    concurrency: z
+      .object({ limit: z.number().int().min(1).max(10_000), key: z.string().min(1).optional() })
+      .strict()
+      .optional(),
     steps: z.array(stepSchema).min(1).max(200),
   })
   .strict();
@@ -137,6 +153,7 @@ function semanticProblems(def: WorkflowDefinition): ValidationProblem[] {
     if (step.compensate) checkTemplates(step.compensate.input, `steps[${i}].compensate.input`, problems);
   });
   checkTemplates(def.output, 'output', problems);
+  if (def.concurrency?.key !== undefined) checkExpression(def.concurrency.key, 'concurrency.key', problems);
   const cycle = findCycle(def.steps);
   if (cycle) {
     problems.push({ path: `steps[${indexById.get(cycle[0])}].needs`, message: `cycle: ${cycle.join(' -> ')}` });

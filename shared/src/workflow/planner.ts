@@ -28,6 +28,11 @@ export interface RunState {
   workflowVersion: number;
   status: RunStatus;
   input: unknown;
+  /** Set when the run was stopped (cancelled, timed out) or a step failed for good. */
+  error?: RunError | null;
+  /** Inputs given to `POST /v1/runs/:id/retry`, by step id: they replace the step's template. */
+  inputOverrides?: Record<string, unknown>;
+  /** Executions in force (superseded ones, from before a retry, left out). */
   executions: StepExecutionState[];
 }
 
@@ -51,6 +56,8 @@ export interface Plan {
   start: PlannedExecution[];
   /** Action steps to record as skipped (their condition was false, or all they need was skipped). */
   skip: string[];
+  /** Outstanding executions to cancel (fail-fast: a sibling failed for good). */
+  cancel?: string[];
   /** A new run status, when it changes. */
   status?: RunStatus;
   output?: unknown;
@@ -82,6 +89,10 @@ export function latestByStep(
 
 const DONE: readonly StepStatus[] = ['succeeded', 'compensating', 'compensated'];
 
+/** Run error codes for runs stopped from outside. */
+export const CANCELLED = 'CANCELLED';
+export const WORKFLOW_TIMEOUT = 'WORKFLOW_TIMEOUT';
+
 export async function planRun(definition: WorkflowDefinition, run: RunState): Promise<Plan> {
   const plan: Plan = { start: [], skip: [] };
   if (isTerminalRun(run.status)) return plan;
@@ -91,9 +102,12 @@ export async function planRun(definition: WorkflowDefinition, run: RunState): Pr
   const failed = [...actions.values()].filter((e) => e.status === 'failed');
   const active = [...actions.values()].some((e) => isOutstandingStep(e.status));
   if (failed.length) {
-    // Let running siblings finish (their results may need compensating too), then unwind.
-    if (active) return plan;
     const first = failed.sort((a, b) => (a.finishedAt?.getTime() ?? 0) - (b.finishedAt?.getTime() ?? 0))[0];
+    if (active) {
+      // waitForAll: let running siblings finish (their results may need compensating too).
+      if (definition.onStepFailure === 'waitForAll') return plan;
+      plan.cancel = [...actions.values()].filter((e) => isOutstandingStep(e.status)).map((e) => e.id);
+    }
     plan.error = runErrorOf(first);
     return planCompensation(definition, run, { ...plan, status: 'compensating' });
   }
@@ -116,7 +130,7 @@ export async function planRun(definition: WorkflowDefinition, run: RunState): Pr
         progressed = true;
         continue;
       }
-      plan.start.push(await actionExecution(step, context));
+      plan.start.push(await actionExecution(step, context, run.inputOverrides));
       settled.set(step.id, 'queued');
     }
   }
@@ -134,12 +148,17 @@ export async function planRun(definition: WorkflowDefinition, run: RunState): Pr
   return plan;
 }
 
-async function actionExecution(step: StepDefinition, context: Record<string, unknown>): Promise<PlannedExecution> {
+async function actionExecution(
+  step: StepDefinition,
+  context: Record<string, unknown>,
+  overrides: Record<string, unknown> = {},
+): Promise<PlannedExecution> {
+  const input = step.id in overrides ? overrides[step.id] : await resolveTemplate(step.input ?? {}, context);
   return {
     stepId: step.id,
     kind: 'action',
     function: step.function,
-    input: (await resolveTemplate(step.input ?? {}, context)) ?? {},
+    input: input ?? {},
     retry: step.retry,
     ...(step.timeoutMs === undefined ? {} : { timeoutMs: step.timeoutMs }),
   };
@@ -173,8 +192,10 @@ async function planCompensation(definition: WorkflowDefinition, run: RunState, p
     });
   const next = toUndo[0];
   if (!next?.compensate) {
-    // With nothing that needed undoing, the run simply failed.
-    return { ...plan, status: comps.length > 0 ? 'compensated' : 'failed' };
+    // A cancelled run stays `cancelled` however it was unwound; otherwise, with nothing that
+    // needed undoing, the run simply failed.
+    const cancelled = (plan.error ?? run.error)?.code === CANCELLED;
+    return { ...plan, status: cancelled ? 'cancelled' : comps.length > 0 ? 'compensated' : 'failed' };
   }
   const context = expressionContext(run);
   plan.start.push({

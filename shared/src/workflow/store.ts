@@ -31,10 +31,14 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-export async function saveDefinition(
-  pool: Pool,
-  raw: unknown,
-): Promise<{ name: string; version: number; created: boolean }> {
+export interface SavedDefinition {
+  name: string;
+  version: number;
+  created: boolean;
+  definition: WorkflowDefinition;
+}
+
+export async function saveDefinition(pool: Pool, raw: unknown): Promise<SavedDefinition> {
   const definition = parseWorkflowDefinition(raw);
   const hash = crypto.createHash('sha256').update(canonicalJson(definition)).digest('hex');
   const client = await pool.connect();
@@ -48,7 +52,7 @@ export async function saveDefinition(
     );
     if (latest.rows[0]?.spec_hash === hash) {
       await client.query('COMMIT');
-      return { name: definition.name, version: latest.rows[0].version, created: false };
+      return { name: definition.name, version: latest.rows[0].version, created: false, definition };
     }
     const version = (latest.rows[0]?.version ?? 0) + 1;
     await client.query('INSERT INTO workflow_definitions (name, version, spec, spec_hash) VALUES ($1, $2, $3, $4)', [
@@ -58,7 +62,7 @@ export async function saveDefinition(
       hash,
     ]);
     await client.query('COMMIT');
-    return { name: definition.name, version, created: true };
+    return { name: definition.name, version, created: true, definition };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
@@ -113,6 +117,27 @@ export async function listVersions(pool: Pool, name: string): Promise<{ version:
   return rows.map((r) => ({ version: r.version, createdAt: r.created_at }));
 }
 
+/**
+ * Functions the definition names that no worker has ever reported: a warning, not an error, since
+ * functions deploy independently of definitions.
+ */
+export async function unknownFunctionWarnings(
+  pool: Pool,
+  definition: WorkflowDefinition,
+): Promise<{ path: string; message: string }[]> {
+  const named = definition.steps.flatMap((step, i) => [
+    { path: `steps[${i}].function`, name: step.function },
+    ...(step.compensate ? [{ path: `steps[${i}].compensate.function`, name: step.compensate.function }] : []),
+  ]);
+  const { rows } = await pool.query<{ name: string }>('SELECT name FROM known_functions WHERE name = ANY($1)', [
+    named.map((n) => n.name),
+  ]);
+  const known = new Set(rows.map((r) => r.name));
+  return named
+    .filter((n) => !known.has(n.name))
+    .map((n) => ({ path: n.path, message: `no worker of function '${n.name}' has reported yet` }));
+}
+
 /** Parses a YAML or JSON document (JSON is YAML). */
 export function parseDefinitionText(text: string, source = 'definition'): unknown {
   try {
@@ -132,11 +157,12 @@ export async function loadDefinitionsFromDir(
   dir: string,
 ): Promise<{ file: string; name: string; version: number; created: boolean }[]> {
   const files = (await fs.readdir(dir)).filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
-  const saved = [];
+  const saved: { file: string; name: string; version: number; created: boolean }[] = [];
   for (const file of files) {
     const raw = parseDefinitionText(await fs.readFile(path.join(dir, file), 'utf8'), file);
     try {
-      saved.push({ file, ...(await saveDefinition(pool, raw)) });
+      const { name, version, created } = await saveDefinition(pool, raw);
+      saved.push({ file, name, version, created });
     } catch (err) {
       if (err instanceof ValidationError) {
         const details = (err.details as { path: string; message: string }[] | undefined) ?? [];

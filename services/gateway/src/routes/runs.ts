@@ -1,10 +1,21 @@
 import express, { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import { getDefinition, NotFoundError, RUN_STATUSES, startRun, ValidationError, type StartedRun } from '@baton/shared';
+import {
+  ConflictError,
+  getDefinition,
+  isTerminalRun,
+  notifyCoordinator,
+  NotFoundError,
+  RUN_STATUSES,
+  startRun,
+  ValidationError,
+  type RunStatus,
+  type StartedRun,
+} from '@baton/shared';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type { AppDeps } from '../deps';
 import { jsonBody, parseOrThrow, parseUuid } from '../http/validation';
-import { getRunDetail, listRunLogs, listRuns, runExists } from '../read-model';
+import { getRunControlState, getRunDetail, listRunLogs, listRuns, runExists } from '../read-model';
 
 const idempotencyKey = z.string().min(1).max(255);
 
@@ -53,6 +64,19 @@ const listLogsQuery = z.object({
 });
 
 const logCursor = z.object({ after: z.number().int().min(0) });
+
+const cancelBody = z.object({ compensate: z.boolean().default(false) }).strict();
+
+const retryBody = z
+  .object({
+    /** Replaces the failed step's input (the step named by `stepId` when several failed). */
+    input: z.unknown().optional(),
+    stepId: z.string().min(1).max(63).optional(),
+  })
+  .strict();
+
+/** Statuses a run can be retried from. */
+const RETRYABLE: readonly RunStatus[] = ['failed', 'compensated', 'compensation_failed', 'cancelled'];
 
 /** The key from the header or the body; both present and different is a client bug worth a 400. */
 function idempotencyKeyOf(req: Request, fromBody: string | undefined): string | undefined {
@@ -133,6 +157,52 @@ export function runsRouter(deps: AppDeps): Router {
     const run = await getRunDetail(pool, id);
     if (!run) throw new NotFoundError('run', id);
     res.json(run);
+  });
+
+  // Control requests go to the coordinator, the single writer of run state; the answer is 202 and
+  // the run's status URL shows the outcome within moments.
+  router.post('/v1/runs/:id/cancel', json, async (req, res) => {
+    const id = parseUuid(req.params.id, 'run id');
+    const body = parseOrThrow(cancelBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    const run = await getRunControlState(pool, id);
+    if (!run) throw new NotFoundError('run', id);
+    if (isTerminalRun(run.status)) throw new ConflictError(`run ${id} is already ${run.status}; nothing to cancel`);
+    await notifyCoordinator(coordinator, { type: 'run.cancel', runId: id, compensate: body.compensate });
+    res.locals.log.info({ runId: id, compensate: body.compensate }, 'run cancellation requested');
+    res.status(202).json({ runId: id, status: run.status, statusUrl: `/v1/runs/${id}` });
+  });
+
+  router.post('/v1/runs/:id/retry', json, async (req, res) => {
+    const id = parseUuid(req.params.id, 'run id');
+    const body = parseOrThrow(retryBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    const run = await getRunControlState(pool, id);
+    if (!run) throw new NotFoundError('run', id);
+    if (!RETRYABLE.includes(run.status)) {
+      throw new ConflictError(`run ${id} is ${run.status}; only ${RETRYABLE.join(', ')} runs can be retried`);
+    }
+    if (body.input !== undefined && body.stepId === undefined && run.failedSteps.length > 1) {
+      throw new ValidationError(
+        `several steps failed (${run.failedSteps.join(', ')}): name the one the input is for`,
+        [{ path: 'stepId', message: `required: one of ${run.failedSteps.join(', ')}` }],
+        'INVALID_REQUEST',
+      );
+    }
+    if (body.stepId !== undefined && !run.failedSteps.includes(body.stepId)) {
+      throw new ValidationError(
+        `step '${body.stepId}' did not fail in run ${id}`,
+        [{ path: 'stepId', message: `must be one of the failed steps: ${run.failedSteps.join(', ') || '(none)'}` }],
+        'INVALID_REQUEST',
+      );
+    }
+    await notifyCoordinator(coordinator, {
+      type: 'run.retry',
+      runId: id,
+      attempt: run.retries,
+      ...(body.input === undefined ? {} : { input: body.input }),
+      ...(body.stepId === undefined ? {} : { stepId: body.stepId }),
+    });
+    res.locals.log.info({ runId: id, steps: run.failedSteps }, 'run retry requested');
+    res.status(202).json({ runId: id, status: run.status, statusUrl: `/v1/runs/${id}` });
   });
 
   router.get('/v1/runs/:id/logs', async (req, res) => {

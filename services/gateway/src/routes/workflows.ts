@@ -6,6 +6,7 @@ import {
   listVersions,
   parseDefinitionText,
   saveDefinition,
+  unknownFunctionWarnings,
   ValidationError,
   type StoredDefinition,
 } from '@baton/shared';
@@ -53,8 +54,10 @@ export function workflowsRouter(deps: AppDeps): Router {
 
   router.put('/v1/workflows/:name', json, yaml, async (req, res) => {
     const name = req.params.name;
-    const raw = typeof req.body === 'string' ? parseDefinitionText(req.body, 'request body') : jsonBody(req);
+    let raw = typeof req.body === 'string' ? parseDefinitionText(req.body, 'request body') : jsonBody(req);
     const bodyName = (raw as { name?: unknown } | null)?.name;
+    // The name may be left to the URL.
+    if (raw && typeof raw === 'object' && !Array.isArray(raw) && bodyName === undefined) raw = { ...raw, name };
     // The URL names the resource: a body for another workflow is refused, never saved elsewhere.
     if (raw && typeof raw === 'object' && bodyName !== undefined && bodyName !== name) {
       throw new ValidationError(
@@ -68,7 +71,8 @@ export function workflowsRouter(deps: AppDeps): Router {
       res.locals.log.info({ workflow: saved.name, version: saved.version }, 'workflow definition saved');
       res.location(`/v1/workflows/${saved.name}`);
     }
-    res.status(saved.created ? 201 : 200).json({ name: saved.name, version: saved.version });
+    const warnings = await unknownFunctionWarnings(pool, saved.definition);
+    res.status(saved.created ? 201 : 200).json({ name: saved.name, version: saved.version, warnings });
   });
 
   return router;
