@@ -41,6 +41,16 @@ const broken = defineFunction({
   },
 });
 
+const stubborn = defineFunction({
+  name: 'stubborn',
+  input: z.object({ ms: z.number() }),
+  // Ignores ctx.signal on purpose.
+  handler: async ({ ms }) => {
+    await new Promise((r) => setTimeout(r, ms));
+    return { finished: true };
+  },
+});
+
 const fast = { backoff: { delayMs: 20, maxDelayMs: 50, jitter: 0 } };
 
 describe('engine (coordinator + function runtime)', () => {
@@ -91,7 +101,11 @@ describe('engine (coordinator + function runtime)', () => {
         { id: 's3', function: 'record', input: { tag: '{{ input.tag }}-3', delayMs: 150 } },
       ],
     });
-    engine = await startEngine(env, [flaky, record, broken]);
+    await saveDefinition(env.pool, {
+      name: 'stubborn',
+      steps: [{ id: 'only', function: 'stubborn', input: { ms: 1500 }, timeoutMs: 150, retry: { attempts: 1 } }],
+    });
+    engine = await startEngine(env, [flaky, record, broken, stubborn]);
   });
 
   afterAll(async () => {
@@ -172,6 +186,18 @@ describe('engine (coordinator + function runtime)', () => {
       message: 'broken for good',
       nonRetryable: true,
     });
+  });
+
+  it('fails an attempt on time when its handler ignores the timeout signal, discarding the late result', async () => {
+    const t0 = Date.now();
+    const runId = await engine.start('stubborn', {});
+    const run = await engine.waitForRun(runId);
+    expect(Date.now() - t0).toBeLessThan(1_200);
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatchObject({ code: 'STEP_TIMEOUT', message: 'step attempt timed out after 150 ms' });
+    await new Promise((r) => setTimeout(r, 1_500));
+    const { rows } = await env.pool.query('SELECT status, output FROM step_executions WHERE run_id = $1', [runId]);
+    expect(rows).toEqual([{ status: 'failed', output: null }]);
   });
 
   it('returns the first run for a repeated idempotency key', async () => {
