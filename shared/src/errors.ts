@@ -7,13 +7,20 @@ export class BatonError extends Error {
   readonly code: string;
   readonly retryable: boolean;
   readonly details?: unknown;
+  /** The earliest moment a retry makes sense (an HTTP Retry-After), in ms from now. */
+  readonly retryAfterMs?: number;
 
-  constructor(code: string, message: string, opts: { retryable?: boolean; details?: unknown; cause?: unknown } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    opts: { retryable?: boolean; details?: unknown; cause?: unknown; retryAfterMs?: number } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
     this.retryable = opts.retryable ?? true;
     this.details = opts.details;
+    if (opts.retryAfterMs !== undefined) this.retryAfterMs = opts.retryAfterMs;
   }
 }
 

@@ -1,6 +1,13 @@
 import os from 'node:os';
 import { Queue, UnrecoverableError, Worker, type Job, type MinimalJob } from 'bullmq';
-import { CancelledError, NonRetryableError, StepTimeoutError, serializeError, type SerializedError } from '../errors';
+import {
+  BatonError,
+  CancelledError,
+  NonRetryableError,
+  StepTimeoutError,
+  serializeError,
+  type SerializedError,
+} from '../errors';
 import type { Logger } from '../logger';
 import { metrics } from '../metrics';
 import { coordinatorJobId, type StepJobData, type StepLogLine, type StepReport } from '../protocol';
@@ -35,6 +42,8 @@ export interface FunctionWorker {
   /** Stops taking jobs, waits for running attempts to finish, then closes connections. */
   close(): Promise<void>;
 }
+
+const MAX_RETRY_AFTER_MS = 3_600_000;
 
 /** Error thrown to BullMQ for a retry: carries the delay already reported to the coordinator. */
 class RetryLater extends Error {
@@ -88,7 +97,9 @@ export function startFunctionWorker(
     } catch (err) {
       const error = serializeError(err);
       if (attempt < maxAttempts && isRetryable(data.retry, error)) {
-        const delayMs = backoffDelayMs(data.retry, attempt);
+        // A server's Retry-After wins over a shorter backoff (bounded, so a hostile header cannot park a step for days).
+        const retryAfterMs = err instanceof BatonError ? Math.min(err.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS) : 0;
+        const delayMs = Math.max(backoffDelayMs(data.retry, attempt), retryAfterMs);
         observe(definition.name, 'retrying', started);
         metrics.stepRetries.inc({ function: definition.name });
         logger.warn({ err: error, delayMs }, 'step attempt failed; retrying');
