@@ -7,7 +7,9 @@ import {
   loadDefinitionsFromDir,
   queueContext,
   startMetricsServer,
+  syncSchedules,
 } from '@baton/shared';
+import { BacklogReader, backlogRoute } from './backlog';
 import { loadCoordinatorConfig } from './config';
 import { Coordinator } from './coordinator';
 import { Reconciler } from './reconciler';
@@ -27,6 +29,9 @@ async function main(): Promise<void> {
   }
 
   const coordinator = new Coordinator({ pool, queues, logger, concurrency: config.concurrency });
+  // Schedules follow the definitions just loaded; the reconciler keeps them in step after that.
+  const schedules = await syncSchedules(pool, coordinator.queue);
+  if (schedules.upserted.length || schedules.removed.length) logger.info(schedules, 'schedules synced');
   coordinator.start();
   const reconciler = new Reconciler({
     pool,
@@ -36,7 +41,12 @@ async function main(): Promise<void> {
     graceMs: config.reconcileGraceMs,
   });
   reconciler.start();
-  const metricsServer = config.metricsPort === undefined ? undefined : await startMetricsServer(config.metricsPort);
+  // /backlog on the metrics port is what KEDA scales each function on (docs/SCALING.md).
+  const backlog = new BacklogReader(queues, redis);
+  const metricsServer =
+    config.metricsPort === undefined
+      ? undefined
+      : await startMetricsServer(config.metricsPort, undefined, { '/backlog': backlogRoute(backlog, logger) });
   logger.info({ concurrency: config.concurrency, metricsPort: metricsServer?.port }, 'coordinator started');
 
   let stopping = false;
@@ -48,6 +58,7 @@ async function main(): Promise<void> {
     await reconciler.stop();
     await coordinator.close();
     await metricsServer?.close();
+    await backlog.close();
     await pool.end();
     await redis.quit().catch(() => undefined);
     process.exit(0);
