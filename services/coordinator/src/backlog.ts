@@ -104,7 +104,7 @@ export class BacklogReader {
 
 /** GET /backlog?function=<name> for startMetricsServer's routes. */
 export function backlogRoute(
-  reader: BacklogReader,
+  reader: Pick<BacklogReader, 'read'>,
   logger: Logger,
   timeoutMs = 3_000,
 ): (req: http.IncomingMessage, res: http.ServerResponse) => void {
