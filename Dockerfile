@@ -1,0 +1,58 @@
+# One image per deployable, all from this file. Build from the repository root:
+#   docker build --build-arg WORKSPACE=functions/generate-pdf -t baton/fn-generate-pdf .
+# skaffold.yaml and docker-compose.yml name every image with its WORKSPACE; NODE_IMAGE swaps the
+# base (CI builds with a local stand-in, see scripts/images-test.js).
+ARG NODE_IMAGE=node:22-slim
+
+# --- manifests: package.json files only, so dependency layers survive source edits -------------
+FROM ${NODE_IMAGE} AS manifests
+ARG WORKSPACE
+WORKDIR /src
+COPY . .
+RUN test -n "${WORKSPACE}" || { echo "build arg WORKSPACE is required (e.g. functions/send-email)" >&2; exit 1; } \
+ && test -f "${WORKSPACE}/package.json" || { echo "no workspace at ${WORKSPACE}" >&2; exit 1; } \
+ && mkdir -p /manifests \
+ && cp package.json package-lock.json /manifests/ \
+ && for f in shared/package.json services/*/package.json functions/*/package.json; do \
+      mkdir -p "/manifests/$(dirname "$f")" && cp "$f" "/manifests/$f"; \
+    done
+
+# --- build: every dependency (the compiler included), then compile shared + the workspace -------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY --from=manifests /manifests ./
+# Install scripts stay off, as in the repository (package.json allowScripts): nothing here needs one.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY . .
+ARG WORKSPACE
+# The coordinator image also runs the migration Job (node scripts/migrate.js) and ships the
+# definitions it loads when no ConfigMap is mounted; other images get their own code and shared/.
+RUN npx tsc -b "${WORKSPACE}" \
+ && mkdir -p "/out/${WORKSPACE}" /out/shared \
+ && cp -r shared/package.json shared/dist /out/shared/ \
+ && cp -r "${WORKSPACE}/package.json" "${WORKSPACE}/dist" "/out/${WORKSPACE}/" \
+ && if [ "${WORKSPACE}" = services/coordinator ]; then \
+      mkdir -p /out/scripts && cp scripts/migrate.js /out/scripts/ && cp -r migrations seeds workflows /out/; \
+    fi \
+ && find /out -name '*.tsbuildinfo' -delete
+
+# --- prod-deps: production dependencies of this workspace and shared/, nothing else -------------
+FROM ${NODE_IMAGE} AS prod-deps
+WORKDIR /src
+COPY --from=manifests /manifests ./
+ARG WORKSPACE
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund --workspace "${WORKSPACE}" \
+ && npm cache clean --force
+
+# --- runtime ------------------------------------------------------------------------------------
+FROM ${NODE_IMAGE}
+ARG WORKSPACE
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=prod-deps /src/node_modules ./node_modules
+COPY --from=build /out ./
+WORKDIR /app/${WORKSPACE}
+# uid 1000 is `node` in the official image; numeric so Kubernetes' runAsNonRoot can verify it.
+USER 1000:1000
+# node itself is PID 1 (no npm wrapper), so SIGTERM reaches the runtime's graceful stop.
+CMD ["node", "dist/main.js"]
