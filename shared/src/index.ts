@@ -19,3 +19,5 @@ export * from './runtime/function';
 export { startFunctionWorker, type FunctionWorker, type FunctionWorkerOptions } from './runtime/worker';
 export { runFunctionMain, SHUTDOWN_TIMEOUT_MS, type FunctionProcess } from './runtime/main';
 export * from './runs';
+export * from './events';
+export * from './schedules';

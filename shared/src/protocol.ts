@@ -38,7 +38,8 @@ interface StepReportBase {
 export type StepReport =
   | (StepReportBase & { type: 'step.started' })
   | (StepReportBase & { type: 'step.retrying'; error: SerializedError; delayMs: number })
-  | (StepReportBase & { type: 'step.succeeded'; output: unknown })
+  /** `events`: what the handler emitted with ctx.emit, published once the success is recorded. */
+  | (StepReportBase & { type: 'step.succeeded'; output: unknown; events?: { name: string; payload: unknown }[] })
   | (StepReportBase & { type: 'step.failed'; error: SerializedError });
 
 /** Requests to change a run from outside (API, deadline). */
@@ -49,8 +50,23 @@ export type RunControlMessage =
   /** The workflow's `timeoutMs` has passed (sent delayed when the run starts). */
   | { type: 'run.timeout'; runId: string; attempt: number };
 
+/** Built-in step kinds: the coordinator's own timers, sent as delayed messages. */
+export type BuiltinStepMessage =
+  /** A `sleep` step's time has come. */
+  | { type: 'step.wake'; runId: string; stepExecutionId: string }
+  /** A `waitForEvent` step's timeout has passed. */
+  | { type: 'step.waitTimeout'; runId: string; stepExecutionId: string };
+
+/** Messages not about one run: the coordinator finds the runs concerned. */
+export type TriggerMessage =
+  /** Offer a stored event to the runs parked on `waitForEvent` for its name. */
+  | { type: 'event.deliver'; eventId: string }
+  /** A schedule's tick, produced by a BullMQ job scheduler (`scheduleId` = `<workflow>:<trigger index>`). */
+  | { type: 'schedule.fire'; scheduleId: string; workflow: string };
+
 /** Everything the coordinator queue carries. */
-export type CoordinatorMessage = { type: 'run.start'; runId: string } | RunControlMessage | StepReport;
+export type CoordinatorMessage =
+  { type: 'run.start'; runId: string } | RunControlMessage | BuiltinStepMessage | TriggerMessage | StepReport;
 
 /**
  * Job id of a coordinator message, so a message sent twice (a crash and a re-run, the reconciler
@@ -58,6 +74,11 @@ export type CoordinatorMessage = { type: 'run.start'; runId: string } | RunContr
  */
 export function coordinatorJobId(message: CoordinatorMessage): string {
   if (message.type === 'run.start') return `start_${message.runId}`;
+  if (message.type === 'step.wake' || message.type === 'step.waitTimeout')
+    return `${message.type}_${message.stepExecutionId}`;
+  if (message.type === 'event.deliver') return `deliver_${message.eventId}`;
+  // Ticks come from BullMQ's job scheduler, which names its jobs itself.
+  if (message.type === 'schedule.fire') throw new Error('schedule ticks are enqueued by their job scheduler');
   if (message.type === 'run.cancel') return `cancel_${message.runId}`;
   if (message.type === 'run.retry') return `retry_${message.runId}_${message.attempt}`;
   if (message.type === 'run.timeout') return `timeout_${message.runId}_${message.attempt}`;

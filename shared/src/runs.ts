@@ -59,7 +59,18 @@ export function validateRunInput(definition: StoredDefinition, input: unknown): 
   );
 }
 
-export async function startRun(pool: Pool, coordinator: Queue, req: StartRunRequest): Promise<StartedRun> {
+/** A pool or a transaction's client. */
+export type Queryable = Pick<Pool, 'query'>;
+
+/**
+ * Inserts the run and, given a coordinator queue, tells the coordinator. Inside a transaction pass
+ * none and notify after commit (a notification for an uncommitted row would find nothing).
+ */
+export async function startRun(
+  pool: Queryable,
+  coordinator: Queue | undefined,
+  req: StartRunRequest,
+): Promise<StartedRun> {
   validateRunInput(req.definition, req.input);
   const runId = crypto.randomUUID();
   const inserted = await pool.query<{ id: string; status: string }>(
@@ -85,7 +96,7 @@ export async function startRun(pool: Pool, coordinator: Queue, req: StartRunRequ
   }
   // The run is committed and will start even if Redis is unreachable now: the reconciler re-sends
   // `run.start` for pending runs. So a failed notification does not fail the request.
-  await notifyCoordinator(coordinator, { type: 'run.start', runId }).catch(() => undefined);
+  if (coordinator) await notifyCoordinator(coordinator, { type: 'run.start', runId }).catch(() => undefined);
   return { runId, status: 'pending', created: true };
 }
 

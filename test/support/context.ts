@@ -10,6 +10,8 @@ export interface RecordedLogLine {
 export interface TestFunctionContext extends FunctionContext {
   /** Every ctx.log line the handler wrote, in order. */
   lines: RecordedLogLine[];
+  /** Every ctx.emit call, in order. */
+  emitted: { name: string; payload: unknown }[];
   /** Aborts ctx.signal, as the runtime does on a step timeout or a cancel. */
   controller: AbortController;
 }
@@ -26,6 +28,7 @@ export function createTestContext(
   const kind = overrides.kind ?? 'action';
   const controller = new AbortController();
   const lines: RecordedLogLine[] = [];
+  const emitted: { name: string; payload: unknown }[] = [];
   const record =
     (level: RecordedLogLine['level']) =>
     (message: string, data?: Record<string, unknown>): void => {
@@ -44,7 +47,9 @@ export function createTestContext(
     signal: controller.signal,
     log,
     logger: createLogger('test', 'silent', { runId, stepId }),
+    emit: (name, payload) => emitted.push({ name, payload }),
     ...overrides,
+    emitted,
     lines,
     controller,
   };

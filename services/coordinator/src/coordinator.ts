@@ -9,6 +9,15 @@ import {
   WORKFLOW_TIMEOUT,
   coordinatorJobId,
   evaluate,
+  evaluateCondition,
+  expressionContext,
+  publishEvent,
+  SLEEP_FUNCTION,
+  startRun,
+  WAIT_FOR_EVENT_FUNCTION,
+  type BuiltinStepMessage,
+  type PlannedExecution,
+  type StepReport,
   functionQueueName,
   getDefinition,
   isTerminalRun,
@@ -31,6 +40,9 @@ import {
 } from '@baton/shared';
 import {
   applyReport,
+  completeBuiltin,
+  finishBuiltin,
+  startBuiltins,
   cancelExecutions,
   cancelOutstanding,
   insertExecutions,
@@ -61,6 +73,8 @@ interface Outcome {
   releasedKey?: { workflow: string; key: string; limit: number };
   /** The run started with a deadline: send the delayed timeout message. */
   deadline?: { runId: string; attempt: number; delayMs: number };
+  /** Coordinator notifications of events published in the transaction. */
+  notify?: (() => Promise<void>)[];
 }
 
 const NOTHING: Outcome = { jobs: [] };
@@ -92,7 +106,7 @@ export class Coordinator {
   start(): void {
     this.worker = new Worker<CoordinatorMessage>(
       COORDINATOR_QUEUE,
-      (job: Job<CoordinatorMessage>) => this.handle(job.data),
+      (job: Job<CoordinatorMessage>) => this.handle(job.data, job.id),
       {
         connection: this.deps.queues.connection,
         prefix: this.deps.queues.prefix,
@@ -113,7 +127,10 @@ export class Coordinator {
     await this.selfQueue.close();
   }
 
-  async handle(message: CoordinatorMessage): Promise<void> {
+  /** `jobId` names a schedule tick (BullMQ's job scheduler makes one job per tick). */
+  async handle(message: CoordinatorMessage, jobId?: string): Promise<void> {
+    if (message.type === 'event.deliver') return this.deliverEvent(message.eventId);
+    if (message.type === 'schedule.fire') return this.fireSchedule(message.scheduleId, message.workflow, jobId);
     if (message.type === 'step.started') await this.noteFunction(message.stepExecutionId);
     const outcome = await withTransaction(this.deps.pool, async (client) => {
       const run = await lockRun(client, message.runId);
@@ -128,6 +145,11 @@ export class Coordinator {
         case 'run.retry':
         case 'run.timeout':
           return this.controlLocked(client, run, message);
+        case 'step.wake':
+        case 'step.waitTimeout': {
+          const changed = await finishBuiltin(client, message);
+          return changed ? this.advanceLocked(client, run) : NOTHING;
+        }
         default: {
           const changed = await applyReport(client, message);
           if (message.type !== 'step.started' && changed) {
@@ -135,11 +157,80 @@ export class Coordinator {
           }
           // Started and retrying reports change no plan.
           if (!changed || message.type === 'step.started' || message.type === 'step.retrying') return NOTHING;
-          return this.advanceLocked(client, run);
+          const emitted = message.type === 'step.succeeded' ? await this.publishEmitted(client, message) : [];
+          const outcome = await this.advanceLocked(client, run);
+          return emitted.length ? { ...outcome, notify: emitted } : outcome;
         }
       }
     });
     await this.afterCommit(outcome);
+  }
+
+  /**
+   * Events a step emitted, published in the transaction that records its success — so exactly once
+   * per step: a replayed report changes nothing and publishes nothing, and the keys
+   * `<stepExecutionId>.<n>` make a second publication a no-op anyway.
+   */
+  private async publishEmitted(
+    client: PoolClient,
+    report: StepReport & { type: 'step.succeeded' },
+  ): Promise<(() => Promise<void>)[]> {
+    const notify: (() => Promise<void>)[] = [];
+    for (const [i, event] of (report.events ?? []).entries()) {
+      const published = await publishEvent(client, this.selfQueue, {
+        name: event.name,
+        payload: event.payload,
+        idempotencyKey: `${report.stepExecutionId}.${i}`,
+        source: { type: 'step', runId: report.runId, stepExecutionId: report.stepExecutionId },
+      });
+      notify.push(published.notify);
+    }
+    return notify;
+  }
+
+  /** Offers an event to every run parked on `waitForEvent` for its name whose `match` accepts it. */
+  private async deliverEvent(eventId: string): Promise<void> {
+    const { rows } = await this.deps.pool.query(
+      `SELECT e.id, e.run_id, e.input FROM step_executions e, events ev
+        WHERE ev.id = $1 AND e.function_name = $2 AND e.status = 'running' AND e.superseded_at IS NULL
+          AND e.input->>'name' = ev.name AND e.started_at <= ev.created_at`,
+      [eventId, WAIT_FOR_EVENT_FUNCTION],
+    );
+    for (const waiting of rows) {
+      const outcome = await withTransaction(this.deps.pool, async (client) => {
+        const run = await lockRun(client, waiting.run_id);
+        if (!run || isTerminalRun(run.status)) return NOTHING;
+        const event = await client.query('SELECT payload FROM events WHERE id = $1', [eventId]);
+        const payload = event.rows[0]?.payload;
+        if (waiting.input.match) {
+          const executions = await loadExecutions(client, run.id);
+          const context = { ...expressionContext({ ...run, executions }), event: payload };
+          if (!(await evaluateCondition(waiting.input.match, context))) return NOTHING;
+        }
+        const changed = await completeBuiltin(client, waiting.id, 'succeeded', payload, null);
+        return changed ? this.advanceLocked(client, run) : NOTHING;
+      });
+      await this.afterCommit(outcome);
+    }
+  }
+
+  /** One schedule tick: one run of the workflow's latest version, keyed on the tick's job id. */
+  private async fireSchedule(scheduleId: string, workflow: string, jobId: string | undefined): Promise<void> {
+    const stored = await getDefinition(this.deps.pool, workflow).catch(() => undefined);
+    const index = Number(scheduleId.slice(workflow.length + 1));
+    const trigger = stored?.definition.triggers[index];
+    if (!stored || !trigger || !('schedule' in trigger)) {
+      this.deps.logger.warn({ scheduleId }, 'tick of a schedule that no longer exists; ignored');
+      return;
+    }
+    const started = await startRun(this.deps.pool, this.selfQueue, {
+      definition: stored,
+      input: trigger.schedule.input ?? {},
+      trigger: { type: 'schedule', scheduleId, cron: trigger.schedule.cron, firedAt: new Date().toISOString() },
+      // A tick handled twice (a coordinator crash mid-message) still starts one run.
+      ...(jobId ? { idempotencyKey: `schedule:${jobId}` } : {}),
+    });
+    if (started.created) this.deps.logger.info({ runId: started.runId, scheduleId }, 'scheduled run started');
   }
 
   /** Re-plans a run without a new report (the reconciler, a freed concurrency slot). */
@@ -156,6 +247,7 @@ export class Coordinator {
     if (outcome.finished) this.observeFinished(outcome.finished.run, outcome.finished.status);
     if (outcome.cancelled?.length) await this.stopJobs(outcome.cancelled);
     await this.enqueue(outcome.jobs);
+    for (const notify of outcome.notify ?? []) await notify();
     if (outcome.deadline) {
       const { runId, attempt, delayMs } = outcome.deadline;
       const message: RunControlMessage = { type: 'run.timeout', runId, attempt };
@@ -194,8 +286,12 @@ export class Coordinator {
     }
     outcome.cancelled = await cancelExecutions(client, plan.cancel ?? [], 'a sibling step failed (failFast)');
 
-    const started: NewExecution[] = plan.start.map((p) => ({ ...p, id: crypto.randomUUID() }));
+    const started: NewExecution[] = plan.start.map((p) => ({ ...p, id: crypto.randomUUID(), input: builtinInput(p) }));
     await insertExecutions(client, run.id, started);
+    await startBuiltins(
+      client,
+      started.filter((e) => isBuiltin(e.function)).map((e) => e.id),
+    );
     const stepsById = new Map(definition.steps.map((s) => [s.id, s]));
     await insertSkipped(
       client,
@@ -321,20 +417,57 @@ export class Coordinator {
     };
   }
 
-  /** Enqueues step jobs; a job id already present (a re-enqueue) is a no-op in BullMQ. */
+  /**
+   * Enqueues step jobs; a job id already present (a re-enqueue) is a no-op in BullMQ. Built-in kinds
+   * (sleep, waitForEvent) are the coordinator's own delayed messages instead of a function job.
+   */
   async enqueue(jobs: StepJobData[]): Promise<void> {
     await Promise.all(
-      jobs.map((data) =>
-        this.functionQueue(data.function).add(data.stepId, data, {
+      jobs.map((data) => {
+        if (isBuiltin(data.function)) return this.armBuiltin(data);
+        return this.functionQueue(data.function).add(data.stepId, data, {
           jobId: data.stepExecutionId,
           attempts: data.retry.attempts,
           // The delay is the function runtime's, computed from `retry` (see runtime/worker.ts).
           backoff: { type: 'baton' },
           removeOnComplete: KEEP_FINISHED_JOBS,
           removeOnFail: KEEP_FINISHED_JOBS,
-        }),
-      ),
+        });
+      }),
     );
+  }
+
+  /** The delayed message that ends a sleep or a wait; its due time was fixed when the step started. */
+  async armBuiltin(data: StepJobData): Promise<void> {
+    const dueAt = builtinDueAt(data.input);
+    const message: BuiltinStepMessage =
+      data.function === SLEEP_FUNCTION
+        ? { type: 'step.wake', runId: data.runId, stepExecutionId: data.stepExecutionId }
+        : { type: 'step.waitTimeout', runId: data.runId, stepExecutionId: data.stepExecutionId };
+    await this.selfQueue.add(message.type, message, {
+      ...COORDINATOR_JOB_OPTIONS,
+      jobId: coordinatorJobId(message),
+      delay: Math.max(0, dueAt - Date.now()),
+    });
+  }
+
+  /**
+   * For the reconciler: re-arms a running built-in step whose timer message is gone from Redis (or
+   * finished without ending the step). Returns true when it had to.
+   */
+  async ensureBuiltinArmed(data: StepJobData): Promise<boolean> {
+    const type = data.function === SLEEP_FUNCTION ? 'step.wake' : 'step.waitTimeout';
+    const jobId = `${type}_${data.stepExecutionId}`;
+    const job = await this.selfQueue.getJob(jobId);
+    if (job && !['completed', 'failed', 'unknown'].includes(await job.getState())) return false;
+    if (job) await this.selfQueue.remove(jobId).catch(() => 0);
+    await this.armBuiltin(data);
+    return true;
+  }
+
+  /** The coordinator's own queue (schedules live on it). */
+  get queue(): Queue {
+    return this.selfQueue;
   }
 
   /** Waiting and delayed jobs are removed; running attempts are aborted by their runtime. */
@@ -415,4 +548,29 @@ export function dependentsOf(definition: WorkflowDefinition, stepIds: string[]):
     }
   }
   return [...result];
+}
+
+/**
+ * A built-in step's input with its due time fixed when it starts: `dueAt` (epoch ms) is when a sleep
+ * ends or a wait times out. Stored with the execution, so timers can be re-armed after a restart.
+ */
+function builtinInput(planned: PlannedExecution): unknown {
+  const input = (planned.input ?? {}) as Record<string, unknown>;
+  if (planned.function === SLEEP_FUNCTION) {
+    const until = typeof input.until === 'string' ? Date.parse(input.until) : NaN;
+    const duration = Number(input.durationMs);
+    const dueAt = Number.isFinite(until) ? until : Date.now() + (Number.isFinite(duration) ? Math.max(0, duration) : 0);
+    return { ...input, dueAt };
+  }
+  if (planned.function === WAIT_FOR_EVENT_FUNCTION) return { ...input, dueAt: Date.now() + Number(input.timeoutMs) };
+  return planned.input;
+}
+
+function builtinDueAt(input: unknown): number {
+  const dueAt = Number((input as { dueAt?: unknown } | null)?.dueAt);
+  return Number.isFinite(dueAt) ? dueAt : Date.now();
+}
+
+export function isBuiltin(functionName: string): boolean {
+  return functionName === SLEEP_FUNCTION || functionName === WAIT_FOR_EVENT_FUNCTION;
 }

@@ -1,12 +1,13 @@
 import {
   metrics,
   OUTSTANDING_STEP_STATUSES,
+  syncSchedules,
   type Logger,
   type Pool,
   type StepJobData,
   type StepReport,
 } from '@baton/shared';
-import type { Coordinator } from './coordinator';
+import { isBuiltin, type Coordinator } from './coordinator';
 
 /**
  * PostgreSQL is the truth, Redis is a work list. The reconciler compares the two and restores what
@@ -79,6 +80,13 @@ export class Reconciler {
         retry: row.retry_policy,
         ...(row.timeout_ms ? { timeoutMs: row.timeout_ms } : {}),
       };
+      if (isBuiltin(data.function)) {
+        if (await coordinator.ensureBuiltinArmed(data)) {
+          result.stepsRequeued += 1;
+          metrics.reconciledTotal.inc({ kind: 'timer_rearmed' });
+        }
+        continue;
+      }
       const queue = coordinator.functionQueue(data.function);
       let job = await queue.getJob(data.stepExecutionId);
       // A job hash in no state list is an orphan (a partial wipe, an AOF cut short): no worker will
@@ -138,7 +146,10 @@ export class Reconciler {
       result.runsAdvanced += 1;
       metrics.reconciledTotal.inc({ kind: 'run_advanced' });
     }
-    // 3. Runs past their deadline whose delayed timeout message was lost with Redis.
+    // 3. Schedules follow the latest definitions (a PUT elsewhere, a Redis wipe).
+    await syncSchedules(pool, coordinator.queue);
+
+    // 4. Runs past their deadline whose delayed timeout message was lost with Redis.
     const overdue = await pool.query(
       `SELECT id, retries FROM runs
         WHERE status = 'running' AND deadline_at < now() - make_interval(secs => $1)

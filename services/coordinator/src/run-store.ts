@@ -352,3 +352,54 @@ export async function markFunctionSeen(pool: Pool, name: string): Promise<void> 
     [name],
   );
 }
+
+/** Built-in steps (sleep, waitForEvent) are running from the moment they are planned. */
+export async function startBuiltins(client: PoolClient, ids: string[]): Promise<void> {
+  if (!ids.length) return;
+  await client.query(
+    `UPDATE step_executions SET status = 'running', attempt = 1, started_at = now(), worker_id = 'coordinator'
+      WHERE id = ANY($1)`,
+    [ids],
+  );
+}
+
+/** Ends a running built-in step; false when it had already ended (a duplicate or late message). */
+export async function completeBuiltin(
+  client: PoolClient,
+  id: string,
+  status: 'succeeded' | 'failed',
+  output: unknown,
+  error: { code: string; message: string; nonRetryable: boolean } | null,
+): Promise<boolean> {
+  const { rowCount } = await client.query(
+    `UPDATE step_executions SET status = $2, output = $3, error = $4, finished_at = now(), updated_at = now()
+      WHERE id = $1 AND status = 'running'`,
+    [id, status, output === undefined ? null : JSON.stringify(output), error ? JSON.stringify(error) : null],
+  );
+  if (rowCount) {
+    await client.query(
+      `INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, error, started_at, finished_at)
+       SELECT id, 1, $2, 'coordinator', $3, started_at, finished_at FROM step_executions WHERE id = $1
+       ON CONFLICT DO NOTHING`,
+      [id, status, error ? JSON.stringify(error) : null],
+    );
+  }
+  return (rowCount ?? 0) > 0;
+}
+
+/** A sleep's wake-up (succeeds with the time) or a wait's timeout (fails with EVENT_TIMEOUT). */
+export async function finishBuiltin(
+  client: PoolClient,
+  message: { type: 'step.wake' | 'step.waitTimeout'; stepExecutionId: string },
+): Promise<boolean> {
+  if (message.type === 'step.wake') {
+    return completeBuiltin(client, message.stepExecutionId, 'succeeded', { wokeAt: new Date().toISOString() }, null);
+  }
+  const { rows } = await client.query('SELECT input FROM step_executions WHERE id = $1', [message.stepExecutionId]);
+  const input = rows[0]?.input ?? {};
+  return completeBuiltin(client, message.stepExecutionId, 'failed', null, {
+    code: 'EVENT_TIMEOUT',
+    message: `no '${input.name}' event arrived within ${input.timeoutMs} ms`,
+    nonRetryable: true,
+  });
+}

@@ -6,6 +6,7 @@ import { observeRequests } from './http/observe';
 import { documentsRouter } from './routes/documents';
 import { healthRouter } from './routes/health';
 import { runsRouter } from './routes/runs';
+import { triggersRouter } from './routes/triggers';
 import { workflowsRouter } from './routes/workflows';
 
 export type { AppDeps } from './deps';
@@ -26,6 +27,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(runsRouter(deps));
   app.use(workflowsRouter(deps));
   app.use(documentsRouter(deps));
+  app.use(triggersRouter(deps));
 
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));

@@ -41,6 +41,11 @@ export interface FunctionContext {
   log: StepLog;
   /** The process logger bound to run and step, for lines that need not be stored with the run. */
   logger: Logger;
+  /**
+   * Emits an event (`POST /v1/events/:name` semantics): delivered once this attempt's success is
+   * recorded, exactly once per step — events of failed attempts are dropped.
+   */
+  emit(name: string, payload?: unknown): void;
 }
 
 export function defineFunction<I, O>(definition: FunctionDefinition<I, O>): FunctionDefinition<I, O> {

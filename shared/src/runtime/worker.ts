@@ -18,6 +18,7 @@ import {
   functionQueueName,
   type QueueContext,
 } from '../queues';
+import { eventName } from '../workflow/definition';
 import { backoffDelayMs, isRetryable } from '../workflow/retry';
 import type { FunctionContext, FunctionDefinition, StepLog } from './function';
 
@@ -44,6 +45,7 @@ export interface FunctionWorker {
 }
 
 const MAX_RETRY_AFTER_MS = 3_600_000;
+const MAX_EVENTS = 100;
 
 /** Error thrown to BullMQ for a retry: carries the delay already reported to the coordinator. */
 class RetryLater extends Error {
@@ -85,14 +87,22 @@ export function startFunctionWorker(
     const maxAttempts = job.opts.attempts ?? 1;
     const logger = opts.logger.child({ runId: data.runId, stepId: data.stepId, function: definition.name, attempt });
     const logs: StepLogLine[] = [];
+    const events: { name: string; payload: unknown }[] = [];
     const base = { runId: data.runId, stepExecutionId: data.stepExecutionId, attempt, workerId };
     const started = performance.now();
     await report({ type: 'step.started', ...base, at: new Date().toISOString() });
 
     try {
-      const output = await runAttempt(definition, data, { attempt, maxAttempts, logger, logs, inflight });
+      const output = await runAttempt(definition, data, { attempt, maxAttempts, logger, logs, events, inflight });
       observe(definition.name, 'succeeded', started);
-      await report({ type: 'step.succeeded', ...base, at: new Date().toISOString(), output: output ?? null, logs });
+      await report({
+        type: 'step.succeeded',
+        ...base,
+        at: new Date().toISOString(),
+        output: output ?? null,
+        logs,
+        ...(events.length ? { events } : {}),
+      });
       return output ?? null;
     } catch (err) {
       const error = serializeError(err);
@@ -153,6 +163,7 @@ async function runAttempt(
     maxAttempts: number;
     logger: Logger;
     logs: StepLogLine[];
+    events: { name: string; payload: unknown }[];
     inflight: Map<string, AbortController>;
   },
 ): Promise<unknown> {
@@ -178,6 +189,14 @@ async function runAttempt(
     signal: controller.signal,
     log: stepLog(attemptInfo.logger, attemptInfo.logs),
     logger: attemptInfo.logger,
+    emit: (name, payload) => {
+      const checked = eventName.safeParse(name);
+      if (!checked.success)
+        throw new NonRetryableError('INVALID_EVENT', `event name '${name}': ${checked.error.issues[0].message}`);
+      if (attemptInfo.events.length >= MAX_EVENTS)
+        throw new NonRetryableError('TOO_MANY_EVENTS', `at most ${MAX_EVENTS} events per step`);
+      attemptInfo.events.push({ name, payload: payload ?? null });
+    },
   };
   // The attempt ends at its deadline or on cancellation whether or not the handler honours the
   // signal: the slot is freed and the attempt reported on time.

@@ -1,3 +1,4 @@
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { ValidationError, type ValidationProblem } from '../errors';
 import { compileExpression, templateExpressions } from './expressions';
@@ -44,11 +45,55 @@ const stepId = z
     'use letters, digits, dashes and underscores, starting with a letter (max 63)',
   );
 
+/** Event names: `order.created`, `invoice-paid`… */
+export const eventName = z
+  .string()
+  .regex(/^[a-z][a-z0-9._-]{0,127}$/, 'use lowercase letters, digits, dots, dashes and underscores (max 128)');
+
+/** Built-in step kinds run by the coordinator itself, not by a function worker. */
+export const SLEEP_FUNCTION = 'baton.sleep';
+export const WAIT_FOR_EVENT_FUNCTION = 'baton.waitForEvent';
+
+const sleepSchema = z
+  .object({
+    /** A number, or a template resolving to one. */
+    durationMs: z
+      .union([
+        z
+          .number()
+          .int()
+          .min(0)
+          .max(366 * 86_400_000),
+        z.string().min(1),
+      ])
+      .optional(),
+    /** An ISO 8601 instant, or a template resolving to one. */
+    until: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((s) => (s.durationMs === undefined) !== (s.until === undefined), 'give exactly one of durationMs and until');
+
+const waitForEventSchema = z
+  .object({
+    name: eventName,
+    /** JSONata over `{ event, input, steps }`: which event of that name this run waits for. */
+    match: z.string().min(1).optional(),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(366 * 86_400_000),
+  })
+  .strict();
+
 const stepSchema = z
   .object({
     /** Step ids are referenced from expressions (`steps.createInvoice.output`), so camelCase is allowed. */
     id: stepId,
-    function: identifier,
+    /** A function to call — or one of the built-in kinds `sleep` and `waitForEvent`. */
+    function: identifier.optional(),
+    sleep: sleepSchema.optional(),
+    waitForEvent: waitForEventSchema.optional(),
     description: z.string().max(1_000).optional(),
     /** Steps this one waits for. Omitted: the previous step in the list (a plain sequence). */
     needs: z.array(stepId).optional(),
@@ -63,9 +108,48 @@ const stepSchema = z
       .strict()
       .optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((step, ctx) => {
+    const kinds = [step.function, step.sleep, step.waitForEvent].filter((k) => k !== undefined).length;
+    if (kinds !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['function'],
+        message: 'give exactly one of function, sleep and waitForEvent',
+      });
+    }
+  });
 
-const triggerSchema = z.union([z.object({ http: z.object({}).strict() }).strict()]);
+const triggerSchema = z.union([
+  z.object({ http: z.object({}).strict() }).strict(),
+  z
+    .object({
+      schedule: z
+        .object({
+          /** 5 fields, or 6 with seconds first. */
+          cron: z.string().min(1).max(200),
+          /** IANA time zone; default UTC. */
+          timezone: z.string().min(1).max(64).optional(),
+          /** The input of every run it starts. */
+          input: z.unknown().optional(),
+        })
+        .strict(),
+    })
+    .strict(),
+  z
+    .object({
+      event: z
+        .object({
+          name: eventName,
+          /** JSONata over the payload: only events for which it is truthy start a run. */
+          filter: z.string().min(1).optional(),
+        })
+        .strict(),
+    })
+    .strict(),
+]);
+
+export type Trigger = z.infer<typeof triggerSchema>;
 
 export const workflowDefinitionSchema = z
   .object({
@@ -99,7 +183,8 @@ export const workflowDefinitionSchema = z
 
 /** A definition as written (defaults not applied). */
 export type WorkflowDefinitionInput = z.input<typeof workflowDefinitionSchema>;
-export type StepDefinition = z.infer<typeof stepSchema> & { needs: string[] };
+/** A step after parsing: `function` is set for every kind (built-ins get SLEEP_FUNCTION / WAIT_FOR_EVENT_FUNCTION). */
+export type StepDefinition = z.infer<typeof stepSchema> & { needs: string[]; function: string };
 export type WorkflowDefinition = Omit<z.infer<typeof workflowDefinitionSchema>, 'steps'> & { steps: StepDefinition[] };
 
 function zodPath(path: PropertyKey[]): string {
@@ -124,6 +209,7 @@ export function parseWorkflowDefinition(raw: unknown): WorkflowDefinition {
   }
   const steps = parsed.data.steps.map((step, index) => ({
     ...step,
+    function: step.function ?? (step.sleep ? SLEEP_FUNCTION : WAIT_FOR_EVENT_FUNCTION),
     needs: step.needs ?? (index === 0 ? [] : [parsed.data.steps[index - 1].id]),
   }));
   const definition: WorkflowDefinition = { ...parsed.data, steps };
@@ -151,6 +237,18 @@ function semanticProblems(def: WorkflowDefinition): ValidationProblem[] {
     if (step.if !== undefined) checkExpression(step.if, `steps[${i}].if`, problems);
     checkTemplates(step.input, `steps[${i}].input`, problems);
     if (step.compensate) checkTemplates(step.compensate.input, `steps[${i}].compensate.input`, problems);
+    if (step.sleep) checkTemplates(step.sleep, `steps[${i}].sleep`, problems);
+    if (step.waitForEvent?.match) checkExpression(step.waitForEvent.match, `steps[${i}].waitForEvent.match`, problems);
+  });
+  def.triggers.forEach((trigger, i) => {
+    if ('schedule' in trigger) {
+      const { cron, timezone } = trigger.schedule;
+      const problem = cronProblem(cron, timezone);
+      if (problem) problems.push({ path: `triggers[${i}].schedule.${problem.field}`, message: problem.message });
+    }
+    if ('event' in trigger && trigger.event.filter) {
+      checkExpression(trigger.event.filter, `triggers[${i}].event.filter`, problems);
+    }
   });
   checkTemplates(def.output, 'output', problems);
   if (def.concurrency?.key !== undefined) checkExpression(def.concurrency.key, 'concurrency.key', problems);
@@ -159,6 +257,28 @@ function semanticProblems(def: WorkflowDefinition): ValidationProblem[] {
     problems.push({ path: `steps[${indexById.get(cycle[0])}].needs`, message: `cycle: ${cycle.join(' -> ')}` });
   }
   return problems;
+}
+
+/** Checks a cron pattern (5 fields, or 6 with seconds) and its time zone the way the scheduler reads them. */
+export function cronProblem(
+  cron: string,
+  timezone?: string,
+): { field: 'cron' | 'timezone'; message: string } | undefined {
+  if (timezone !== undefined) {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: timezone });
+    } catch {
+      return { field: 'timezone', message: `unknown time zone '${timezone}'` };
+    }
+  }
+  const fields = cron.trim().split(/\s+/).length;
+  if (fields !== 5 && fields !== 6) return { field: 'cron', message: `expected 5 or 6 fields, got ${fields}` };
+  try {
+    CronExpressionParser.parse(cron, timezone ? { tz: timezone } : {});
+  } catch (err) {
+    return { field: 'cron', message: `invalid cron pattern: ${(err as Error).message}` };
+  }
+  return undefined;
 }
 
 function checkExpression(expr: string, path: string, problems: ValidationProblem[]): void {

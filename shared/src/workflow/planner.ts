@@ -153,7 +153,9 @@ async function actionExecution(
   context: Record<string, unknown>,
   overrides: Record<string, unknown> = {},
 ): Promise<PlannedExecution> {
-  const input = step.id in overrides ? overrides[step.id] : await resolveTemplate(step.input ?? {}, context);
+  // Built-in kinds take their spec as input: templates in it are resolved like any input.
+  const template = step.sleep ?? step.waitForEvent ?? step.input ?? {};
+  const input = step.id in overrides ? overrides[step.id] : await resolveTemplate(template, context);
   return {
     stepId: step.id,
     kind: 'action',

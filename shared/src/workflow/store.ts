@@ -102,7 +102,7 @@ export async function getDefinition(pool: Pool, name: string, version?: number):
 }
 
 /** The latest version of every workflow, by name. */
-export async function listLatestDefinitions(pool: Pool): Promise<StoredDefinition[]> {
+export async function listLatestDefinitions(pool: Pick<Pool, 'query'>): Promise<StoredDefinition[]> {
   const { rows } = await pool.query<DefinitionRow>(
     'SELECT DISTINCT ON (name) * FROM workflow_definitions ORDER BY name, version DESC',
   );
@@ -126,7 +126,8 @@ export async function unknownFunctionWarnings(
   definition: WorkflowDefinition,
 ): Promise<{ path: string; message: string }[]> {
   const named = definition.steps.flatMap((step, i) => [
-    { path: `steps[${i}].function`, name: step.function },
+    // Built-in kinds (sleep, waitForEvent) are the coordinator's own.
+    ...(step.function.startsWith('baton.') ? [] : [{ path: `steps[${i}].function`, name: step.function }]),
     ...(step.compensate ? [{ path: `steps[${i}].compensate.function`, name: step.compensate.function }] : []),
   ]);
   const { rows } = await pool.query<{ name: string }>('SELECT name FROM known_functions WHERE name = ANY($1)', [

@@ -6,6 +6,7 @@ import {
   listVersions,
   parseDefinitionText,
   saveDefinition,
+  syncSchedules,
   unknownFunctionWarnings,
   ValidationError,
   type StoredDefinition,
@@ -72,6 +73,8 @@ export function workflowsRouter(deps: AppDeps): Router {
       res.location(`/v1/workflows/${saved.name}`);
     }
     const warnings = await unknownFunctionWarnings(pool, saved.definition);
+    // Schedules follow the new version at once (the coordinator's reconciler would, within a pass).
+    if (saved.created) await syncSchedules(pool, deps.coordinator);
     res.status(saved.created ? 201 : 200).json({ name: saved.name, version: saved.version, warnings });
   });
 
