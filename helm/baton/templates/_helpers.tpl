@@ -97,6 +97,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ .Values.queuePrefix | quote }}
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+# The address this pod's /metrics is registered under (GET /v1/prometheus/targets): pod names do not resolve.
+- name: BATON_ADVERTISE_HOST
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
 {{- end -}}
 
 {{- define "baton.secretEnv" -}}

@@ -1,5 +1,6 @@
 // `helm test`: start the invoice workflow through the gateway and wait until the run succeeded.
 // Runs with the gateway image's node (global fetch); any other end fails the test with the reason.
+/* global fetch -- Node 22 (the gateway image) has it built in. */
 const base = process.env.BATON_URL;
 const customerId = process.env.CUSTOMER_ID;
 const timeoutMs = Number(process.env.TIMEOUT_SECONDS || 120) * 1000;
