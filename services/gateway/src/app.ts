@@ -5,6 +5,7 @@ import { errorHandler, notFoundHandler } from './http/errors';
 import { observeRequests } from './http/observe';
 import { documentsRouter } from './routes/documents';
 import { healthRouter } from './routes/health';
+import { openapiRouter } from './routes/openapi';
 import { runsRouter } from './routes/runs';
 import { triggersRouter } from './routes/triggers';
 import { workflowsRouter } from './routes/workflows';
@@ -28,6 +29,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(workflowsRouter(deps));
   app.use(documentsRouter(deps));
   app.use(triggersRouter(deps));
+  app.use(openapiRouter(deps));
 
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));

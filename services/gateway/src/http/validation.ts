@@ -1,9 +1,8 @@
 import type { Request } from 'express';
 import type { z } from 'zod';
 import { ValidationError, type ValidationProblem } from '@baton/shared';
+import { uuid } from '../api/schemas';
 import { ApiError } from './errors';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Problems by path; an unknown key is reported at its own path so the message names the field. */
 function problemsOf(error: z.ZodError, root: string): ValidationProblem[] {
@@ -33,7 +32,8 @@ export function parseOrThrow<S extends z.ZodType>(
 }
 
 export function parseUuid(value: string, what: string): string {
-  if (!UUID.test(value)) throw new ValidationError(`${what} '${value}' is not a UUID`, undefined, 'INVALID_ID');
+  if (!uuid.safeParse(value).success)
+    throw new ValidationError(`${what} '${value}' is not a UUID`, undefined, 'INVALID_ID');
   return value.toLowerCase();
 }
 

@@ -6,74 +6,29 @@ import {
   isTerminalRun,
   notifyCoordinator,
   NotFoundError,
-  RUN_STATUSES,
   startRun,
   ValidationError,
   type RunStatus,
   type StartedRun,
 } from '@baton/shared';
+import {
+  cancelBody,
+  idempotencyKey,
+  invoiceStartBody,
+  listLogsQuery,
+  listRunsQuery,
+  LOG_LEVELS,
+  retryBody,
+  startRunBody,
+} from '../api/schemas';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type { AppDeps } from '../deps';
 import { jsonBody, parseOrThrow, parseUuid } from '../http/validation';
 import { getRunControlState, getRunDetail, listRunLogs, listRuns, runExists } from '../read-model';
 
-const idempotencyKey = z.string().min(1).max(255);
-
-const startRunBody = z
-  .object({
-    /** Optional so that workflows without input can be started with `{}`. */
-    input: z.unknown().optional(),
-    idempotencyKey: idempotencyKey.optional(),
-  })
-  .strict();
-
-const invoiceStartBody = z.object({ customerId: z.string().min(1) }).strict();
-
-const limitParam = (max: number, fallback: number) => z.coerce.number().int().min(1).max(max).default(fallback);
-
-const listRunsQuery = z.object({
-  workflow: z.string().min(1).max(63).optional(),
-  /** One status or a comma list (`failed,compensation_failed`). */
-  status: z
-    .string()
-    .transform((value, ctx) => {
-      const statuses = value.split(',').map((s) => s.trim());
-      const unknown = statuses.filter((s) => !(RUN_STATUSES as readonly string[]).includes(s));
-      if (unknown.length === 0) return statuses;
-      ctx.addIssue({
-        code: 'custom',
-        message: `unknown status '${unknown.join("', '")}'; one of ${RUN_STATUSES.join(', ')}`,
-      });
-      return z.NEVER;
-    })
-    .optional(),
-  limit: limitParam(100, 20),
-  cursor: z.string().min(1).optional(),
-});
-
 const runCursor = z.object({ t: z.iso.datetime({ precision: 6 }), id: z.uuid() });
 
-/** Log levels from least to most severe; `level=warn` returns warn and above. */
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-
-const listLogsQuery = z.object({
-  limit: limitParam(1000, 100),
-  cursor: z.string().min(1).optional(),
-  stepId: z.string().min(1).max(63).optional(),
-  level: z.enum(LOG_LEVELS).optional(),
-});
-
 const logCursor = z.object({ after: z.number().int().min(0) });
-
-const cancelBody = z.object({ compensate: z.boolean().default(false) }).strict();
-
-const retryBody = z
-  .object({
-    /** Replaces the failed step's input (the step named by `stepId` when several failed). */
-    input: z.unknown().optional(),
-    stepId: z.string().min(1).max(63).optional(),
-  })
-  .strict();
 
 /** Statuses a run can be retried from. */
 const RETRYABLE: readonly RunStatus[] = ['failed', 'compensated', 'compensation_failed', 'cancelled'];

@@ -1,17 +1,8 @@
 import express, { Router } from 'express';
-import { z } from 'zod';
 import { eventName, listSchedules, publishEventNow, setSchedulePaused, ValidationError } from '@baton/shared';
+import { eventBody, scheduleBody } from '../api/schemas';
 import type { AppDeps } from '../deps';
 import { jsonBody, parseOrThrow } from '../http/validation';
-
-const eventBody = z
-  .object({
-    payload: z.unknown().optional(),
-    idempotencyKey: z.string().min(1).max(255).optional(),
-  })
-  .strict();
-
-const scheduleBody = z.object({ paused: z.boolean() }).strict();
 
 /** Events (`POST /v1/events/:name`) and schedules (`GET /v1/schedules`, `PUT /v1/schedules/:id`). */
 export function triggersRouter(deps: AppDeps): Router {

@@ -1,5 +1,4 @@
 import express, { Router } from 'express';
-import { z } from 'zod';
 import {
   getDefinition,
   listLatestDefinitions,
@@ -11,13 +10,9 @@ import {
   ValidationError,
   type StoredDefinition,
 } from '@baton/shared';
+import { getWorkflowQuery, YAML_TYPES } from '../api/schemas';
 import type { AppDeps } from '../deps';
 import { jsonBody, parseOrThrow } from '../http/validation';
-
-/** Media types a definition may be PUT as besides JSON. */
-const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
-
-const getQuery = z.object({ version: z.coerce.number().int().min(1).optional() });
 
 const summary = (d: StoredDefinition) => ({
   name: d.name,
@@ -39,7 +34,7 @@ export function workflowsRouter(deps: AppDeps): Router {
   });
 
   router.get('/v1/workflows/:name', async (req, res) => {
-    const q = parseOrThrow(getQuery, req.query, { code: 'INVALID_QUERY', what: 'query' });
+    const q = parseOrThrow(getWorkflowQuery, req.query, { code: 'INVALID_QUERY', what: 'query' });
     const [definition, versions] = await Promise.all([
       getDefinition(pool, req.params.name, q.version),
       listVersions(pool, req.params.name),

@@ -1,0 +1,403 @@
+#!/usr/bin/env node
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { ApiError, CliError, Client } from './client';
+import { parseValue, readDefinitionFile } from './input';
+import { errorText, formatDuration, runFrame, type Style } from './render';
+import type { EventPublished, Run, RunAccepted, WorkflowSaved } from './types';
+import { executionCount, getRun, isTerminal, printLogs, watchRun } from './watch';
+
+/**
+ * `baton`: the gateway's API from a terminal. BATON_URL (default http://localhost:3000) and
+ * BATON_API_KEY say where and as whom; `--json` prints the API's answers as they are.
+ *
+ * Exit codes: 0 done; 1 an error (the API's message and details are printed), 2 a watched run
+ * ended in another state than `succeeded`.
+ */
+
+const DEFAULT_URL = 'http://localhost:3000';
+/** A watched run that did not end as expected (`succeeded`; `cancelled` for `runs cancel --watch`). */
+const EXIT_RUN_NOT_SUCCEEDED = 2;
+
+interface GlobalOptions {
+  url?: string;
+  json?: boolean;
+}
+
+interface Context {
+  client: Client;
+  json: boolean;
+  style: Style;
+}
+
+function contextOf(cmd: Command): Context {
+  const opts = cmd.optsWithGlobals<GlobalOptions>();
+  const json = opts.json === true;
+  return {
+    client: new Client({
+      baseUrl: opts.url ?? (process.env.BATON_URL || DEFAULT_URL),
+      apiKey: process.env.BATON_API_KEY || undefined,
+    }),
+    json,
+    style: { color: !json && process.stdout.isTTY === true && !process.env.NO_COLOR },
+  };
+}
+
+const print = (line = ''): void => {
+  process.stdout.write(`${line}\n`);
+};
+const printJson = (value: unknown): void => print(JSON.stringify(value, null, 2));
+const warn = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+const runPath = (id: string, suffix = ''): string => `/v1/runs/${encodeURIComponent(id)}${suffix}`;
+
+/** Follows a run to its end; the exit code says whether it succeeded. */
+async function watchAndExit(
+  ctx: Context,
+  runId: string,
+  intervalMs: number,
+  opts: { expected?: string; isNewEnd?: (run: Run) => boolean } = {},
+): Promise<void> {
+  const expected = opts.expected ?? 'succeeded';
+  const run = await watchRun(
+    ctx.client,
+    runId,
+    { write: (t) => process.stdout.write(t), isTTY: process.stdout.isTTY, columns: process.stdout.columns },
+    { intervalMs, style: ctx.style, quiet: ctx.json, ...(opts.isNewEnd ? { isNewEnd: opts.isNewEnd } : {}) },
+  );
+  if (ctx.json) printJson(run);
+  if (run.status !== expected) process.exitCode = EXIT_RUN_NOT_SUCCEEDED;
+}
+
+function printRun(run: Run, ctx: Context): void {
+  if (ctx.json) {
+    printJson(run);
+    return;
+  }
+  const terminal = isTerminal(run);
+  for (const line of runFrame(run, Date.now(), ctx.style, terminal)) print(line);
+  if (run.status === 'succeeded' && run.output !== undefined && run.output !== null) {
+    print(`output: ${JSON.stringify(run.output)}`);
+  }
+}
+
+/** Wraps an action: API and usage errors are printed (message, code, details) and exit 1. */
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      const cmd = args[args.length - 1] as Command;
+      reportError(err, cmd.optsWithGlobals<GlobalOptions>().json === true);
+      process.exitCode = err instanceof CliError ? err.exitCode : 1;
+    }
+  };
+}
+
+function reportError(err: unknown, json: boolean): void {
+  if (err instanceof ApiError) {
+    if (json) {
+      warn(
+        JSON.stringify({
+          error: {
+            code: err.code,
+            message: err.message,
+            ...(err.details === undefined ? {} : { details: err.details }),
+          },
+          status: err.status,
+        }),
+      );
+      return;
+    }
+    warn(`error: ${err.message}`);
+    warn(`  ${err.code} (HTTP ${err.status})`);
+    for (const line of detailLines(err.details)) warn(`  ${line}`);
+    return;
+  }
+  if (err instanceof CliError) {
+    warn(json ? JSON.stringify({ error: { code: 'CLI', message: err.message } }) : `error: ${err.message}`);
+    return;
+  }
+  warn(`error: ${(err as Error)?.stack ?? String(err)}`);
+}
+
+/** `[{path, message}]` as `- path: message`; an object as `key: value`; anything else as JSON. */
+export function detailLines(details: unknown): string[] {
+  if (details === undefined || details === null) return [];
+  if (Array.isArray(details)) {
+    return details.map((d) => {
+      const p = d as { path?: unknown; message?: unknown };
+      return typeof p?.message === 'string'
+        ? `- ${p.path ? `${String(p.path)}: ` : ''}${p.message}`
+        : `- ${JSON.stringify(d)}`;
+    });
+  }
+  if (typeof details === 'object') {
+    return Object.entries(details).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  }
+  return [JSON.stringify(details)];
+}
+
+function version(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string })
+      .version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('baton')
+    .description('Start, watch, retry and cancel Baton runs; apply workflow definitions; emit events.')
+    .version(version())
+    .option('--url <url>', `gateway URL (env BATON_URL, default ${DEFAULT_URL})`)
+    .option('--json', 'print the API answers as JSON')
+    .addHelpText(
+      'after',
+      '\nEnvironment: BATON_URL (gateway), BATON_API_KEY (sent as a bearer token).\n' +
+        'Exit codes: 0 ok, 1 error, 2 a watched run did not succeed.',
+    )
+    .showHelpAfterError();
+
+  const interval = ['--interval <ms>', 'polling interval when watching or following', positiveInt, 500] as const;
+
+  const runs = program.command('runs').description('workflow runs');
+
+  runs
+    .command('start <workflow>')
+    .description('start a run; prints its id')
+    .option('-i, --input <json|@file>', 'the run input: JSON, or @file (JSON or YAML), @- for stdin')
+    .option('--idempotency-key <key>', 'a repeated key returns the first run')
+    .option('-w, --watch', 'then follow it to its end (exit 2 if it does not succeed)')
+    .option(...interval)
+    .action(
+      action(
+        async (
+          workflow: string,
+          opts: { input?: string; idempotencyKey?: string; watch?: boolean; interval: number },
+          cmd: Command,
+        ) => {
+          const ctx = contextOf(cmd);
+          const body = {
+            ...(opts.input === undefined ? {} : { input: parseValue(opts.input, '--input') }),
+            ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: opts.idempotencyKey }),
+          };
+          const res = await ctx.client.request<RunAccepted>(
+            'POST',
+            `/v1/workflows/${encodeURIComponent(workflow)}/runs`,
+            {
+              json: body,
+            },
+          );
+          if (res.status === 200 && !ctx.json) warn(`an earlier run has this idempotency key: ${res.body.runId}`);
+          if (ctx.json && !opts.watch) printJson(res.body);
+          if (!ctx.json) print(res.body.runId);
+          if (opts.watch) await watchAndExit(ctx, res.body.runId, opts.interval);
+        },
+      ),
+    );
+
+  runs
+    .command('get <id>')
+    .description('show a run and its steps')
+    .option('-w, --watch', 'redraw step progress until the run ends (exit 2 if it does not succeed)')
+    .option(...interval)
+    .action(
+      action(async (id: string, opts: { watch?: boolean; interval: number }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        if (opts.watch) await watchAndExit(ctx, id, opts.interval);
+        else printRun(await getRun(ctx.client, id), ctx);
+      }),
+    );
+
+  runs
+    .command('list')
+    .description('runs, newest first')
+    .option('--workflow <name>', 'only this workflow')
+    .option('--status <status>', 'a status or a comma-separated list')
+    .option('--limit <n>', 'how many', positiveInt, 20)
+    .action(
+      action(async (opts: { workflow?: string; status?: string; limit: number }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { body } = await ctx.client.request<{ runs: Omit<Run, 'steps' | 'compensations'>[] }>('GET', '/v1/runs', {
+          query: { workflow: opts.workflow, status: opts.status, limit: opts.limit },
+        });
+        if (ctx.json) return printJson(body);
+        for (const r of body.runs) {
+          const took =
+            r.startedAt && r.finishedAt ? formatDuration(Date.parse(r.finishedAt) - Date.parse(r.startedAt)) : '';
+          print(
+            [r.id, r.status.padEnd(19), `${r.workflow} v${r.workflowVersion}`, r.createdAt, took].join('  ').trimEnd(),
+          );
+        }
+      }),
+    );
+
+  runs
+    .command('logs <id>')
+    .description("what the run's handlers logged through ctx.log")
+    .option('-s, --step <stepId>', 'only this step')
+    .option('--level <level>', 'this level and above (trace, debug, info, warn, error, fatal)')
+    .option('-f, --follow', 'keep printing new lines until the run ends')
+    .option(...interval)
+    .action(
+      action(
+        async (
+          id: string,
+          opts: { step?: string; level?: string; follow?: boolean; interval: number },
+          cmd: Command,
+        ) => {
+          const ctx = contextOf(cmd);
+          await printLogs(
+            ctx.client,
+            id,
+            { write: (t) => process.stdout.write(t) },
+            {
+              stepId: opts.step,
+              level: opts.level,
+              follow: opts.follow === true,
+              intervalMs: opts.interval,
+              json: ctx.json,
+              style: ctx.style,
+            },
+          );
+        },
+      ),
+    );
+
+  runs
+    .command('retry <id>')
+    .description('resume a failed, compensated or cancelled run at its failed step')
+    .option('-i, --input <json|@file>', "replaces the failed step's input")
+    .option('-s, --step <stepId>', 'the failed step the input is for (when several failed)')
+    .option('-w, --watch', 'then follow the run to its end')
+    .option(...interval)
+    .action(
+      action(
+        async (
+          id: string,
+          opts: { input?: string; step?: string; watch?: boolean; interval: number },
+          cmd: Command,
+        ) => {
+          const ctx = contextOf(cmd);
+          const body = {
+            ...(opts.input === undefined ? {} : { input: parseValue(opts.input, '--input') }),
+            ...(opts.step === undefined ? {} : { stepId: opts.step }),
+          };
+          // What the run looked like before: until the coordinator takes the retry, it still shows the old end.
+          const before = opts.watch ? executionCount(await getRun(ctx.client, id)) : 0;
+          const { body: accepted } = await ctx.client.request<RunAccepted>('POST', runPath(id, '/retry'), {
+            json: body,
+          });
+          if (ctx.json && !opts.watch) printJson(accepted);
+          if (!ctx.json) print(`retry requested: run ${accepted.runId} (was ${accepted.status})`);
+          if (opts.watch) {
+            await watchAndExit(ctx, accepted.runId, opts.interval, { isNewEnd: (run) => executionCount(run) > before });
+          }
+        },
+      ),
+    );
+
+  runs
+    .command('cancel <id>')
+    .description('cancel a running run')
+    .option('--compensate', 'compensate completed steps first')
+    .option('-w, --watch', 'then follow the run to its end')
+    .option(...interval)
+    .action(
+      action(async (id: string, opts: { compensate?: boolean; watch?: boolean; interval: number }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { body: accepted } = await ctx.client.request<RunAccepted>('POST', runPath(id, '/cancel'), {
+          json: { compensate: opts.compensate === true },
+        });
+        if (ctx.json && !opts.watch) printJson(accepted);
+        if (!ctx.json) print(`cancellation requested: run ${accepted.runId} (was ${accepted.status})`);
+        // Cancelling is what was asked: here a run that ends `cancelled` is the success.
+        if (opts.watch) await watchAndExit(ctx, accepted.runId, opts.interval, { expected: 'cancelled' });
+      }),
+    );
+
+  const workflows = program.command('workflows').description('workflow definitions');
+
+  workflows
+    .command('apply <file>')
+    .description('store a definition (YAML or JSON); prints its version and warnings')
+    .option('--name <name>', "the workflow name (default: the file's `name`, else the file name)")
+    .action(
+      action(async (file: string, opts: { name?: string }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const def = readDefinitionFile(file, opts.name);
+        const res = await ctx.client.request<WorkflowSaved>('PUT', `/v1/workflows/${encodeURIComponent(def.name)}`, {
+          body: def.body,
+          contentType: def.contentType,
+        });
+        if (ctx.json) return printJson(res.body);
+        print(`${res.body.name}: version ${res.body.version} (${res.status === 201 ? 'stored' : 'unchanged'})`);
+        for (const w of res.body.warnings) warn(`warning: ${w.path}: ${w.message}`);
+      }),
+    );
+
+  workflows
+    .command('list')
+    .description('the latest version of every workflow')
+    .action(
+      action(async (_opts: object, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { body } = await ctx.client.request<{
+          workflows: { name: string; version: number; description: string | null }[];
+        }>('GET', '/v1/workflows');
+        if (ctx.json) return printJson(body);
+        for (const w of body.workflows) print(`${w.name}  v${w.version}${w.description ? `  ${w.description}` : ''}`);
+      }),
+    );
+
+  const events = program.command('events').description('events');
+
+  events
+    .command('emit <name>')
+    .description('publish an event: starts subscribed workflows, wakes waiting steps')
+    .requiredOption('-p, --payload <json|@file>', 'the payload: JSON, or @file (JSON or YAML), @- for stdin')
+    .option('--idempotency-key <key>', 'a repeated key returns the first answer and starts nothing')
+    .action(
+      action(async (name: string, opts: { payload: string; idempotencyKey?: string }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const res = await ctx.client.request<EventPublished>('POST', `/v1/events/${encodeURIComponent(name)}`, {
+          json: {
+            payload: parseValue(opts.payload, '--payload'),
+            ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: opts.idempotencyKey }),
+          },
+        });
+        if (ctx.json) return printJson(res.body);
+        const runs = res.body.runIds.length;
+        print(
+          `event ${res.body.eventId}: ${runs} run${runs === 1 ? '' : 's'} started${res.status === 200 ? ' (earlier delivery: same idempotency key)' : ''}`,
+        );
+        for (const runId of res.body.runIds) print(runId);
+        for (const r of res.body.rejected ?? []) warn(`warning: ${r.workflow} refused the payload: ${r.message}`);
+      }),
+    );
+
+  return program;
+}
+
+export function main(argv: string[] = process.argv): void {
+  buildProgram()
+    .parseAsync(argv)
+    .catch((err: unknown) => {
+      warn(`error: ${errorText(err) ?? String(err)}`);
+      process.exitCode = 1;
+    });
+}
+
+// `node cli/dist/main.js …` runs it directly; bin/baton.js (the `baton` command) calls main().
+if (require.main === module) main();

@@ -1,0 +1,179 @@
+import type { LogEntry, Run, Step } from './types';
+
+/** Pure text rendering of runs, steps and log lines; `color` adds ANSI colours. */
+
+export interface Style {
+  color: boolean;
+}
+
+const CODES = { red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36, dim: 2, bold: 1 } as const;
+type Paint = keyof typeof CODES;
+
+const paint = (style: Style, what: Paint, text: string): string =>
+  style.color ? `\x1b[${CODES[what]}m${text}\x1b[0m` : text;
+
+const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+const STEP_LOOK: Record<string, { icon: string; paint: Paint }> = {
+  queued: { icon: '·', paint: 'dim' },
+  running: { icon: '●', paint: 'cyan' },
+  retrying: { icon: '↻', paint: 'yellow' },
+  succeeded: { icon: '✓', paint: 'green' },
+  failed: { icon: '✗', paint: 'red' },
+  skipped: { icon: '–', paint: 'dim' },
+  compensating: { icon: '↶', paint: 'magenta' },
+  compensated: { icon: '↶', paint: 'magenta' },
+  cancelled: { icon: '⊘', paint: 'yellow' },
+};
+
+const RUN_PAINT: Record<string, Paint> = {
+  pending: 'dim',
+  running: 'cyan',
+  succeeded: 'green',
+  failed: 'red',
+  compensating: 'magenta',
+  compensated: 'yellow',
+  compensation_failed: 'red',
+  cancelled: 'yellow',
+};
+
+/** 850ms, 1.2s, 42s, 3m05s, 2h07m. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '';
+  if (ms < 1_000) return `${Math.round(ms)}ms`;
+  if (ms < 10_000) return `${(ms / 1_000).toFixed(1)}s`;
+  const s = Math.round(ms / 1_000);
+  if (s < 60) return `${s}s`;
+  if (s < 3_600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3_600)}h${String(Math.floor((s % 3_600) / 60)).padStart(2, '0')}m`;
+}
+
+const time = (iso: string | null): number | undefined => (iso ? Date.parse(iso) : undefined);
+
+/** How long the step took, is taking, or has been waiting. */
+export function stepDuration(step: Step, now: number): string {
+  const started = time(step.startedAt);
+  const finished = time(step.finishedAt);
+  if (started !== undefined) return formatDuration((finished ?? now) - started);
+  const queued = time(step.queuedAt);
+  if (queued !== undefined && finished === undefined) return `waiting ${formatDuration(now - queued)}`;
+  return '';
+}
+
+/** `CODE: message` of a step or run error, if it has one. */
+export function errorText(error: unknown): string | undefined {
+  if (!error || typeof error !== 'object') return undefined;
+  const e = error as { code?: unknown; message?: unknown };
+  const message = typeof e.message === 'string' ? e.message : undefined;
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  if (!message && !code) return JSON.stringify(error);
+  return code && message ? `${code}: ${message}` : (code ?? message);
+}
+
+export interface StepColumns {
+  id: number;
+  fn: number;
+}
+
+export function columnsFor(steps: Step[]): StepColumns {
+  return {
+    id: Math.max(4, ...steps.map((s) => s.id.length)),
+    fn: Math.max(8, ...steps.map((s) => s.function.length)),
+  };
+}
+
+/** `✓ fetchOrders  fetch-orders  succeeded     1/3  1.2s` (+ the error of a failed or retrying step). */
+export function stepLine(step: Step, now: number, style: Style, cols = columnsFor([step])): string {
+  const look = STEP_LOOK[step.status] ?? { icon: '?', paint: 'dim' as Paint };
+  const icon = step.status === 'running' ? SPINNER[Math.floor(now / 100) % SPINNER.length] : look.icon;
+  const attempts = step.status === 'skipped' ? '' : `${step.attempts}/${step.maxAttempts}`;
+  const error = ['failed', 'retrying', 'cancelled'].includes(step.status) ? errorText(step.error) : undefined;
+  const parts = [
+    paint(style, look.paint, icon),
+    step.id.padEnd(cols.id),
+    paint(style, 'dim', step.function.padEnd(cols.fn)),
+    paint(style, look.paint, step.status.padEnd(12)),
+    attempts.padStart(5),
+    stepDuration(step, now).padEnd(8),
+  ];
+  const line = parts.join('  ').trimEnd();
+  return error ? `${line}  ${paint(style, 'red', error)}` : line;
+}
+
+export function runHeader(run: Run, now: number, style: Style): string {
+  const started = time(run.startedAt) ?? time(run.createdAt);
+  const elapsed = started === undefined ? '' : formatDuration((time(run.finishedAt) ?? now) - started);
+  return [
+    paint(style, 'bold', `run ${run.id}`),
+    `${run.workflow} v${run.workflowVersion}`,
+    paint(style, RUN_PAINT[run.status] ?? 'dim', run.status),
+    elapsed,
+  ]
+    .filter(Boolean)
+    .join('  ');
+}
+
+/** Why the run did not succeed, in one line: the step, attempt and error the API recorded. */
+export function runOutcome(run: Run, style: Style): string {
+  const elapsed = formatDuration((time(run.finishedAt) ?? Date.now()) - (time(run.startedAt) ?? time(run.createdAt)!));
+  if (run.status === 'succeeded') return paint(style, 'green', `run succeeded in ${elapsed}`);
+  const e = (run.error ?? {}) as { stepId?: string; function?: string; attempt?: number };
+  const where = e.stepId
+    ? ` at step ${e.stepId}${e.function ? ` (${e.function})` : ''}${e.attempt ? `, attempt ${e.attempt}` : ''}`
+    : '';
+  const why = errorText(run.error);
+  return paint(style, 'red', `run ${run.status}${where}${why ? `: ${why}` : ''}`);
+}
+
+/** The whole picture: header, a line per step execution, compensations, and the outcome once finished. */
+export function runFrame(run: Run, now: number, style: Style, terminal: boolean): string[] {
+  const cols = columnsFor([...run.steps, ...run.compensations]);
+  const lines = [runHeader(run, now, style), ...run.steps.map((s) => `  ${stepLine(s, now, style, cols)}`)];
+  if (run.compensations.length) {
+    lines.push(paint(style, 'dim', '  compensations'));
+    lines.push(...run.compensations.map((s) => `  ${stepLine(s, now, style, cols)}`));
+  }
+  if (terminal) lines.push(runOutcome(run, style));
+  return lines;
+}
+
+export function logLine(entry: LogEntry, style: Style): string {
+  const level = entry.level.toUpperCase().padEnd(5);
+  const levelPaint: Paint =
+    entry.level === 'error' || entry.level === 'fatal' ? 'red' : entry.level === 'warn' ? 'yellow' : 'dim';
+  const data =
+    entry.data && typeof entry.data === 'object' && Object.keys(entry.data).length
+      ? ` ${JSON.stringify(entry.data)}`
+      : '';
+  return [
+    paint(style, 'dim', entry.time),
+    paint(style, levelPaint, level),
+    entry.stepId ? paint(style, 'cyan', entry.stepId) : '-',
+    `${entry.message}${data}`,
+  ].join('  ');
+}
+
+/** Cuts a line to the terminal width, counting only visible characters (ANSI codes are kept). */
+export function fitWidth(line: string, width: number): string {
+  // eslint-disable-next-line no-control-regex
+  if (width <= 0 || line.replace(/\x1b\[[0-9;]*m/g, '').length < width) return line;
+  let visible = 0;
+  let out = '';
+  for (let i = 0; i < line.length; i++) {
+    if (line[i] === '\x1b') {
+      const end = line.indexOf('m', i);
+      if (end !== -1) {
+        out += line.slice(i, end + 1);
+        i = end;
+        continue;
+      }
+    }
+    if (visible >= width - 1) {
+      out += '…\x1b[0m';
+      return out;
+    }
+    out += line[i];
+    visible += 1;
+  }
+  return out;
+}

@@ -1,0 +1,353 @@
+import { z } from 'zod';
+import { eventName, RUN_STATUSES, STEP_STATUSES, workflowDefinitionSchema } from '@baton/shared';
+
+/**
+ * The gateway's API in zod: what the routes validate requests with, and what they answer. The
+ * routes import the request schemas from here; `api/openapi.ts` turns all of them into the OpenAPI
+ * document served at `/openapi.json`, so the document cannot say something validation does not.
+ *
+ * Named schemas are registered in `requestComponents` / `responseComponents`: they become
+ * `components.schemas` (requests as zod *input* types — defaults make fields optional, coercion
+ * accepts strings — responses as *output* types). `.meta({ description })` lands in the document.
+ */
+
+export const requestComponents = z.registry<{ id: string }>();
+export const responseComponents = z.registry<{ id: string }>();
+
+function request<S extends z.ZodType>(id: string, schema: S): S {
+  requestComponents.add(schema, { id });
+  return schema;
+}
+
+function response<S extends z.ZodType>(id: string, schema: S): S {
+  responseComponents.add(schema, { id });
+  return schema;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Path and header parameters
+// ---------------------------------------------------------------------------------------------------
+
+/** Any UUID (version not checked); ids in paths are refused with INVALID_ID otherwise. */
+export const uuid = z
+  .string()
+  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i)
+  .meta({ format: 'uuid' });
+
+export const idempotencyKey = z.string().min(1).max(255);
+
+export const workflowNameParam = z.string().min(1).meta({ description: 'workflow name' });
+export const eventNameParam = eventName.meta({ description: 'event name, e.g. `order.created`' });
+export const scheduleIdParam = z.string().min(1).meta({ description: '`<workflow>.<trigger index>`' });
+
+// ---------------------------------------------------------------------------------------------------
+// Request bodies and queries
+// ---------------------------------------------------------------------------------------------------
+
+export const startRunBody = request(
+  'StartRunRequest',
+  z
+    .object({
+      /** Optional so that workflows without input can be started with `{}`. */
+      input: z.unknown().optional().meta({ description: "the run input, checked against the workflow's input schema" }),
+      idempotencyKey: idempotencyKey
+        .optional()
+        .meta({ description: 'a repeated key returns the first run (200); also accepted as header Idempotency-Key' }),
+    })
+    .strict(),
+);
+
+export const invoiceStartBody = request(
+  'InvoiceStartRequest',
+  z
+    .object({
+      customerId: z
+        .string()
+        .min(1)
+        .meta({ examples: ['cust-01'] }),
+    })
+    .strict(),
+);
+
+const limitParam = (max: number, fallback: number) => z.coerce.number().int().min(1).max(max).default(fallback);
+
+export const listRunsQuery = z.object({
+  workflow: z.string().min(1).max(63).optional().meta({ description: 'only runs of this workflow' }),
+  /** One status or a comma list (`failed,compensation_failed`). */
+  status: z
+    .string()
+    .transform((value, ctx) => {
+      const statuses = value.split(',').map((s) => s.trim());
+      const unknown = statuses.filter((s) => !(RUN_STATUSES as readonly string[]).includes(s));
+      if (unknown.length === 0) return statuses;
+      ctx.addIssue({
+        code: 'custom',
+        message: `unknown status '${unknown.join("', '")}'; one of ${RUN_STATUSES.join(', ')}`,
+      });
+      return z.NEVER;
+    })
+    .optional()
+    .meta({ description: `one status or a comma-separated list of: ${RUN_STATUSES.join(', ')}` }),
+  limit: limitParam(100, 20),
+  cursor: z.string().min(1).optional().meta({ description: '`nextCursor` of the previous page' }),
+});
+
+/** Log levels from least to most severe; `level=warn` returns warn and above. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
+export const listLogsQuery = z.object({
+  limit: limitParam(1000, 100),
+  cursor: z.string().min(1).optional().meta({ description: '`nextCursor` of the previous page' }),
+  stepId: z.string().min(1).max(63).optional().meta({ description: 'only what this step logged' }),
+  level: z.enum(LOG_LEVELS).optional().meta({ description: 'this level and above' }),
+});
+
+export const cancelBody = request(
+  'CancelRunRequest',
+  z
+    .object({
+      compensate: z
+        .boolean()
+        .default(false)
+        .meta({ description: 'compensate completed steps before ending cancelled' }),
+    })
+    .strict(),
+);
+
+export const retryBody = request(
+  'RetryRunRequest',
+  z
+    .object({
+      /** Replaces the failed step's input (the step named by `stepId` when several failed). */
+      input: z.unknown().optional().meta({ description: "replaces the failed step's input" }),
+      stepId: z.string().min(1).max(63).optional().meta({ description: 'the failed step the input is for' }),
+    })
+    .strict(),
+);
+
+export const getWorkflowQuery = z.object({
+  version: z.coerce.number().int().min(1).optional().meta({ description: 'an older version; default the latest' }),
+});
+
+/** Media types a definition may be PUT as besides JSON. */
+export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
+
+/**
+ * A definition as PUT: the definition language's own schema (shared/workflow/definition.ts), with
+ * `name` optional since the URL names the workflow. Meaning checks (ids, needs graph, expressions)
+ * come on top and are reported the same way, as a 400 whose details name each path.
+ */
+export const workflowDefinitionBody = request(
+  'WorkflowDefinition',
+  workflowDefinitionSchema
+    .extend({
+      name: workflowDefinitionSchema.shape.name
+        .optional()
+        .meta({ description: 'must equal the name in the URL; may be left out' }),
+    })
+    .meta({ description: 'a workflow definition (docs/WORKFLOWS.md), as JSON or YAML' }),
+);
+
+export const eventBody = request(
+  'PublishEventRequest',
+  z
+    .object({
+      payload: z.unknown().optional().meta({ description: 'the input of every run the event starts' }),
+      idempotencyKey: idempotencyKey.optional().meta({
+        description: 'a repeated key returns the first answer (200); also accepted as header Idempotency-Key',
+      }),
+    })
+    .strict(),
+);
+
+export const scheduleBody = request('SchedulePatch', z.object({ paused: z.boolean() }).strict());
+
+// ---------------------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------------------
+
+const isoTime = z.iso.datetime();
+const isoTimeOrNull = isoTime.nullable();
+
+export const errorResponse = response(
+  'Error',
+  z
+    .object({
+      error: z.object({
+        code: z.string().meta({ examples: ['INVALID_REQUEST', 'NOT_FOUND'] }),
+        message: z.string(),
+        details: z
+          .unknown()
+          .optional()
+          .meta({ description: 'for a 400, `[{path, message}]` naming each problem; for /readyz, each check' }),
+      }),
+    })
+    .meta({ description: 'every error: a machine code, a human message, details when there are any' }),
+);
+
+export const problem = response('Problem', z.object({ path: z.string(), message: z.string() }));
+
+export const runAcceptedResponse = response(
+  'RunAccepted',
+  z.object({
+    runId: z.uuid(),
+    status: z.enum(RUN_STATUSES),
+    statusUrl: z.string().meta({ description: '`/v1/runs/<runId>`: where the outcome shows' }),
+  }),
+);
+
+export const attemptResponse = response(
+  'Attempt',
+  z.object({
+    attempt: z.number().int(),
+    status: z.enum(['running', 'succeeded', 'failed']),
+    workerId: z.string().nullable(),
+    startedAt: isoTimeOrNull,
+    finishedAt: isoTimeOrNull,
+    error: z.unknown(),
+  }),
+);
+
+export const stepResponse = response(
+  'Step',
+  z
+    .object({
+      id: z.string().meta({ description: 'the step id of the definition' }),
+      executionId: z.uuid(),
+      function: z.string(),
+      status: z.enum(STEP_STATUSES),
+      attempts: z.number().int().meta({ description: 'attempts made so far' }),
+      maxAttempts: z.number().int(),
+      queuedAt: isoTimeOrNull,
+      startedAt: isoTimeOrNull,
+      finishedAt: isoTimeOrNull,
+      error: z.unknown(),
+      output: z.unknown(),
+      attemptHistory: z.array(attemptResponse),
+    })
+    .meta({ description: 'one execution of a step or a compensation; a retried run lists earlier ones too' }),
+);
+
+const runFields = {
+  id: z.uuid(),
+  workflow: z.string(),
+  workflowVersion: z.number().int(),
+  status: z.enum(RUN_STATUSES),
+  input: z.unknown(),
+  output: z.unknown(),
+  error: z.unknown().meta({ description: '`{stepId, function, attempt, code, message, nonRetryable}` when it failed' }),
+  trigger: z.unknown().meta({ description: 'how it started: `{type: http|schedule|event, …}`' }),
+  idempotencyKey: z.string().nullable(),
+  createdAt: isoTime,
+  startedAt: isoTimeOrNull,
+  finishedAt: isoTimeOrNull,
+};
+
+export const runSummaryResponse = response('RunSummary', z.object(runFields));
+
+export const runDetailResponse = response(
+  'Run',
+  z.object({
+    ...runFields,
+    steps: z.array(stepResponse),
+    compensations: z.array(stepResponse),
+  }),
+);
+
+export const runPageResponse = response(
+  'RunPage',
+  z.object({
+    runs: z.array(runSummaryResponse),
+    nextCursor: z.string().nullable().meta({ description: 'pass as `cursor` for the next page; null at the end' }),
+  }),
+);
+
+export const logEntryResponse = response(
+  'LogEntry',
+  z.object({
+    id: z.number().int(),
+    time: isoTime,
+    level: z.enum(LOG_LEVELS),
+    message: z.string(),
+    stepId: z.string().nullable(),
+    data: z.unknown(),
+  }),
+);
+
+export const logPageResponse = response(
+  'LogPage',
+  z.object({
+    logs: z.array(logEntryResponse),
+    nextCursor: z.string().nullable().meta({ description: 'pass as `cursor` for more; null when there is none yet' }),
+  }),
+);
+
+export const workflowSummaryResponse = response(
+  'WorkflowSummary',
+  z.object({
+    name: z.string(),
+    version: z.number().int(),
+    description: z.string().nullable(),
+    createdAt: isoTime,
+    steps: z.array(z.object({ id: z.string(), function: z.string(), needs: z.array(z.string()) })),
+  }),
+);
+
+export const workflowListResponse = response('WorkflowList', z.object({ workflows: z.array(workflowSummaryResponse) }));
+
+export const workflowDetailResponse = response(
+  'WorkflowDetail',
+  z.object({
+    name: z.string(),
+    version: z.number().int(),
+    createdAt: isoTime,
+    definition: z
+      .record(z.string(), z.unknown())
+      .meta({ description: 'the definition as stored: defaults applied, `needs` explicit' }),
+    versions: z.array(z.object({ version: z.number().int(), createdAt: isoTime })),
+  }),
+);
+
+export const workflowSavedResponse = response(
+  'WorkflowSaved',
+  z.object({
+    name: z.string(),
+    version: z.number().int(),
+    warnings: z.array(problem).meta({ description: 'functions no worker has reported yet (saved all the same)' }),
+  }),
+);
+
+export const eventPublishedResponse = response(
+  'EventPublished',
+  z.object({
+    eventId: z.uuid(),
+    runIds: z.array(z.uuid()).meta({ description: 'the runs the event started' }),
+    rejected: z
+      .array(z.object({ workflow: z.string(), message: z.string() }))
+      .optional()
+      .meta({ description: 'subscribed workflows whose input schema refused the payload' }),
+  }),
+);
+
+export const scheduleResponse = response(
+  'Schedule',
+  z.object({
+    id: z.string(),
+    workflow: z.string(),
+    version: z.number().int(),
+    cron: z.string(),
+    timezone: z.string(),
+    input: z.unknown(),
+    paused: z.boolean(),
+    nextFireAt: isoTimeOrNull.meta({ description: 'null when paused' }),
+  }),
+);
+
+export const scheduleListResponse = response('ScheduleList', z.object({ schedules: z.array(scheduleResponse) }));
+
+export const healthResponse = response('Health', z.object({ status: z.literal('ok') }));
+
+export const readinessResponse = response(
+  'Readiness',
+  z.object({ status: z.literal('ok'), checks: z.object({ database: z.literal('ok'), redis: z.literal('ok') }) }),
+);
