@@ -1,8 +1,10 @@
 import express, { type Express } from 'express';
+import { BULL_BOARD_PATH, bullBoardHandler, requireAdminKey } from './bull-board';
 import type { AppDeps } from './deps';
 import { requireApiKey } from './http/auth';
 import { errorHandler, notFoundHandler } from './http/errors';
 import { observeRequests } from './http/observe';
+import { dashboardRouter } from './routes/dashboard';
 import { documentsRouter } from './routes/documents';
 import { healthRouter } from './routes/health';
 import { openapiRouter } from './routes/openapi';
@@ -20,6 +22,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(observeRequests(deps.logger));
   // Before any body parsing, so an unauthenticated caller cannot make us read a large body.
   if (deps.config.apiKeys.length) app.use(['/v1', '/invoice/start'], requireApiKey(deps.config.apiKeys));
+  // The queue board: the same keys, also as HTTP Basic's password so a browser can sign in.
+  if (deps.config.apiKeys.length) app.use(BULL_BOARD_PATH, requireAdminKey(deps.config.apiKeys));
 
   // Routers carry full paths and are mounted at `/`: then `req.route.path` is the whole pattern,
   // which is what the duration metric is labelled with. Body parsers sit on the routes themselves
@@ -29,6 +33,10 @@ export function createApp(deps: AppDeps): Express {
   app.use(workflowsRouter(deps));
   app.use(documentsRouter(deps));
   app.use(triggersRouter(deps));
+  // The web dashboard (/, /runs/:id, /workflows, /functions, /assets/...): public pages whose
+  // scripts call /v1 with the user's key; and Bull Board for queue-level inspection.
+  app.use(dashboardRouter(deps.logger));
+  app.use(BULL_BOARD_PATH, bullBoardHandler(deps));
   app.use(openapiRouter(deps));
 
   app.use(notFoundHandler);

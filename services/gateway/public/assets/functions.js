@@ -1,0 +1,188 @@
+import { api, ApiError, AuthRequired } from './api.js';
+import { h, jsonText, mono, notice, replace, timeEl } from './dom.js';
+import { poller } from './live.js';
+
+/**
+ * Functions and their queues from GET /v1/functions (depth per state, workers, replicas), refreshed
+ * every 5 s. A gateway without that route still shows the functions its workflows name.
+ */
+
+const STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'];
+
+function count(value) {
+  return h(
+    'td',
+    { class: ['num', value > 0 && 'nonzero'] },
+    value === null || value === undefined ? '—' : String(value),
+  );
+}
+
+function cellValue(value) {
+  if (value === null || value === undefined) return h('span', { class: 'muted' }, '—');
+  if (typeof value === 'object') return mono(jsonText(value).replace(/\s+/g, ' '));
+  return String(value);
+}
+
+export function mount(main, { signal }) {
+  const status = h('div');
+  const table = h('div', { class: 'card table-card' });
+  main.append(
+    h(
+      'div',
+      { class: 'page-head' },
+      h('h1', null, 'Functions'),
+      h('span', { class: 'spacer' }),
+      h('a', { href: '/admin/queues', class: 'button' }, 'Open the queue board'),
+    ),
+    status,
+    table,
+  );
+
+  /** The placeholder: the functions the stored workflows name, without live numbers. */
+  const fromDefinitions = async () => {
+    const { workflows } = await api('/v1/workflows', { signal });
+    const used = new Map();
+    for (const w of workflows) {
+      for (const s of w.steps) {
+        if (!s.function || s.function.startsWith('baton.')) continue;
+        used.set(s.function, [...(used.get(s.function) ?? []), w.name]);
+      }
+    }
+    replace(
+      table,
+      h(
+        'table',
+        { class: 'table', id: 'functions-table' },
+        h(
+          'thead',
+          null,
+          h(
+            'tr',
+            null,
+            ['Function', 'Queue', 'Used by', 'Depth', 'Workers', 'Replicas'].map((t) => h('th', { scope: 'col' }, t)),
+          ),
+        ),
+        h(
+          'tbody',
+          null,
+          [...used.keys()]
+            .sort()
+            .map((name) =>
+              h(
+                'tr',
+                null,
+                h('td', null, mono(name)),
+                h('td', null, mono(`{fn.${name}}`)),
+                h('td', { class: 'muted' }, [...new Set(used.get(name))].join(', ')),
+                h('td', { class: 'muted' }, '—'),
+                h('td', { class: 'muted' }, '—'),
+                h('td', { class: 'muted' }, '—'),
+              ),
+            ),
+        ),
+      ),
+      used.size ? null : h('p', { class: 'empty' }, 'No workflow names a function yet.'),
+    );
+  };
+
+  const render = (data) => {
+    const functions = Array.isArray(data?.functions) ? data.functions : [];
+    const known = new Set(['name', 'queue', 'jobs', 'workers', 'replicas', 'lastSeenAt']);
+    const extra = [...new Set(functions.flatMap((f) => Object.keys(f ?? {})).filter((k) => !known.has(k)))];
+    replace(
+      table,
+      h(
+        'table',
+        { class: 'table', id: 'functions-table' },
+        h(
+          'thead',
+          null,
+          h(
+            'tr',
+            null,
+            h('th', { scope: 'col' }, 'Function'),
+            h('th', { scope: 'col' }, 'Queue'),
+            STATES.map((s) => h('th', { scope: 'col', class: 'num' }, s)),
+            h('th', { scope: 'col', class: 'num' }, 'Workers'),
+            h('th', { scope: 'col', class: 'num' }, 'Replicas'),
+            h('th', { scope: 'col' }, 'Last seen'),
+            extra.map((k) => h('th', { scope: 'col' }, k)),
+          ),
+        ),
+        h(
+          'tbody',
+          null,
+          functions.map((f) =>
+            h(
+              'tr',
+              { dataset: { function: String(f.name ?? '') } },
+              h('td', null, mono(String(f.name ?? '?'))),
+              h('td', null, f.queue ? mono(String(f.queue)) : '—'),
+              STATES.map((s) => count(f.jobs?.[s])),
+              h('td', { class: ['num', f.workers === 0 && 'warn'] }, f.workers ?? '—'),
+              h(
+                'td',
+                { class: 'num' },
+                f.replicas && typeof f.replicas === 'object'
+                  ? `${f.replicas.ready ?? '?'}/${f.replicas.desired ?? '?'}`
+                  : '—',
+              ),
+              h('td', null, f.lastSeenAt ? timeEl(f.lastSeenAt) : h('span', { class: 'muted' }, 'never')),
+              extra.map((k) => h('td', null, cellValue(f[k]))),
+            ),
+          ),
+        ),
+      ),
+      functions.length ? null : h('p', { class: 'empty' }, 'No function has reported and no workflow names one yet.'),
+    );
+  };
+
+  let available = true;
+  poller(
+    async () => {
+      if (!available) return false;
+      try {
+        const data = await api('/v1/functions', { signal });
+        replace(
+          status,
+          data?.kubernetes === false
+            ? h(
+                'p',
+                { class: 'muted note' },
+                'Replicas come from Kubernetes: this gateway is not running in a cluster.',
+              )
+            : '',
+        );
+        render(data);
+      } catch (err) {
+        if (err instanceof AuthRequired) throw err;
+        if (err instanceof ApiError && err.status === 404) {
+          available = false;
+          replace(
+            status,
+            notice(
+              'info',
+              h('strong', null, 'Function overview not available. '),
+              'This gateway does not serve ',
+              mono('GET /v1/functions'),
+              ' yet, so queue depth, workers and replicas are not shown here. The functions below are the ones the stored workflows name; the ',
+              h('a', { href: '/admin/queues' }, 'queue board'),
+              ' shows each queue live.',
+            ),
+          );
+          await fromDefinitions().catch((e) => {
+            if (!(e instanceof AuthRequired)) replace(table, notice('error', e.message));
+          });
+          return false;
+        }
+        replace(
+          status,
+          notice('error', err instanceof ApiError ? `The API answered ${err.status}: ${err.message}` : err.message),
+        );
+        throw err;
+      }
+      return true;
+    },
+    { interval: 5000, signal },
+  );
+}
