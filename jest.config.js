@@ -9,6 +9,9 @@ const tsJest = ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }];
 const shared = {
   transform: { '^.+\\.ts$': tsJest },
   moduleNameMapper: { '^@baton/shared$': '<rootDir>/shared/src/index.ts' },
+  // Local tool and dev-server folders (helm, image build storage, embedded PostgreSQL) hold copies of
+  // the workspaces: jest must not index them.
+  modulePathIgnorePatterns: ['<rootDir>/.tools/', '<rootDir>/.dev/'],
   testEnvironment: 'node',
 };
 

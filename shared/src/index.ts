@@ -21,3 +21,4 @@ export { runFunctionMain, SHUTDOWN_TIMEOUT_MS, type FunctionProcess } from './ru
 export * from './runs';
 export * from './events';
 export * from './schedules';
+export * from './discovery';

@@ -47,6 +47,13 @@ export const metrics = {
     buckets: STEP_DURATION_BUCKETS,
     registers: [registry],
   }),
+  stepWait: new client.Histogram({
+    name: 'baton_step_wait_seconds',
+    help: 'Time a step job waited in its queue before a worker started it (first attempt)',
+    labelNames: ['function'] as const,
+    buckets: STEP_DURATION_BUCKETS,
+    registers: [registry],
+  }),
   stepRetries: new client.Counter({
     name: 'baton_step_retries_total',
     help: 'Step attempts that failed and will be retried',

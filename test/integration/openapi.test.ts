@@ -280,6 +280,8 @@ describe('OpenAPI description', () => {
       '/v1/schedules/{id}',
     );
 
+    conforms(await request(app).get('/v1/functions').expect(200), 'get', '/v1/functions');
+    conforms(await request(app).get('/v1/prometheus/targets').expect(200), 'get', '/v1/prometheus/targets');
     conforms(await request(app).get('/healthz').expect(200), 'get', '/healthz');
     conforms(await request(app).get('/readyz').expect(200), 'get', '/readyz');
     conforms(await request(app).get('/metrics').expect(200), 'get', '/metrics');

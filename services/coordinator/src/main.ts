@@ -1,5 +1,8 @@
+import os from 'node:os';
 import {
+  advertiseHost,
   collectProcessMetrics,
+  registerTarget,
   createLogger,
   createPool,
   createRedis,
@@ -10,6 +13,7 @@ import {
   syncSchedules,
 } from '@baton/shared';
 import { BacklogReader, backlogRoute } from './backlog';
+import { exportQueueDepths } from './queue-metrics';
 import { loadCoordinatorConfig } from './config';
 import { Coordinator } from './coordinator';
 import { Reconciler } from './reconciler';
@@ -47,6 +51,15 @@ async function main(): Promise<void> {
     config.metricsPort === undefined
       ? undefined
       : await startMetricsServer(config.metricsPort, undefined, { '/backlog': backlogRoute(backlog, logger) });
+  const target = metricsServer
+    ? registerTarget(redis, config.queuePrefix, {
+        component: 'coordinator',
+        instance: `${os.hostname()}:${process.pid}`,
+        metricsUrl: `http://${advertiseHost()}:${metricsServer.port}/metrics`,
+      })
+    : undefined;
+  // Queue depths are exported here only, so each job is counted once however many processes scrape.
+  const queueGauge = exportQueueDepths(pool, queues);
   logger.info({ concurrency: config.concurrency, metricsPort: metricsServer?.port }, 'coordinator started');
 
   let stopping = false;
@@ -56,6 +69,8 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'stopping: finishing in-flight messages');
     // worker.close() waits for the message being applied, so its transaction commits (or rolls back) first.
     await reconciler.stop();
+    await target?.stop();
+    await queueGauge.close();
     await coordinator.close();
     await metricsServer?.close();
     await backlog.close();

@@ -8,6 +8,7 @@ import { dashboardRouter } from './routes/dashboard';
 import { documentsRouter } from './routes/documents';
 import { healthRouter } from './routes/health';
 import { openapiRouter } from './routes/openapi';
+import { operationsRouter } from './routes/operations';
 import { runsRouter } from './routes/runs';
 import { triggersRouter } from './routes/triggers';
 import { workflowsRouter } from './routes/workflows';
@@ -38,6 +39,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(dashboardRouter(deps.logger));
   app.use(BULL_BOARD_PATH, bullBoardHandler(deps));
   app.use(openapiRouter(deps));
+  app.use(operationsRouter(deps));
 
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));

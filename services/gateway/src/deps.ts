@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger, Pool } from '@baton/shared';
 import type { GatewayConfig } from './config';
+import type { DeploymentReader } from './kubernetes';
 
 /** What the app needs from outside; main.ts opens them, tests pass their own. */
 export interface AppDeps {
@@ -11,6 +12,8 @@ export interface AppDeps {
   coordinator: Queue;
   config: GatewayConfig;
   logger: Logger;
+  /** Reads Deployment replicas when running in Kubernetes; absent elsewhere. */
+  deployments?: DeploymentReader;
   /** True once shutdown began: /readyz turns 503 so the load balancer stops sending traffic. */
   isDraining?: () => boolean;
 }

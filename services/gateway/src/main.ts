@@ -1,5 +1,8 @@
+import os from 'node:os';
 import {
+  advertiseHost,
   collectProcessMetrics,
+  registerTarget,
   coordinatorQueue,
   createLogger,
   createPool,
@@ -9,13 +12,14 @@ import {
 } from '@baton/shared';
 import { createApp } from './app';
 import { loadGatewayConfig } from './config';
+import { inClusterDeploymentReader } from './kubernetes';
 
 /** In-flight requests get this long after SIGTERM; below Kubernetes' default 30 s grace period. */
 const DRAIN_TIMEOUT_MS = 10_000;
 /** Upper bound of the whole stop, closing connections included. */
 const SHUTDOWN_TIMEOUT_MS = 25_000;
 
-function main(): void {
+async function main(): Promise<void> {
   const config = loadConfigOrExit(() => loadGatewayConfig());
   const logger = createLogger('gateway', config.logLevel);
   collectProcessMetrics('gateway');
@@ -28,12 +32,27 @@ function main(): void {
   coordinator.on('error', (err) => logger.warn({ err: err.message }, 'coordinator queue error'));
 
   let draining = false;
-  const app = createApp({ pool, redis, coordinator, config, logger, isDraining: () => draining });
+  let target: { stop(): Promise<void> } | undefined;
+  const deployments = await inClusterDeploymentReader();
+  const app = createApp({
+    pool,
+    redis,
+    coordinator,
+    config,
+    logger,
+    isDraining: () => draining,
+    ...(deployments ? { deployments } : {}),
+  });
   const server = app.listen(config.port);
   server.on('listening', () => {
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     logger.info({ port, auth: config.apiKeys.length > 0, bodyLimit: config.bodyLimit }, 'gateway listening');
+    target = registerTarget(redis, config.queuePrefix, {
+      component: 'gateway',
+      instance: `${os.hostname()}:${process.pid}`,
+      metricsUrl: `http://${advertiseHost()}:${port}/metrics`,
+    });
   });
   server.on('error', (err) => {
     logger.fatal({ err }, 'gateway cannot listen');
@@ -60,6 +79,7 @@ function main(): void {
         server.closeAllConnections();
       }, DRAIN_TIMEOUT_MS).unref();
     });
+    await target?.stop();
     await coordinator.close().catch((err) => logger.warn({ err }, 'closing the coordinator queue failed'));
     await pool.end().catch((err) => logger.warn({ err }, 'closing the database pool failed'));
     await redis.quit().catch(() => undefined);
@@ -70,4 +90,7 @@ function main(): void {
   process.on('SIGINT', () => void stop('SIGINT'));
 }
 
-main();
+main().catch((err: unknown) => {
+  process.stderr.write(`gateway failed to start: ${(err as Error).message}\n`);
+  process.exit(1);
+});

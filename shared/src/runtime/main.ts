@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { baseEnv, loadConfigOrExit, loadConfigOrExitAsync, parseEnv, toBaseConfig, type BaseConfig } from '../config';
+import { advertiseHost, registerTarget } from '../discovery';
 import { createLogger, type Logger } from '../logger';
 import { collectProcessMetrics, startMetricsServer } from '../metrics';
 import { createRedis, queueContext } from '../queues';
@@ -40,6 +41,14 @@ export async function runFunctionMain(
     logger,
     ...(concurrency ? { concurrency } : {}),
   });
+  const target = metricsServer
+    ? registerTarget(connection, config.queuePrefix, {
+        component: 'function',
+        function: name,
+        instance: worker.workerId,
+        metricsUrl: `http://${advertiseHost()}:${metricsServer.port}/metrics`,
+      })
+    : undefined;
   logger.info(
     { concurrency: worker.worker.opts.concurrency, metricsPort: metricsServer?.port },
     'function worker started',
@@ -58,6 +67,7 @@ export async function runFunctionMain(
     }, SHUTDOWN_TIMEOUT_MS);
     forced.unref();
     await worker.close();
+    await target?.stop();
     await fn.close?.();
     await connection.quit().catch(() => undefined);
     await metricsServer?.close();

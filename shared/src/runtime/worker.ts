@@ -90,6 +90,12 @@ export function startFunctionWorker(
     const events: { name: string; payload: unknown }[] = [];
     const base = { runId: data.runId, stepExecutionId: data.stepExecutionId, attempt, workerId };
     const started = performance.now();
+    // Queue wait is measured once per step: later attempts wait on purpose (backoff).
+    if (attempt === 1)
+      metrics.stepWait.observe({ function: definition.name }, Math.max(0, Date.now() - job.timestamp) / 1000);
+    // Queue wait is measured once per step: later attempts wait on purpose (backoff).
+    if (attempt === 1)
+      metrics.stepWait.observe({ function: definition.name }, Math.max(0, Date.now() - job.timestamp) / 1000);
     await report({ type: 'step.started', ...base, at: new Date().toISOString() });
 
     try {

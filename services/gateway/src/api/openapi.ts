@@ -245,6 +245,22 @@ export const OPERATIONS: readonly Operation[] = [
   },
   {
     method: 'get',
+    path: '/v1/functions',
+    operationId: 'listFunctions',
+    tag: 'operations',
+    summary: 'Every known function: queue depth by state, workers, replicas',
+    responses: { 200: { description: 'functions', schema: api.functionListResponse } },
+  },
+  {
+    method: 'get',
+    path: '/v1/prometheus/targets',
+    operationId: 'prometheusTargets',
+    tag: 'operations',
+    summary: 'Every live Baton process to scrape, in Prometheus HTTP service-discovery format',
+    responses: { 200: { description: 'target groups', schema: api.prometheusTargetsResponse } },
+  },
+  {
+    method: 'get',
     path: '/healthz',
     operationId: 'health',
     tag: 'operations',

@@ -351,3 +351,37 @@ export const readinessResponse = response(
   'Readiness',
   z.object({ status: z.literal('ok'), checks: z.object({ database: z.literal('ok'), redis: z.literal('ok') }) }),
 );
+
+export const functionListResponse = response(
+  'FunctionList',
+  z.object({
+    functions: z.array(
+      z.object({
+        name: z.string(),
+        queue: z.string().meta({ description: 'the BullMQ queue, `{fn.<name>}`' }),
+        jobs: z.object(
+          Object.fromEntries(
+            ['waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'].map((state) => [
+              state,
+              z.number().int(),
+            ]),
+          ),
+        ),
+        workers: z.number().int().meta({ description: 'workers connected to the queue now' }),
+        lastSeenAt: isoTimeOrNull.meta({ description: 'when a worker of it last reported' }),
+        replicas: z
+          .object({ desired: z.number().int(), ready: z.number().int() })
+          .nullable()
+          .meta({ description: 'its Deployment, in Kubernetes; null elsewhere' }),
+      }),
+    ),
+    kubernetes: z.boolean().meta({ description: 'whether replicas could be read from Kubernetes' }),
+  }),
+);
+
+export const prometheusTargetsResponse = response(
+  'PrometheusTargets',
+  z
+    .array(z.object({ targets: z.array(z.string()), labels: z.record(z.string(), z.string()) }))
+    .meta({ description: 'Prometheus HTTP service discovery: a target group per live process' }),
+);

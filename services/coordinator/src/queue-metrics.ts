@@ -1,0 +1,74 @@
+import { Queue } from 'bullmq';
+import client from 'prom-client';
+import {
+  COORDINATOR_QUEUE,
+  functionQueueName,
+  listLatestDefinitions,
+  registry,
+  type Pool,
+  type QueueContext,
+} from '@baton/shared';
+
+export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed'] as const;
+
+/** Refreshing the list of queues is a DB query: do it at most this often, not per scrape. */
+const QUEUE_LIST_TTL_MS = 30_000;
+
+/** Every function queue worth reporting: functions that ever reported, and those definitions name. */
+export async function knownFunctionNames(pool: Pool): Promise<string[]> {
+  const [{ rows }, definitions] = await Promise.all([
+    pool.query<{ name: string }>('SELECT name FROM known_functions'),
+    listLatestDefinitions(pool),
+  ]);
+  const names = new Set(rows.map((r) => r.name));
+  for (const d of definitions) {
+    for (const step of d.definition.steps) {
+      if (!step.function.startsWith('baton.')) names.add(step.function);
+      if (step.compensate) names.add(step.compensate.function);
+    }
+  }
+  return [...names].sort();
+}
+
+/**
+ * `baton_queue_jobs{queue,state}`: read from Redis when Prometheus scrapes the coordinator (and only
+ * the coordinator, so a job is counted once).
+ */
+export function exportQueueDepths(pool: Pool, queues: QueueContext): { close(): Promise<void> } {
+  const open = new Map<string, Queue>();
+  let names: string[] = [];
+  let listedAt = 0;
+  const queueFor = (name: string): Queue => {
+    let queue = open.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: queues.connection, prefix: queues.prefix });
+      open.set(name, queue);
+    }
+    return queue;
+  };
+  new client.Gauge({
+    name: 'baton_queue_jobs',
+    help: 'Jobs in each BullMQ queue by state',
+    labelNames: ['queue', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      if (Date.now() - listedAt > QUEUE_LIST_TTL_MS) {
+        names = [COORDINATOR_QUEUE, ...(await knownFunctionNames(pool)).map(functionQueueName)];
+        listedAt = Date.now();
+      }
+      this.reset();
+      await Promise.all(
+        names.map(async (name) => {
+          const counts = await queueFor(name).getJobCounts(...QUEUE_STATES);
+          for (const state of QUEUE_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
+        }),
+      );
+    },
+  });
+  return {
+    async close() {
+      registry.removeSingleMetric('baton_queue_jobs');
+      await Promise.all([...open.values()].map((q) => q.close()));
+    },
+  };
+}

@@ -1,0 +1,84 @@
+import os from 'node:os';
+import type { Redis } from 'ioredis';
+
+/**
+ * Every process that serves /metrics registers itself in Redis with a heartbeat, so the gateway
+ * can answer Prometheus HTTP service discovery (`GET /v1/prometheus/targets`) with the live ones:
+ * a plain Prometheus (compose, bare metal) finds every component without static config. In
+ * Kubernetes a PodMonitor does the same job.
+ */
+export interface ProcessTarget {
+  component: string;
+  function?: string;
+  /** Unique per process: `<host>:<pid>`. */
+  instance: string;
+  /** Where Prometheus scrapes it, e.g. `http://10.0.0.7:9464/metrics`. */
+  metricsUrl: string;
+}
+
+export const HEARTBEAT_INTERVAL_MS = 10_000;
+/** A target silent for three heartbeats is dead (crashed, or killed without deregistering). */
+export const TARGET_TTL_MS = 3 * HEARTBEAT_INTERVAL_MS;
+
+function targetsKey(prefix: string): string {
+  return `${prefix}:targets`;
+}
+
+/** The host other machines reach this process at: BATON_ADVERTISE_HOST (the pod IP in a cluster), else the host name. */
+export function advertiseHost(env: NodeJS.ProcessEnv = process.env): string {
+  return env.BATON_ADVERTISE_HOST || os.hostname();
+}
+
+export function registerTarget(redis: Redis, prefix: string, target: ProcessTarget): { stop(): Promise<void> } {
+  const beat = () =>
+    redis
+      .hset(targetsKey(prefix), target.instance, JSON.stringify({ ...target, seenAt: Date.now() }))
+      .catch(() => undefined);
+  void beat();
+  const timer = setInterval(beat, HEARTBEAT_INTERVAL_MS);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await redis.hdel(targetsKey(prefix), target.instance).catch(() => undefined);
+    },
+  };
+}
+
+export async function listTargets(redis: Redis, prefix: string, now = Date.now()): Promise<ProcessTarget[]> {
+  const entries = await redis.hgetall(targetsKey(prefix));
+  const live: ProcessTarget[] = [];
+  const dead: string[] = [];
+  for (const [instance, json] of Object.entries(entries)) {
+    const target = JSON.parse(json) as ProcessTarget & { seenAt: number };
+    if (now - target.seenAt > TARGET_TTL_MS) dead.push(instance);
+    else
+      live.push({
+        component: target.component,
+        instance,
+        metricsUrl: target.metricsUrl,
+        ...(target.function ? { function: target.function } : {}),
+      });
+  }
+  if (dead.length) await redis.hdel(targetsKey(prefix), ...dead);
+  return live.sort((a, b) => a.instance.localeCompare(b.instance));
+}
+
+/** Prometheus HTTP SD: one target group per process, its labels prefixed so they are kept as-is. */
+export function toHttpServiceDiscovery(
+  targets: ProcessTarget[],
+): { targets: string[]; labels: Record<string, string> }[] {
+  return targets.map((t) => {
+    const url = new URL(t.metricsUrl);
+    return {
+      targets: [url.host],
+      labels: {
+        __metrics_path__: url.pathname,
+        __scheme__: url.protocol.replace(':', ''),
+        component: t.component,
+        instance: t.instance,
+        ...(t.function ? { function: t.function } : {}),
+      },
+    };
+  });
+}
