@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { loadDefinitionsFromDir } from '@baton/shared';
 import nodemailer, { type Transporter } from 'nodemailer';
@@ -7,8 +9,11 @@ import { createFetchOrders } from '../../functions/fetch-orders/src/index';
 import { createGeneratePdf } from '../../functions/generate-pdf/src/index';
 import { createSendEmail } from '../../functions/send-email/src/index';
 import { createVoidInvoice } from '../../functions/void-invoice/src/index';
+import { createEmitEvents } from '../../functions/emit-events/src/index';
+import { createHttpRequest } from '../../functions/http-request/src/index';
+import { createTransform } from '../../functions/transform/src/index';
 import { startEngine, type Engine } from '../support/engine';
-import { createTestEnv, type TestEnv } from '../support/env';
+import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 import { pdfText, startSmtp, type TestSmtp } from '../support/mail';
 
 /**
@@ -34,6 +39,10 @@ describe('the invoice workflow', () => {
       createVoidInvoice({ pool }),
       createGeneratePdf({ pool }),
       createSendEmail({ pool, transport, from: 'Baton Invoices <invoices@baton.test>' }),
+      // The orders-feed example: the feed is a local server, so its host is allowed explicitly.
+      createHttpRequest({ allowedHosts: ['127.0.0.1'] }),
+      createTransform(),
+      createEmitEvents(),
     ]);
   });
 
@@ -105,6 +114,39 @@ describe('the invoice workflow', () => {
     });
     const invoices = await env.pool.query('SELECT count(*)::int AS n FROM invoices WHERE run_id = $1', [runId]);
     expect(invoices.rows[0].n).toBe(0);
+  });
+
+  it('orders-feed: fetches a feed over HTTP, transforms it and starts one invoice run per customer by event', async () => {
+    const feed = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          orders: [
+            { id: 'f1', customerId: 'cust-02', status: 'open' },
+            { id: 'f2', customerId: 'cust-03', status: 'open' },
+            { id: 'f3', customerId: 'cust-02', status: 'open' },
+            { id: 'f4', customerId: 'cust-04', status: 'shipped' },
+          ],
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => feed.listen(0, '127.0.0.1', resolve));
+    try {
+      const feedUrl = `http://127.0.0.1:${(feed.address() as AddressInfo).port}/orders.json`;
+      const runId = await engine.start('orders-feed', { feedUrl });
+      const run = await engine.waitForRun(runId);
+      expect(run.status).toBe('succeeded');
+      expect(run.output).toEqual({ customers: ['cust-02', 'cust-03'], invoicesRequested: 2 });
+      const started = await waitFor(async () => {
+        const { rows } = await env.pool.query(
+          "SELECT id, input, status FROM runs WHERE workflow_name = 'invoice' AND trigger->>'type' = 'event' ORDER BY input->>'customerId'",
+        );
+        return rows.length === 2 && rows.every((r) => r.status === 'succeeded') ? rows : undefined;
+      });
+      expect(started.map((r) => r.input)).toEqual([{ customerId: 'cust-02' }, { customerId: 'cust-03' }]);
+      expect(smtp.received.filter((m) => m.envelope.to.includes('grace@example.com'))).toHaveLength(1);
+    } finally {
+      await new Promise((r) => feed.close(r));
+    }
   });
 
   it('voids the invoice when the e-mail is refused for good (compensation)', async () => {
