@@ -586,7 +586,11 @@ describe('helm test script (files/tests/run-invoice.js) against a stub gateway',
 });
 
 /** Metric names defined in shared/src/metrics.ts (the public contract dashboards and alerts use). */
+/** Every baton_* metric the code declares: the shared ones and the coordinator's queue gauges. */
 function definedMetrics(): string[] {
-  const source = fs.readFileSync(path.join(ROOT, 'shared/src/metrics.ts'), 'utf8');
-  return [...source.matchAll(/name: '(baton_[a-z_]+)'/g)].map((m) => m[1]);
+  const files = ['shared/src/metrics.ts', 'services/coordinator/src/queue-metrics.ts'];
+  return files.flatMap((file) => {
+    const source = fs.readFileSync(path.join(ROOT, file), 'utf8');
+    return [...source.matchAll(/name: '(baton_[a-z_]+)'/g)].map((m) => m[1]);
+  });
 }

@@ -46,6 +46,13 @@ export function exportQueueDepths(pool: Pool, queues: QueueContext): { close(): 
     }
     return queue;
   };
+  // Workers connected to each queue (BullMQ names its worker connections), for "work but no worker".
+  const workers = new client.Gauge({
+    name: 'baton_queue_workers',
+    help: 'Workers connected to each BullMQ queue',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+  });
   new client.Gauge({
     name: 'baton_queue_jobs',
     help: 'Jobs in each BullMQ queue by state',
@@ -57,10 +64,16 @@ export function exportQueueDepths(pool: Pool, queues: QueueContext): { close(): 
         listedAt = Date.now();
       }
       this.reset();
+      workers.reset();
       await Promise.all(
         names.map(async (name) => {
-          const counts = await queueFor(name).getJobCounts(...QUEUE_STATES);
+          const queue = queueFor(name);
+          const [counts, workerCount] = await Promise.all([
+            queue.getJobCounts(...QUEUE_STATES),
+            queue.getWorkersCount(),
+          ]);
           for (const state of QUEUE_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
+          workers.set({ queue: name }, workerCount);
         }),
       );
     },
@@ -68,6 +81,7 @@ export function exportQueueDepths(pool: Pool, queues: QueueContext): { close(): 
   return {
     async close() {
       registry.removeSingleMetric('baton_queue_jobs');
+      registry.removeSingleMetric('baton_queue_workers');
       await Promise.all([...open.values()].map((q) => q.close()));
     },
   };
