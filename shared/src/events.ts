@@ -60,7 +60,7 @@ export async function publishEvent(
     d.definition.triggers.some((t) => 'event' in t && t.event.name === req.name),
   );
   const runIds: string[] = [];
-  const started: string[] = [];
+  const started: { runId: string; trace?: Record<string, string> }[] = [];
   const rejected: PublishedEvent['rejected'] = [];
   for (const definition of subscribers) {
     const trigger = definition.definition.triggers.find((t) => 'event' in t && t.event.name === req.name);
@@ -81,7 +81,7 @@ export async function publishEvent(
       idempotencyKey: `event:${eventId}`,
     });
     runIds.push(run.runId);
-    if (run.created) started.push(run.runId);
+    if (run.created) started.push({ runId: run.runId, ...(run.trace ? { trace: run.trace } : {}) });
   }
   await db.query('UPDATE events SET run_ids = $2 WHERE id = $1', [eventId, runIds]);
   return {
@@ -90,8 +90,9 @@ export async function publishEvent(
     duplicate: false,
     rejected,
     notify: async () => {
-      for (const runId of started)
-        await notifyCoordinator(coordinator, { type: 'run.start', runId }).catch(() => undefined);
+      for (const run of started) {
+        await notifyCoordinator(coordinator, { type: 'run.start', ...run }).catch(() => undefined);
+      }
       await notifyCoordinator(coordinator, { type: 'event.deliver', eventId }).catch(() => undefined);
     },
   };

@@ -22,3 +22,4 @@ export * from './runs';
 export * from './events';
 export * from './schedules';
 export * from './discovery';
+export * from './tracing';

@@ -1,4 +1,5 @@
 import type { SerializedError } from './errors';
+import type { TraceCarrier } from './tracing';
 import type { RetryPolicy } from './workflow/definition';
 
 /**
@@ -17,6 +18,8 @@ export interface StepJobData {
   input: unknown;
   retry: RetryPolicy;
   timeoutMs?: number;
+  /** W3C trace context of the span that planned this step (tracing on only). */
+  trace?: TraceCarrier;
 }
 
 export interface StepLogLine {
@@ -33,6 +36,8 @@ interface StepReportBase {
   workerId: string;
   at: string;
   logs?: StepLogLine[];
+  /** The attempt's span, so the coordinator's handling joins the run's trace. */
+  trace?: TraceCarrier;
 }
 
 export type StepReport =
@@ -66,7 +71,11 @@ export type TriggerMessage =
 
 /** Everything the coordinator queue carries. */
 export type CoordinatorMessage =
-  { type: 'run.start'; runId: string } | RunControlMessage | BuiltinStepMessage | TriggerMessage | StepReport;
+  | { type: 'run.start'; runId: string; trace?: TraceCarrier }
+  | RunControlMessage
+  | BuiltinStepMessage
+  | TriggerMessage
+  | StepReport;
 
 /**
  * Job id of a coordinator message, so a message sent twice (a crash and a re-run, the reconciler

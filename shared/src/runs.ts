@@ -6,6 +6,7 @@ import type { Pool } from './db/pool';
 import { ValidationError } from './errors';
 import { COORDINATOR_JOB_OPTIONS } from './queues';
 import { coordinatorJobId, type CoordinatorMessage } from './protocol';
+import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import type { StoredDefinition } from './workflow/store';
 
 /**
@@ -29,6 +30,8 @@ export interface StartRunRequest {
 export interface StartedRun {
   runId: string;
   status: string;
+  /** The trace context the run was created in (empty when tracing is off). */
+  trace?: TraceCarrier;
   /** False when the idempotency key matched an existing run, which is returned instead. */
   created: boolean;
 }
@@ -72,32 +75,45 @@ export async function startRun(
   req: StartRunRequest,
 ): Promise<StartedRun> {
   validateRunInput(req.definition, req.input);
-  const runId = crypto.randomUUID();
-  const inserted = await pool.query<{ id: string; status: string }>(
-    `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key)
-     VALUES ($1, $2, $3, 'pending', $4, $5, $6)
-     ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-     RETURNING id, status`,
-    [
-      runId,
-      req.definition.name,
-      req.definition.version,
-      JSON.stringify(req.input ?? null),
-      JSON.stringify(req.trigger),
-      req.idempotencyKey ?? null,
-    ],
-  );
-  if (!inserted.rows[0]) {
-    const existing = await pool.query<{ id: string; status: string }>(
-      'SELECT id, status FROM runs WHERE workflow_name = $1 AND idempotency_key = $2',
-      [req.definition.name, req.idempotencyKey],
+  // The root span of the run's trace: every later span (coordinator, functions) descends from it.
+  const attributes = { 'baton.workflow': req.definition.name, 'baton.trigger': req.trigger.type };
+  return inSpan('baton.run.create', undefined, attributes, async () => {
+    const runId = crypto.randomUUID();
+    const trace = injectTrace();
+    const inserted = await pool.query<{ id: string; status: string }>(
+      `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata)
+       VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7)
+       ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING id, status`,
+      [
+        runId,
+        req.definition.name,
+        req.definition.version,
+        JSON.stringify(req.input ?? null),
+        JSON.stringify(req.trigger),
+        req.idempotencyKey ?? null,
+        JSON.stringify(traced(trace)),
+      ],
     );
-    return { runId: existing.rows[0].id, status: existing.rows[0].status, created: false };
-  }
-  // The run is committed and will start even if Redis is unreachable now: the reconciler re-sends
-  // `run.start` for pending runs. So a failed notification does not fail the request.
-  if (coordinator) await notifyCoordinator(coordinator, { type: 'run.start', runId }).catch(() => undefined);
-  return { runId, status: 'pending', created: true };
+    if (!inserted.rows[0]) {
+      const existing = await pool.query<{ id: string; status: string }>(
+        'SELECT id, status FROM runs WHERE workflow_name = $1 AND idempotency_key = $2',
+        [req.definition.name, req.idempotencyKey],
+      );
+      return { runId: existing.rows[0].id, status: existing.rows[0].status, created: false };
+    }
+    // The run is committed and will start even if Redis is unreachable now: the reconciler re-sends
+    // `run.start` for pending runs. So a failed notification does not fail the request.
+    if (coordinator) {
+      await notifyCoordinator(coordinator, { type: 'run.start', runId, ...traced(trace) }).catch(() => undefined);
+    }
+    return { runId, status: 'pending', created: true, ...traced(trace) };
+  });
+}
+
+/** `{trace}` when tracing is on, nothing otherwise (keeps messages and rows small). */
+export function traced(trace: TraceCarrier): { trace?: TraceCarrier } {
+  return Object.keys(trace).length ? { trace } : {};
 }
 
 export async function notifyCoordinator(coordinator: Queue, message: CoordinatorMessage): Promise<void> {

@@ -10,6 +10,9 @@ import {
   coordinatorJobId,
   evaluate,
   evaluateCondition,
+  injectTrace,
+  inSpan,
+  traced,
   expressionContext,
   publishEvent,
   SLEEP_FUNCTION,
@@ -129,6 +132,14 @@ export class Coordinator {
 
   /** `jobId` names a schedule tick (BullMQ's job scheduler makes one job per tick). */
   async handle(message: CoordinatorMessage, jobId?: string): Promise<void> {
+    const trace = 'trace' in message ? message.trace : undefined;
+    const runId = 'runId' in message ? message.runId : undefined;
+    await inSpan(`baton.coordinator ${message.type}`, trace, runId ? { 'baton.run_id': runId } : {}, () =>
+      this.handleMessage(message, jobId),
+    );
+  }
+
+  private async handleMessage(message: CoordinatorMessage, jobId?: string): Promise<void> {
     if (message.type === 'event.deliver') return this.deliverEvent(message.eventId);
     if (message.type === 'schedule.fire') return this.fireSchedule(message.scheduleId, message.workflow, jobId);
     if (message.type === 'step.started') await this.noteFunction(message.stepExecutionId);
@@ -414,6 +425,8 @@ export class Coordinator {
       input: e.input,
       retry: e.retry,
       ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
+      // The function's attempt spans become children of this coordinator span.
+      ...traced(injectTrace()),
     };
   }
 

@@ -3,6 +3,7 @@ import {
   advertiseHost,
   collectProcessMetrics,
   registerTarget,
+  startTracing,
   createLogger,
   createPool,
   createRedis,
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit(() => loadCoordinatorConfig());
   const logger = createLogger('coordinator', config.logLevel);
   collectProcessMetrics('coordinator');
+  const tracing = await startTracing('baton-coordinator');
   const pool = createPool(config.databaseUrl, { max: config.concurrency + 4, applicationName: 'baton-coordinator' });
   const redis = createRedis(config.redis, 'baton:coordinator');
   const queues = queueContext(config, redis);
@@ -75,6 +77,7 @@ async function main(): Promise<void> {
     await metricsServer?.close();
     await backlog.close();
     await pool.end();
+    await tracing?.shutdown().catch(() => undefined);
     await redis.quit().catch(() => undefined);
     process.exit(0);
   };

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { baseEnv, loadConfigOrExit, loadConfigOrExitAsync, parseEnv, toBaseConfig, type BaseConfig } from '../config';
 import { advertiseHost, registerTarget } from '../discovery';
 import { createLogger, type Logger } from '../logger';
+import { startTracing } from '../tracing';
 import { collectProcessMetrics, startMetricsServer } from '../metrics';
 import { createRedis, queueContext } from '../queues';
 import { concurrencyEnvName, type FunctionDefinition } from './function';
@@ -33,6 +34,7 @@ export async function runFunctionMain(
   const logger = createLogger(`fn.${name}`, config.logLevel, { function: name });
   const fn = await loadConfigOrExitAsync(async () => build({ config, logger }));
   collectProcessMetrics(`fn.${name}`);
+  const tracing = await startTracing(`baton-fn-${name}`);
   const metricsServer = config.metricsPort === undefined ? undefined : await startMetricsServer(config.metricsPort);
 
   const connection = createRedis(config.redis, `baton:fn.${name}`);
@@ -69,6 +71,7 @@ export async function runFunctionMain(
     await worker.close();
     await target?.stop();
     await fn.close?.();
+    await tracing?.shutdown().catch(() => undefined);
     await connection.quit().catch(() => undefined);
     await metricsServer?.close();
     logger.info('stopped');

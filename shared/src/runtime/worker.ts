@@ -18,6 +18,8 @@ import {
   functionQueueName,
   type QueueContext,
 } from '../queues';
+import { traced } from '../runs';
+import { injectTrace, inSpan } from '../tracing';
 import { eventName } from '../workflow/definition';
 import { backoffDelayMs, isRetryable } from '../workflow/retry';
 import type { FunctionContext, FunctionDefinition, StepLog } from './function';
@@ -81,14 +83,29 @@ export function startFunctionWorker(
     await reports.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
   };
 
-  const processJob = async (job: Job<StepJobData>): Promise<unknown> => {
+  // One span per attempt, a child of the coordinator span that planned the step.
+  const processJob = (job: Job<StepJobData>): Promise<unknown> =>
+    inSpan(
+      `baton.step ${definition.name}`,
+      job.data.trace,
+      { 'baton.run_id': job.data.runId, 'baton.step_id': job.data.stepId, 'baton.attempt': job.attemptsMade + 1 },
+      () => runJob(job),
+    );
+
+  const runJob = async (job: Job<StepJobData>): Promise<unknown> => {
     const data = job.data;
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
     const logger = opts.logger.child({ runId: data.runId, stepId: data.stepId, function: definition.name, attempt });
     const logs: StepLogLine[] = [];
     const events: { name: string; payload: unknown }[] = [];
-    const base = { runId: data.runId, stepExecutionId: data.stepExecutionId, attempt, workerId };
+    const base = {
+      runId: data.runId,
+      stepExecutionId: data.stepExecutionId,
+      attempt,
+      workerId,
+      ...traced(injectTrace()),
+    };
     const started = performance.now();
     // Queue wait is measured once per step: later attempts wait on purpose (backoff).
     if (attempt === 1)
