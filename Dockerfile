@@ -6,28 +6,34 @@ ARG NODE_IMAGE=node:22-slim
 
 # --- manifests: package.json files only, so dependency layers survive source edits -------------
 FROM ${NODE_IMAGE} AS manifests
-ARG WORKSPACE
 WORKDIR /src
 COPY . .
-RUN test -n "${WORKSPACE}" || { echo "build arg WORKSPACE is required (e.g. functions/send-email)" >&2; exit 1; } \
- && test -f "${WORKSPACE}/package.json" || { echo "no workspace at ${WORKSPACE}" >&2; exit 1; } \
- && mkdir -p /manifests \
- && cp package.json package-lock.json /manifests/ \
- && for f in shared/package.json services/*/package.json functions/*/package.json; do \
-      mkdir -p "/manifests/$(dirname "$f")" && cp "$f" "/manifests/$f"; \
-    done
+# Every workspace package.json listed in the root package.json (npm ci needs them all).
+RUN mkdir -p /manifests && cp package.json package-lock.json /manifests/ \
+ && node -e 'const fs = require("fs"), path = require("path"); \
+      for (const ws of require("./package.json").workspaces) { \
+        const dirs = ws.endsWith("/*") ? fs.readdirSync(ws.slice(0, -2)).map((d) => path.join(ws.slice(0, -2), d)) : [ws]; \
+        for (const dir of dirs) { \
+          const file = path.join(dir, "package.json"); \
+          if (!fs.existsSync(file)) continue; \
+          fs.mkdirSync(path.join("/manifests", dir), { recursive: true }); \
+          fs.copyFileSync(file, path.join("/manifests", file)); \
+        } \
+      }'
 
 # --- build: every dependency (the compiler included), then compile shared + the workspace -------
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY --from=manifests /manifests ./
 # Install scripts stay off, as in the repository (package.json allowScripts): nothing here needs one.
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY . .
 ARG WORKSPACE
 # The coordinator image also runs the migration Job (node scripts/migrate.js) and ships the
 # definitions it loads when no ConfigMap is mounted; other images get their own code and shared/.
-RUN npx tsc -b "${WORKSPACE}" \
+RUN test -n "${WORKSPACE}" || { echo "build arg WORKSPACE is required (e.g. functions/send-email)" >&2; exit 1; } \
+ && test -f "${WORKSPACE}/package.json" || { echo "no workspace at ${WORKSPACE}" >&2; exit 1; } \
+ && npx tsc -b "${WORKSPACE}" \
  && mkdir -p "/out/${WORKSPACE}" /out/shared \
  && cp -r shared/package.json shared/dist /out/shared/ \
  && cp -r "${WORKSPACE}/package.json" "${WORKSPACE}/dist" "/out/${WORKSPACE}/" \
