@@ -37,6 +37,7 @@ RUN test -n "${WORKSPACE}" || { echo "build arg WORKSPACE is required (e.g. func
  && mkdir -p "/out/${WORKSPACE}" /out/shared \
  && cp -r shared/package.json shared/dist /out/shared/ \
  && cp -r "${WORKSPACE}/package.json" "${WORKSPACE}/dist" "/out/${WORKSPACE}/" \
+ && if [ -d "${WORKSPACE}/public" ]; then cp -r "${WORKSPACE}/public" "/out/${WORKSPACE}/"; fi \
  && if [ "${WORKSPACE}" = services/coordinator ]; then \
       mkdir -p /out/scripts && cp scripts/migrate.js /out/scripts/ && cp -r migrations seeds workflows /out/; \
     fi \
