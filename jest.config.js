@@ -25,6 +25,8 @@ module.exports = {
     },
     { ...shared, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.test.ts'] },
     { ...shared, displayName: 'browser', testMatch: ['<rootDir>/test/browser/**/*.test.ts'] },
+    // Fault injection on the whole system as processes; the full set is `npm run chaos` (test/chaos/jest.config.js).
+    { ...shared, displayName: 'chaos-fast', testMatch: ['<rootDir>/test/chaos/**/*.fast.test.ts'] },
     {
       ...shared,
       // helm lint/template, kubectl kustomize and schema validation of the chart, k8s/, skaffold and

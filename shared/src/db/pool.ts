@@ -18,6 +18,10 @@ export function createPool(databaseUrl: string, opts: { max?: number; applicatio
   // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the
   // process; the pool drops it and the next query opens a new one.
   pool.on('error', () => undefined);
+  // A checked-out client has no pool listener: one whose backend is terminated between two queries
+  // of a transaction would emit an unhandled 'error' and kill the process. Its next query fails
+  // instead, and the pool drops it on release.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

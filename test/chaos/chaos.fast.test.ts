@@ -1,0 +1,40 @@
+import { flushRedis, killCoordinator, sigtermFunction, type ScenarioResult } from './scenarios';
+
+/**
+ * The fast subset of the chaos suite (in `npm test`): real processes, real PostgreSQL and Redis, one
+ * fault each. The whole suite is `npm run chaos` (test/chaos/all.chaos.ts, docs/RELIABILITY.md).
+ */
+const SCENARIO_TIMEOUT_MS = 240_000;
+
+function expectClean({ row, report, violations }: ScenarioResult): void {
+  const evidence = JSON.stringify({ row, report, violations }, null, 2);
+  if (row.lost || row.duplicated || row.stuck || report.crashed.length)
+    throw new Error(`invariants broken:\n${evidence}`);
+  expect(row.faults).toBeGreaterThan(0);
+}
+
+describe('chaos (fast subset)', () => {
+  it(
+    'SIGTERM of a function mid-step: the step is neither lost nor recorded twice',
+    async () => {
+      expectClean(await sigtermFunction('generate-pdf')());
+    },
+    SCENARIO_TIMEOUT_MS,
+  );
+
+  it(
+    "Redis data loss (this suite's keys deleted): the reconciler rebuilds the work",
+    async () => {
+      expectClean(await flushRedis()());
+    },
+    SCENARIO_TIMEOUT_MS,
+  );
+
+  it(
+    'kill -9 of the coordinator under load: nothing lost, stuck or recorded twice',
+    async () => {
+      expectClean(await killCoordinator(1)());
+    },
+    SCENARIO_TIMEOUT_MS,
+  );
+});

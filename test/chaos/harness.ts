@@ -1,0 +1,760 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import readline from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { simpleParser, type ParsedMail } from 'mailparser';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { SMTPServer } from 'smtp-server';
+import { deleteKeysWithPrefix, loadDefinitionsFromDir, migrate, redisOptionsFrom, seedDemoData } from '@baton/shared';
+
+/**
+ * The chaos harness: Baton as real processes (gateway, coordinator, every function — each
+ * `node <workspace>/dist/main.js`, as the containers run them) against a fresh database, a Redis key
+ * prefix of its own and an in-test SMTP server. Scenarios start runs, inject one fault (kill -9,
+ * SIGTERM, restart, a wipe of this suite's Redis keys, terminated PostgreSQL connections, SMTP down),
+ * wait until the system is idle and check the invariants of docs/RELIABILITY.md.
+ *
+ * The machine's PostgreSQL and Redis servers are shared with other suites: the harness never stops
+ * them; it only kills processes it started, by pid.
+ */
+const ROOT = path.resolve(__dirname, '..', '..');
+const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+const TERMINAL = ['succeeded', 'failed', 'compensated', 'compensation_failed', 'cancelled'];
+const START_TIMEOUT_MS = 90_000;
+
+export const RECONCILE_INTERVAL_MS = 500;
+export const RECONCILE_GRACE_MS = 1_000;
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: withDatabase(SERVER_URL, 'postgres') });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+// ---- SMTP -------------------------------------------------------------------------------------
+
+/** A real SMTP server on a fixed port that can be taken down and brought back; mail survives. */
+export class ChaosSmtp {
+  readonly mails: { recipients: string[]; mail: ParsedMail }[] = [];
+  private server?: SMTPServer;
+  private constructor(readonly port: number) {}
+
+  static async start(): Promise<ChaosSmtp> {
+    const smtp = new ChaosSmtp(await freePort());
+    await smtp.up();
+    return smtp;
+  }
+
+  get isUp(): boolean {
+    return this.server !== undefined;
+  }
+
+  async up(): Promise<void> {
+    if (this.server) return;
+    const server = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['AUTH', 'STARTTLS'],
+      logger: false,
+      onData: (stream, session, callback) => {
+        simpleParser(stream).then(
+          (mail) => {
+            this.mails.push({ recipients: session.envelope.rcptTo.map((r) => r.address), mail });
+            callback();
+          },
+          (err: Error) => callback(err),
+        );
+      },
+    });
+    server.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      server.server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+  }
+
+  /** Stops listening and drops open sessions: senders see refused connections until `up()`. */
+  async down(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // smtp-server waits for sessions to end; a down server does not wait.
+    for (const conn of (server as unknown as { connections?: Set<{ close(): void }> }).connections ?? []) {
+      try {
+        conn.close();
+      } catch {
+        // already closing
+      }
+    }
+    await Promise.race([closed, sleep(2_000, undefined, { ref: false })]);
+  }
+
+  /** Received mails per Message-ID. */
+  countsByMessageId(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const { mail } of this.mails) {
+      const id = mail.messageId ?? '(none)';
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    return counts;
+  }
+}
+
+// ---- processes --------------------------------------------------------------------------------
+
+export interface Component {
+  name: string;
+  /** The workspace whose dist/main.js runs (two coordinators share one). */
+  dir: string;
+  kind: 'gateway' | 'coordinator' | 'function';
+}
+
+interface Proc {
+  component: Component;
+  child: ChildProcess;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  running: boolean;
+  /** Set when the harness killed or stopped it on purpose. */
+  expectedExit: boolean;
+}
+
+export function discoverComponents(): Component[] {
+  const functions = fs
+    .readdirSync(path.join(ROOT, 'functions'), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && fs.existsSync(path.join(ROOT, 'functions', d.name, 'package.json')))
+    .map((d) => d.name)
+    .sort();
+  return [
+    { name: 'gateway', dir: 'services/gateway', kind: 'gateway' },
+    { name: 'coordinator', dir: 'services/coordinator', kind: 'coordinator' },
+    ...functions.map((name) => ({ name, dir: `functions/${name}`, kind: 'function' as const })),
+  ];
+}
+
+// ---- results ----------------------------------------------------------------------------------
+
+export interface ScenarioRow {
+  scenario: string;
+  runs: number;
+  faults: number;
+  lost: number;
+  duplicated: number;
+  stuck: number;
+  recoverySeconds: number;
+  /** E-mails received more than once with the same Message-ID (at-least-once delivery; reported). */
+  mailResent: number;
+  notes: string[];
+}
+
+export interface InvariantReport {
+  accepted: number;
+  missing: string[];
+  stuck: { id: string; status: string }[];
+  unexpected: { id: string; status: string; expected: string }[];
+  duplicateCompletions: unknown[];
+  duplicateCompensations: unknown[];
+  compensationOrder: { runId: string; expected: string[]; actual: string[] }[];
+  duplicateRunsPerKey: unknown[];
+  duplicateInvoices: unknown[];
+  missingInvoices: string[];
+  missingMails: string[];
+  mailResent: { messageId: string; count: number }[];
+  attemptsOverMax: unknown[];
+  queueBacklog: number;
+  crashed: string[];
+}
+
+export interface AcceptedRun {
+  runId: string;
+  workflow: string;
+  /** The status this run must end in when every fault was recovered from. */
+  expect: string;
+  idempotencyKey?: string;
+}
+
+/** Diamond: a → (b, c) → d, all transform steps, b and c in parallel. */
+export const DIAMOND = 'chaos-diamond';
+export function diamondDefinition(revision = 1): Record<string, unknown> {
+  const step = (id: string, value: number, needs?: string[]) => ({
+    id,
+    function: 'transform',
+    ...(needs ? { needs } : {}),
+    input: { expression: `{"step": "${id}", "value": ${value}, "revision": ${revision}}` },
+  });
+  return {
+    name: DIAMOND,
+    description: 'chaos suite: a diamond of parallel steps',
+    steps: [step('a', 1, []), step('b', 2, ['a']), step('c', 3, ['a']), step('d', 4, ['b', 'c'])],
+    output: { revision: '{{ steps.d.output.result.revision }}' },
+  };
+}
+
+/** A poison workflow: three compensable steps, then one that always fails (a closed port). */
+export const POISON = 'chaos-poison';
+export function poisonDefinition(closedPort: number): Record<string, unknown> {
+  const undoable = (id: string, needs: string[]) => ({
+    id,
+    function: 'transform',
+    needs,
+    input: { expression: `"${id} done"` },
+    compensate: { function: 'transform', input: { expression: `"${id} undone"` } },
+  });
+  return {
+    name: POISON,
+    description: 'chaos suite: a step that always throws, after steps that must be compensated',
+    steps: [
+      undoable('a', []),
+      undoable('b', ['a']),
+      undoable('c', ['a']),
+      {
+        id: 'poison',
+        function: 'http-request',
+        needs: ['b', 'c'],
+        input: { url: `http://127.0.0.1:${closedPort}/never`, method: 'GET' },
+        timeoutMs: 5_000,
+        retry: { attempts: 3, backoff: { type: 'fixed', delayMs: 200 } },
+      },
+    ],
+  };
+}
+
+// ---- the system -------------------------------------------------------------------------------
+
+export class ChaosSystem {
+  readonly id = crypto.randomBytes(4).toString('hex');
+  readonly database: string;
+  readonly databaseUrl: string;
+  readonly prefix: string;
+  readonly accepted: AcceptedRun[] = [];
+  readonly notes: string[] = [];
+  faults = 0;
+  /** When the first fault was injected (recovery time counts from there). */
+  firstFaultAt?: number;
+  pool!: pg.Pool;
+  redis!: Redis;
+  smtp!: ChaosSmtp;
+  baseUrl = '';
+  /** A port nothing listens on, for the poison step. */
+  closedPort = 0;
+  private port = 0;
+  private readonly procs = new Map<string, Proc>();
+  private readonly output: string[] = [];
+  private readonly components = new Map(discoverComponents().map((c) => [c.name, c]));
+  private crashed: string[] = [];
+
+  constructor(readonly suite: string) {
+    this.database = `baton_chaos_${suite.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${this.id}`;
+    this.databaseUrl = withDatabase(SERVER_URL, this.database);
+    this.prefix = `baton-chaos-${suite.replace(/[^a-z0-9]/gi, '-').toLowerCase()}-${this.id}`;
+  }
+
+  /** Fresh database (migrated, seeded, workflows/ loaded), SMTP server, then every component. */
+  async start(): Promise<void> {
+    for (const c of this.components.values()) {
+      if (!fs.existsSync(path.join(ROOT, c.dir, 'dist', 'main.js')))
+        throw new Error(`${c.dir}/dist/main.js missing: run npx tsc -b first`);
+    }
+    await admin((c) => c.query(`CREATE DATABASE ${c.escapeIdentifier(this.database)}`));
+    await migrate(this.databaseUrl);
+    await seedDemoData(this.databaseUrl);
+    this.pool = new pg.Pool({ connectionString: this.databaseUrl, max: 4, application_name: 'chaos-harness' });
+    // Terminated connections (a scenario) surface here on idle clients; the pool replaces them.
+    this.pool.on('error', () => undefined);
+    await loadDefinitionsFromDir(this.pool as never, path.join(ROOT, 'workflows'));
+    this.redis = new Redis({ ...redisOptionsFrom({ REDIS_URL, REDIS_HOST: '127.0.0.1', REDIS_PORT: 6379 }) });
+    this.redis.on('error', () => undefined);
+    this.smtp = await ChaosSmtp.start();
+    this.port = await freePort();
+    this.closedPort = await freePort();
+    this.baseUrl = `http://127.0.0.1:${this.port}`;
+    await Promise.all([...this.components.keys()].map((name) => this.startComponent(name)));
+  }
+
+  private env(component: Component): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DATABASE_URL: this.databaseUrl,
+      REDIS_URL,
+      BATON_QUEUE_PREFIX: this.prefix,
+      SMTP_URL: `smtp://127.0.0.1:${this.smtp.port}`,
+      LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'info',
+      RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS),
+      RECONCILE_GRACE_MS: String(RECONCILE_GRACE_MS),
+      HTTP_REQUEST_ALLOWED_HOSTS: '127.0.0.1',
+      NO_COLOR: '1',
+    };
+    for (const key of [
+      'NODE_OPTIONS',
+      'FORCE_COLOR',
+      'REDIS_HOST',
+      'REDIS_PORT',
+      'PORT',
+      'METRICS_PORT',
+      'WORKFLOWS_DIR',
+    ])
+      delete env[key];
+    if (component.kind === 'gateway') env.PORT = String(this.port);
+    else env.METRICS_PORT = '0';
+    return env;
+  }
+
+  /** Adds a component under a new name (a second coordinator) and starts it. */
+  async addComponent(name: string, like: string): Promise<void> {
+    const base = this.components.get(like);
+    if (!base) throw new Error(`unknown component ${like}`);
+    this.components.set(name, { ...base, name });
+    await this.startComponent(name);
+  }
+
+  /** Starts a component and waits until it says it is up (the gateway: /readyz answers 200). */
+  async startComponent(name: string): Promise<void> {
+    const component = this.components.get(name);
+    if (!component) throw new Error(`unknown component ${name}`);
+    if (this.procs.get(name)?.running) throw new Error(`${name} is already running`);
+    const child = spawn(process.execPath, [path.join(ROOT, component.dir, 'dist', 'main.js')], {
+      cwd: ROOT,
+      env: this.env(component),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let started = false;
+    const marker =
+      component.kind === 'gateway'
+        ? 'gateway listening'
+        : component.kind === 'coordinator'
+          ? 'coordinator started'
+          : 'function worker started';
+    const collect = (line: string) => {
+      if (!started && line.includes(marker)) started = true;
+      this.output.push(`${name}[${child.pid}] ${line}`);
+      if (this.output.length > 4_000) this.output.shift();
+      if (process.env.CHAOS_VERBOSE) process.stdout.write(`${name} ${line}\n`);
+    };
+    readline.createInterface({ input: child.stdout! }).on('line', collect);
+    readline.createInterface({ input: child.stderr! }).on('line', collect);
+    const proc: Proc = {
+      component,
+      child,
+      running: true,
+      expectedExit: false,
+      exited: new Promise((resolve) =>
+        child.once('exit', (code, signal) => {
+          proc.running = false;
+          if (!proc.expectedExit) {
+            // The evidence: what the process printed last.
+            const own = this.output.filter((l) => l.startsWith(`${name}[${child.pid}] `)).slice(-12);
+            this.crashed.push(`${name} exited (${signal ?? `code ${code}`}): ${own.join('\n')}`);
+          }
+          resolve({ code, signal });
+        }),
+      ),
+    };
+    this.procs.set(name, proc);
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (!proc.running) throw new Error(`${name} exited while starting:\n${this.tail(40)}`);
+      if (started) {
+        if (component.kind !== 'gateway') return;
+        const res = await fetch(`${this.baseUrl}/readyz`).catch(() => undefined);
+        if (res?.status === 200) return;
+      }
+      await sleep(100);
+    }
+    throw new Error(`${name} not up after ${START_TIMEOUT_MS / 1000}s:\n${this.tail(40)}`);
+  }
+
+  pid(name: string): number | undefined {
+    const proc = this.procs.get(name);
+    return proc?.running ? proc.child.pid : undefined;
+  }
+
+  /** kill -9 (or another signal) of one component, by the pid the harness started; waits for exit. */
+  async kill(name: string, signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 30_000): Promise<void> {
+    const proc = this.procs.get(name);
+    if (!proc?.running) throw new Error(`${name} is not running`);
+    proc.expectedExit = true;
+    this.markFault();
+    proc.child.kill(signal);
+    const exited = await Promise.race([proc.exited, sleep(timeoutMs, undefined, { ref: false })]);
+    if (!exited) {
+      this.notes.push(`${name} still running ${timeoutMs / 1000}s after ${signal}: killed`);
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+    }
+  }
+
+  async restart(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.kill(name, signal);
+    await this.startComponent(name);
+  }
+
+  markFault(): void {
+    this.faults += 1;
+    this.firstFaultAt ??= Date.now();
+  }
+
+  /** Simulated Redis data loss: every key of this suite's prefix deleted (never FLUSHALL: Redis is shared). */
+  async flushRedis(): Promise<number> {
+    this.markFault();
+    return deleteKeysWithPrefix(this.redis, this.prefix);
+  }
+
+  /** Every PostgreSQL connection to this suite's database terminated (other databases untouched). */
+  async terminateDatabaseConnections(): Promise<number> {
+    this.markFault();
+    const { rows } = await admin((c) =>
+      c.query(
+        `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+          WHERE datname = $1 AND pid <> pg_backend_pid()`,
+        [this.database],
+      ),
+    );
+    return rows.filter((r: { ok: boolean }) => r.ok).length;
+  }
+
+  async request(method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+    return fetch(`${this.baseUrl}${url}`, {
+      method,
+      headers: { 'Content-Type': 'application/json', ...headers },
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
+  }
+
+  async putWorkflow(definition: Record<string, unknown> | string, name?: string): Promise<number> {
+    const isText = typeof definition === 'string';
+    const res = await this.request(
+      'PUT',
+      `/v1/workflows/${name ?? (definition as { name: string }).name}`,
+      definition,
+      isText ? { 'Content-Type': 'application/yaml' } : {},
+    );
+    const body = (await res.json()) as { version?: number };
+    if (res.status !== 201 && res.status !== 200)
+      throw new Error(`PUT workflow: ${res.status} ${JSON.stringify(body)}`);
+    return body.version!;
+  }
+
+  /** `count` invoice runs over cust-01..05 (POST /invoice/start); each must end `succeeded`. */
+  async startInvoiceRuns(count: number): Promise<string[]> {
+    const started = await Promise.all(
+      Array.from({ length: count }, async (_, i) => {
+        const customerId = `cust-0${(i % 5) + 1}`;
+        const res = await this.request('POST', '/invoice/start', { customerId });
+        const body = (await res.json()) as { runId?: string };
+        if (res.status !== 202 || !body.runId)
+          throw new Error(`POST /invoice/start: ${res.status} ${JSON.stringify(body)}`);
+        this.accepted.push({ runId: body.runId, workflow: 'invoice', expect: 'succeeded' });
+        return body.runId;
+      }),
+    );
+    return started;
+  }
+
+  /** `count` runs of a saved workflow through POST /v1/workflows/:name/runs. */
+  async startRuns(
+    workflow: string,
+    count: number,
+    expect: string,
+    input: unknown = {},
+    idempotencyKey?: string,
+  ): Promise<{ runId: string; status: number }[]> {
+    return Promise.all(
+      Array.from({ length: count }, async () => {
+        const res = await this.request('POST', `/v1/workflows/${workflow}/runs`, {
+          input,
+          ...(idempotencyKey ? { idempotencyKey } : {}),
+        });
+        const body = (await res.json()) as { runId?: string };
+        if ((res.status !== 202 && res.status !== 200) || !body.runId)
+          throw new Error(`POST /v1/workflows/${workflow}/runs: ${res.status} ${JSON.stringify(body)}`);
+        if (!this.accepted.some((r) => r.runId === body.runId))
+          this.accepted.push({ runId: body.runId, workflow, expect, ...(idempotencyKey ? { idempotencyKey } : {}) });
+        return { runId: body.runId, status: res.status };
+      }),
+    );
+  }
+
+  /** Polls PostgreSQL until a step execution matches (e.g. a generate-pdf step `running`). */
+  async waitForStep(where: { function: string; status: string }, timeoutMs = 30_000): Promise<string | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const { rows } = await this.pool
+        .query(`SELECT id FROM step_executions WHERE function_name = $1 AND status = $2 LIMIT 1`, [
+          where.function,
+          where.status,
+        ])
+        .catch(() => ({ rows: [] as { id: string }[] }));
+      if (rows.length) return rows[0].id as string;
+      await sleep(10);
+    }
+    return undefined;
+  }
+
+  /**
+   * Waits until every accepted run is terminal (what "idle" means to a user), restarting any component
+   * that died on its own (as Kubernetes would) and noting it. Returns the seconds it took.
+   */
+  async waitIdle(timeoutMs = 120_000): Promise<number> {
+    const started = Date.now();
+    const deadline = started + timeoutMs;
+    while (Date.now() < deadline) {
+      await this.restartCrashed();
+      const active = await this.pool
+        .query(`SELECT count(*)::int AS n FROM runs WHERE status <> ALL($1)`, [TERMINAL])
+        .then((r) => r.rows[0].n as number)
+        .catch(() => -1);
+      const known = await this.pool
+        .query(`SELECT count(*)::int AS n FROM runs WHERE id = ANY($1)`, [this.accepted.map((r) => r.runId)])
+        .then((r) => r.rows[0].n as number)
+        .catch(() => -1);
+      if (active === 0 && known === this.accepted.length) break;
+      await sleep(250);
+    }
+    return (Date.now() - started) / 1000;
+  }
+
+  private async restartCrashed(): Promise<void> {
+    for (const [name, proc] of this.procs) {
+      if (!proc.running && !proc.expectedExit) {
+        this.notes.push(`${name} crashed on its own and was restarted`);
+        proc.expectedExit = true;
+        await this.startComponent(name);
+      }
+    }
+  }
+
+  /** The invariants, as counts and evidence (nothing thrown: the scenario decides). */
+  async checkInvariants(): Promise<InvariantReport> {
+    const q = async <T = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<T[]> =>
+      (await this.pool.query(sql, params)).rows as T[];
+    const ids = this.accepted.map((r) => r.runId);
+    const runs = await q<{ id: string; status: string; workflow_name: string; idempotency_key: string | null }>(
+      `SELECT id, status, workflow_name, idempotency_key FROM runs WHERE id = ANY($1)`,
+      [ids],
+    );
+    const byId = new Map(runs.map((r) => [r.id, r]));
+    const missing = ids.filter((id) => !byId.has(id));
+    const stuck = runs.filter((r) => !TERMINAL.includes(r.status)).map((r) => ({ id: r.id, status: r.status }));
+    const unexpected = this.accepted
+      .filter((a) => byId.has(a.runId) && TERMINAL.includes(byId.get(a.runId)!.status))
+      .filter((a) => byId.get(a.runId)!.status !== a.expect)
+      .map((a) => ({ id: a.runId, status: byId.get(a.runId)!.status, expected: a.expect }));
+
+    // 2. a step's completion recorded once: per (run, step, kind), among executions in force.
+    const duplicateCompletions = await q(
+      `SELECT run_id, step_id, kind, count(*)::int AS executions,
+              count(*) FILTER (WHERE status = 'succeeded')::int AS succeeded
+         FROM step_executions WHERE superseded_at IS NULL AND run_id = ANY($1)
+        GROUP BY run_id, step_id, kind
+       HAVING count(*) > 1 OR count(*) FILTER (WHERE status = 'succeeded') > 1`,
+      [ids],
+    );
+    // 3. compensations once each, in reverse order of the completions they undo.
+    const duplicateCompensations = duplicateCompletions.filter((d) => (d as { kind: string }).kind === 'compensation');
+    const compensationOrder: InvariantReport['compensationOrder'] = [];
+    const compensated = runs.filter((r) => ['compensated', 'compensation_failed'].includes(r.status)).map((r) => r.id);
+    for (const runId of compensated) {
+      const rows = await q<{ step_id: string; kind: string; status: string; finished: number | null }>(
+        `SELECT step_id, kind, status, extract(epoch FROM finished_at)::float8 AS finished FROM step_executions
+          WHERE run_id = $1 AND superseded_at IS NULL ORDER BY finished_at NULLS LAST, created_at`,
+        [runId],
+      );
+      const undoable = new Set(rows.filter((r) => r.kind === 'compensation').map((r) => r.step_id));
+      // An undone action ends `compensated`; either way it completed, at `finished`.
+      const done = rows.filter(
+        (r) => r.kind === 'action' && ['succeeded', 'compensated'].includes(r.status) && undoable.has(r.step_id),
+      );
+      const finished = new Map(done.map((r) => [r.step_id, r.finished ?? 0]));
+      const expected = done.map((r) => r.step_id).reverse();
+      // Compensations are planned one at a time: their creation order is the order they ran in.
+      const actual = (
+        await q<{ step_id: string }>(
+          `SELECT step_id FROM step_executions WHERE run_id = $1 AND kind = 'compensation' AND superseded_at IS NULL
+            ORDER BY created_at`,
+          [runId],
+        )
+      ).map((r) => r.step_id);
+      // Newest completion first; steps that completed at the same instant may come in either order.
+      const reversed = actual.every((id, i) => i === 0 || finished.get(actual[i - 1])! >= finished.get(id)!);
+      const sameSet = actual.length === expected.length && expected.every((id) => actual.includes(id));
+      if (!reversed || !sameSet) compensationOrder.push({ runId, expected, actual });
+    }
+    // 4. one run per idempotency key; one invoice per run; e-mails.
+    const duplicateRunsPerKey = await q(
+      `SELECT workflow_name, idempotency_key, count(*)::int AS runs FROM runs
+        WHERE idempotency_key IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1`,
+    );
+    const duplicateInvoices = await q(
+      `SELECT run_id, count(*)::int AS invoices FROM invoices WHERE run_id = ANY($1) GROUP BY run_id HAVING count(*) > 1`,
+      [ids],
+    );
+    const succeededInvoiceRuns = runs.filter((r) => r.workflow_name === 'invoice' && r.status === 'succeeded');
+    const withInvoice = new Set(
+      (await q<{ run_id: string }>(`SELECT DISTINCT run_id FROM invoices WHERE run_id = ANY($1)`, [ids])).map(
+        (r) => r.run_id,
+      ),
+    );
+    const missingInvoices = succeededInvoiceRuns.filter((r) => !withInvoice.has(r.id)).map((r) => r.id);
+    // The SMTP server may still be delivering the last message when the run is recorded.
+    const mailDeadline = Date.now() + 5_000;
+    const mailIdOf = (runId: string) => `<${runId}.sendEmail@baton>`;
+    while (
+      Date.now() < mailDeadline &&
+      succeededInvoiceRuns.some((r) => !this.smtp.countsByMessageId().has(mailIdOf(r.id)))
+    )
+      await sleep(100);
+    const counts = this.smtp.countsByMessageId();
+    const missingMails = succeededInvoiceRuns.filter((r) => !counts.has(mailIdOf(r.id))).map((r) => r.id);
+    const mailResent = [...counts].filter(([, n]) => n > 1).map(([messageId, count]) => ({ messageId, count }));
+    // 5. retries bounded.
+    const attemptsOverMax = await q(
+      `SELECT e.run_id, e.step_id, e.attempt, e.max_attempts,
+              (SELECT count(*)::int FROM step_attempts a WHERE a.step_execution_id = e.id) AS attempt_rows
+         FROM step_executions e
+        WHERE e.run_id = ANY($1)
+          AND (e.attempt > e.max_attempts
+               OR (SELECT count(*) FROM step_attempts a WHERE a.step_execution_id = e.id) > e.max_attempts)`,
+      [ids],
+    );
+    const queueBacklog = await this.backlog();
+    return {
+      accepted: ids.length,
+      missing,
+      stuck,
+      unexpected,
+      duplicateCompletions,
+      duplicateCompensations,
+      compensationOrder,
+      duplicateRunsPerKey,
+      duplicateInvoices,
+      missingInvoices,
+      missingMails,
+      mailResent,
+      attemptsOverMax,
+      queueBacklog,
+      crashed: [...this.crashed],
+    };
+  }
+
+  /** Jobs still waiting, active or delayed in this suite's function queues (bounded growth: 0 when idle). */
+  async backlog(): Promise<number> {
+    let total = 0;
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.prefix}:{fn.*}:*`, 'COUNT', 500);
+      cursor = next;
+      for (const key of keys) {
+        if (key.endsWith(':wait') || key.endsWith(':active')) total += await this.redis.llen(key);
+        else if (key.endsWith(':delayed') || key.endsWith(':prioritized')) total += await this.redis.zcard(key);
+      }
+    } while (cursor !== '0');
+    return total;
+  }
+
+  /** The table row of a scenario from its invariant report. */
+  row(scenario: string, report: InvariantReport, recoverySeconds: number): ScenarioRow {
+    const duplicated =
+      report.duplicateCompletions.length +
+      report.duplicateRunsPerKey.length +
+      report.duplicateInvoices.length +
+      report.compensationOrder.length +
+      report.attemptsOverMax.length;
+    const lost =
+      report.missing.length + report.unexpected.length + report.missingInvoices.length + report.missingMails.length;
+    return {
+      scenario,
+      runs: report.accepted,
+      faults: this.faults,
+      lost,
+      duplicated,
+      stuck: report.stuck.length,
+      recoverySeconds: Math.round(recoverySeconds * 10) / 10,
+      mailResent: report.mailResent.reduce((n, m) => n + m.count - 1, 0),
+      notes: [...this.notes, ...(report.queueBacklog ? [`${report.queueBacklog} jobs left in function queues`] : [])],
+    };
+  }
+
+  tail(lines = 80): string {
+    return this.output.slice(-lines).join('\n');
+  }
+
+  /** Kills every process the harness started (by pid), closes the SMTP server, drops the database and keys. */
+  async stop(): Promise<void> {
+    for (const proc of this.procs.values()) {
+      if (proc.running) {
+        proc.expectedExit = true;
+        proc.child.kill('SIGKILL');
+      }
+    }
+    await Promise.all([...this.procs.values()].map((p) => p.exited));
+    await this.smtp?.down();
+    await this.pool?.end().catch(() => undefined);
+    if (this.redis) {
+      await deleteKeysWithPrefix(this.redis, this.prefix).catch(() => undefined);
+      this.redis.disconnect();
+    }
+    await admin((c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(this.database)} WITH (FORCE)`)).catch(
+      () => undefined,
+    );
+  }
+}
+
+/** Runs a scenario on a fresh system: start, act (inject the fault), wait idle, check, stop. */
+export async function runScenario(
+  scenario: string,
+  act: (system: ChaosSystem) => Promise<void>,
+  opts: {
+    idleTimeoutMs?: number;
+    setup?: (system: ChaosSystem) => Promise<void>;
+    /** Scenario-specific checks, once idle (before the system stops). */
+    verify?: (system: ChaosSystem) => Promise<void>;
+  } = {},
+): Promise<{ row: ScenarioRow; report: InvariantReport; system: ChaosSystem }> {
+  const system = new ChaosSystem(scenario);
+  try {
+    await system.start();
+    await opts.setup?.(system);
+    const actAt = Date.now();
+    await act(system);
+    await system.waitIdle(opts.idleTimeoutMs ?? 120_000);
+    // Time to recover: from the first fault (else from the start of the scenario) until idle.
+    const recovery = (Date.now() - (system.firstFaultAt ?? actAt)) / 1000;
+    const report = await system.checkInvariants();
+    await opts.verify?.(system);
+    const row = system.row(scenario, report, recovery);
+    if (row.lost || row.stuck || row.duplicated || report.crashed.length) {
+      process.stderr.write(
+        `chaos ${scenario}: ${JSON.stringify({ row, report }, null, 2)}\n--- last output ---\n${system.tail(60)}\n`,
+      );
+    }
+    return { row, report, system };
+  } catch (err) {
+    process.stderr.write(`chaos ${scenario} failed: ${String(err)}\n--- last output ---\n${system.tail(80)}\n`);
+    throw err;
+  } finally {
+    await system.stop();
+  }
+}
