@@ -4,6 +4,7 @@ import type { AppDeps } from './deps';
 import { requireApiKey } from './http/auth';
 import { errorHandler, notFoundHandler } from './http/errors';
 import { observeRequests } from './http/observe';
+import { bullBoardCsp, rateLimiter, refuseNulInUrl, securityHeaders } from './http/security';
 import { dashboardRouter } from './routes/dashboard';
 import { documentsRouter } from './routes/documents';
 import { healthRouter } from './routes/health';
@@ -19,8 +20,23 @@ export type { AppDeps } from './deps';
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  // Who the client is behind the ingress (req.ip, the rate limit's key); false: the TCP peer.
+  app.set('trust proxy', deps.config.trustProxy ?? false);
 
   app.use(observeRequests(deps.logger));
+  app.use(securityHeaders());
+  app.use(refuseNulInUrl);
+  // Before auth, so guessing API keys is limited too; /healthz, /readyz and /metrics are exempt.
+  if (deps.config.rateLimit) {
+    app.use(
+      rateLimiter({
+        limit: deps.config.rateLimit,
+        redis: deps.redis,
+        prefix: deps.config.queuePrefix,
+        logger: deps.logger,
+      }),
+    );
+  }
   // Before any body parsing, so an unauthenticated caller cannot make us read a large body.
   if (deps.config.apiKeys.length) app.use(['/v1', '/invoice/start'], requireApiKey(deps.config.apiKeys));
   // The queue board: the same keys, also as HTTP Basic's password so a browser can sign in.
@@ -37,7 +53,7 @@ export function createApp(deps: AppDeps): Express {
   // The web dashboard (/, /runs/:id, /workflows, /functions, /assets/...): public pages whose
   // scripts call /v1 with the user's key; and Bull Board for queue-level inspection.
   app.use(dashboardRouter(deps.logger));
-  app.use(BULL_BOARD_PATH, bullBoardHandler(deps));
+  app.use(BULL_BOARD_PATH, bullBoardCsp, bullBoardHandler(deps));
   app.use(openapiRouter(deps));
   app.use(operationsRouter(deps));
 

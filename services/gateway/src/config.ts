@@ -1,6 +1,15 @@
 import { z } from 'zod';
 import { baseEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/shared';
 
+/** Default of BATON_RATE_LIMIT: ten requests a second on average, far above what the dashboard needs. */
+export const DEFAULT_RATE_LIMIT = 600;
+
+/** An address (IPv4/IPv6), a subnet in CIDR notation, or one of express's named ranges. */
+const TRUST_PROXY_ENTRY = /^(loopback|linklocal|uniquelocal|[0-9a-f.:]+(\/\d{1,3})?)$/i;
+
+/** What express's `trust proxy` setting is given: false, a hop count, or addresses/subnets. */
+export type TrustProxy = false | number | string[];
+
 /** The gateway's environment: the shared keys plus its own, parsed once at start. */
 export const gatewayEnv = baseEnv.extend({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -23,6 +32,51 @@ export const gatewayEnv = baseEnv.extend({
     .trim()
     .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)?$/i, 'a size such as 512kb or 1mb')
     .default('1mb'),
+  /**
+   * Requests per minute per client (its IP, as `trust proxy` resolves it), counted in Redis so every
+   * replica shares the count. 0 turns the limit off. /healthz, /readyz and /metrics are never limited.
+   */
+  BATON_RATE_LIMIT: z.coerce.number().int().min(0).default(DEFAULT_RATE_LIMIT),
+  /**
+   * Express's `trust proxy`: which X-Forwarded-For hops to believe when working out the client's IP.
+   * Unset or `false`: none (the TCP peer is the client); a number: that many proxies in front
+   * (1 behind one ingress); otherwise a comma-separated list of addresses, subnets or the names
+   * `loopback`, `linklocal`, `uniquelocal`. `true` (believe any X-Forwarded-For) is refused: any
+   * client could then pick its own rate-limit key.
+   */
+  BATON_TRUST_PROXY: z
+    .string()
+    .trim()
+    .optional()
+    .transform((value, ctx): TrustProxy => {
+      if (value === undefined || value === '' || value.toLowerCase() === 'false') return false;
+      if (/^\d+$/.test(value)) return Number(value);
+      if (value.toLowerCase() === 'true') {
+        ctx.addIssue({ code: 'custom', message: 'true would trust any client; give the number of proxies (e.g. 1)' });
+        return z.NEVER;
+      }
+      const entries = value
+        .split(',')
+        .map((entry) => entry.trim())
+        .filter(Boolean);
+      const bad = entries.find((entry) => !TRUST_PROXY_ENTRY.test(entry));
+      if (bad !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `'${bad}' is not a number of hops, an address, a subnet or a name` });
+        return z.NEVER;
+      }
+      return entries;
+    }),
+  /**
+   * Serve /metrics on this port only (not on PORT), so an Ingress that exposes the API never exposes
+   * the metrics. Separate from METRICS_PORT, which Compose sets for every component.
+   */
+  BATON_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  /**
+   * Longest time a client may take to send a whole request (headers and body); a slower one gets
+   * 408 and its connection closed (slowloris). Headers alone must arrive within the smaller of this
+   * and 10 s.
+   */
+  BATON_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
 });
 
 export interface GatewayConfig extends BaseConfig {
@@ -30,6 +84,17 @@ export interface GatewayConfig extends BaseConfig {
   /** Empty: auth is off. */
   apiKeys: string[];
   bodyLimit: string;
+  /**
+   * Requests per minute per client; 0 or absent: no limit (apps built by tests leave it out).
+   * loadGatewayConfig always sets it (default DEFAULT_RATE_LIMIT).
+   */
+  rateLimit?: number;
+  /** Express's `trust proxy`; absent: false. */
+  trustProxy?: TrustProxy;
+  /** When set, /metrics is served on this port by main.ts and the API port answers it with 404. */
+  gatewayMetricsPort?: number;
+  /** server.requestTimeout of main.ts; absent: 30 s. */
+  requestTimeoutMs?: number;
 }
 
 /** Throws a ConfigError naming every bad variable; entry points wrap it in loadConfigOrExit. */
@@ -40,5 +105,9 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gateway
     port: parsed.PORT,
     apiKeys: parsed.BATON_API_KEYS,
     bodyLimit: parsed.BATON_BODY_LIMIT,
+    rateLimit: parsed.BATON_RATE_LIMIT,
+    trustProxy: parsed.BATON_TRUST_PROXY,
+    requestTimeoutMs: parsed.BATON_REQUEST_TIMEOUT_MS,
+    ...(parsed.BATON_METRICS_PORT === undefined ? {} : { gatewayMetricsPort: parsed.BATON_METRICS_PORT }),
   };
 }

@@ -9,9 +9,11 @@ import {
   createRedis,
   loadConfigOrExit,
   queueContext,
+  startMetricsServer,
 } from '@baton/shared';
 import { createApp } from './app';
 import { loadGatewayConfig } from './config';
+import { createApiServer } from './http/security';
 import { inClusterDeploymentReader } from './kubernetes';
 
 /** In-flight requests get this long after SIGTERM; below Kubernetes' default 30 s grace period. */
@@ -43,15 +45,35 @@ async function main(): Promise<void> {
     isDraining: () => draining,
     ...(deployments ? { deployments } : {}),
   });
-  const server = app.listen(config.port);
+  // /metrics on a port of its own (BATON_METRICS_PORT) when set, else on the API port.
+  const metricsServer =
+    config.gatewayMetricsPort === undefined ? undefined : await startMetricsServer(config.gatewayMetricsPort);
+  // Slow clients (slowloris) cannot hold a connection: the whole request within
+  // BATON_REQUEST_TIMEOUT_MS, its headers within 10 s; Node answers 408 and closes.
+  const server = createApiServer(
+    app,
+    config.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: config.requestTimeoutMs },
+  );
+  server.listen(config.port);
   server.on('listening', () => {
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    logger.info({ port, auth: config.apiKeys.length > 0, bodyLimit: config.bodyLimit }, 'gateway listening');
+    logger.info(
+      {
+        port,
+        metricsPort: metricsServer?.port ?? port,
+        auth: config.apiKeys.length > 0,
+        bodyLimit: config.bodyLimit,
+        rateLimitPerMinute: config.rateLimit || 'off',
+        trustProxy: config.trustProxy ?? false,
+        requestTimeoutMs: server.requestTimeout,
+      },
+      'gateway listening',
+    );
     target = registerTarget(redis, config.queuePrefix, {
       component: 'gateway',
       instance: `${os.hostname()}:${process.pid}`,
-      metricsUrl: `http://${advertiseHost()}:${port}/metrics`,
+      metricsUrl: `http://${advertiseHost()}:${metricsServer?.port ?? port}/metrics`,
     });
   });
   server.on('error', (err) => {
@@ -80,6 +102,7 @@ async function main(): Promise<void> {
       }, DRAIN_TIMEOUT_MS).unref();
     });
     await target?.stop();
+    await metricsServer?.close().catch(() => undefined);
     await coordinator.close().catch((err) => logger.warn({ err }, 'closing the coordinator queue failed'));
     await pool.end().catch((err) => logger.warn({ err }, 'closing the database pool failed'));
     await redis.quit().catch(() => undefined);

@@ -57,6 +57,12 @@ export const NOT_IN_API: readonly { match: RegExp; why: string }[] = [
   { match: /^\/assets\//, why: 'dashboard scripts and styles' },
 ];
 
+/** Paths the rate limit (BATON_RATE_LIMIT) never applies to; http/security.ts skips the same. */
+export const NOT_RATE_LIMITED = ['/healthz', '/readyz', '/metrics'] as const;
+
+const RATE_LIMITED =
+  'more than BATON_RATE_LIMIT requests in a minute from this client (RATE_LIMITED); wait `Retry-After` seconds';
+
 const JSON_BODY_ERRORS = {
   400: 'invalid body (`details` names each problem by path) or malformed JSON',
   413: 'body over BATON_BODY_LIMIT',
@@ -282,6 +288,9 @@ export const OPERATIONS: readonly Operation[] = [
     operationId: 'metrics',
     tag: 'operations',
     summary: 'Prometheus metrics',
+    description:
+      'Served on the API port unless BATON_METRICS_PORT is set: then only on that port (which no Ingress ' +
+      'exposes), and the API port answers 404.',
     responses: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': {} } } },
   },
   {
@@ -396,8 +405,24 @@ function responsesOf(op: Operation, authenticated: boolean): Record<string, unkn
   }
   const errors: Record<number, string> = { ...op.errors };
   if (authenticated) errors[401] = 'missing or invalid API key (`Authorization: Bearer <key>`)';
+  const limited = !(NOT_RATE_LIMITED as readonly string[]).includes(op.path);
+  if (limited) errors[429] = RATE_LIMITED;
   for (const [status, description] of Object.entries(errors)) {
-    responses[status] = { description, content: errorContent() };
+    responses[status] = {
+      description,
+      ...(Number(status) === 429
+        ? {
+            headers: {
+              'Retry-After': { description: 'seconds until the window resets', schema: { type: 'integer' } },
+              RateLimit: {
+                description: 'IETF draft-7 `limit=…, remaining=…, reset=…`',
+                schema: { type: 'string' },
+              },
+            },
+          }
+        : {}),
+      content: errorContent(),
+    };
   }
   responses.default = { description: 'unexpected error (500 INTERNAL)', content: errorContent() };
   return responses;

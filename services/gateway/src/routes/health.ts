@@ -55,9 +55,13 @@ export function healthRouter(deps: AppDeps): Router {
     res.status(503).json(errorBody('NOT_READY', `not ready: ${down.join(' and ')} unreachable`, checks));
   });
 
-  router.get('/metrics', async (_req, res) => {
-    res.set('Content-Type', registry.contentType).send(await registry.metrics());
-  });
+  // With BATON_METRICS_PORT set, main.ts serves /metrics on that port and the API port has none
+  // (404), so an Ingress in front of the API cannot expose it.
+  if (deps.config.gatewayMetricsPort === undefined) {
+    router.get('/metrics', async (_req, res) => {
+      res.set('Content-Type', registry.contentType).send(await registry.metrics());
+    });
+  }
 
   return router;
 }

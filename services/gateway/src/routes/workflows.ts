@@ -12,7 +12,7 @@ import {
 } from '@baton/shared';
 import { getWorkflowQuery, YAML_TYPES } from '../api/schemas';
 import type { AppDeps } from '../deps';
-import { jsonBody, parseOrThrow } from '../http/validation';
+import { checkBodyShape, jsonBody, parseOrThrow } from '../http/validation';
 
 const summary = (d: StoredDefinition) => ({
   name: d.name,
@@ -50,7 +50,13 @@ export function workflowsRouter(deps: AppDeps): Router {
 
   router.put('/v1/workflows/:name', json, yaml, async (req, res) => {
     const name = req.params.name;
-    let raw = typeof req.body === 'string' ? parseDefinitionText(req.body, 'request body') : jsonBody(req);
+    let raw: unknown;
+    if (typeof req.body === 'string') {
+      raw = parseDefinitionText(req.body, 'request body');
+      checkBodyShape(raw);
+    } else {
+      raw = jsonBody(req);
+    }
     const bodyName = (raw as { name?: unknown } | null)?.name;
     // The name may be left to the URL.
     if (raw && typeof raw === 'object' && !Array.isArray(raw) && bodyName === undefined) raw = { ...raw, name };
