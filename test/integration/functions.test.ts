@@ -1,6 +1,5 @@
 import crypto from 'node:crypto';
-import net from 'node:net';
-import { BatonError, NonRetryableError } from '@baton/shared';
+import { NonRetryableError } from '@baton/shared';
 import nodemailer from 'nodemailer';
 import { createCreateInvoice, type CreateInvoiceOutput } from '../../functions/create-invoice/src/index';
 import { createFetchOrders, type FetchOrdersOutput } from '../../functions/fetch-orders/src/index';
@@ -10,26 +9,7 @@ import { createVoidInvoice } from '../../functions/void-invoice/src/index';
 import { createTestContext } from '../support/context';
 import { pdfText, startSmtp, type TestSmtp } from '../support/mail';
 import { createTestEnv, type TestEnv } from '../support/env';
-
-/** The error a promise rejects with (fails the test when it resolves). */
-async function failure(promise: Promise<unknown>): Promise<BatonError> {
-  const result = await promise.then(
-    (value) => ({ value }),
-    (error: unknown) => ({ error }),
-  );
-  if (!('error' in result)) throw new Error(`expected a failure, got ${JSON.stringify(result.value)}`);
-  expect(result.error).toBeInstanceOf(BatonError);
-  return result.error as BatonError;
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', () => resolve()));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
+import { closedPort, failure } from '../support/failures';
 
 function transportTo(port: number) {
   const { smtpUrl, from } = parseSendEmailConfig({ SMTP_URL: `smtp://127.0.0.1:${port}` });

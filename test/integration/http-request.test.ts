@@ -8,6 +8,7 @@ import { createTransform } from '../../functions/transform/src/index';
 import { createTestContext } from '../support/context';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
+import { closedPort, failure } from '../support/failures';
 
 /**
  * The built-in http-request and transform functions against local HTTP servers on 127.0.0.1: through
@@ -110,26 +111,6 @@ const server = http.createServer((req, res) => {
 
 const base = (path: string): string => `http://127.0.0.1:${port}${path}`;
 const hitsOf = (path: string): Hit[] => hits.filter((h) => h.path === path);
-
-/** The error a promise rejects with (fails the test when it resolves). */
-async function failure(promise: Promise<unknown>): Promise<BatonError> {
-  const result = await promise.then(
-    (value) => ({ value }),
-    (error: unknown) => ({ error }),
-  );
-  if (!('error' in result)) throw new Error(`expected a failure, got ${JSON.stringify(result.value)}`);
-  expect(result.error).toBeInstanceOf(BatonError);
-  return result.error as BatonError;
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', () => resolve()));
-  const free = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return free;
-}
 
 /** Addresses on this machine: the only ones a test may connect to. */
 const isLocal = (ip: string): boolean =>

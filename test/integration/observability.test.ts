@@ -6,7 +6,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
-  createLogger,
   defineFunction,
   listTargets,
   registerTarget,
@@ -19,7 +18,8 @@ import type { Express } from 'express';
 import request from 'supertest';
 import { z } from 'zod';
 import { exportQueueDepths } from '../../services/coordinator/src/queue-metrics';
-import { createApp } from '../../services/gateway/src/app';
+import type { AppDeps } from '../../services/gateway/src/app';
+import { testApp } from '../support/gateway';
 import { createDeploymentReader, loadKubernetesClient } from '../../services/gateway/src/kubernetes';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
@@ -44,15 +44,7 @@ describe('observability', () => {
   let app: Express;
   const depths = () => exportQueueDepths(env.pool, env.queues);
 
-  const appWith = (extra: object = {}) =>
-    createApp({
-      pool: env.pool,
-      redis: env.redis,
-      coordinator: engine.coordinatorQueue,
-      config: { ...env.config, port: 0, apiKeys: [], bodyLimit: '1mb' },
-      logger: createLogger('test', 'silent'),
-      ...extra,
-    });
+  const appWith = (deps: Partial<AppDeps> = {}) => testApp(env, engine.coordinatorQueue, { deps });
 
   beforeAll(async () => {
     env = await createTestEnv('observability');

@@ -1,9 +1,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLogger, defineFunction, saveDefinition, startTracing, type TracingHandle } from '@baton/shared';
+import { defineFunction, saveDefinition, startTracing, type TracingHandle } from '@baton/shared';
 import request from 'supertest';
 import { z } from 'zod';
-import { createApp } from '../../services/gateway/src/app';
+import { testApp } from '../support/gateway';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, type TestEnv } from '../support/env';
 
@@ -69,13 +69,7 @@ describe('tracing', () => {
   });
 
   it('exports one trace per run: the gateway root, coordinator spans and both step attempts', async () => {
-    const app = createApp({
-      pool: env.pool,
-      redis: env.redis,
-      coordinator: engine.coordinatorQueue,
-      config: { ...env.config, port: 0, apiKeys: [], bodyLimit: '1mb' },
-      logger: createLogger('test', 'silent'),
-    });
+    const app = testApp(env, engine.coordinatorQueue);
     const runId = (await request(app).post('/v1/workflows/two-steps/runs').send({}).expect(202)).body.runId;
     expect((await engine.waitForRun(runId)).status).toBe('succeeded');
     const stored = await env.pool.query("SELECT metadata->'trace'->>'traceparent' AS tp FROM runs WHERE id = $1", [

@@ -3,7 +3,7 @@ import { createLogger, defineFunction, saveDefinition } from '@baton/shared';
 import type { Express } from 'express';
 import request from 'supertest';
 import { z } from 'zod';
-import { createApp } from '../../services/gateway/src/app';
+import { testApp } from '../support/gateway';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 
@@ -51,13 +51,7 @@ describe('triggers and waiting steps', () => {
   beforeAll(async () => {
     env = await createTestEnv('triggers');
     engine = await startEngine(env, [note, placeOrder]);
-    app = createApp({
-      pool: env.pool,
-      redis: env.redis,
-      coordinator: engine.coordinatorQueue,
-      config: { ...env.config, port: 0, apiKeys: [], bodyLimit: '1mb' },
-      logger,
-    });
+    app = testApp(env, engine.coordinatorQueue);
   });
 
   afterAll(async () => {
@@ -256,13 +250,7 @@ describe('triggers and waiting steps', () => {
     // Parked on the wait: restart again, then an event for another order does not match, ours does.
     await engine.close();
     engine = await startEngine(env, [note, placeOrder]);
-    app = createApp({
-      pool: env.pool,
-      redis: env.redis,
-      coordinator: engine.coordinatorQueue,
-      config: { ...env.config, port: 0, apiKeys: [], bodyLimit: '1mb' },
-      logger,
-    });
+    app = testApp(env, engine.coordinatorQueue);
     await request(app)
       .post('/v1/events/approval.given')
       .send({ payload: { orderId: 'o-2', by: 'mallory' } })

@@ -1,10 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLogger, defineFunction, NonRetryableError, saveDefinition } from '@baton/shared';
+import { defineFunction, NonRetryableError, saveDefinition } from '@baton/shared';
 import type { Express } from 'express';
 import request from 'supertest';
 import { z } from 'zod';
-import { createApp } from '../../services/gateway/src/app';
+import { testApp } from '../support/gateway';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 
@@ -127,13 +127,7 @@ describe('workflow control', () => {
     env = await createTestEnv('control');
     probe = await startProbe();
     engine = await startEngine(env, [work, call]);
-    app = createApp({
-      pool: env.pool,
-      redis: env.redis,
-      coordinator: engine.coordinatorQueue,
-      config: { ...env.config, port: 0, apiKeys: [], bodyLimit: '1mb' },
-      logger: createLogger('test', 'silent'),
-    });
+    app = testApp(env, engine.coordinatorQueue);
   });
 
   afterAll(async () => {

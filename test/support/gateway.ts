@@ -1,0 +1,25 @@
+import type { Queue } from 'bullmq';
+import { createLogger } from '@baton/shared';
+import type { Express } from 'express';
+import { createApp, type AppDeps } from '../../services/gateway/src/app';
+import { loadGatewayConfig, type GatewayConfig } from '../../services/gateway/src/config';
+import type { TestEnv } from './env';
+
+/**
+ * The gateway app over a test env: the documented defaults (parsed from an empty environment, so a
+ * new setting needs no change here), the suite's database and Redis prefix, then `config` overrides.
+ */
+export function testApp(
+  env: TestEnv,
+  coordinator: Queue,
+  opts: { config?: Partial<GatewayConfig>; deps?: Partial<AppDeps> } = {},
+): Express {
+  return createApp({
+    pool: env.pool,
+    redis: env.redis,
+    coordinator,
+    config: { ...loadGatewayConfig({}), ...env.config, port: 0, ...opts.config },
+    logger: createLogger('test', 'silent'),
+    ...opts.deps,
+  });
+}
