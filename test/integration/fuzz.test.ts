@@ -25,10 +25,16 @@ import { createTestEnv, type TestEnv } from '../support/env';
  *
  * Requests go one at a time to one listening server, and the rows of `runs`, `events` and
  * `workflow_definitions` are counted after each: a 4xx must leave the counts as they were.
- * fast-check's seed is printed on failure; `FUZZ_RUNS` scales the runs per route (default 500).
+ * fast-check's seed is printed on failure; `FUZZ_RUNS` scales the runs per route (default 500, each
+ * route's property bounded to 7 s unless FUZZ_RUNS is given).
  */
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 500);
+/**
+ * Each property stops after this long even if its runs are not done (a loaded CI machine), so the
+ * suite stays well under a minute; an explicit FUZZ_RUNS lifts the bound.
+ */
+const PROPERTY_TIME_LIMIT_MS = process.env.FUZZ_RUNS ? undefined : 7_000;
 const BODY_LIMIT = '256kb';
 const INVOICE_YAML = path.resolve(__dirname, '../../workflows/invoice.yaml');
 
@@ -262,7 +268,13 @@ describe('gateway fuzz: bad input never breaks it, and nothing is stored for a 4
   };
 
   const check = async (property: fc.IAsyncProperty<any>, runs = RUNS) => {
-    await fc.assert(property, { numRuns: runs, endOnFailure: true });
+    await fc.assert(property, {
+      numRuns: runs,
+      endOnFailure: true,
+      ...(PROPERTY_TIME_LIMIT_MS
+        ? { interruptAfterTimeLimit: PROPERTY_TIME_LIMIT_MS, markInterruptAsFailure: false }
+        : {}),
+    });
     const health = await fetch(`${base}/healthz`);
     expect(health.status).toBe(200);
   };
