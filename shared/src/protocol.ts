@@ -35,6 +35,8 @@ interface StepReportBase {
   attempt: number;
   workerId: string;
   at: string;
+  /** The reporting function (lets the coordinator note which functions have live workers). */
+  function?: string;
   logs?: StepLogLine[];
   /** The attempt's span, so the coordinator's handling joins the run's trace. */
   trace?: TraceCarrier;

@@ -142,7 +142,7 @@ export class Coordinator {
   private async handleMessage(message: CoordinatorMessage, jobId?: string): Promise<void> {
     if (message.type === 'event.deliver') return this.deliverEvent(message.eventId);
     if (message.type === 'schedule.fire') return this.fireSchedule(message.scheduleId, message.workflow, jobId);
-    if (message.type === 'step.started') await this.noteFunction(message.stepExecutionId);
+    if (message.type === 'step.started' && message.function) await this.noteFunction(message.function);
     const outcome = await withTransaction(this.deps.pool, async (client) => {
       const run = await lockRun(client, message.runId);
       if (!run) {
@@ -513,12 +513,9 @@ export class Coordinator {
   }
 
   /** Remembers which functions have workers, so definitions naming unknown ones get a warning. */
-  private async noteFunction(stepExecutionId: string): Promise<void> {
-    const { rows } = await this.deps.pool.query('SELECT function_name FROM step_executions WHERE id = $1', [
-      stepExecutionId,
-    ]);
-    const name: string | undefined = rows[0]?.function_name;
-    if (!name || this.seenFunctions.has(name)) return;
+  private async noteFunction(name: string): Promise<void> {
+    // Once per function and coordinator process: not a query per step.
+    if (this.seenFunctions.has(name)) return;
     await markFunctionSeen(this.deps.pool, name);
     this.seenFunctions.add(name);
   }

@@ -104,6 +104,7 @@ export function startFunctionWorker(
       stepExecutionId: data.stepExecutionId,
       attempt,
       workerId,
+      function: definition.name,
       ...traced(injectTrace()),
     };
     const started = performance.now();
