@@ -189,6 +189,45 @@ describe('gateway security', () => {
     });
   });
 
+  describe('read-only keys', () => {
+    it('may read (GET) but get 403 on anything that changes state; an unknown key is still 401', async () => {
+      const app = appWith({ apiKeys: ['writer'], readOnlyApiKeys: ['reader'] });
+      await request(app).get('/v1/workflows').set('Authorization', 'Bearer reader').expect(200);
+      const forbidden = await request(app)
+        .post('/v1/workflows/invoice/runs')
+        .set('Authorization', 'Bearer reader')
+        .send({ input: {} })
+        .expect(403);
+      expect(forbidden.body.error).toEqual({ code: 'FORBIDDEN', message: expect.stringMatching(/read-only/) });
+      await request(app)
+        .put('/v1/schedules/x.0')
+        .set('Authorization', 'Bearer reader')
+        .send({ paused: true })
+        .expect(403);
+      await request(app).post('/invoice/start').set('Authorization', 'Bearer reader').send({}).expect(403);
+      await request(app).post('/invoice/start').set('Authorization', 'Bearer nobody').send({}).expect(401);
+      // A full key passes the check (the body is then what is wrong).
+      await request(app).post('/invoice/start').set('Authorization', 'Bearer writer').send({}).expect(400);
+      // Bull Board is read-only: both kinds of key open it.
+      const basic = `Basic ${Buffer.from('x:reader').toString('base64')}`;
+      await request(app).get('/admin/queues/api/queues').set('Authorization', basic).expect(200);
+    });
+
+    it('are parsed from BATON_READONLY_API_KEYS and documented as 403 on writes', async () => {
+      expect(loadGatewayConfig({ BATON_READONLY_API_KEYS: ' r1, r2 ,' }).readOnlyApiKeys).toEqual(['r1', 'r2']);
+      expect(loadGatewayConfig({}).readOnlyApiKeys).toEqual([]);
+      const app = appWith({ apiKeys: [], readOnlyApiKeys: ['reader'] });
+      const doc = (await request(app).get('/openapi.json').expect(200)).body as {
+        paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+      };
+      expect(doc.paths['/v1/workflows/{name}/runs'].post.responses['403']).toBeDefined();
+      expect(doc.paths['/v1/runs/{id}'].get.responses['403']).toBeUndefined();
+      expect(doc.paths['/v1/runs/{id}'].get.responses['401']).toBeDefined();
+      expect(doc.paths['/v1/runs/{id}'].get.responses['429']).toBeDefined();
+      expect(doc.paths['/healthz'].get.responses['429']).toBeUndefined();
+    });
+  });
+
   describe('/metrics on its own port', () => {
     it('is not served on the API port when BATON_METRICS_PORT is set', async () => {
       await request(appWith({ gatewayMetricsPort: 9464 }))

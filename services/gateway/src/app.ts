@@ -38,9 +38,12 @@ export function createApp(deps: AppDeps): Express {
     );
   }
   // Before any body parsing, so an unauthenticated caller cannot make us read a large body.
-  if (deps.config.apiKeys.length) app.use(['/v1', '/invoice/start'], requireApiKey(deps.config.apiKeys));
-  // The queue board: the same keys, also as HTTP Basic's password so a browser can sign in.
-  if (deps.config.apiKeys.length) app.use(BULL_BOARD_PATH, requireAdminKey(deps.config.apiKeys));
+  const { apiKeys, readOnlyApiKeys = [] } = deps.config;
+  if (apiKeys.length || readOnlyApiKeys.length) {
+    app.use(['/v1', '/invoice/start'], requireApiKey(apiKeys, readOnlyApiKeys));
+    // The queue board (read-only itself): any key, also as HTTP Basic's password so a browser can sign in.
+    app.use(BULL_BOARD_PATH, requireAdminKey([...apiKeys, ...readOnlyApiKeys]));
+  }
 
   // Routers carry full paths and are mounted at `/`: then `req.route.path` is the whole pattern,
   // which is what the duration metric is labelled with. Body parsers sit on the routes themselves

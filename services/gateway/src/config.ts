@@ -26,6 +26,19 @@ export const gatewayEnv = baseEnv.extend({
         .map((key) => key.trim())
         .filter((key) => key.length > 0),
     ),
+  /**
+   * Comma-separated keys that may only read (GET, HEAD): any other method answers 403. For
+   * dashboards on a wall, monitoring scripts, support staff. Setting only these turns auth on too.
+   */
+  BATON_READONLY_API_KEYS: z
+    .string()
+    .optional()
+    .transform((value) =>
+      (value ?? '')
+        .split(',')
+        .map((key) => key.trim())
+        .filter((key) => key.length > 0),
+    ),
   /** Largest accepted request body, in the `bytes` notation express understands (`100kb`, `1mb`). */
   BATON_BODY_LIMIT: z
     .string()
@@ -81,8 +94,10 @@ export const gatewayEnv = baseEnv.extend({
 
 export interface GatewayConfig extends BaseConfig {
   port: number;
-  /** Empty: auth is off. */
+  /** Empty (and no read-only keys): auth is off. */
   apiKeys: string[];
+  /** Keys limited to GET and HEAD (403 otherwise); absent: none. */
+  readOnlyApiKeys?: string[];
   bodyLimit: string;
   /**
    * Requests per minute per client; 0 or absent: no limit (apps built by tests leave it out).
@@ -104,6 +119,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gateway
     ...toBaseConfig(parsed),
     port: parsed.PORT,
     apiKeys: parsed.BATON_API_KEYS,
+    readOnlyApiKeys: parsed.BATON_READONLY_API_KEYS,
     bodyLimit: parsed.BATON_BODY_LIMIT,
     rateLimit: parsed.BATON_RATE_LIMIT,
     trustProxy: parsed.BATON_TRUST_PROXY,

@@ -62,7 +62,8 @@ async function main(): Promise<void> {
       {
         port,
         metricsPort: metricsServer?.port ?? port,
-        auth: config.apiKeys.length > 0,
+        auth: config.apiKeys.length + (config.readOnlyApiKeys?.length ?? 0) > 0,
+        readOnlyKeys: config.readOnlyApiKeys?.length ?? 0,
         bodyLimit: config.bodyLimit,
         rateLimitPerMinute: config.rateLimit || 'off',
         trustProxy: config.trustProxy ?? false,

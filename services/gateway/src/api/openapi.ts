@@ -390,7 +390,7 @@ function parametersOf(op: Operation): unknown[] {
 
 const errorContent = () => ({ 'application/json': { schema: schemaOf(api.errorResponse, 'output') } });
 
-function responsesOf(op: Operation, authenticated: boolean): Record<string, unknown> {
+function responsesOf(op: Operation, authenticated: boolean, readOnlyKeys: boolean): Record<string, unknown> {
   const responses: Record<string, unknown> = {};
   for (const [status, spec] of Object.entries(op.responses)) {
     responses[status] = {
@@ -405,6 +405,9 @@ function responsesOf(op: Operation, authenticated: boolean): Record<string, unkn
   }
   const errors: Record<number, string> = { ...op.errors };
   if (authenticated) errors[401] = 'missing or invalid API key (`Authorization: Bearer <key>`)';
+  if (authenticated && readOnlyKeys && op.method !== 'get') {
+    errors[403] = 'a read-only key (BATON_READONLY_API_KEYS) on a method that changes something (FORBIDDEN)';
+  }
   const limited = !(NOT_RATE_LIMITED as readonly string[]).includes(op.path);
   if (limited) errors[429] = RATE_LIMITED;
   for (const [status, description] of Object.entries(errors)) {
@@ -449,6 +452,8 @@ function packageVersion(): string {
 export interface OpenApiOptions {
   /** API keys are configured: authenticated paths carry the bearer security requirement. */
   auth: boolean;
+  /** Read-only keys are configured: operations that change something may answer 403. */
+  readOnlyKeys?: boolean;
 }
 
 /** The whole document; plain JSON. */
@@ -477,7 +482,7 @@ export function buildOpenApiDocument(opts: OpenApiOptions): Record<string, unkno
             },
           }
         : {}),
-      responses: responsesOf(op, authenticated),
+      responses: responsesOf(op, authenticated, opts.readOnlyKeys ?? false),
       ...(authenticated ? { security: [{ bearerAuth: [] }] } : {}),
     };
   }
@@ -509,7 +514,13 @@ export function buildOpenApiDocument(opts: OpenApiOptions): Record<string, unkno
       ...(opts.auth
         ? {
             securitySchemes: {
-              bearerAuth: { type: 'http', scheme: 'bearer', description: 'one of the keys in BATON_API_KEYS' },
+              bearerAuth: {
+                type: 'http',
+                scheme: 'bearer',
+                description: opts.readOnlyKeys
+                  ? 'one of the keys in BATON_API_KEYS, or in BATON_READONLY_API_KEYS for GET only'
+                  : 'one of the keys in BATON_API_KEYS',
+              },
             },
           }
         : {}),

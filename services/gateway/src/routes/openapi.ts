@@ -8,7 +8,8 @@ export function openapiRouter(deps: AppDeps): Router {
   let document: Record<string, unknown> | undefined;
 
   router.get('/openapi.json', (_req, res) => {
-    document ??= buildOpenApiDocument({ auth: deps.config.apiKeys.length > 0 });
+    const readOnlyKeys = (deps.config.readOnlyApiKeys?.length ?? 0) > 0;
+    document ??= buildOpenApiDocument({ auth: deps.config.apiKeys.length > 0 || readOnlyKeys, readOnlyKeys });
     res.json(document);
   });
 
