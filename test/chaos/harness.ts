@@ -174,7 +174,7 @@ export interface InvariantReport {
   accepted: number;
   missing: string[];
   stuck: { id: string; status: string }[];
-  unexpected: { id: string; status: string; expected: string }[];
+  unexpected: { id: string; status: string; expected: string; error: unknown }[];
   duplicateCompletions: unknown[];
   duplicateCompensations: unknown[];
   compensationOrder: { runId: string; expected: string[]; actual: string[] }[];
@@ -551,17 +551,25 @@ export class ChaosSystem {
     const q = async <T = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<T[]> =>
       (await this.pool.query(sql, params)).rows as T[];
     const ids = this.accepted.map((r) => r.runId);
-    const runs = await q<{ id: string; status: string; workflow_name: string; idempotency_key: string | null }>(
-      `SELECT id, status, workflow_name, idempotency_key FROM runs WHERE id = ANY($1)`,
-      [ids],
-    );
+    const runs = await q<{
+      id: string;
+      status: string;
+      workflow_name: string;
+      idempotency_key: string | null;
+      error: unknown;
+    }>(`SELECT id, status, workflow_name, idempotency_key, error FROM runs WHERE id = ANY($1)`, [ids]);
     const byId = new Map(runs.map((r) => [r.id, r]));
     const missing = ids.filter((id) => !byId.has(id));
     const stuck = runs.filter((r) => !TERMINAL.includes(r.status)).map((r) => ({ id: r.id, status: r.status }));
     const unexpected = this.accepted
       .filter((a) => byId.has(a.runId) && TERMINAL.includes(byId.get(a.runId)!.status))
       .filter((a) => byId.get(a.runId)!.status !== a.expect)
-      .map((a) => ({ id: a.runId, status: byId.get(a.runId)!.status, expected: a.expect }));
+      .map((a) => ({
+        id: a.runId,
+        status: byId.get(a.runId)!.status,
+        expected: a.expect,
+        error: byId.get(a.runId)!.error,
+      }));
 
     // 2. a step's completion recorded once: per (run, step, kind), among executions in force.
     const duplicateCompletions = await q(
@@ -585,7 +593,10 @@ export class ChaosSystem {
       const undoable = new Set(rows.filter((r) => r.kind === 'compensation').map((r) => r.step_id));
       // An undone action ends `compensated`; either way it completed, at `finished`.
       const done = rows.filter(
-        (r) => r.kind === 'action' && ['succeeded', 'compensated'].includes(r.status) && undoable.has(r.step_id),
+        (r) =>
+          r.kind === 'action' &&
+          ['succeeded', 'compensating', 'compensated'].includes(r.status) &&
+          undoable.has(r.step_id),
       );
       const finished = new Map(done.map((r) => [r.step_id, r.finished ?? 0]));
       const expected = done.map((r) => r.step_id).reverse();
@@ -693,8 +704,23 @@ export class ChaosSystem {
       stuck: report.stuck.length,
       recoverySeconds: Math.round(recoverySeconds * 10) / 10,
       mailResent: report.mailResent.reduce((n, m) => n + m.count - 1, 0),
-      notes: [...this.notes, ...(report.queueBacklog ? [`${report.queueBacklog} jobs left in function queues`] : [])],
+      notes: [
+        ...this.notes,
+        ...(report.queueBacklog ? [`${report.queueBacklog} jobs left in function queues`] : []),
+        ...this.environmentNotes(),
+      ],
     };
+  }
+
+  /**
+   * Faults the scenario did not inject: the machine's PostgreSQL is shared with other suites, and its
+   * max_connections running out shows in the components' logs as 53300 "too many clients".
+   */
+  environmentNotes(): string[] {
+    const exhausted = this.output.filter((l) => l.includes('too many clients')).length;
+    return exhausted
+      ? [`environment: shared PostgreSQL out of connections (53300 "too many clients") ${exhausted}×`]
+      : [];
   }
 
   tail(lines = 80): string {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ScenarioRow } from './harness';
@@ -29,4 +30,6 @@ export function writeReliabilityTable(rows: ScenarioRow[]): void {
   const end = doc.indexOf(END);
   if (start < 0 || end < start) throw new Error(`${DOC} lacks the ${BEGIN} … ${END} markers`);
   fs.writeFileSync(DOC, `${doc.slice(0, start + BEGIN.length)}\n${renderTable(rows)}\n${doc.slice(end)}`);
+  // The page stays as `npm run lint` (prettier --check) wants it.
+  execFileSync(process.execPath, [require.resolve('prettier/bin/prettier.cjs'), '--write', DOC], { stdio: 'ignore' });
 }
