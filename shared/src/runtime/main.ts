@@ -30,6 +30,13 @@ export async function runFunctionMain(
   const concurrency = loadConfigOrExit(
     () => parseEnv(z.object({ [envName]: z.coerce.number().int().min(1).max(1_000).optional() }))[envName],
   );
+  // How soon a step whose worker died (kill -9, node lost) is handed to another worker: BullMQ
+  // re-runs a job whose lock was not renewed within this, checked as often.
+  const lockMs = loadConfigOrExit(
+    () =>
+      parseEnv(z.object({ BATON_STEP_LOCK_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000) }))
+        .BATON_STEP_LOCK_MS,
+  );
   const config = toBaseConfig(env);
   const logger = createLogger(`fn.${name}`, config.logLevel, { function: name });
   const fn = await loadConfigOrExitAsync(async () => build({ config, logger }));
@@ -41,6 +48,8 @@ export async function runFunctionMain(
   const worker = startFunctionWorker(fn.definition, {
     queues: queueContext(config, connection),
     logger,
+    lockDurationMs: lockMs,
+    stalledIntervalMs: lockMs,
     ...(concurrency ? { concurrency } : {}),
   });
   const target = metricsServer
