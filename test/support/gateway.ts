@@ -18,7 +18,8 @@ export function testApp(
     pool: env.pool,
     redis: env.redis,
     coordinator,
-    config: { ...loadGatewayConfig({}), ...env.config, port: 0, ...opts.config },
+    // No rate limit by default: tests poll the API far faster than any client should.
+    config: { ...loadGatewayConfig({}), ...env.config, port: 0, rateLimit: 0, ...opts.config },
     logger: createLogger('test', 'silent'),
     ...opts.deps,
   });

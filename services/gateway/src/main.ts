@@ -3,6 +3,7 @@ import {
   advertiseHost,
   collectProcessMetrics,
   registerTarget,
+  startTracing,
   coordinatorQueue,
   createLogger,
   createPool,
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit(() => loadGatewayConfig());
   const logger = createLogger('gateway', config.logLevel);
   collectProcessMetrics('gateway');
+  const tracing = await startTracing('baton-gateway');
 
   const pool = createPool(config.databaseUrl, { applicationName: 'baton-gateway' });
   const redis = createRedis(config.redis, 'baton:gateway');
@@ -105,6 +107,7 @@ async function main(): Promise<void> {
     await target?.stop();
     await metricsServer?.close().catch(() => undefined);
     await coordinator.close().catch((err) => logger.warn({ err }, 'closing the coordinator queue failed'));
+    await tracing?.shutdown().catch(() => undefined);
     await pool.end().catch((err) => logger.warn({ err }, 'closing the database pool failed'));
     await redis.quit().catch(() => undefined);
     logger.info('stopped');
