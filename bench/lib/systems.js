@@ -1,0 +1,352 @@
+'use strict';
+/* global fetch */
+/**
+ * The systems under test, each behind the same small interface used by bench/run.js:
+ *   setup()            start the system's processes against its own database and Redis prefix
+ *   trigger(run)       start one 4-step run ({key, phase, sentAt}) as a client would
+ *   finished(phase)    how many runs of the phase have ended (all 4 steps, or failed)
+ *   collect(phase)     Map key -> [{step, at}] of the phase's runs (at: when the step's handler ran)
+ *   processes()        [{label, pid}] whose CPU and peak RSS count for the system
+ *   teardown()         stop the processes, drop the database
+ * `harnessCommits` counts the read-only queries the harness itself sent to the system's database
+ * while measuring (Baton's completion polling), so that they can be taken out of the commit count.
+ */
+const path = require('node:path');
+const { setTimeout: sleep } = require('node:timers/promises');
+const infra = require('./infra');
+
+const BENCH = path.resolve(__dirname, '..');
+const ROOT = path.resolve(BENCH, '..');
+const WORKERS = path.join(BENCH, 'workers');
+
+/** Per-system tuning, as printed in the output and docs/PERFORMANCE.md. */
+const TUNING = {
+  baton: (c) =>
+    `gateway + coordinator (COORDINATOR_CONCURRENCY 16, the default) + one bench-noop function process running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP`,
+  'bullmq-chain': (c) =>
+    `one worker process, 4 queues x concurrency ${c}; removeOnComplete; the worker of queue k adds the job of queue k+1`,
+  'bullmq-flow': (c) =>
+    `one worker process, 4 queues x concurrency ${c}; each run is one FlowProducer tree q4<-q3<-q2<-q1, removeOnComplete`,
+  'pg-boss': (c) =>
+    `one worker process, 4 queues x 2 work() loops, batchSize 64, pollingIntervalSeconds 0.5 (the minimum), next step inserted per batch with insert(), notifyWorker() wakes the next queue; pool max ${c + 4}`,
+  'graphile-worker': (c) =>
+    `one worker process, concurrency ${4 * c}, maxPoolSize ${4 * c + 2}, localQueue.size ${4 * c + 1}, completeJobBatchDelay 0, prepared statements; LISTEN/NOTIFY wake-ups`,
+};
+
+const SYSTEMS = Object.keys(TUNING);
+
+function uniqueName(system, id) {
+  return `bench_${system.replace(/-/g, '_')}_${id}`;
+}
+
+/** Common part: a database of its own (created here, dropped in teardown) and a Redis prefix. */
+class BaseSystem {
+  constructor(name, ctx) {
+    this.name = name;
+    this.ctx = ctx;
+    this.database = uniqueName(name, ctx.id);
+    this.databaseUrl = infra.withDatabase(ctx.serverUrl, this.database);
+    this.prefix = `bench-${ctx.id}-${name}`;
+    this.harnessCommits = 0;
+    this.procs = [];
+    this.tuning = TUNING[name](ctx.concurrency);
+  }
+
+  async createDatabase() {
+    await infra.adminQuery(this.ctx.serverUrl, `CREATE DATABASE "${this.database}"`);
+    this.databaseCreated = true;
+  }
+
+  processes() {
+    return this.procs.map((p) => ({ label: p.name, pid: p.child.pid }));
+  }
+
+  assertAlive() {
+    for (const p of this.procs) {
+      if (p.exited) throw new Error(`${p.name} exited unexpectedly:\n${p.tail.join('\n')}`);
+    }
+  }
+
+  async teardown() {
+    for (const p of this.procs) await infra.stopProcess(p);
+    if (this.databaseCreated) {
+      await infra.adminQuery(this.ctx.serverUrl, `DROP DATABASE IF EXISTS "${this.database}" WITH (FORCE)`);
+    }
+    if (this.redis) {
+      const keys = await this.redis.keys(`${this.prefix}*`);
+      for (let i = 0; i < keys.length; i += 500) await this.redis.del(...keys.slice(i, i + 500));
+      await this.redis.quit();
+    }
+  }
+}
+
+// ---- Baton -----------------------------------------------------------------------------------
+
+class BatonSystem extends BaseSystem {
+  async setup() {
+    const shared = require('@baton/shared');
+    await this.createDatabase();
+    await shared.migrate(this.databaseUrl);
+    this.redis = new infra.Redis(this.ctx.redisUrl);
+    const [port, coordinatorMetrics, functionMetrics] = [
+      await infra.freePort(),
+      await infra.freePort(),
+      await infra.freePort(),
+    ];
+    this.base = `http://127.0.0.1:${port}`;
+    const common = {
+      DATABASE_URL: this.databaseUrl,
+      REDIS_URL: this.ctx.redisUrl,
+      BATON_QUEUE_PREFIX: this.prefix,
+      LOG_LEVEL: 'warn',
+    };
+    this.procs.push(
+      infra.startProcess('baton-gateway', path.join(ROOT, 'services/gateway/dist/main.js'), {
+        ...common,
+        PORT: String(port),
+        // The gateway's per-client rate limit (where the build has one) would throttle the bench client.
+        BATON_RATE_LIMIT: '0',
+      }),
+      infra.startProcess('baton-coordinator', path.join(ROOT, 'services/coordinator/dist/main.js'), {
+        ...common,
+        METRICS_PORT: String(coordinatorMetrics),
+        WORKFLOWS_DIR: path.join(BENCH, 'workflows'),
+      }),
+      infra.startProcess('baton-function', path.join(WORKERS, 'baton-noop-function.js'), {
+        ...common,
+        METRICS_PORT: String(functionMetrics),
+        BENCH_NOOP_CONCURRENCY: String(4 * this.ctx.concurrency),
+      }),
+    );
+    const up = async () => {
+      this.assertAlive();
+      const ready = await fetch(`${this.base}/readyz`).then((r) => r.status === 200);
+      const workflow = ready && (await fetch(`${this.base}/v1/workflows/bench-noop`).then((r) => r.status === 200));
+      return workflow && (await infra.canConnect(coordinatorMetrics)) && (await infra.canConnect(functionMetrics));
+    };
+    await infra.waitUntil(up, 60_000, 'Baton to start (gateway ready, workflow saved, coordinator and function up)');
+    this.pool = new infra.pg.Pool({ connectionString: this.databaseUrl, max: 2 });
+  }
+
+  async trigger(run) {
+    const res = await fetch(`${this.base}/v1/workflows/bench-noop/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ input: run }),
+    });
+    await res.arrayBuffer();
+    if (res.status !== 202) throw new Error(`POST /v1/workflows/bench-noop/runs: ${res.status}`);
+  }
+
+  async finished(phase) {
+    this.harnessCommits += 1;
+    const { rows } = await this.pool.query(
+      `SELECT count(*)::int AS n FROM runs
+        WHERE input->>'phase' = $1 AND status NOT IN ('pending', 'running', 'compensating')`,
+      [phase],
+    );
+    return rows[0].n;
+  }
+
+  async collect(phase) {
+    const { rows } = await this.pool.query(
+      `SELECT r.input->>'key' AS key, r.status AS run_status, s.step_id, s.status, s.attempt, s.output
+         FROM runs r LEFT JOIN step_executions s ON s.run_id = r.id AND s.kind = 'action'
+        WHERE r.input->>'phase' = $1`,
+      [phase],
+    );
+    const byKey = new Map();
+    for (const row of rows) {
+      if (!byKey.has(row.key)) byKey.set(row.key, []);
+      if (row.status === 'succeeded' && row.output) {
+        byKey.get(row.key).push({ step: row.output.step, at: row.output.at, attempt: row.attempt });
+      }
+    }
+    return byKey;
+  }
+
+  async teardown() {
+    await this.pool?.end();
+    await super.teardown();
+  }
+}
+
+// ---- systems with a forked worker process -----------------------------------------------------
+
+class ForkedSystem extends BaseSystem {
+  async startWorker(env) {
+    const entry = infra.startProcess(`${this.name}-worker`, path.join(WORKERS, `${this.name}.js`), env, { ipc: true });
+    this.procs.push(entry);
+    this.worker = entry.child;
+    this.pending = new Map();
+    this.nextId = 0;
+    const ready = new Promise((resolve, reject) => {
+      entry.child.on('message', (msg) => {
+        if (msg.ready) resolve();
+        else if (this.pending.has(msg.id)) {
+          this.pending.get(msg.id)(msg.value);
+          this.pending.delete(msg.id);
+        }
+      });
+      entry.child.once('exit', () => reject(new Error(`${this.name} worker exited:\n${entry.tail.join('\n')}`)));
+    });
+    await Promise.race([
+      ready,
+      sleep(60_000).then(() => {
+        throw new Error(`${this.name} worker did not start in 60 s:\n${entry.tail.join('\n')}`);
+      }),
+    ]);
+  }
+
+  request(cmd) {
+    this.assertAlive();
+    const id = ++this.nextId;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.worker.send({ cmd, id });
+    });
+  }
+
+  workerEnv() {
+    return {
+      REDIS_URL: this.ctx.redisUrl,
+      DATABASE_URL: this.databaseUrl,
+      BENCH_PREFIX: this.prefix,
+      BENCH_CONCURRENCY: String(this.ctx.concurrency),
+    };
+  }
+
+  finished() {
+    return this.request('count');
+  }
+
+  async collect() {
+    const records = await this.request('dump');
+    const byKey = new Map();
+    for (const [key, step, at] of records) {
+      if (!byKey.has(key)) byKey.set(key, []);
+      byKey.get(key).push({ step, at });
+    }
+    return byKey;
+  }
+
+  async teardown() {
+    if (this.worker && this.procs.every((p) => !p.exited)) {
+      await Promise.race([this.request('stop'), sleep(10_000)]);
+    }
+    await this.closeClient?.();
+    await super.teardown();
+  }
+}
+
+function bullmqConnection(redisUrl) {
+  const url = new URL(redisUrl);
+  return {
+    host: url.hostname,
+    port: Number(url.port),
+    db: Number(url.pathname.slice(1) || 0),
+    maxRetriesPerRequest: null,
+  };
+}
+
+class BullmqChainSystem extends ForkedSystem {
+  async setup() {
+    const { Queue } = require('bullmq');
+    await this.createDatabase();
+    this.redis = new infra.Redis(this.ctx.redisUrl);
+    await this.startWorker(this.workerEnv());
+    this.queue = new Queue('q1', { connection: bullmqConnection(this.ctx.redisUrl), prefix: this.prefix });
+    this.options = require(path.join(WORKERS, 'settings.js')).JOB_OPTIONS;
+    this.closeClient = () => this.queue.close();
+  }
+
+  async trigger(run) {
+    await this.queue.add('step', run, this.options);
+  }
+}
+
+class BullmqFlowSystem extends ForkedSystem {
+  async setup() {
+    const { FlowProducer } = require('bullmq');
+    await this.createDatabase();
+    this.redis = new infra.Redis(this.ctx.redisUrl);
+    await this.startWorker(this.workerEnv());
+    this.flows = new FlowProducer({ connection: bullmqConnection(this.ctx.redisUrl), prefix: this.prefix });
+    this.options = require(path.join(WORKERS, 'settings.js')).JOB_OPTIONS;
+    this.closeClient = () => this.flows.close();
+  }
+
+  async trigger(run) {
+    let node;
+    for (let k = 1; k <= 4; k += 1) {
+      node = {
+        name: `s${k}`,
+        queueName: `q${k}`,
+        data: run,
+        opts: this.options,
+        ...(node ? { children: [node] } : {}),
+      };
+    }
+    await this.flows.add(node);
+  }
+}
+
+class PgBossSystem extends ForkedSystem {
+  async setup() {
+    const mod = require('pg-boss');
+    const PgBoss = mod.PgBoss ?? mod.default ?? mod;
+    await this.createDatabase();
+    await this.startWorker(this.workerEnv());
+    this.boss = new PgBoss({
+      connectionString: this.databaseUrl,
+      max: 8,
+      schedule: false,
+      supervise: false,
+      migrate: false,
+    });
+    this.boss.on('error', (err) => process.stderr.write(`pg-boss client: ${err.message}\n`));
+    await this.boss.start();
+    this.closeClient = () => this.boss.stop({ graceful: false, wait: true });
+  }
+
+  async trigger(run) {
+    await this.boss.send('q1', run);
+  }
+}
+
+class GraphileWorkerSystem extends ForkedSystem {
+  async setup() {
+    const { makeWorkerUtils } = require('graphile-worker');
+    await this.createDatabase();
+    await this.startWorker(this.workerEnv());
+    this.pgPool = new infra.pg.Pool({ connectionString: this.databaseUrl, max: 10 });
+    // Dropping the database at the end ends these connections: not an error worth a crash.
+    this.pgPool.on('error', () => undefined);
+    this.pgPool.on('connect', (client) => client.on('error', () => undefined));
+    this.utils = await makeWorkerUtils({ pgPool: this.pgPool });
+    this.closeClient = async () => {
+      await this.utils.release();
+      await this.pgPool.end();
+    };
+  }
+
+  async trigger(run) {
+    await this.utils.addJob('s1', run);
+  }
+}
+
+const CLASSES = {
+  baton: BatonSystem,
+  'bullmq-chain': BullmqChainSystem,
+  'bullmq-flow': BullmqFlowSystem,
+  'pg-boss': PgBossSystem,
+  'graphile-worker': GraphileWorkerSystem,
+};
+
+function createSystem(name, ctx) {
+  const Class = CLASSES[name];
+  if (!Class) throw new Error(`unknown system '${name}' (known: ${SYSTEMS.join(', ')})`);
+  return new Class(name, ctx);
+}
+
+module.exports = { SYSTEMS, createSystem };

@@ -1,0 +1,417 @@
+#!/usr/bin/env node
+'use strict';
+/**
+ * `npm run bench`: Baton against raw BullMQ (chain and FlowProducer), pg-boss and graphile-worker
+ * on this machine, in one process run, interleaved (A B A B ...), median of repetitions, after a
+ * warm-up. See docs/PERFORMANCE.md for what is measured and how to read it.
+ *
+ *   node bench/run.js [--runs N] [--quick] [--reps R] [--systems a,b] [--rate R]
+ *                     [--latency-runs N] [--concurrency C] [--out file.json] [--redis-url URL]
+ */
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { execFileSync } = require('node:child_process');
+const { performance } = require('node:perf_hooks');
+const { setTimeout: sleep } = require('node:timers/promises');
+const infra = require('./lib/infra');
+const { SYSTEMS, createSystem } = require('./lib/systems');
+const { percentile, median, round, checkRuns } = require('./lib/stats');
+const { printTable, writeSvg } = require('./lib/report');
+
+const now = () => performance.timeOrigin + performance.now();
+/** Triggers in flight at once during a burst (each system's client gets the same). */
+const BURST_IN_FLIGHT = 64;
+
+function parseArgs(argv) {
+  const opts = {
+    runs: 2000,
+    reps: 3,
+    systems: SYSTEMS,
+    rate: undefined,
+    latencyRuns: undefined,
+    concurrency: 8,
+    out: path.join(__dirname, 'results', 'latest.json'),
+    redisUrl: process.env.BENCH_REDIS_URL,
+    serverUrl:
+      process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+    quick: false,
+  };
+  const given = new Set();
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    const int = () => {
+      const n = Number(value());
+      if (!Number.isFinite(n) || n <= 0) throw new Error(`${arg} must be a positive number`);
+      return n;
+    };
+    given.add(arg);
+    if (arg === '--runs') opts.runs = Math.round(int());
+    else if (arg === '--reps') opts.reps = Math.round(int());
+    else if (arg === '--rate') opts.rate = int();
+    else if (arg === '--latency-runs') opts.latencyRuns = Math.round(int());
+    else if (arg === '--concurrency') opts.concurrency = Math.round(int());
+    else if (arg === '--out') opts.out = path.resolve(value());
+    else if (arg === '--redis-url') opts.redisUrl = value();
+    else if (arg === '--quick') opts.quick = true;
+    else if (arg === '--systems') {
+      opts.systems = value()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      for (const s of opts.systems)
+        if (!SYSTEMS.includes(s)) throw new Error(`unknown system '${s}' (known: ${SYSTEMS.join(', ')})`);
+    } else if (arg === '--help' || arg === '-h') {
+      process.stdout.write(fs.readFileSync(path.join(__dirname, 'run.js'), 'utf8').split('*/')[0] + '*/\n');
+      process.exit(0);
+    } else throw new Error(`unknown option ${arg}`);
+  }
+  if (opts.quick) {
+    if (!given.has('--runs')) opts.runs = 100;
+    if (!given.has('--reps')) opts.reps = 2;
+  }
+  opts.warmupRuns = Math.max(10, Math.round(opts.runs / 10));
+  return opts;
+}
+
+function log(message) {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+// ---- one measured phase ------------------------------------------------------------------------
+
+async function resourceSnapshot(system, env) {
+  const pids = system.processes();
+  let pgPids = [];
+  if (system.database) {
+    const { rows } = await env.pgStats.query('SELECT pid FROM pg_stat_activity WHERE datname = $1', [system.database]);
+    pgPids = rows.map((r) => r.pid);
+  }
+  return {
+    redis: await infra.commandStats(env.redis),
+    cpu: Object.fromEntries(pids.map((p) => [p.label, infra.cpuSeconds(p.pid)])),
+    redisCpu: env.redisPid ? infra.cpuSeconds(env.redisPid) : 0,
+    harnessCpu: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    pgCpu: new Map(pgPids.map((pid) => [pid, infra.cpuSeconds(pid)])),
+  };
+}
+
+async function pgCommits(env, database) {
+  await env.pgStats.query('SELECT pg_stat_clear_snapshot()');
+  const { rows } = await env.pgStats.query('SELECT xact_commit::bigint AS n FROM pg_stat_database WHERE datname = $1', [
+    database,
+  ]);
+  return Number(rows[0]?.n ?? 0);
+}
+
+async function triggerAll(system, runs, rate) {
+  const start = now();
+  if (!rate) {
+    let next = 0;
+    const lane = async () => {
+      while (next < runs.length) {
+        const run = runs[next++];
+        run.sentAt = now();
+        await system.trigger(run);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BURST_IN_FLIGHT, runs.length) }, lane));
+    return start;
+  }
+  // Open loop: run i is sent at start + i / rate whatever happened to the ones before.
+  const sent = [];
+  for (let i = 0; i < runs.length; i += 1) {
+    const due = start + (i * 1000) / rate;
+    const wait = due - now();
+    if (wait > 1) await sleep(wait);
+    runs[i].sentAt = now();
+    sent.push(system.trigger(runs[i]));
+  }
+  await Promise.all(sent);
+  return start;
+}
+
+async function runPhase(system, env, { phase, count, rate }) {
+  const runs = Array.from({ length: count }, (_, i) => ({ key: `${phase}-${i}`, phase, sentAt: 0 }));
+  const before = await resourceSnapshot(system, env);
+  const commitsBefore = system.database ? await pgCommits(env, system.database) : 0;
+  system.harnessCommits = 0;
+  const start = await triggerAll(system, runs, rate);
+  // Generous: a system this slow is reported with what it lost rather than waited for.
+  const deadline = Date.now() + 60_000 + count * 100;
+  let finished = 0;
+  while (Date.now() < deadline) {
+    finished = await system.finished(phase);
+    if (finished >= count) break;
+    await sleep(50);
+  }
+  const wallMs = now() - start;
+  const after = await resourceSnapshot(system, env);
+  const harnessCommits = system.harnessCommits;
+  // PostgreSQL publishes a backend's counters at most once a second: let them settle.
+  await sleep(1500);
+  const commitsAfter = system.database ? await pgCommits(env, system.database) : 0;
+  const byKey = await system.collect(phase);
+  const check = checkRuns(runs, byKey);
+  const elapsedMs = check.complete ? check.lastStep - start : wallMs;
+  const steps = count * 4;
+  const redisCalls = Object.entries(after.redis).reduce(
+    (sum, [cmd, n]) => (cmd === 'info' ? sum : sum + n - (before.redis[cmd] ?? 0)),
+    0,
+  );
+  const scriptCalls = ['evalsha', 'eval', 'fcall'].reduce(
+    (sum, cmd) => sum + (after.redis[cmd] ?? 0) - (before.redis[cmd] ?? 0),
+    0,
+  );
+  const cpuPct = {};
+  for (const label of Object.keys(after.cpu)) {
+    cpuPct[label] = (100 * (after.cpu[label] - (before.cpu[label] ?? 0))) / (wallMs / 1000);
+  }
+  cpuPct['harness (client)'] = (100 * (after.harnessCpu - before.harnessCpu)) / (wallMs / 1000);
+  cpuPct.redis = (100 * (after.redisCpu - before.redisCpu)) / (wallMs / 1000);
+  let pgCpu = 0;
+  for (const pid of new Set([...before.pgCpu.keys(), ...after.pgCpu.keys()])) {
+    pgCpu += (after.pgCpu.get(pid) ?? infra.cpuSeconds(pid)) - (before.pgCpu.get(pid) ?? 0);
+  }
+  cpuPct.postgres = (100 * pgCpu) / (wallMs / 1000);
+  return {
+    count,
+    rate,
+    finished,
+    elapsedMs,
+    stepsPerSec: (check.complete * 4 * 1000) / elapsedMs,
+    workflowsPerSec: (check.complete * 1000) / elapsedMs,
+    triggerLatencyMs: { p50: percentile(check.triggerLatency, 50), p99: percentile(check.triggerLatency, 99) },
+    stepLatencyMs: { p50: percentile(check.stepLatency, 50), p99: percentile(check.stepLatency, 99) },
+    redisCallsPerStep: redisCalls / steps,
+    redisScriptCallsPerStep: scriptCalls / steps,
+    pgCommitsPerStep: Math.max(0, commitsAfter - commitsBefore - harnessCommits) / steps,
+    cpuPct,
+    complete: check.complete,
+    problems: check.problems,
+  };
+}
+
+// ---- the whole run -----------------------------------------------------------------------------
+
+/** The Baton build measured: the commit of the checkout the bench runs in, and whether it is modified. */
+function batonBuild() {
+  const git = (args) => execFileSync('git', args, { cwd: path.resolve(__dirname, '..'), encoding: 'utf8' }).trim();
+  try {
+    const dirty = git(['status', '--porcelain', '--untracked-files=no', '--', 'shared', 'services', 'functions']);
+    return { commit: git(['rev-parse', 'HEAD']), modified: dirty.length > 0 };
+  } catch {
+    return { commit: 'unknown', modified: true };
+  }
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    memoryGb: round(os.totalmem() / 2 ** 30, 1),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+    hostname: os.hostname(),
+    loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
+  };
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const id = crypto.randomBytes(3).toString('hex');
+  const env = { systems: [] };
+  const started = new Date();
+  const onSignal = () => {
+    log('interrupted: cleaning up');
+    cleanup(env).finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    if (opts.redisUrl) {
+      log(`using Redis ${opts.redisUrl} (INFO commandstats counts everything else that uses it too)`);
+      env.redisUrl = opts.redisUrl;
+    } else {
+      const redis = await infra.startRedis();
+      env.redisServer = redis;
+      env.redisUrl = redis.url;
+      env.redisPid = redis.pid;
+      log(`started redis-server (no persistence) at ${redis.url}`);
+    }
+    env.redis = new infra.Redis(env.redisUrl);
+    env.pgStats = new infra.pg.Client({ connectionString: infra.withDatabase(opts.serverUrl, 'postgres') });
+    await env.pgStats.connect();
+
+    const ctx = { id, serverUrl: opts.serverUrl, redisUrl: env.redisUrl, concurrency: opts.concurrency };
+    for (const name of opts.systems) {
+      log(`starting ${name}`);
+      const system = createSystem(name, ctx);
+      env.systems.push(system);
+      await system.setup();
+    }
+    const results = new Map(opts.systems.map((name) => [name, { bursts: [], latency: [], warmup: [] }]));
+    const systems = env.systems;
+
+    // A system that breaks is reported with its error and left out of the phases after it.
+    const measure = async (system, list, phase) => {
+      if (system.failed) return undefined;
+      try {
+        const r = await runPhase(system, env, phase);
+        list.push(r);
+        return r;
+      } catch (err) {
+        system.failed = String(err.message ?? err)
+          .split('\n')
+          .slice(0, 12)
+          .join('\n');
+        log(`${system.name} failed in phase ${phase.phase}: ${system.failed}`);
+        return undefined;
+      }
+    };
+    log(`warm-up: ${opts.warmupRuns} runs each`);
+    for (const system of systems) {
+      await measure(system, results.get(system.name).warmup, { phase: `w-${system.name}`, count: opts.warmupRuns });
+    }
+    for (let rep = 1; rep <= opts.reps; rep += 1) {
+      for (const system of systems) {
+        const r = await measure(system, results.get(system.name).bursts, { phase: `b${rep}`, count: opts.runs });
+        if (r) {
+          log(
+            `burst ${rep}/${opts.reps} ${system.name}: ${round(r.stepsPerSec, 0)} steps/s, ${r.complete}/${r.count} runs in order`,
+          );
+        }
+      }
+    }
+    const rates = new Map();
+    for (const system of systems) {
+      const capacity = median(results.get(system.name).bursts.map((r) => r.workflowsPerSec)) ?? 1;
+      rates.set(system.name, opts.rate ?? Math.max(1, round(capacity * 0.5, 1)));
+    }
+    for (let rep = 1; rep <= opts.reps; rep += 1) {
+      for (const system of systems) {
+        const rate = rates.get(system.name);
+        const count = opts.latencyRuns ?? Math.min(opts.runs, Math.max(20, Math.round(rate * 6)));
+        const r = await measure(system, results.get(system.name).latency, { phase: `l${rep}`, count, rate });
+        if (r) {
+          const { p50, p99 } = r.stepLatencyMs;
+          log(
+            `latency ${rep}/${opts.reps} ${system.name} at ${rate}/s: step p50 ${round(p50, 1)} ms, p99 ${round(p99, 1)} ms`,
+          );
+        }
+      }
+    }
+
+    const report = {
+      machine: {
+        ...machine(),
+        note: 'shared with other work (test suites of other engineers) while measuring: figures are provisional',
+      },
+      date: started.toISOString(),
+      baton: batonBuild(),
+      options: {
+        runs: opts.runs,
+        reps: opts.reps,
+        warmupRuns: opts.warmupRuns,
+        rate: opts.rate ?? '50% of each system’s own burst capacity',
+        concurrencyPerQueue: opts.concurrency,
+        burstInFlight: BURST_IN_FLIGHT,
+        redis: opts.redisUrl ? 'given' : 'private redis-server, no persistence',
+      },
+      systems: systems.map((system) => summarize(system, results.get(system.name), rates.get(system.name))),
+    };
+    const chain = report.systems.find((s) => s.name === 'bullmq-chain');
+    if (chain?.stepsPerSec) {
+      for (const s of report.systems) s.vsBullmqChain = { stepsPerSec: round(s.stepsPerSec / chain.stepsPerSec, 2) };
+    }
+    fs.mkdirSync(path.dirname(opts.out), { recursive: true });
+    fs.writeFileSync(opts.out, `${JSON.stringify(report, null, 2)}\n`);
+    const svg = opts.out.replace(/\.json(\.tmp)?$/, '.svg$1');
+    writeSvg(report, svg === opts.out ? `${opts.out}.svg` : svg);
+    printTable(report);
+    log(`wrote ${path.relative(process.cwd(), opts.out)}`);
+  } catch (err) {
+    // Said before cleaning up, which may itself run into the same trouble.
+    log(`failed: ${err.stack ?? err}`);
+    process.exitCode = 1;
+  } finally {
+    await cleanup(env);
+  }
+}
+
+function summarize(system, result, rate) {
+  const all = [...result.warmup, ...result.bursts, ...result.latency];
+  const problems = { lost: 0, duplicated: 0, reordered: 0, retried: 0 };
+  for (const r of all) for (const k of Object.keys(problems)) problems[k] += r.problems[k];
+  const triggered = all.reduce((n, r) => n + r.count, 0);
+  const inOrder = all.reduce((n, r) => n + r.complete, 0);
+  const valid = inOrder === triggered && !system.failed;
+  const med = (pick, digits = 2) => round(median(result.bursts.map(pick)), digits);
+  const lat = (pick) => round(median(result.latency.map(pick)), 2);
+  const cpu = {};
+  for (const label of Object.keys(result.bursts[0]?.cpuPct ?? {}))
+    cpu[label] = round(median(result.bursts.map((r) => r.cpuPct[label])), 0);
+  const rssByProcessMb = Object.fromEntries(system.processes().map((p) => [p.label, round(infra.peakRssMb(p.pid), 1)]));
+  return {
+    name: system.name,
+    runs: result.bursts[0]?.count ?? 0,
+    stepsPerSec: valid ? med((r) => r.stepsPerSec, 0) : null,
+    workflowsPerSec: valid ? med((r) => r.workflowsPerSec, 1) : null,
+    stepLatencyMs: { p50: lat((r) => r.stepLatencyMs.p50), p99: lat((r) => r.stepLatencyMs.p99) },
+    triggerLatencyMs: { p50: lat((r) => r.triggerLatencyMs.p50), p99: lat((r) => r.triggerLatencyMs.p99) },
+    rssMb: round(
+      Object.values(rssByProcessMb).reduce((a, b) => a + b, 0),
+      1,
+    ),
+    redisCallsPerStep: med((r) => r.redisCallsPerStep),
+    pgCommitsPerStep: med((r) => r.pgCommitsPerStep),
+    redisScriptCallsPerStep: med((r) => r.redisScriptCallsPerStep),
+    latencyRate: rate,
+    valid,
+    runsTriggered: triggered,
+    runsInOrder: inOrder,
+    problems,
+    ...(system.failed ? { error: system.failed } : {}),
+    cpuPctDuringBurst: cpu,
+    rssByProcessMb,
+    tuning: system.tuning,
+    repetitions: {
+      stepsPerSec: result.bursts.map((r) => round(r.stepsPerSec, 0)),
+      stepLatencyP50Ms: result.latency.map((r) => round(r.stepLatencyMs.p50, 2)),
+    },
+  };
+}
+
+async function cleanup(env) {
+  if (env.cleaning) return env.cleaning;
+  env.cleaning = (async () => {
+    for (const system of env.systems) {
+      const t = Date.now();
+      await system.teardown().catch((err) => log(`teardown of ${system.name}: ${err.message}`));
+      log(`stopped ${system.name} (${Date.now() - t} ms)`);
+    }
+    await infra.stopAllProcesses();
+    await env.redis?.quit().catch(() => undefined);
+    await env.pgStats?.end().catch(() => undefined);
+    if (env.redisServer) await infra.stopProcess(env.redisServer.entry);
+  })();
+  return env.cleaning;
+}
+
+// A client library's pool losing its connection while databases are dropped must not end the run.
+process.on('uncaughtException', (err) => log(`uncaught: ${err.message}`));
+main().then(
+  // Client libraries (pg-boss, graphile-worker) may leave timers behind: everything is stopped now.
+  () => process.exit(process.exitCode ?? 0),
+  (err) => {
+    log(`failed: ${err.stack ?? err}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,105 @@
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * The benchmark harness (bench/run.js, `npm run bench`) on a tiny run of two systems: it must
+ * finish, every run must have completed its 4 steps in order, and the JSON must have the shape
+ * docs/PERFORMANCE.md documents. No timing is asserted. Baton's processes run from the build
+ * (`npx tsc -b`, which `npm test` runs first).
+ */
+const ROOT = path.resolve(__dirname, '..', '..');
+
+interface SystemResult {
+  name: string;
+  runs: number;
+  stepsPerSec: number | null;
+  workflowsPerSec: number | null;
+  stepLatencyMs: { p50: number | null; p99: number | null };
+  triggerLatencyMs: { p50: number | null; p99: number | null };
+  rssMb: number;
+  redisCallsPerStep: number | null;
+  pgCommitsPerStep: number | null;
+  valid: boolean;
+  runsTriggered: number;
+  runsInOrder: number;
+  problems: Record<string, number>;
+}
+
+interface Report {
+  machine: { cpus: number };
+  date: string;
+  systems: SystemResult[];
+}
+
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['bench/run.js', ...args],
+      { cwd: ROOT, env, timeout: 90_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe('npm run bench: harness smoke run', () => {
+  const out = path.join(os.tmpdir(), `baton-bench-smoke-${crypto.randomBytes(4).toString('hex')}.json`);
+  const svg = out.replace(/\.json$/, '.svg');
+  afterAll(() => {
+    for (const file of [out, svg]) fs.rmSync(file, { force: true });
+  });
+
+  it('measures baton and bullmq-chain and reports every run complete and in order', async () => {
+    const res = await run([
+      '--runs',
+      '8',
+      '--reps',
+      '1',
+      '--rate',
+      '20',
+      '--latency-runs',
+      '8',
+      '--systems',
+      'bullmq-chain,baton',
+      '--out',
+      out,
+    ]);
+    if (res.code !== 0)
+      throw new Error(`bench exited ${res.code}\n--- stdout\n${res.stdout}\n--- stderr\n${res.stderr}`);
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as Report;
+    expect(report.machine.cpus).toBeGreaterThan(0);
+    expect(Number.isNaN(Date.parse(report.date))).toBe(false);
+    expect(report.systems.map((s) => s.name)).toEqual(['bullmq-chain', 'baton']);
+    for (const s of report.systems) {
+      expect(s).toMatchObject({ runs: 8, valid: true, problems: { lost: 0, duplicated: 0, reordered: 0 } });
+      expect(s.runsInOrder).toBe(s.runsTriggered);
+      for (const value of [
+        s.stepsPerSec,
+        s.workflowsPerSec,
+        s.stepLatencyMs.p50,
+        s.stepLatencyMs.p99,
+        s.triggerLatencyMs.p50,
+        s.triggerLatencyMs.p99,
+        s.rssMb,
+        s.redisCallsPerStep,
+        s.pgCommitsPerStep,
+      ]) {
+        expect(typeof value).toBe('number');
+        expect(value).toBeGreaterThanOrEqual(0);
+      }
+    }
+    // Baton records every step in PostgreSQL; raw BullMQ never touches it.
+    expect(report.systems[1].pgCommitsPerStep).toBeGreaterThan(0);
+    expect(report.systems[0].pgCommitsPerStep).toBe(0);
+    expect(fs.readFileSync(svg, 'utf8')).toContain('<svg');
+    expect(res.stdout).toContain('bullmq-chain');
+  }, 90_000);
+});
