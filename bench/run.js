@@ -75,6 +75,8 @@ function parseArgs(argv) {
   if (opts.quick) {
     if (!given.has('--runs')) opts.runs = 100;
     if (!given.has('--reps')) opts.reps = 2;
+    // A quick look must not replace the committed measurement.
+    if (!given.has('--out')) opts.out = path.join(__dirname, 'results', 'quick.json.tmp');
   }
   opts.warmupRuns = Math.max(10, Math.round(opts.runs / 10));
   return opts;
