@@ -44,8 +44,9 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: withDatabase(SERVER_URL, 'postgres') });
+async function admin<T>(fn: (client: pg.Client) => Promise<T>, serverUrl = SERVER_URL): Promise<T> {
+  const client = new pg.Client({ connectionString: withDatabase(serverUrl, 'postgres') });
+  client.on('error', () => undefined);
   await client.connect();
   try {
     return await fn(client);
@@ -244,6 +245,16 @@ export function poisonDefinition(closedPort: number): Record<string, unknown> {
 
 // ---- the system -------------------------------------------------------------------------------
 
+/**
+ * Where a system's servers are: by default the machine's shared PostgreSQL and Redis; a scenario that
+ * restarts a server starts a private one (test/chaos/private-servers.ts) and passes its URLs.
+ */
+export interface SystemServers {
+  /** A PostgreSQL URL whose user may create databases (its database part is replaced). */
+  serverUrl?: string;
+  redisUrl?: string;
+}
+
 export class ChaosSystem {
   readonly id = crypto.randomBytes(4).toString('hex');
   readonly database: string;
@@ -266,9 +277,18 @@ export class ChaosSystem {
   private readonly components = new Map(discoverComponents().map((c) => [c.name, c]));
   private crashed: string[] = [];
 
-  constructor(readonly suite: string) {
+  /** The PostgreSQL server (its maintenance database URL) and the Redis server this system uses. */
+  readonly serverUrl: string;
+  readonly redisUrl: string;
+
+  constructor(
+    readonly suite: string,
+    servers: SystemServers = {},
+  ) {
+    this.serverUrl = servers.serverUrl ?? SERVER_URL;
+    this.redisUrl = servers.redisUrl ?? REDIS_URL;
     this.database = `baton_chaos_${suite.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${this.id}`;
-    this.databaseUrl = withDatabase(SERVER_URL, this.database);
+    this.databaseUrl = withDatabase(this.serverUrl, this.database);
     this.prefix = `baton-chaos-${suite.replace(/[^a-z0-9]/gi, '-').toLowerCase()}-${this.id}`;
   }
 
@@ -278,14 +298,16 @@ export class ChaosSystem {
       if (!fs.existsSync(path.join(ROOT, c.dir, 'dist', 'main.js')))
         throw new Error(`${c.dir}/dist/main.js missing: run npx tsc -b first`);
     }
-    await admin((c) => c.query(`CREATE DATABASE ${c.escapeIdentifier(this.database)}`));
+    await admin((c) => c.query(`CREATE DATABASE ${c.escapeIdentifier(this.database)}`), this.serverUrl);
     await migrate(this.databaseUrl);
     await seedDemoData(this.databaseUrl);
     this.pool = new pg.Pool({ connectionString: this.databaseUrl, max: 4, application_name: 'chaos-harness' });
     // Terminated connections (a scenario) surface here on idle clients; the pool replaces them.
     this.pool.on('error', () => undefined);
     await loadDefinitionsFromDir(this.pool as never, path.join(ROOT, 'workflows'));
-    this.redis = new Redis({ ...redisOptionsFrom({ REDIS_URL, REDIS_HOST: '127.0.0.1', REDIS_PORT: 6379 }) });
+    this.redis = new Redis({
+      ...redisOptionsFrom({ REDIS_URL: this.redisUrl, REDIS_HOST: '127.0.0.1', REDIS_PORT: 6379 }),
+    });
     this.redis.on('error', () => undefined);
     this.smtp = await ChaosSmtp.start();
     this.port = await freePort();
@@ -298,7 +320,7 @@ export class ChaosSystem {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       DATABASE_URL: this.databaseUrl,
-      REDIS_URL,
+      REDIS_URL: this.redisUrl,
       BATON_QUEUE_PREFIX: this.prefix,
       SMTP_URL: `smtp://127.0.0.1:${this.smtp.port}`,
       LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'info',
@@ -425,12 +447,14 @@ export class ChaosSystem {
   /** Every PostgreSQL connection to this suite's database terminated (other databases untouched). */
   async terminateDatabaseConnections(): Promise<number> {
     this.markFault();
-    const { rows } = await admin((c) =>
-      c.query(
-        `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+    const { rows } = await admin(
+      (c) =>
+        c.query(
+          `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
           WHERE datname = $1 AND pid <> pg_backend_pid()`,
-        [this.database],
-      ),
+          [this.database],
+        ),
+      this.serverUrl,
     );
     return rows.filter((r: { ok: boolean }) => r.ok).length;
   }
@@ -742,9 +766,10 @@ export class ChaosSystem {
       await deleteKeysWithPrefix(this.redis, this.prefix).catch(() => undefined);
       this.redis.disconnect();
     }
-    await admin((c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(this.database)} WITH (FORCE)`)).catch(
-      () => undefined,
-    );
+    await admin(
+      (c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(this.database)} WITH (FORCE)`),
+      this.serverUrl,
+    ).catch(() => undefined);
   }
 }
 
@@ -757,9 +782,11 @@ export async function runScenario(
     setup?: (system: ChaosSystem) => Promise<void>;
     /** Scenario-specific checks, once idle (before the system stops). */
     verify?: (system: ChaosSystem) => Promise<void>;
+    /** Private servers for this system (default: the machine's shared ones). */
+    servers?: SystemServers;
   } = {},
 ): Promise<{ row: ScenarioRow; report: InvariantReport; system: ChaosSystem }> {
-  const system = new ChaosSystem(scenario);
+  const system = new ChaosSystem(scenario, opts.servers);
   try {
     await system.start();
     await opts.setup?.(system);

@@ -10,7 +10,9 @@ import {
   type ChaosSystem,
   type InvariantReport,
   type ScenarioRow,
+  type SystemServers,
 } from './harness';
+import { PrivatePostgres, PrivateRedis } from './private-servers';
 
 /**
  * The chaos scenarios: each starts a batch of invoice runs and runs of the diamond workflow on a
@@ -43,6 +45,7 @@ async function scenario(
   act: (system: ChaosSystem) => Promise<void>,
   verify?: (system: ChaosSystem) => Promise<{ lost?: string[]; duplicated?: string[] }>,
   idleTimeoutMs?: number,
+  servers?: SystemServers,
 ): Promise<ScenarioResult> {
   const violations: string[] = [];
   let extra: { lost?: string[]; duplicated?: string[] } = {};
@@ -53,6 +56,7 @@ async function scenario(
     },
     {
       setup: saveDiamond,
+      ...(servers ? { servers } : {}),
       ...(idleTimeoutMs ? { idleTimeoutMs } : {}),
       ...(verify
         ? {
@@ -125,6 +129,84 @@ export function flushRedis(): Scenario {
       await system.waitForStep({ function: 'generate-pdf', status: 'running' }, 30_000);
       await system.flushRedis();
     });
+}
+
+/**
+ * A real Redis restart, on a private `redis-server` (no persistence) that the whole system uses: kill -9
+ * while steps are in flight and back empty on the same port 1 s later — or a FLUSHALL of that server.
+ * Everything Redis held is gone (queues, jobs, locks, the coordinator's stream); the reconciler
+ * rebuilds the work from PostgreSQL. More runs are started once it is back.
+ */
+export function restartPrivateRedis(mode: 'kill' | 'flushall'): Scenario {
+  const name = mode === 'kill' ? 'Redis restart (private server, kill -9, empty)' : 'Redis FLUSHALL (private server)';
+  return async () => {
+    const redis = await PrivateRedis.start();
+    try {
+      return await scenario(
+        name,
+        async (system) => {
+          await load(system);
+          const caught = await system.waitForStep({ function: 'generate-pdf', status: 'running' }, 30_000);
+          if (!caught) system.notes.push('no generate-pdf step seen running: fault injected anyway');
+          const keys = await redis.dbSize();
+          system.markFault();
+          if (mode === 'kill') {
+            await redis.kill();
+            await sleep(1_000);
+            await redis.up();
+          } else {
+            await redis.flushAll();
+          }
+          system.notes.push(`${keys} keys lost (${mode === 'kill' ? 'restarted empty' : 'FLUSHALL'})`);
+          await sleep(1_000);
+          await load(system, 3, 2);
+        },
+        undefined,
+        undefined,
+        { redisUrl: redis.url },
+      );
+    } finally {
+      await redis.stop();
+    }
+  };
+}
+
+/**
+ * A real PostgreSQL restart, on a private cluster (the Debian binaries, its own temp dir and port) that
+ * the whole system uses: `pg_ctl stop -m fast` (every session ends, clean shutdown) or `-m immediate`
+ * (a crash: WAL recovery at the start) while steps are in flight, started again 2 s later. Pools
+ * reconnect; messages and attempts whose transaction died are retried. More runs once it is back.
+ */
+export function restartPrivatePostgres(mode: 'fast' | 'immediate'): Scenario {
+  const name =
+    mode === 'fast'
+      ? 'PostgreSQL restart (private server, stop -m fast)'
+      : 'PostgreSQL crash (private server, stop -m immediate)';
+  return async () => {
+    const server = await PrivatePostgres.start();
+    try {
+      return await scenario(
+        name,
+        async (system) => {
+          await load(system);
+          const caught = await system.waitForStep({ function: 'generate-pdf', status: 'running' }, 30_000);
+          if (!caught) system.notes.push('no generate-pdf step seen running: fault injected anyway');
+          system.markFault();
+          const downAt = Date.now();
+          await server.down(mode);
+          await sleep(2_000);
+          await server.up();
+          system.notes.push(`down ${((Date.now() - downAt) / 1000).toFixed(1)} s`);
+          await load(system, 3, 2);
+        },
+        undefined,
+        undefined,
+        { serverUrl: server.url },
+      );
+    } finally {
+      await server.stop();
+    }
+  };
 }
 
 /** Every PostgreSQL connection of this suite's database terminated, twice, under load. */
@@ -274,4 +356,9 @@ export const ALL_SCENARIOS: { name: string; run: Scenario }[] = [
   { name: 'duplicate trigger', run: duplicateTrigger() },
   { name: 'two coordinators', run: twoCoordinators() },
   { name: 'definition changed mid-run', run: definitionChanged() },
+  // Real restarts, on private servers the scenario starts (the machine's servers are shared).
+  { name: 'Redis restart (private server)', run: restartPrivateRedis('kill') },
+  { name: 'Redis FLUSHALL (private server)', run: restartPrivateRedis('flushall') },
+  { name: 'PostgreSQL restart (private server)', run: restartPrivatePostgres('fast') },
+  { name: 'PostgreSQL crash (private server)', run: restartPrivatePostgres('immediate') },
 ];
