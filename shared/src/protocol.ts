@@ -18,6 +18,11 @@ export interface StepJobData {
   input: unknown;
   retry: RetryPolicy;
   timeoutMs?: number;
+  /**
+   * Set only when the step runs again after its effect was undone by compensation (a retried run):
+   * then the key gains a generation, so the side effect is made anew instead of found.
+   */
+  idempotencyKey?: string;
   /** W3C trace context of the span that planned this step (tracing on only). */
   trace?: TraceCarrier;
 }

@@ -25,12 +25,14 @@ describe('the invoice workflow', () => {
   let engine: Engine;
   let smtp: TestSmtp;
   let transport: Transporter<SMTPTransport.SentMessageInfo>;
+  // cust-05's mailbox refuses mail until a test empties this list.
+  const refused = ['edsger@example.com'];
 
   beforeAll(async () => {
     env = await createTestEnv('invoice');
     await loadDefinitionsFromDir(env.pool, path.join(__dirname, '../../workflows'));
     // cust-05's mailbox refuses mail for good: that run must be unwound.
-    smtp = await startSmtp({ rejectRecipientsWith: 550, rejectOnly: ['edsger@example.com'] });
+    smtp = await startSmtp({ rejectRecipientsWith: 550, rejectOnly: refused });
     transport = nodemailer.createTransport({ url: `smtp://127.0.0.1:${smtp.port}`, connectionTimeout: 5_000 });
     const { pool } = env;
     engine = await startEngine(env, [
@@ -167,5 +169,22 @@ describe('the invoice workflow', () => {
       { step_id: 'sendEmail', kind: 'action', status: 'failed' },
       { step_id: 'createInvoice', kind: 'compensation', status: 'succeeded' },
     ]);
+  });
+
+  it('retrying a compensated run issues a new invoice instead of reusing the voided one', async () => {
+    const runId = await engine.start('invoice', { customerId: 'cust-05' });
+    expect((await engine.waitForRun(runId)).status).toBe('compensated');
+    refused.length = 0; // the mailbox accepts mail again
+    await engine.coordinator.handle({ type: 'run.retry', runId, attempt: 0 });
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('succeeded');
+    const invoices = await env.pool.query(
+      'SELECT id, number, status FROM invoices WHERE run_id = $1 ORDER BY issued_at',
+      [runId],
+    );
+    expect(invoices.rows.map((r) => r.status)).toEqual(['void', 'issued']);
+    expect(run.output.invoiceId).toBe(invoices.rows[1].id);
+    const mail = smtp.received.find((m) => m.mail.subject?.includes(invoices.rows[1].number));
+    expect(mail?.envelope.to).toEqual(['edsger@example.com']);
   });
 });

@@ -60,6 +60,7 @@ import {
   stepIdOf,
   supersedeForRetry,
   touchRun,
+  undoGenerations,
   updateRun,
   waitingRuns,
   type LockedRun,
@@ -297,7 +298,18 @@ export class Coordinator {
     }
     outcome.cancelled = await cancelExecutions(client, plan.cancel ?? [], 'a sibling step failed (failFast)');
 
-    const started: NewExecution[] = plan.start.map((p) => ({ ...p, id: crypto.randomUUID(), input: builtinInput(p) }));
+    // Only a retried run can have steps whose effect was undone; others skip the query.
+    const generations = run.retries > 0 && plan.start.length ? await undoGenerations(client, run.id) : undefined;
+    const started: NewExecution[] = plan.start.map((p) => {
+      const generation = generations?.get(p.stepId) ?? 0;
+      const base = `${run.id}:${p.stepId}${p.kind === 'compensation' ? ':compensate' : ''}`;
+      return {
+        ...p,
+        id: crypto.randomUUID(),
+        input: builtinInput(p),
+        ...(generation > 0 ? { idempotencyKey: `${base}:${generation}` } : {}),
+      };
+    });
     await insertExecutions(client, run.id, started);
     await startBuiltins(
       client,
@@ -425,6 +437,7 @@ export class Coordinator {
       input: e.input,
       retry: e.retry,
       ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
+      ...(e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : {}),
       // The function's attempt spans become children of this coordinator span.
       ...traced(injectTrace()),
     };

@@ -62,7 +62,8 @@ export class Reconciler {
 
     // 1. Executions the DB says are outstanding: is their job still in Redis?
     const outstanding = await pool.query(
-      `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.input, e.retry_policy, e.timeout_ms, r.workflow_name
+      `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.input, e.retry_policy, e.timeout_ms,
+              e.metadata->>'idempotencyKey' AS idempotency_key, r.workflow_name
          FROM step_executions e JOIN runs r ON r.id = e.run_id
         WHERE e.status = ANY($1) AND e.updated_at < now() - make_interval(secs => $2)
         ORDER BY e.updated_at LIMIT $3`,
@@ -78,6 +79,7 @@ export class Reconciler {
         function: row.function_name,
         input: row.input,
         retry: row.retry_policy,
+        ...(row.idempotency_key ? { idempotencyKey: row.idempotency_key } : {}),
         ...(row.timeout_ms ? { timeoutMs: row.timeout_ms } : {}),
       };
       if (isBuiltin(data.function)) {

@@ -172,15 +172,18 @@ export async function stepIdOf(client: PoolClient, stepExecutionId: string): Pro
 
 export interface NewExecution extends PlannedExecution {
   id: string;
+  /** See StepJobData.idempotencyKey; kept in the row's metadata so the reconciler re-sends it. */
+  idempotencyKey?: string;
 }
 
 export async function insertExecutions(client: PoolClient, runId: string, executions: NewExecution[]): Promise<void> {
   if (!executions.length) return;
   await client.query(
-    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, max_attempts, retry_policy, timeout_ms, queued_at)
-     SELECT e.id, $1, e.step_id, e.kind, e.function_name, 'queued', e.input, e.max_attempts, e.retry_policy, e.timeout_ms, now()
+    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, max_attempts, retry_policy, timeout_ms, metadata, queued_at)
+     SELECT e.id, $1, e.step_id, e.kind, e.function_name, 'queued', e.input, e.max_attempts, e.retry_policy, e.timeout_ms,
+            COALESCE(e.metadata, '{}'::jsonb), now()
        FROM jsonb_to_recordset($2::jsonb) AS e(id uuid, step_id text, kind text, function_name text, input jsonb,
-                                               max_attempts int, retry_policy jsonb, timeout_ms int)`,
+                                               max_attempts int, retry_policy jsonb, timeout_ms int, metadata jsonb)`,
     [
       runId,
       JSON.stringify(
@@ -191,6 +194,7 @@ export async function insertExecutions(client: PoolClient, runId: string, execut
           function_name: e.function,
           input: e.input,
           max_attempts: e.retry.attempts,
+          metadata: e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : null,
           retry_policy: e.retry,
           timeout_ms: e.timeoutMs ?? null,
         })),
@@ -402,4 +406,19 @@ export async function finishBuiltin(
     message: `no '${input.name}' event arrived within ${input.timeoutMs} ms`,
     nonRetryable: true,
   });
+}
+
+/**
+ * How many times each step's effect was undone and the step re-run (superseded compensations): the
+ * generation its idempotency key carries, so a re-run makes a new effect instead of finding the
+ * undone one (a voided invoice).
+ */
+export async function undoGenerations(client: PoolClient, runId: string): Promise<Map<string, number>> {
+  const { rows } = await client.query(
+    `SELECT step_id, count(*)::int AS n FROM step_executions
+      WHERE run_id = $1 AND kind = 'compensation' AND superseded_at IS NOT NULL AND status = 'succeeded'
+      GROUP BY step_id`,
+    [runId],
+  );
+  return new Map(rows.map((r) => [r.step_id as string, r.n as number]));
 }

@@ -209,7 +209,8 @@ async function runAttempt(
     kind: data.kind,
     attempt: attemptInfo.attempt,
     maxAttempts: attemptInfo.maxAttempts,
-    idempotencyKey: `${data.runId}:${data.stepId}${data.kind === 'compensation' ? ':compensate' : ''}`,
+    idempotencyKey:
+      data.idempotencyKey ?? `${data.runId}:${data.stepId}${data.kind === 'compensation' ? ':compensate' : ''}`,
     signal: controller.signal,
     log: stepLog(attemptInfo.logger, attemptInfo.logs),
     logger: attemptInfo.logger,
