@@ -110,7 +110,8 @@ describe('function backlog endpoint (KEDA metrics-api)', () => {
     expect(keys.length).toBeGreaterThan(0);
 
     const elsewhere = new BacklogReader(
-      { connection: env.redis, prefix: `${env.config.queuePrefix}-other` },
+      // Under the suite prefix, so the suite's cleanup removes what this reader creates.
+      { connection: env.redis, prefix: `${env.config.queuePrefix}:other` },
       env.redis,
     );
     await expect(elsewhere.read('mail')).resolves.toMatchObject({ waiting: 0, backlog: 0 });
