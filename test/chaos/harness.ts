@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +9,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { SMTPServer } from 'smtp-server';
 import { deleteKeysWithPrefix, loadDefinitionsFromDir, migrate, redisOptionsFrom, seedDemoData } from '@baton/shared';
+import { freePort, withDatabase } from '../support/env';
 
 /**
  * The chaos harness: Baton as real processes (gateway, coordinator, every function — each
@@ -29,20 +29,6 @@ const START_TIMEOUT_MS = 90_000;
 
 export const RECONCILE_INTERVAL_MS = 500;
 export const RECONCILE_GRACE_MS = 1_000;
-
-function withDatabase(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function admin<T>(fn: (client: pg.Client) => Promise<T>, serverUrl = SERVER_URL): Promise<T> {
   const client = new pg.Client({ connectionString: withDatabase(serverUrl, 'postgres') });

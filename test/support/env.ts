@@ -1,3 +1,4 @@
+import net from 'node:net';
 import crypto from 'node:crypto';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
@@ -31,7 +32,8 @@ export interface TestEnv {
 const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 
-function withDatabase(url: string, database: string): string {
+/** The same server URL, naming another database. */
+export function withDatabase(url: string, database: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
   return u.toString();
@@ -75,6 +77,15 @@ export async function createTestEnv(suite: string): Promise<TestEnv> {
       await admin((c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(database)} WITH (FORCE)`));
     },
   };
+}
+
+/** A port nothing listens on (free at the moment of asking). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */

@@ -1,4 +1,3 @@
-import net from 'node:net';
 import { BatonError } from '@baton/shared';
 
 /** The BatonError a promise rejects with (fails the test when it resolves, or rejects otherwise). */
@@ -12,11 +11,5 @@ export async function failure(promise: Promise<unknown>): Promise<BatonError> {
   return result.error as BatonError;
 }
 
-/** A port nothing listens on. */
-export async function closedPort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', () => resolve()));
-  const free = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return free;
-}
+/** A port nothing listens on: connecting to it is refused. */
+export { freePort as closedPort } from './env';

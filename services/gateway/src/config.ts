@@ -10,6 +10,17 @@ const TRUST_PROXY_ENTRY = /^(loopback|linklocal|uniquelocal|[0-9a-f.:]+(\/\d{1,3
 /** What express's `trust proxy` setting is given: false, a hop count, or addresses/subnets. */
 export type TrustProxy = false | number | string[];
 
+/** A comma-separated list; blanks dropped, so an empty variable (as Helm and Compose render) is `[]`. */
+const commaList = z
+  .string()
+  .optional()
+  .transform((value) =>
+    (value ?? '')
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item.length > 0),
+  );
+
 /** The gateway's environment: the shared keys plus its own, parsed once at start. */
 export const gatewayEnv = baseEnv.extend({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -17,28 +28,12 @@ export const gatewayEnv = baseEnv.extend({
    * Comma-separated API keys. Unset or blank disables auth (local development); a blank value is
    * treated as unset because Helm and Compose often render an empty variable for "not configured".
    */
-  BATON_API_KEYS: z
-    .string()
-    .optional()
-    .transform((value) =>
-      (value ?? '')
-        .split(',')
-        .map((key) => key.trim())
-        .filter((key) => key.length > 0),
-    ),
+  BATON_API_KEYS: commaList,
   /**
    * Comma-separated keys that may only read (GET, HEAD): any other method answers 403. For
    * dashboards on a wall, monitoring scripts, support staff. Setting only these turns auth on too.
    */
-  BATON_READONLY_API_KEYS: z
-    .string()
-    .optional()
-    .transform((value) =>
-      (value ?? '')
-        .split(',')
-        .map((key) => key.trim())
-        .filter((key) => key.length > 0),
-    ),
+  BATON_READONLY_API_KEYS: commaList,
   /** Largest accepted request body, in the `bytes` notation express understands (`100kb`, `1mb`). */
   BATON_BODY_LIMIT: z
     .string()
