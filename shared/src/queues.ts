@@ -62,7 +62,7 @@ export function coordinatorQueue(ctx: QueueContext): Queue {
   return new Queue(COORDINATOR_QUEUE, { connection: ctx.connection, prefix: ctx.prefix });
 }
 
-/** Deletes every key under `prefix` (tests and `npm run dev --reset`). */
+/** Deletes every key under `prefix` (test suites clean up their own prefix with it). */
 export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
   let cursor = '0';
   let deleted = 0;

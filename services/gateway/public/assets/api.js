@@ -105,3 +105,12 @@ export async function openWithKey(path, filename) {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
+
+/**
+ * The one sentence every page shows when a call fails. `polling` pages say they will try again,
+ * since their next refresh does.
+ */
+export function describeApiError(err, { polling = false } = {}) {
+  if (err instanceof ApiError) return `The API answered ${err.status}: ${err.message}`;
+  return polling ? `Cannot reach the API (${err.message}); retrying.` : err.message;
+}

@@ -1,4 +1,4 @@
-import { api, ApiError, AuthRequired } from './api.js';
+import { api, ApiError, AuthRequired, describeApiError } from './api.js';
 import { h, jsonText, mono, notice, replace, timeEl } from './dom.js';
 import { poller } from './live.js';
 
@@ -175,10 +175,7 @@ export function mount(main, { signal }) {
           });
           return false;
         }
-        replace(
-          status,
-          notice('error', err instanceof ApiError ? `The API answered ${err.status}: ${err.message}` : err.message),
-        );
+        replace(status, notice('error', describeApiError(err)));
         throw err;
       }
       return true;

@@ -1,4 +1,4 @@
-import { api, ApiError, AuthRequired, getApiKey, openWithKey } from './api.js';
+import { api, ApiError, AuthRequired, getApiKey, openWithKey, describeApiError } from './api.js';
 import {
   durationBetween,
   errorLine,
@@ -571,15 +571,7 @@ export function mount(main, { signal }) {
         replace(error, notice('error', `No run ${runId}. `, h('a', { href: '/' }, 'Back to the runs')));
         return false;
       }
-      replace(
-        error,
-        notice(
-          'error',
-          err instanceof ApiError
-            ? `The API answered ${err.status}: ${err.message}`
-            : `Cannot reach the API (${err.message}); retrying.`,
-        ),
-      );
+      replace(error, notice('error', describeApiError(err, { polling: true })));
       throw err;
     }
   };

@@ -1,4 +1,4 @@
-import { api, ApiError, AuthRequired } from './api.js';
+import { api, AuthRequired, describeApiError } from './api.js';
 import {
   durationBetween,
   errorLine,
@@ -179,15 +179,7 @@ export function mount(main, { signal }) {
 
   const showError = (err) => {
     if (err instanceof AuthRequired) return;
-    replace(
-      error,
-      notice(
-        'error',
-        err instanceof ApiError
-          ? `The API answered ${err.status}: ${err.message}`
-          : `Cannot reach the API (${err.message}); retrying.`,
-      ),
-    );
+    replace(error, notice('error', describeApiError(err, { polling: true })));
   };
 
   // The newest page replaces the rows it covers; older rows loaded with "Load older runs" stay.

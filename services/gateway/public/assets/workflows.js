@@ -1,4 +1,4 @@
-import { api, ApiError, AuthRequired } from './api.js';
+import { api, ApiError, AuthRequired, describeApiError } from './api.js';
 import { h, jsonBlock, jsonText, mono, notice, problemList, replace, timeEl } from './dom.js';
 
 /**
@@ -149,10 +149,7 @@ export function mount(main, { signal }) {
 
   const showError = (where, err) => {
     if (err instanceof AuthRequired) return;
-    replace(
-      where,
-      notice('error', err instanceof ApiError ? `The API answered ${err.status}: ${err.message}` : err.message),
-    );
+    replace(where, notice('error', describeApiError(err)));
   };
 
   const showDetail = async (name, version) => {
