@@ -124,7 +124,8 @@ class BatonSystem extends BaseSystem {
       const workflow = ready && (await fetch(`${this.base}/v1/workflows/bench-noop`).then((r) => r.status === 200));
       return workflow && (await infra.canConnect(coordinatorMetrics)) && (await infra.canConnect(functionMetrics));
     };
-    await infra.waitUntil(up, 60_000, 'Baton to start (gateway ready, workflow saved, coordinator and function up)');
+    // Generous: on a loaded 2-core machine three Node processes and a migration can take a minute.
+    await infra.waitUntil(up, 150_000, 'Baton to start (gateway ready, workflow saved, coordinator and function up)');
     this.pool = new infra.pg.Pool({ connectionString: this.databaseUrl, max: 2 });
   }
 

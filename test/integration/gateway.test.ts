@@ -725,6 +725,17 @@ describe('gateway HTTP API', () => {
       expect(v1.body.definition.steps).toHaveLength(1);
     });
 
+    it('PUT answers 400, not 500, for a body name that is not a string (found by the fuzz test)', async () => {
+      const res = await request(app)
+        .put('/v1/workflows/fuzzed')
+        .send({ name: [{ toString: [true] }], steps: [] })
+        .expect(400);
+      expect(res.body.error.code).toBe('INVALID_DEFINITION');
+      expect(res.body.error.details).toEqual([
+        { path: 'name', message: "must equal 'fuzzed', the workflow name in the URL" },
+      ]);
+    });
+
     it('PUT accepts YAML', async () => {
       const yaml = [
         'name: yamlflow',

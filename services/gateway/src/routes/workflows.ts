@@ -63,7 +63,7 @@ export function workflowsRouter(deps: AppDeps): Router {
     // The URL names the resource: a body for another workflow is refused, never saved elsewhere.
     if (raw && typeof raw === 'object' && bodyName !== undefined && bodyName !== name) {
       throw new ValidationError(
-        `definition name '${String(bodyName)}' does not match the URL's '${name}'`,
+        `definition name ${JSON.stringify(bodyName).slice(0, 100)} does not match the URL's '${name}'`,
         [{ path: 'name', message: `must equal '${name}', the workflow name in the URL` }],
         'INVALID_DEFINITION',
       );
