@@ -40,6 +40,11 @@ interface StepReportBase {
   attempt: number;
   workerId: string;
   at: string;
+  /**
+   * When the attempt started. A step that finishes quickly sends no `step.started` (one message per
+   * step, not two): its final report carries the start time instead.
+   */
+  startedAt?: string;
   /** The reporting function (lets the coordinator note which functions have live workers). */
   function?: string;
   logs?: StepLogLine[];

@@ -6,6 +6,7 @@ import type { Pool } from './db/pool';
 import { ValidationError } from './errors';
 import { COORDINATOR_JOB_OPTIONS } from './queues';
 import { coordinatorJobId, type CoordinatorMessage } from './protocol';
+import { appendToInbox, inboxOf, isInboxMessage } from './inbox';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import type { StoredDefinition } from './workflow/store';
 
@@ -116,6 +117,15 @@ export function traced(trace: TraceCarrier): { trace?: TraceCarrier } {
   return Object.keys(trace).length ? { trace } : {};
 }
 
+/**
+ * Hands a message to the coordinator: run starts and step reports through the inbox stream (see
+ * inbox.ts), everything else as a job on the coordinator queue.
+ */
 export async function notifyCoordinator(coordinator: Queue, message: CoordinatorMessage): Promise<void> {
+  if (isInboxMessage(message)) {
+    const { redis, prefix } = inboxOf(coordinator);
+    await appendToInbox(redis, prefix, [message]);
+    return;
+  }
   await coordinator.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
 }

@@ -70,3 +70,24 @@ export async function inSpan<T>(
     }
   });
 }
+
+/** A span not made current: one per message of a coordinator batch, ended when the batch is done. */
+export interface OpenSpan {
+  /** The span's context as a carrier, for the messages it sends (its children). */
+  carrier: TraceCarrier;
+  end(err?: unknown): void;
+}
+
+export function openSpan(name: string, parent: TraceCarrier | undefined | null, attributes: Attributes): OpenSpan {
+  const span = tracer().startSpan(name, { attributes }, extractTrace(parent));
+  return {
+    carrier: injectTrace(trace.setSpan(context.active(), span)),
+    end: (err?: unknown) => {
+      if (err) {
+        span.recordException(err as Error);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      }
+      span.end();
+    },
+  };
+}

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import request, { type Response } from 'supertest';
 import {
   coordinatorQueue,
+  inboxKey,
   createLogger,
   createPool,
   parseDefinitionText,
@@ -172,8 +173,10 @@ describe('gateway HTTP API', () => {
         input: { customerId: 'cust-01' },
         trigger: { type: 'http', route: '/invoice/start', requestId: res.headers['x-request-id'] },
       });
-      const job = await coordinator.getJob(`start_${res.body.runId}`);
-      expect(job?.data).toEqual({ type: 'run.start', runId: res.body.runId });
+      // The start goes through the coordinator's inbox stream.
+      const entries = await env.redis.xrange(inboxKey(env.queues.prefix), '-', '+');
+      const messages = entries.map(([, fields]) => JSON.parse(fields[1]));
+      expect(messages).toContainEqual({ type: 'run.start', runId: res.body.runId });
     });
 
     it('POST /invoice/start rejects a missing customerId and unknown fields by name', async () => {

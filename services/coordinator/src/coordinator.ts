@@ -19,8 +19,14 @@ import {
   startRun,
   WAIT_FOR_EVENT_FUNCTION,
   type BuiltinStepMessage,
+  isInboxMessage,
+  openSpan,
+  OUTSTANDING_STEP_STATUSES,
+  type InboxMessage,
+  type OpenSpan,
+  type StepExecutionState,
+  type TraceCarrier,
   type PlannedExecution,
-  type StepReport,
   functionQueueName,
   getDefinition,
   isTerminalRun,
@@ -41,53 +47,68 @@ import {
   type StepJobData,
   type WorkflowDefinition,
 } from '@baton/shared';
+import { InboxConsumer, type InboxConsumerOptions } from './inbox-consumer';
 import {
   applyReport,
   completeBuiltin,
   finishBuiltin,
-  startBuiltins,
-  cancelExecutions,
   cancelOutstanding,
-  insertExecutions,
   insertLogs,
-  insertSkipped,
+  insertLogsOf,
   loadExecutions,
+  loadExecutionsOf,
   lockRun,
+  lockRuns,
   markFunctionSeen,
+  recordSuccesses,
   resetForRetry,
   runsAhead,
+  RunWrites,
   setRunStarted,
   stepIdOf,
   supersedeForRetry,
-  touchRun,
   undoGenerations,
   updateRun,
   waitingRuns,
   type LockedRun,
   type NewExecution,
+  type SuccessReport,
 } from './run-store';
 
 /** What a committed transaction leaves to do. */
 interface Outcome {
   jobs: StepJobData[];
   /** Executions cancelled in the transaction: remove their jobs, abort their running attempts. */
-  cancelled?: { id: string; function: string }[];
-  finished?: { run: LockedRun; status: RunStatus };
-  /** The run took a concurrency slot or freed one: wake the next waiting run(s) of its key. */
-  releasedKey?: { workflow: string; key: string; limit: number };
-  /** The run started with a deadline: send the delayed timeout message. */
-  deadline?: { runId: string; attempt: number; delayMs: number };
+  cancelled: { id: string; function: string }[];
+  finished: { run: LockedRun; status: RunStatus }[];
+  /** Runs took a concurrency slot or freed one: wake the next waiting run(s) of the key. */
+  releasedKeys: { workflow: string; key: string; limit: number }[];
+  /** Runs started with a deadline: send the delayed timeout messages. */
+  deadlines: { runId: string; attempt: number; delayMs: number }[];
   /** Coordinator notifications of events published in the transaction. */
-  notify?: (() => Promise<void>)[];
+  notify: (() => Promise<void>)[];
 }
 
-const NOTHING: Outcome = { jobs: [] };
+const nothing = (): Outcome => ({ jobs: [], cancelled: [], finished: [], releasedKeys: [], deadlines: [], notify: [] });
+
+function merge(into: Outcome, from: Outcome): Outcome {
+  into.jobs.push(...from.jobs);
+  into.cancelled.push(...from.cancelled);
+  into.finished.push(...from.finished);
+  into.releasedKeys.push(...from.releasedKeys);
+  into.deadlines.push(...from.deadlines);
+  into.notify.push(...from.notify);
+  return into;
+}
 
 export interface CoordinatorDeps {
   pool: Pool;
   queues: QueueContext;
   logger: Logger;
+  /** BullMQ messages (timers, schedules, control requests) handled at once. */
   concurrency?: number;
+  /** Inbox tuning (batch size, reading loops, claim time); defaults in inbox-consumer.ts. */
+  inbox?: Partial<Pick<InboxConsumerOptions, 'batchSize' | 'loops' | 'claimIdleMs' | 'maxDeliveries'>>;
 }
 
 /**
@@ -102,6 +123,8 @@ export class Coordinator {
   private readonly seenFunctions = new Set<string>();
   private readonly selfQueue: Queue;
   private worker?: Worker<CoordinatorMessage>;
+  private inbox?: InboxConsumer;
+  private inboxStarted?: Promise<void>;
 
   constructor(private readonly deps: CoordinatorDeps) {
     this.selfQueue = new Queue(COORDINATOR_QUEUE, { connection: deps.queues.connection, prefix: deps.queues.prefix });
@@ -123,9 +146,22 @@ export class Coordinator {
     this.worker.on('failed', (job, err) =>
       this.deps.logger.warn({ err, message: job?.data, attempts: job?.attemptsMade }, 'coordinator message failed'),
     );
+    this.inbox = new InboxConsumer({
+      redis: this.deps.queues.connection,
+      prefix: this.deps.queues.prefix,
+      logger: this.deps.logger,
+      handleBatch: (messages) => this.handleBatch(messages),
+      ...this.deps.inbox,
+    });
+    this.inboxStarted = this.inbox.start().catch((err: unknown) => {
+      this.deps.logger.error({ err }, 'cannot read the coordinator inbox');
+      throw err;
+    });
   }
 
   async close(): Promise<void> {
+    await this.inboxStarted?.catch(() => undefined);
+    await this.inbox?.close();
     await this.worker?.close();
     await Promise.all([...this.functionQueues.values()].map((q) => q.close()));
     await this.selfQueue.close();
@@ -133,47 +169,128 @@ export class Coordinator {
 
   /** `jobId` names a schedule tick (BullMQ's job scheduler makes one job per tick). */
   async handle(message: CoordinatorMessage, jobId?: string): Promise<void> {
-    const trace = 'trace' in message ? message.trace : undefined;
+    if (isInboxMessage(message)) return this.handleBatch([message]);
+    const trace = 'trace' in message ? (message.trace as TraceCarrier | undefined) : undefined;
     const runId = 'runId' in message ? message.runId : undefined;
     await inSpan(`baton.coordinator ${message.type}`, trace, runId ? { 'baton.run_id': runId } : {}, () =>
       this.handleMessage(message, jobId),
     );
   }
 
+  /**
+   * Applies a batch of run starts and step reports in one transaction (group commit): lock the runs
+   * (in id order), record the reports (successes with one statement), plan each run concerned once
+   * against its state after the whole batch, write what the plans decided with one statement per
+   * kind, commit — then enqueue. Applying a message twice changes nothing, so a batch re-read after a
+   * crash is safe.
+   */
+  async handleBatch(messages: InboxMessage[]): Promise<void> {
+    // One span per run: the batch's work for it, in the run's trace.
+    const spans = new Map<string, OpenSpan>();
+    for (const m of messages) {
+      if (!spans.has(m.runId)) {
+        spans.set(
+          m.runId,
+          openSpan(`baton.coordinator ${m.type}`, m.trace, { 'baton.run_id': m.runId, 'baton.batch': messages.length }),
+        );
+      }
+      if (m.type !== 'run.start' && m.function) await this.noteFunction(m.function);
+    }
+    let failure: unknown;
+    try {
+      const outcome = await withTransaction(this.deps.pool, (client) => this.applyBatch(client, messages, spans));
+      await this.afterCommit(outcome);
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      for (const span of spans.values()) span.end(failure);
+    }
+  }
+
+  private async applyBatch(
+    client: PoolClient,
+    messages: InboxMessage[],
+    spans: Map<string, OpenSpan>,
+  ): Promise<Outcome> {
+    const runs = await lockRuns(client, [...new Set(messages.map((m) => m.runId))]);
+    const outcome = nothing();
+    const toAdvance = new Set<string>();
+    const successes = new Map<string, SuccessReport>();
+    // Everything but successes first, in arrival order (rare: slow steps' starts, retries, failures).
+    for (const m of messages) {
+      if (!runs.has(m.runId)) {
+        this.deps.logger.warn({ message: m }, 'message for an unknown run dropped');
+        continue;
+      }
+      if (m.type === 'run.start') toAdvance.add(m.runId);
+      else if (m.type === 'step.succeeded') {
+        // The same report twice in a batch (a replay) is recorded once.
+        if (!successes.has(m.stepExecutionId)) successes.set(m.stepExecutionId, m);
+      } else if (await applyReport(client, m)) {
+        if (m.type !== 'step.started') {
+          await insertLogs(client, m.runId, m, await stepIdOf(client, m.stepExecutionId));
+        }
+        // Started and retrying reports change no plan.
+        if (m.type === 'step.failed') toAdvance.add(m.runId);
+      }
+    }
+    const recorded = await recordSuccesses(client, [...successes.values()]);
+    const logged: { runId: string; stepId: string; report: SuccessReport }[] = [];
+    for (const [id, success] of recorded) {
+      const report = successes.get(id) as SuccessReport;
+      toAdvance.add(success.runId);
+      if (report.logs?.length) logged.push({ runId: success.runId, stepId: success.stepId, report });
+      if (report.events?.length) outcome.notify.push(...(await this.publishEmitted(client, report)));
+    }
+    await insertLogsOf(client, logged);
+
+    // Each run concerned is planned once, against its state after the whole batch.
+    const executions = await loadExecutionsOf(client, [...toAdvance]);
+    const writes = new RunWrites();
+    for (const runId of toAdvance) {
+      const run = runs.get(runId) as LockedRun;
+      merge(outcome, await this.advanceLocked(client, run, writes, executions.get(runId), spans.get(runId)?.carrier));
+    }
+    await writes.flush(client);
+    return outcome;
+  }
+
+  /** A message not from the inbox, in a transaction of its own. */
   private async handleMessage(message: CoordinatorMessage, jobId?: string): Promise<void> {
     if (message.type === 'event.deliver') return this.deliverEvent(message.eventId);
     if (message.type === 'schedule.fire') return this.fireSchedule(message.scheduleId, message.workflow, jobId);
-    if (message.type === 'step.started' && message.function) await this.noteFunction(message.function);
-    const outcome = await withTransaction(this.deps.pool, async (client) => {
-      const run = await lockRun(client, message.runId);
-      if (!run) {
-        this.deps.logger.warn({ message }, 'message for an unknown run dropped');
-        return NOTHING;
-      }
+    if (isInboxMessage(message)) return this.handleBatch([message]);
+    await this.inRunTransaction(message.runId, (client, run, writes) => {
       switch (message.type) {
-        case 'run.start':
-          return this.advanceLocked(client, run);
         case 'run.cancel':
         case 'run.retry':
         case 'run.timeout':
-          return this.controlLocked(client, run, message);
+          return this.controlLocked(client, run, message, writes);
         case 'step.wake':
-        case 'step.waitTimeout': {
-          const changed = await finishBuiltin(client, message);
-          return changed ? this.advanceLocked(client, run) : NOTHING;
-        }
-        default: {
-          const changed = await applyReport(client, message);
-          if (message.type !== 'step.started' && changed) {
-            await insertLogs(client, run.id, message, await stepIdOf(client, message.stepExecutionId));
-          }
-          // Started and retrying reports change no plan.
-          if (!changed || message.type === 'step.started' || message.type === 'step.retrying') return NOTHING;
-          const emitted = message.type === 'step.succeeded' ? await this.publishEmitted(client, message) : [];
-          const outcome = await this.advanceLocked(client, run);
-          return emitted.length ? { ...outcome, notify: emitted } : outcome;
-        }
+        case 'step.waitTimeout':
+          return finishBuiltin(client, message).then((changed) =>
+            changed ? this.advanceLocked(client, run, writes) : nothing(),
+          );
       }
+    });
+  }
+
+  /** Locks the run, runs `fn`, writes what it buffered, commits, then carries out the outcome. */
+  private async inRunTransaction(
+    runId: string,
+    fn: (client: PoolClient, run: LockedRun, writes: RunWrites) => Promise<Outcome>,
+  ): Promise<void> {
+    const outcome = await withTransaction(this.deps.pool, async (client) => {
+      const run = await lockRun(client, runId);
+      if (!run) {
+        this.deps.logger.warn({ runId }, 'message for an unknown run dropped');
+        return nothing();
+      }
+      const writes = new RunWrites();
+      const result = await fn(client, run, writes);
+      await writes.flush(client);
+      return result;
     });
     await this.afterCommit(outcome);
   }
@@ -183,10 +300,7 @@ export class Coordinator {
    * per step: a replayed report changes nothing and publishes nothing, and the keys
    * `<stepExecutionId>.<n>` make a second publication a no-op anyway.
    */
-  private async publishEmitted(
-    client: PoolClient,
-    report: StepReport & { type: 'step.succeeded' },
-  ): Promise<(() => Promise<void>)[]> {
+  private async publishEmitted(client: PoolClient, report: SuccessReport): Promise<(() => Promise<void>)[]> {
     const notify: (() => Promise<void>)[] = [];
     for (const [i, event] of (report.events ?? []).entries()) {
       const published = await publishEvent(client, this.selfQueue, {
@@ -209,20 +323,18 @@ export class Coordinator {
       [eventId, WAIT_FOR_EVENT_FUNCTION],
     );
     for (const waiting of rows) {
-      const outcome = await withTransaction(this.deps.pool, async (client) => {
-        const run = await lockRun(client, waiting.run_id);
-        if (!run || isTerminalRun(run.status)) return NOTHING;
+      await this.inRunTransaction(waiting.run_id, async (client, run, writes) => {
+        if (isTerminalRun(run.status)) return nothing();
         const event = await client.query('SELECT payload FROM events WHERE id = $1', [eventId]);
         const payload = event.rows[0]?.payload;
         if (waiting.input.match) {
           const executions = await loadExecutions(client, run.id);
           const context = { ...expressionContext({ ...run, executions }), event: payload };
-          if (!(await evaluateCondition(waiting.input.match, context))) return NOTHING;
+          if (!(await evaluateCondition(waiting.input.match, context))) return nothing();
         }
         const changed = await completeBuiltin(client, waiting.id, 'succeeded', payload, null);
-        return changed ? this.advanceLocked(client, run) : NOTHING;
+        return changed ? this.advanceLocked(client, run, writes) : nothing();
       });
-      await this.afterCommit(outcome);
     }
   }
 
@@ -247,56 +359,71 @@ export class Coordinator {
 
   /** Re-plans a run without a new report (the reconciler, a freed concurrency slot). */
   async advance(runId: string): Promise<void> {
-    const outcome = await withTransaction(this.deps.pool, async (client) => {
-      const run = await lockRun(client, runId);
-      return run ? this.advanceLocked(client, run) : NOTHING;
-    });
-    await this.afterCommit(outcome);
+    await this.inRunTransaction(runId, (client, run, writes) => this.advanceLocked(client, run, writes));
   }
 
   /** Effects that must follow a successful commit. */
   private async afterCommit(outcome: Outcome): Promise<void> {
-    if (outcome.finished) this.observeFinished(outcome.finished.run, outcome.finished.status);
-    if (outcome.cancelled?.length) await this.stopJobs(outcome.cancelled);
+    for (const { run, status } of outcome.finished) this.observeFinished(run, status);
+    if (outcome.cancelled.length) await this.stopJobs(outcome.cancelled);
     await this.enqueue(outcome.jobs);
-    for (const notify of outcome.notify ?? []) await notify();
-    if (outcome.deadline) {
-      const { runId, attempt, delayMs } = outcome.deadline;
-      const message: RunControlMessage = { type: 'run.timeout', runId, attempt };
-      await this.selfQueue.add(message.type, message, {
-        ...COORDINATOR_JOB_OPTIONS,
-        jobId: coordinatorJobId(message),
-        delay: delayMs,
-      });
+    for (const notify of outcome.notify) await notify();
+    if (outcome.deadlines.length) {
+      await this.selfQueue.addBulk(
+        outcome.deadlines.map(({ runId, attempt, delayMs }) => {
+          const message: RunControlMessage = { type: 'run.timeout', runId, attempt };
+          return {
+            name: message.type,
+            data: message,
+            opts: { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message), delay: delayMs },
+          };
+        }),
+      );
     }
-    if (outcome.releasedKey) {
-      const { workflow, key, limit } = outcome.releasedKey;
+    for (const { workflow, key, limit } of outcome.releasedKeys) {
       for (const runId of await waitingRuns(this.deps.pool, workflow, key, limit)) await this.advance(runId);
     }
   }
 
-  private async advanceLocked(client: PoolClient, run: LockedRun): Promise<Outcome> {
-    if (isTerminalRun(run.status)) return NOTHING;
+  /**
+   * Plans the run and buffers what the plan decides in `writes` (written at commit). `executions`:
+   * the run's current executions when the caller has loaded them already.
+   */
+  private async advanceLocked(
+    client: PoolClient,
+    run: LockedRun,
+    writes: RunWrites,
+    executions?: StepExecutionState[],
+    trace?: TraceCarrier,
+  ): Promise<Outcome> {
+    if (isTerminalRun(run.status)) return nothing();
     const definition = await this.definition(run.workflow, run.workflowVersion);
-    const outcome: Outcome = { jobs: [] };
+    const outcome = nothing();
 
     if (run.status === 'pending') {
-      const admitted = await this.admit(client, run, definition);
-      if (!admitted) return NOTHING;
+      const admitted = await this.admit(client, run, definition, writes);
+      if (!admitted) return nothing();
       if (definition.timeoutMs)
-        outcome.deadline = { runId: run.id, attempt: run.retries, delayMs: definition.timeoutMs };
+        outcome.deadlines.push({ runId: run.id, attempt: run.retries, delayMs: definition.timeoutMs });
     }
 
-    const executions = await loadExecutions(client, run.id);
+    const current = executions ?? (await loadExecutions(client, run.id));
     let plan: Plan;
     try {
-      plan = await planRun(definition, { ...run, executions });
+      plan = await planRun(definition, { ...run, executions: current });
     } catch (err) {
       if (!(err instanceof ExpressionError)) throw err;
       // A template that fails on this run's data fails the run; retrying cannot change the data.
       plan = { start: [], skip: [], status: 'failed', error: runError(err.code, err.message) };
     }
-    outcome.cancelled = await cancelExecutions(client, plan.cancel ?? [], 'a sibling step failed (failFast)');
+    const toCancel = new Set(plan.cancel ?? []);
+    outcome.cancelled = current
+      .filter((e) => toCancel.has(e.id) && OUTSTANDING_STEP_STATUSES.includes(e.status))
+      .map((e) => ({ id: e.id, function: e.function }));
+    writes.cancel(
+      outcome.cancelled.map((e) => e.id),
+      'a sibling step failed (failFast)',
+    );
 
     // Only a retried run can have steps whose effect was undone; others skip the query.
     const generations = run.retries > 0 && plan.start.length ? await undoGenerations(client, run.id) : undefined;
@@ -310,23 +437,19 @@ export class Coordinator {
         ...(generation > 0 ? { idempotencyKey: `${base}:${generation}` } : {}),
       };
     });
-    await insertExecutions(client, run.id, started);
-    await startBuiltins(
-      client,
-      started.filter((e) => isBuiltin(e.function)).map((e) => e.id),
-    );
+    writes.insertExecutions(run.id, started);
+    writes.startBuiltins(started.filter((e) => isBuiltin(e.function)).map((e) => e.id));
     const stepsById = new Map(definition.steps.map((s) => [s.id, s]));
-    await insertSkipped(
-      client,
+    writes.insertSkipped(
       run.id,
       plan.skip.map((stepId) => ({ id: crypto.randomUUID(), stepId, function: stepsById.get(stepId)?.function ?? '' })),
     );
     if (plan.status && plan.status !== run.status) {
-      Object.assign(outcome, await this.transition(client, run, definition, plan.status, plan.output, plan.error));
+      merge(outcome, this.transition(run, definition, writes, plan.status, plan.output, plan.error));
     } else {
-      await touchRun(client, run.id);
+      writes.changeRun(run.id);
     }
-    outcome.jobs = started.map((e) => this.jobData(run, e));
+    outcome.jobs = started.map((e) => this.jobData(run, e, trace));
     return outcome;
   }
 
@@ -334,15 +457,21 @@ export class Coordinator {
    * A pending run takes a concurrency slot of its key, or stays pending behind the runs ahead of it
    * (running ones, and older pending ones: first come, first served).
    */
-  private async admit(client: PoolClient, run: LockedRun, definition: WorkflowDefinition): Promise<boolean> {
+  private async admit(
+    client: PoolClient,
+    run: LockedRun,
+    definition: WorkflowDefinition,
+    writes: RunWrites,
+  ): Promise<boolean> {
     const limit = definition.concurrency?.limit;
     if (limit === undefined) {
-      await setRunStarted(client, run.id, null, definition.timeoutMs);
+      writes.changeRun(run.id, { admitted: { concurrencyKey: null, deadlineMs: definition.timeoutMs } });
       return true;
     }
     const raw = definition.concurrency?.key ? await evaluate(definition.concurrency.key, { input: run.input }) : '';
     const key = typeof raw === 'string' ? raw : JSON.stringify(raw ?? null);
-    // Serialises admissions per key, so two runs cannot both take the last slot.
+    // Serialises admissions per key, so two runs cannot both take the last slot. Written at once, not
+    // buffered: the next admission of the key (in this batch or another) counts this run.
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`baton.concurrency:${run.workflow}:${key}`]);
     await setRunStarted(client, run.id, key, definition.timeoutMs);
     if ((await runsAhead(client, run, key)) >= limit) return false;
@@ -350,14 +479,19 @@ export class Coordinator {
   }
 
   /** Cancel, retry and timeout: requests that change a run from outside its steps. */
-  private async controlLocked(client: PoolClient, run: LockedRun, message: RunControlMessage): Promise<Outcome> {
+  private async controlLocked(
+    client: PoolClient,
+    run: LockedRun,
+    message: RunControlMessage,
+    writes: RunWrites,
+  ): Promise<Outcome> {
     const definition = await this.definition(run.workflow, run.workflowVersion);
     if (message.type === 'run.retry') {
       if (
         !['failed', 'compensated', 'compensation_failed', 'cancelled'].includes(run.status) ||
         message.attempt !== run.retries
       ) {
-        return NOTHING;
+        return nothing();
       }
       const executions = await loadExecutions(client, run.id);
       const actions = [...latestByStep(executions, 'action').values()];
@@ -380,15 +514,16 @@ export class Coordinator {
         retries: run.retries + 1,
         inputOverrides: overrides,
       };
-      const outcome = await this.advanceLocked(client, resumed);
+      const outcome = await this.advanceLocked(client, resumed, writes);
       if (definition.timeoutMs)
-        outcome.deadline = { runId: run.id, attempt: resumed.retries, delayMs: definition.timeoutMs };
+        outcome.deadlines.push({ runId: run.id, attempt: resumed.retries, delayMs: definition.timeoutMs });
       return outcome;
     }
 
-    if (isTerminalRun(run.status)) return NOTHING;
+    if (isTerminalRun(run.status)) return nothing();
     // A deadline concerns the attempt it was set for, and only until unwinding has begun.
-    if (message.type === 'run.timeout' && (message.attempt !== run.retries || run.status !== 'running')) return NOTHING;
+    if (message.type === 'run.timeout' && (message.attempt !== run.retries || run.status !== 'running'))
+      return nothing();
     const error =
       message.type === 'run.cancel'
         ? runError(CANCELLED, 'run cancelled on request')
@@ -397,36 +532,37 @@ export class Coordinator {
     const compensate = message.type === 'run.timeout' || message.compensate;
     this.deps.logger.info({ runId: run.id, code: error.code, cancelled: cancelled.length, compensate }, 'run stopped');
     if (!compensate) {
-      const outcome = await this.transition(client, run, definition, 'cancelled', undefined, error);
-      return { ...outcome, jobs: [], cancelled };
+      const outcome = this.transition(run, definition, writes, 'cancelled', undefined, error);
+      return { ...outcome, cancelled };
     }
     await updateRun(client, run.id, { status: 'compensating', terminal: false, error });
-    const outcome = await this.advanceLocked(client, { ...run, status: 'compensating', error });
-    return { ...outcome, cancelled: [...cancelled, ...(outcome.cancelled ?? [])] };
+    const outcome = await this.advanceLocked(client, { ...run, status: 'compensating', error }, writes);
+    return { ...outcome, cancelled: [...cancelled, ...outcome.cancelled] };
   }
 
-  private async transition(
-    client: PoolClient,
+  private transition(
     run: LockedRun,
     definition: WorkflowDefinition,
+    writes: RunWrites,
     status: RunStatus,
     output?: unknown,
     error?: RunError,
-  ): Promise<Partial<Outcome>> {
+  ): Outcome {
     const terminal = isTerminalRun(status);
-    await updateRun(client, run.id, { status, terminal, output, error });
+    writes.changeRun(run.id, { status, terminal, output, error });
     this.deps.logger.info({ runId: run.id, workflow: run.workflow, from: run.status, to: status }, 'run status');
-    if (!terminal) return {};
+    const outcome = nothing();
+    if (!terminal) return outcome;
+    outcome.finished.push({ run, status });
     const limit = definition.concurrency?.limit;
-    return {
-      finished: { run, status },
-      ...(limit !== undefined && run.concurrencyKey !== null
-        ? { releasedKey: { workflow: run.workflow, key: run.concurrencyKey, limit } }
-        : {}),
-    };
+    if (limit !== undefined && run.concurrencyKey !== null) {
+      outcome.releasedKeys.push({ workflow: run.workflow, key: run.concurrencyKey, limit });
+    }
+    return outcome;
   }
 
-  private jobData(run: LockedRun, e: NewExecution): StepJobData {
+  /** `trace`: the span that planned the step (a batch has one per run); the active one otherwise. */
+  private jobData(run: LockedRun, e: NewExecution, trace?: TraceCarrier): StepJobData {
     return {
       runId: run.id,
       stepExecutionId: e.id,
@@ -439,7 +575,7 @@ export class Coordinator {
       ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
       ...(e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : {}),
       // The function's attempt spans become children of this coordinator span.
-      ...traced(injectTrace()),
+      ...traced(trace ?? injectTrace()),
     };
   }
 
@@ -448,19 +584,32 @@ export class Coordinator {
    * (sleep, waitForEvent) are the coordinator's own delayed messages instead of a function job.
    */
   async enqueue(jobs: StepJobData[]): Promise<void> {
-    await Promise.all(
-      jobs.map((data) => {
-        if (isBuiltin(data.function)) return this.armBuiltin(data);
-        return this.functionQueue(data.function).add(data.stepId, data, {
-          jobId: data.stepExecutionId,
-          attempts: data.retry.attempts,
-          // The delay is the function runtime's, computed from `retry` (see runtime/worker.ts).
-          backoff: { type: 'baton' },
-          removeOnComplete: KEEP_FINISHED_JOBS,
-          removeOnFail: KEEP_FINISHED_JOBS,
-        });
-      }),
-    );
+    const byFunction = new Map<string, StepJobData[]>();
+    const timers: Promise<void>[] = [];
+    for (const data of jobs) {
+      if (isBuiltin(data.function)) timers.push(this.armBuiltin(data));
+      else byFunction.set(data.function, [...(byFunction.get(data.function) ?? []), data]);
+    }
+    // One round trip per function queue, however many steps the batch started.
+    await Promise.all([
+      ...timers,
+      ...[...byFunction].map(([fn, list]) =>
+        this.functionQueue(fn).addBulk(
+          list.map((data) => ({
+            name: data.stepId,
+            data,
+            opts: {
+              jobId: data.stepExecutionId,
+              attempts: data.retry.attempts,
+              // The delay is the function runtime's, computed from `retry` (see runtime/worker.ts).
+              backoff: { type: 'baton' },
+              removeOnComplete: KEEP_FINISHED_JOBS,
+              removeOnFail: KEEP_FINISHED_JOBS,
+            },
+          })),
+        ),
+      ),
+    ]);
   }
 
   /** The delayed message that ends a sleep or a wait; its due time was fixed when the step started. */

@@ -28,14 +28,10 @@ export interface LockedRun {
   createdAt: Date;
 }
 
-export async function lockRun(client: PoolClient, runId: string): Promise<LockedRun | undefined> {
-  const { rows } = await client.query(
-    `SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at
-       FROM runs WHERE id = $1 FOR UPDATE`,
-    [runId],
-  );
-  const row = rows[0];
-  if (!row) return undefined;
+const RUN_COLUMNS =
+  'id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at';
+
+function toLockedRun(row: Record<string, any>): LockedRun {
   return {
     id: row.id,
     workflow: row.workflow_name,
@@ -50,13 +46,28 @@ export async function lockRun(client: PoolClient, runId: string): Promise<Locked
   };
 }
 
-export async function loadExecutions(client: PoolClient, runId: string): Promise<StepExecutionState[]> {
+export async function lockRun(client: PoolClient, runId: string): Promise<LockedRun | undefined> {
+  const { rows } = await client.query(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1 FOR UPDATE`, [runId]);
+  return rows[0] ? toLockedRun(rows[0]) : undefined;
+}
+
+/**
+ * Locks a batch's runs in one statement, in id order: two coordinators locking overlapping batches
+ * take the locks in the same order, so they wait for each other instead of deadlocking.
+ */
+export async function lockRuns(client: PoolClient, runIds: string[]): Promise<Map<string, LockedRun>> {
   const { rows } = await client.query(
-    `SELECT id, step_id, kind, function_name, status, attempt, output, error, finished_at, created_at
-       FROM step_executions WHERE run_id = $1 AND superseded_at IS NULL ORDER BY created_at, id`,
-    [runId],
+    `SELECT ${RUN_COLUMNS} FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
+    [runIds],
   );
-  return rows.map((r) => ({
+  return new Map(rows.map((row) => [row.id as string, toLockedRun(row)]));
+}
+
+const EXECUTION_COLUMNS =
+  'id, run_id, step_id, kind, function_name, status, attempt, output, error, finished_at, created_at';
+
+function toExecutionState(r: Record<string, any>): StepExecutionState {
+  return {
     id: r.id,
     stepId: r.step_id,
     kind: r.kind,
@@ -67,7 +78,27 @@ export async function loadExecutions(client: PoolClient, runId: string): Promise
     error: r.error,
     finishedAt: r.finished_at,
     createdAt: r.created_at,
-  }));
+  };
+}
+
+export async function loadExecutions(client: PoolClient, runId: string): Promise<StepExecutionState[]> {
+  return (await loadExecutionsOf(client, [runId])).get(runId) ?? [];
+}
+
+/** The current executions of several runs in one query, by run. */
+export async function loadExecutionsOf(
+  client: PoolClient,
+  runIds: string[],
+): Promise<Map<string, StepExecutionState[]>> {
+  const byRun = new Map<string, StepExecutionState[]>(runIds.map((id) => [id, []]));
+  if (!runIds.length) return byRun;
+  const { rows } = await client.query(
+    `SELECT ${EXECUTION_COLUMNS} FROM step_executions
+      WHERE run_id = ANY($1::uuid[]) AND superseded_at IS NULL ORDER BY run_id, created_at, id`,
+    [runIds],
+  );
+  for (const row of rows) byRun.get(row.run_id)?.push(toExecutionState(row));
+  return byRun;
 }
 
 const NOT_FINISHED: StepStatus[] = ['queued', 'running', 'retrying'];
@@ -80,6 +111,7 @@ const NOT_FINISHED: StepStatus[] = ['queued', 'running', 'retrying'];
  */
 export async function applyReport(client: PoolClient, report: StepReport): Promise<boolean> {
   const at = report.at;
+  const startedAt = report.startedAt ?? at;
   const attemptError = 'error' in report ? JSON.stringify(report.error) : null;
   switch (report.type) {
     case 'step.started': {
@@ -104,12 +136,12 @@ export async function applyReport(client: PoolClient, report: StepReport): Promi
       // The attempt row may be missing when the started report was lost; the upsert fills it in.
       const attempt = await client.query(
         `INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, error, started_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (step_execution_id, attempt) DO UPDATE
            SET status = EXCLUDED.status, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at
            WHERE step_attempts.status = 'running'
          RETURNING 1`,
-        [report.stepExecutionId, report.attempt, attemptStatus, report.workerId, attemptError, at],
+        [report.stepExecutionId, report.attempt, attemptStatus, report.workerId, attemptError, startedAt, at],
       );
       if (report.type === 'step.retrying') {
         const { rowCount } = await client.query(
@@ -122,7 +154,7 @@ export async function applyReport(client: PoolClient, report: StepReport): Promi
       const { rows } = await client.query(
         `UPDATE step_executions
             SET status = $2, attempt = GREATEST(attempt, $3), output = $4, error = $5, worker_id = $6,
-                started_at = COALESCE(started_at, $7), finished_at = $7, updated_at = now()
+                started_at = COALESCE(started_at, $9), finished_at = $7, updated_at = now()
           WHERE id = $1 AND status = ANY($8)
           RETURNING run_id, step_id, kind`,
         [
@@ -134,6 +166,7 @@ export async function applyReport(client: PoolClient, report: StepReport): Promi
           report.workerId,
           at,
           NOT_FINISHED,
+          startedAt,
         ],
       );
       const finished = rows[0];
@@ -176,55 +209,6 @@ export interface NewExecution extends PlannedExecution {
   idempotencyKey?: string;
 }
 
-export async function insertExecutions(client: PoolClient, runId: string, executions: NewExecution[]): Promise<void> {
-  if (!executions.length) return;
-  await client.query(
-    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, max_attempts, retry_policy, timeout_ms, metadata, queued_at)
-     SELECT e.id, $1, e.step_id, e.kind, e.function_name, 'queued', e.input, e.max_attempts, e.retry_policy, e.timeout_ms,
-            COALESCE(e.metadata, '{}'::jsonb), now()
-       FROM jsonb_to_recordset($2::jsonb) AS e(id uuid, step_id text, kind text, function_name text, input jsonb,
-                                               max_attempts int, retry_policy jsonb, timeout_ms int, metadata jsonb)`,
-    [
-      runId,
-      JSON.stringify(
-        executions.map((e) => ({
-          id: e.id,
-          step_id: e.stepId,
-          kind: e.kind,
-          function_name: e.function,
-          input: e.input,
-          max_attempts: e.retry.attempts,
-          metadata: e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : null,
-          retry_policy: e.retry,
-          timeout_ms: e.timeoutMs ?? null,
-        })),
-      ),
-    ],
-  );
-  const compensated = executions.filter((e) => e.kind === 'compensation').map((e) => e.stepId);
-  if (compensated.length) {
-    await client.query(
-      `UPDATE step_executions SET status = 'compensating', updated_at = now()
-        WHERE run_id = $1 AND kind = 'action' AND step_id = ANY($2) AND status = 'succeeded'`,
-      [runId, compensated],
-    );
-  }
-}
-
-export async function insertSkipped(
-  client: PoolClient,
-  runId: string,
-  skipped: { id: string; stepId: string; function: string }[],
-): Promise<void> {
-  if (!skipped.length) return;
-  await client.query(
-    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy, finished_at)
-     SELECT e.id, $1, e.step_id, 'action', e.function_name, 'skipped', 0, '{}'::jsonb, now()
-       FROM jsonb_to_recordset($2::jsonb) AS e(id uuid, step_id text, function_name text)`,
-    [runId, JSON.stringify(skipped.map((s) => ({ id: s.id, step_id: s.stepId, function_name: s.function })))],
-  );
-}
-
 export async function updateRun(
   client: PoolClient,
   runId: string,
@@ -247,10 +231,6 @@ export async function updateRun(
       change.error === undefined ? null : JSON.stringify(change.error),
     ],
   );
-}
-
-export async function touchRun(client: PoolClient, runId: string): Promise<void> {
-  await client.query('UPDATE runs SET updated_at = now() WHERE id = $1', [runId]);
 }
 
 /** Marks every outstanding execution of a run cancelled; returns them so their jobs can be stopped. */
@@ -421,4 +401,239 @@ export async function undoGenerations(client: PoolClient, runId: string): Promis
     [runId],
   );
   return new Map(rows.map((r) => [r.step_id as string, r.n as number]));
+}
+
+/** A success report, as `recordSuccesses` takes it. */
+export type SuccessReport = StepReport & { type: 'step.succeeded' };
+
+export interface RecordedSuccess {
+  runId: string;
+  stepId: string;
+  kind: 'action' | 'compensation';
+}
+
+/**
+ * Records many step successes in one statement: their attempt rows and their executions (the hot
+ * path of `applyReport`, with the same rules: a finished execution never changes again). Returns
+ * the executions it finished, by id. One report per execution: the caller drops duplicates.
+ */
+export async function recordSuccesses(
+  client: PoolClient,
+  reports: SuccessReport[],
+): Promise<Map<string, RecordedSuccess>> {
+  if (!reports.length) return new Map();
+  const { rows } = await client.query(
+    `WITH r AS (
+       SELECT * FROM jsonb_to_recordset($1::jsonb)
+         AS r(id uuid, attempt int, worker_id text, started_at timestamptz, at timestamptz, output text)
+     ), attempts AS (
+       INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, started_at, finished_at)
+       SELECT r.id, r.attempt, 'succeeded', r.worker_id, COALESCE(r.started_at, r.at), r.at
+         FROM r JOIN step_executions known ON known.id = r.id
+       ON CONFLICT (step_execution_id, attempt) DO UPDATE
+         SET status = EXCLUDED.status, error = NULL, finished_at = EXCLUDED.finished_at
+         WHERE step_attempts.status = 'running'
+     )
+     UPDATE step_executions e
+        SET status = 'succeeded', attempt = GREATEST(e.attempt, r.attempt), output = r.output::jsonb, error = NULL,
+            worker_id = r.worker_id, started_at = COALESCE(e.started_at, r.started_at, r.at), finished_at = r.at,
+            updated_at = now()
+       FROM r
+      WHERE e.id = r.id AND e.status = ANY($2)
+      RETURNING e.id, e.run_id, e.step_id, e.kind`,
+    [
+      JSON.stringify(
+        reports.map((r) => ({
+          id: r.stepExecutionId,
+          attempt: r.attempt,
+          worker_id: r.workerId,
+          started_at: r.startedAt ?? null,
+          at: r.at,
+          // As text, so a JSON null output stays JSON null rather than SQL NULL.
+          output: JSON.stringify(r.output ?? null),
+        })),
+      ),
+      NOT_FINISHED,
+    ],
+  );
+  const recorded = new Map<string, RecordedSuccess>(
+    rows.map((r) => [r.id as string, { runId: r.run_id, stepId: r.step_id, kind: r.kind }]),
+  );
+  // A compensation that succeeded has undone its step.
+  const undone = [...recorded.values()].filter((r) => r.kind === 'compensation');
+  if (undone.length) {
+    await client.query(
+      `UPDATE step_executions a SET status = 'compensated', updated_at = now()
+         FROM jsonb_to_recordset($1::jsonb) AS c(run_id uuid, step_id text)
+        WHERE a.run_id = c.run_id AND a.step_id = c.step_id AND a.kind = 'action' AND a.status = 'compensating'`,
+      [JSON.stringify(undone.map((u) => ({ run_id: u.runId, step_id: u.stepId })))],
+    );
+  }
+  return recorded;
+}
+
+/** Log lines of many attempts in one INSERT. */
+export async function insertLogsOf(
+  client: PoolClient,
+  entries: { runId: string; stepId: string; report: StepReport }[],
+): Promise<void> {
+  const lines = entries.flatMap(({ runId, stepId, report }) =>
+    (report.logs ?? []).map((l) => ({
+      ...l,
+      run_id: runId,
+      step_execution_id: report.stepExecutionId,
+      step_id: stepId,
+    })),
+  );
+  if (!lines.length) return;
+  await client.query(
+    `INSERT INTO run_logs (run_id, step_execution_id, step_id, level, message, data, time)
+     SELECT l.run_id, l.step_execution_id, l.step_id, l.level, l.message, l.data, l.time
+       FROM jsonb_to_recordset($1::jsonb)
+         AS l(run_id uuid, step_execution_id uuid, step_id text, level text, message text, data jsonb, time timestamptz)`,
+    [JSON.stringify(lines)],
+  );
+}
+
+/** A change to a run row; fields left undefined are kept. */
+export interface RunChange {
+  status?: RunStatus;
+  terminal?: boolean;
+  output?: unknown;
+  error?: RunError;
+  /** Set when the run is admitted: its concurrency key and its workflow deadline. */
+  admitted?: { concurrencyKey: string | null; deadlineMs: number | undefined };
+}
+
+/**
+ * The writes that planning decides, buffered and written with one statement per kind when the
+ * transaction is about to commit: a batch of 200 messages costs a handful of round trips, not a
+ * thousand. Planning reads nothing it has buffered (each run is planned once per transaction).
+ */
+export class RunWrites {
+  private readonly executions: (NewExecution & { runId: string })[] = [];
+  private readonly skipped: { id: string; runId: string; stepId: string; function: string }[] = [];
+  private readonly builtins: string[] = [];
+  private readonly cancelled: { id: string; reason: string }[] = [];
+  private readonly runs = new Map<string, RunChange>();
+
+  insertExecutions(runId: string, executions: NewExecution[]): void {
+    for (const e of executions) this.executions.push({ ...e, runId });
+  }
+
+  startBuiltins(ids: string[]): void {
+    this.builtins.push(...ids);
+  }
+
+  insertSkipped(runId: string, skipped: { id: string; stepId: string; function: string }[]): void {
+    for (const s of skipped) this.skipped.push({ ...s, runId });
+  }
+
+  cancel(ids: string[], reason: string): void {
+    for (const id of ids) this.cancelled.push({ id, reason });
+  }
+
+  /** Merges into the run's pending change; a run without one is still touched (`updated_at`). */
+  changeRun(runId: string, change: RunChange = {}): void {
+    this.runs.set(runId, { ...this.runs.get(runId), ...change });
+  }
+
+  async flush(client: PoolClient): Promise<void> {
+    for (const reason of new Set(this.cancelled.map((c) => c.reason))) {
+      await cancelExecutions(
+        client,
+        this.cancelled.filter((c) => c.reason === reason).map((c) => c.id),
+        reason,
+      );
+    }
+    await insertExecutionsOf(client, this.executions);
+    await startBuiltins(client, this.builtins);
+    await insertSkippedOf(client, this.skipped);
+    await changeRuns(client, this.runs);
+  }
+}
+
+async function insertExecutionsOf(client: PoolClient, executions: (NewExecution & { runId: string })[]): Promise<void> {
+  if (!executions.length) return;
+  await client.query(
+    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, max_attempts, retry_policy, timeout_ms, metadata, queued_at)
+     SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, 'queued', e.input::jsonb, e.max_attempts, e.retry_policy, e.timeout_ms,
+            COALESCE(e.metadata, '{}'::jsonb), now()
+       FROM jsonb_to_recordset($1::jsonb) AS e(id uuid, run_id uuid, step_id text, kind text, function_name text, input text,
+                                               max_attempts int, retry_policy jsonb, timeout_ms int, metadata jsonb)`,
+    [
+      JSON.stringify(
+        executions.map((e) => ({
+          id: e.id,
+          run_id: e.runId,
+          step_id: e.stepId,
+          kind: e.kind,
+          function_name: e.function,
+          input: JSON.stringify(e.input ?? null),
+          max_attempts: e.retry.attempts,
+          metadata: e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : null,
+          retry_policy: e.retry,
+          timeout_ms: e.timeoutMs ?? null,
+        })),
+      ),
+    ],
+  );
+  // A compensation starting means its step's effect is being undone.
+  const compensations = executions.filter((e) => e.kind === 'compensation');
+  if (compensations.length) {
+    await client.query(
+      `UPDATE step_executions a SET status = 'compensating', updated_at = now()
+         FROM jsonb_to_recordset($1::jsonb) AS c(run_id uuid, step_id text)
+        WHERE a.run_id = c.run_id AND a.step_id = c.step_id AND a.kind = 'action' AND a.status = 'succeeded'`,
+      [JSON.stringify(compensations.map((c) => ({ run_id: c.runId, step_id: c.stepId })))],
+    );
+  }
+}
+
+async function insertSkippedOf(
+  client: PoolClient,
+  skipped: { id: string; runId: string; stepId: string; function: string }[],
+): Promise<void> {
+  if (!skipped.length) return;
+  await client.query(
+    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy, finished_at)
+     SELECT e.id, e.run_id, e.step_id, 'action', e.function_name, 'skipped', 0, '{}'::jsonb, now()
+       FROM jsonb_to_recordset($1::jsonb) AS e(id uuid, run_id uuid, step_id text, function_name text)`,
+    [JSON.stringify(skipped.map((s) => ({ id: s.id, run_id: s.runId, step_id: s.stepId, function_name: s.function })))],
+  );
+}
+
+async function changeRuns(client: PoolClient, changes: Map<string, RunChange>): Promise<void> {
+  if (!changes.size) return;
+  await client.query(
+    `UPDATE runs r
+        SET status = COALESCE(u.status, r.status),
+            started_at = CASE WHEN u.status IS NULL THEN r.started_at ELSE COALESCE(r.started_at, now()) END,
+            finished_at = CASE WHEN u.terminal THEN now() ELSE r.finished_at END,
+            output = COALESCE(u.output::jsonb, r.output),
+            error = COALESCE(u.error, r.error),
+            concurrency_key = CASE WHEN u.admitted THEN u.concurrency_key ELSE r.concurrency_key END,
+            deadline_at = CASE WHEN u.admitted IS NOT TRUE THEN r.deadline_at
+                               WHEN u.deadline_ms IS NULL THEN NULL
+                               ELSE now() + make_interval(secs => u.deadline_ms / 1000.0) END,
+            updated_at = now()
+       FROM jsonb_to_recordset($1::jsonb)
+         AS u(id uuid, status text, terminal boolean, output text, error jsonb, admitted boolean,
+              concurrency_key text, deadline_ms bigint)
+      WHERE r.id = u.id`,
+    [
+      JSON.stringify(
+        [...changes].map(([id, c]) => ({
+          id,
+          status: c.status ?? null,
+          terminal: c.terminal ?? false,
+          output: c.output === undefined ? null : JSON.stringify(c.output),
+          error: c.error ?? null,
+          admitted: Boolean(c.admitted),
+          concurrency_key: c.admitted?.concurrencyKey ?? null,
+          deadline_ms: c.admitted?.deadlineMs ?? null,
+        })),
+      ),
+    ],
+  );
 }

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { Queue, UnrecoverableError, Worker, type Job, type MinimalJob } from 'bullmq';
+import { UnrecoverableError, Worker, type Job, type MinimalJob } from 'bullmq';
 import {
   BatonError,
   CancelledError,
@@ -10,14 +10,9 @@ import {
 } from '../errors';
 import type { Logger } from '../logger';
 import { metrics } from '../metrics';
-import { coordinatorJobId, type StepJobData, type StepLogLine, type StepReport } from '../protocol';
-import {
-  cancelChannel,
-  COORDINATOR_JOB_OPTIONS,
-  COORDINATOR_QUEUE,
-  functionQueueName,
-  type QueueContext,
-} from '../queues';
+import { appendToInbox } from '../inbox';
+import type { StepJobData, StepLogLine, StepReport } from '../protocol';
+import { cancelChannel, functionQueueName, type QueueContext } from '../queues';
 import { traced } from '../runs';
 import { injectTrace, inSpan } from '../tracing';
 import { eventName } from '../workflow/definition';
@@ -47,6 +42,8 @@ export interface FunctionWorker {
 }
 
 const MAX_RETRY_AFTER_MS = 3_600_000;
+/** An attempt still running after this long reports `step.started` (a quicker one sends only its outcome). */
+export const STARTED_REPORT_DELAY_MS = 100;
 const MAX_EVENTS = 100;
 
 /** Error thrown to BullMQ for a retry: carries the delay already reported to the coordinator. */
@@ -69,7 +66,6 @@ export function startFunctionWorker(
   opts: FunctionWorkerOptions,
 ): FunctionWorker {
   const workerId = opts.workerId ?? `${os.hostname()}:${process.pid}`;
-  const reports = new Queue(COORDINATOR_QUEUE, { connection: opts.queues.connection, prefix: opts.queues.prefix });
   // Attempts running in this process, by execution id, so a cancellation can abort them.
   const inflight = new Map<string, AbortController>();
   const cancellations = opts.queues.connection.duplicate();
@@ -79,9 +75,8 @@ export function startFunctionWorker(
   cancellations.subscribe(cancelChannel(opts.queues.prefix)).catch((err: unknown) => {
     opts.logger.error({ err }, 'cannot subscribe to cancellations');
   });
-  const report = async (message: StepReport): Promise<void> => {
-    await reports.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
-  };
+  const report = (message: StepReport): Promise<void> =>
+    appendToInbox(opts.queues.connection, opts.queues.prefix, [message]);
 
   // One span per attempt, a child of the coordinator span that planned the step.
   const processJob = (job: Job<StepJobData>): Promise<unknown> =>
@@ -108,20 +103,32 @@ export function startFunctionWorker(
       ...traced(injectTrace()),
     };
     const started = performance.now();
+    const startedAt = new Date().toISOString();
     // Queue wait is measured once per step: later attempts wait on purpose (backoff).
     if (attempt === 1)
       metrics.stepWait.observe({ function: definition.name }, Math.max(0, Date.now() - job.timestamp) / 1000);
-    // Queue wait is measured once per step: later attempts wait on purpose (backoff).
-    if (attempt === 1)
-      metrics.stepWait.observe({ function: definition.name }, Math.max(0, Date.now() - job.timestamp) / 1000);
-    await report({ type: 'step.started', ...base, at: new Date().toISOString() });
+    // A quick attempt sends one report, with its start time; a slow one says it started meanwhile, so
+    // the run shows it running (and which worker has it).
+    let startedReport: Promise<void> | undefined;
+    const startedTimer = setTimeout(() => {
+      startedReport = report({ type: 'step.started', ...base, at: startedAt }).catch((err: unknown) =>
+        logger.warn({ err }, 'started report not sent'),
+      );
+    }, STARTED_REPORT_DELAY_MS);
+    const finish = async (message: StepReport): Promise<void> => {
+      clearTimeout(startedTimer);
+      // In order: the started report, when sent, precedes the outcome in the inbox.
+      await startedReport;
+      await report(message);
+    };
 
     try {
       const output = await runAttempt(definition, data, { attempt, maxAttempts, logger, logs, events, inflight });
       observe(definition.name, 'succeeded', started);
-      await report({
+      await finish({
         type: 'step.succeeded',
         ...base,
+        startedAt,
         at: new Date().toISOString(),
         output: output ?? null,
         logs,
@@ -137,12 +144,12 @@ export function startFunctionWorker(
         observe(definition.name, 'retrying', started);
         metrics.stepRetries.inc({ function: definition.name });
         logger.warn({ err: error, delayMs }, 'step attempt failed; retrying');
-        await report({ type: 'step.retrying', ...base, at: new Date().toISOString(), error, delayMs, logs });
+        await finish({ type: 'step.retrying', ...base, startedAt, at: new Date().toISOString(), error, delayMs, logs });
         throw new RetryLater(error.message, delayMs);
       }
       observe(definition.name, 'failed', started);
       logger.warn({ err: error }, 'step failed for good');
-      await report({ type: 'step.failed', ...base, at: new Date().toISOString(), error, logs });
+      await finish({ type: 'step.failed', ...base, startedAt, at: new Date().toISOString(), error, logs });
       // Tell BullMQ not to try again: the coordinator has been told this execution failed.
       throw new UnrecoverableError(error.message);
     }
@@ -168,7 +175,6 @@ export function startFunctionWorker(
     workerId,
     close: async () => {
       await worker.close();
-      await reports.close();
       await cancellations.quit().catch(() => undefined);
     },
   };

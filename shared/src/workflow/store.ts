@@ -86,7 +86,11 @@ const toStored = (row: DefinitionRow): StoredDefinition => ({
 });
 
 /** A version, or the latest when `version` is omitted. Throws NotFoundError. */
-export async function getDefinition(pool: Pool, name: string, version?: number): Promise<StoredDefinition> {
+export async function getDefinition(
+  pool: Pick<Pool, 'query'>,
+  name: string,
+  version?: number,
+): Promise<StoredDefinition> {
   const { rows } =
     version === undefined
       ? await pool.query<DefinitionRow>(

@@ -2,11 +2,10 @@ import express, { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import {
   ConflictError,
-  getDefinition,
   isTerminalRun,
   notifyCoordinator,
   NotFoundError,
-  startRun,
+  RunStarter,
   ValidationError,
   type RunStatus,
   type StartedRun,
@@ -69,10 +68,12 @@ export function runsRouter(deps: AppDeps): Router {
   const router = Router();
   const json = express.json({ limit: deps.config.bodyLimit });
 
+  // Concurrent requests share a transaction (group commit): a burst costs a few commits, not one each.
+  const starter = new RunStarter(pool, coordinator);
+
   const start = async (req: Request, res: Response, workflow: string, input: unknown, key?: string) => {
-    const definition = await getDefinition(pool, workflow);
-    const started = await startRun(pool, coordinator, {
-      definition,
+    const started = await starter.start({
+      workflow,
       input,
       trigger: { type: 'http', route: routeOf(req), requestId: res.locals.requestId as string },
       ...(key === undefined ? {} : { idempotencyKey: key }),

@@ -1,0 +1,160 @@
+import crypto from 'node:crypto';
+import type { Queue } from 'bullmq';
+import { withTransaction, type Pool, type PoolClient } from './db/pool';
+import { NotFoundError } from './errors';
+import { GroupCommit } from './group-commit';
+import { appendToInbox, inboxOf } from './inbox';
+import { traced, validateRunInput, type RunTrigger, type StartedRun } from './runs';
+import { injectTrace, inSpan, type TraceCarrier } from './tracing';
+import { getDefinition, type StoredDefinition } from './workflow/store';
+
+export interface StartByNameRequest {
+  workflow: string;
+  input: unknown;
+  trigger: RunTrigger;
+  idempotencyKey?: string;
+}
+
+interface Pending extends StartByNameRequest {
+  runId: string;
+  trace: TraceCarrier;
+}
+
+/** Runs inserted per transaction at most; a burst beyond it waits for the next commit. */
+export const RUN_START_BATCH = 256;
+
+/**
+ * The gateway's way to start runs: concurrent requests share one transaction (group commit, see
+ * group-commit.ts). Each batch reads the latest version of its workflows, validates every input
+ * against it, inserts the valid runs with one INSERT, commits, then appends their `run.start` to the
+ * coordinator's inbox in one round trip. A burst of requests costs a few commits, not one or two each;
+ * a lone request is committed at once. A bad input or an unknown workflow fails its own request only.
+ */
+export class RunStarter {
+  /** Stored versions never change; only "which version is latest" is read per batch. */
+  private readonly versions = new Map<string, StoredDefinition>();
+  private readonly commits: GroupCommit<Pending, StartedRun>;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly coordinator: Queue | undefined,
+    opts: { maxBatch?: number; maxInFlight?: number } = {},
+  ) {
+    this.commits = new GroupCommit((items) => this.flush(items), {
+      maxBatch: opts.maxBatch ?? RUN_START_BATCH,
+      maxInFlight: opts.maxInFlight ?? 2,
+    });
+  }
+
+  start(req: StartByNameRequest): Promise<StartedRun> {
+    // The root span of the run's trace: every later span (coordinator, functions) descends from it.
+    const attributes = { 'baton.workflow': req.workflow, 'baton.trigger': req.trigger.type };
+    return inSpan('baton.run.create', undefined, attributes, () =>
+      this.commits.submit({ ...req, runId: crypto.randomUUID(), trace: injectTrace() }),
+    );
+  }
+
+  private async flush(items: Pending[]): Promise<(StartedRun | Error)[]> {
+    const results = await withTransaction(this.pool, async (client) => {
+      const latest = await this.latestVersions(client, [...new Set(items.map((i) => i.workflow))]);
+      const checked: (Pending | Error)[] = items.map((item) => {
+        const definition = latest.get(item.workflow);
+        if (!definition) return new NotFoundError('workflow', item.workflow);
+        try {
+          validateRunInput(definition, item.input);
+          return item;
+        } catch (err) {
+          return err as Error;
+        }
+      });
+      const valid = checked.filter((c): c is Pending => !(c instanceof Error));
+      const created = await insertRuns(client, valid, latest);
+      const existing = await existingRuns(
+        client,
+        valid.filter((v) => !created.has(v.runId)),
+      );
+      return checked.map((c): StartedRun | Error => {
+        if (c instanceof Error) return c;
+        if (created.has(c.runId)) return { runId: c.runId, status: 'pending', created: true, ...traced(c.trace) };
+        const found = existing.get(`${c.workflow}\u0000${c.idempotencyKey}`);
+        return found ? { ...found, created: false } : new Error(`run ${c.runId} was neither inserted nor found`);
+      });
+    });
+    // Committed: the runs start even if Redis is unreachable now (the reconciler re-sends `run.start`
+    // for pending runs), so a failed notification fails no request.
+    const started = results.filter((r): r is StartedRun => !(r instanceof Error) && r.created);
+    if (this.coordinator && started.length) {
+      const { redis, prefix } = inboxOf(this.coordinator);
+      await appendToInbox(
+        redis,
+        prefix,
+        started.map((r) => ({ type: 'run.start' as const, runId: r.runId, ...traced(r.trace ?? {}) })),
+      ).catch(() => undefined);
+    }
+    return results;
+  }
+
+  private async latestVersions(client: PoolClient, names: string[]): Promise<Map<string, StoredDefinition>> {
+    const { rows } = await client.query<{ name: string; version: number }>(
+      `SELECT DISTINCT ON (name) name, version FROM workflow_definitions WHERE name = ANY($1) ORDER BY name, version DESC`,
+      [names],
+    );
+    const latest = new Map<string, StoredDefinition>();
+    for (const row of rows) {
+      const key = `${row.name}@${row.version}`;
+      let stored = this.versions.get(key);
+      if (!stored) {
+        stored = await getDefinition(client, row.name, row.version);
+        this.versions.set(key, stored);
+      }
+      latest.set(row.name, stored);
+    }
+    return latest;
+  }
+}
+
+async function insertRuns(
+  client: PoolClient,
+  items: Pending[],
+  latest: Map<string, StoredDefinition>,
+): Promise<Set<string>> {
+  if (!items.length) return new Set();
+  // A repeated idempotency key (an earlier run, or an earlier item of this batch) inserts nothing.
+  const { rows } = await client.query<{ id: string }>(
+    `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata)
+     SELECT r.id, r.workflow_name, r.workflow_version, 'pending', r.input::jsonb, r.trigger, r.idempotency_key, r.metadata
+       FROM jsonb_to_recordset($1::jsonb)
+            AS r(id uuid, workflow_name text, workflow_version int, input text, trigger jsonb, idempotency_key text, metadata jsonb)
+     ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+     RETURNING id`,
+    [
+      JSON.stringify(
+        items.map((i) => ({
+          id: i.runId,
+          workflow_name: i.workflow,
+          workflow_version: latest.get(i.workflow)?.version,
+          // As text, so a JSON null input stays JSON null rather than SQL NULL.
+          input: JSON.stringify(i.input ?? null),
+          trigger: i.trigger,
+          idempotency_key: i.idempotencyKey ?? null,
+          metadata: traced(i.trace),
+        })),
+      ),
+    ],
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+async function existingRuns(
+  client: PoolClient,
+  items: Pending[],
+): Promise<Map<string, { runId: string; status: string }>> {
+  if (!items.length) return new Map();
+  const { rows } = await client.query<{ id: string; status: string; workflow_name: string; idempotency_key: string }>(
+    `SELECT r.id, r.status, r.workflow_name, r.idempotency_key
+       FROM runs r JOIN jsonb_to_recordset($1::jsonb) AS k(workflow_name text, idempotency_key text)
+         ON r.workflow_name = k.workflow_name AND r.idempotency_key = k.idempotency_key`,
+    [JSON.stringify(items.map((i) => ({ workflow_name: i.workflow, idempotency_key: i.idempotencyKey })))],
+  );
+  return new Map(rows.map((r) => [`${r.workflow_name}\u0000${r.idempotency_key}`, { runId: r.id, status: r.status }]));
+}
