@@ -6,7 +6,8 @@
  * warm-up. See docs/PERFORMANCE.md for what is measured and how to read it.
  *
  *   node bench/run.js [--runs N] [--quick] [--reps R] [--systems a,b] [--rate R]
- *                     [--latency-runs N] [--concurrency C] [--out file.json] [--redis-url URL]
+ *                     [--latency-runs N] [--concurrency C] [--function-processes N] [--out file.json]
+ *                     [--redis-url URL]
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -57,6 +58,7 @@ function parseArgs(argv) {
     else if (arg === '--rate') opts.rate = int();
     else if (arg === '--latency-runs') opts.latencyRuns = Math.round(int());
     else if (arg === '--concurrency') opts.concurrency = Math.round(int());
+    else if (arg === '--function-processes') opts.functionProcesses = Math.round(int());
     else if (arg === '--out') opts.out = path.resolve(value());
     else if (arg === '--redis-url') opts.redisUrl = value();
     else if (arg === '--quick') opts.quick = true;
@@ -252,7 +254,13 @@ async function main() {
     env.pgStats = new infra.pg.Client({ connectionString: infra.withDatabase(opts.serverUrl, 'postgres') });
     await env.pgStats.connect();
 
-    const ctx = { id, serverUrl: opts.serverUrl, redisUrl: env.redisUrl, concurrency: opts.concurrency };
+    const ctx = {
+      id,
+      serverUrl: opts.serverUrl,
+      redisUrl: env.redisUrl,
+      concurrency: opts.concurrency,
+      functionProcesses: opts.functionProcesses,
+    };
     for (const name of opts.systems) {
       log(`starting ${name}`);
       const system = createSystem(name, ctx);
@@ -327,7 +335,9 @@ async function main() {
         burstInFlight: BURST_IN_FLIGHT,
         redis: opts.redisUrl ? 'given' : 'private redis-server, no persistence',
       },
-      systems: systems.map((system) => summarize(system, results.get(system.name), rates.get(system.name))),
+      systems: await Promise.all(
+        systems.map((system) => summarize(system, results.get(system.name), rates.get(system.name))),
+      ),
     };
     const chain = report.systems.find((s) => s.name === 'bullmq-chain');
     if (chain?.stepsPerSec) {
@@ -348,7 +358,7 @@ async function main() {
   }
 }
 
-function summarize(system, result, rate) {
+async function summarize(system, result, rate) {
   const all = [...result.warmup, ...result.bursts, ...result.latency];
   const problems = { lost: 0, duplicated: 0, reordered: 0, retried: 0 };
   for (const r of all) for (const k of Object.keys(problems)) problems[k] += r.problems[k];
@@ -384,6 +394,7 @@ function summarize(system, result, rate) {
     cpuPctDuringBurst: cpu,
     rssByProcessMb,
     tuning: system.tuning,
+    ...(system.extraStats ? await system.extraStats().catch(() => ({})) : {}),
     repetitions: {
       stepsPerSec: result.bursts.map((r) => round(r.stepsPerSec, 0)),
       stepLatencyP50Ms: result.latency.map((r) => round(r.stepLatencyMs.p50, 2)),

@@ -1,5 +1,5 @@
 'use strict';
-/* global fetch */
+/* global fetch, Buffer */
 /**
  * The systems under test, each behind the same small interface used by bench/run.js:
  *   setup()            start the system's processes against its own database and Redis prefix
@@ -11,6 +11,7 @@
  * `harnessCommits` counts the read-only queries the harness itself sent to the system's database
  * while measuring (Baton's completion polling), so that they can be taken out of the commit count.
  */
+const http = require('node:http');
 const path = require('node:path');
 const { setTimeout: sleep } = require('node:timers/promises');
 const infra = require('./infra');
@@ -21,8 +22,8 @@ const WORKERS = path.join(BENCH, 'workers');
 
 /** Per-system tuning, as printed in the output and docs/PERFORMANCE.md. */
 const TUNING = {
-  baton: (c) =>
-    `gateway + coordinator (COORDINATOR_CONCURRENCY 16, the default) + one bench-noop function process running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP`,
+  baton: (c, functionProcesses = 1) =>
+    `gateway + coordinator (defaults: inbox batches of up to 200 messages, 2 reading loops) + ${functionProcesses} bench-noop function process(es), each running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP (keep-alive)`,
   'bullmq-chain': (c) =>
     `one worker process, 4 queues x concurrency ${c}; removeOnComplete; the worker of queue k adds the job of queue k+1`,
   'bullmq-flow': (c) =>
@@ -49,7 +50,7 @@ class BaseSystem {
     this.prefix = `bench-${ctx.id}-${name}`;
     this.harnessCommits = 0;
     this.procs = [];
-    this.tuning = TUNING[name](ctx.concurrency);
+    this.tuning = TUNING[name](ctx.concurrency, ctx.functionProcesses);
   }
 
   async createDatabase() {
@@ -88,11 +89,11 @@ class BatonSystem extends BaseSystem {
     await this.createDatabase();
     await shared.migrate(this.databaseUrl);
     this.redis = new infra.Redis(this.ctx.redisUrl);
-    const [port, coordinatorMetrics, functionMetrics] = [
-      await infra.freePort(),
-      await infra.freePort(),
-      await infra.freePort(),
-    ];
+    this.functionProcesses = this.ctx.functionProcesses ?? 1;
+    const [port, coordinatorMetrics] = [await infra.freePort(), await infra.freePort()];
+    this.coordinatorMetrics = coordinatorMetrics;
+    const functionMetrics = [];
+    for (let i = 0; i < this.functionProcesses; i += 1) functionMetrics.push(await infra.freePort());
     this.base = `http://127.0.0.1:${port}`;
     const common = {
       DATABASE_URL: this.databaseUrl,
@@ -112,31 +113,55 @@ class BatonSystem extends BaseSystem {
         METRICS_PORT: String(coordinatorMetrics),
         WORKFLOWS_DIR: path.join(BENCH, 'workflows'),
       }),
-      infra.startProcess('baton-function', path.join(WORKERS, 'baton-noop-function.js'), {
-        ...common,
-        METRICS_PORT: String(functionMetrics),
-        BENCH_NOOP_CONCURRENCY: String(4 * this.ctx.concurrency),
-      }),
+      // `--function-processes N`: N function processes (pods, deployed), each with the same concurrency.
+      ...functionMetrics.map((metricsPort, i) =>
+        infra.startProcess(
+          this.functionProcesses > 1 ? `baton-function-${i + 1}` : 'baton-function',
+          path.join(WORKERS, 'baton-noop-function.js'),
+          { ...common, METRICS_PORT: String(metricsPort), BENCH_NOOP_CONCURRENCY: String(4 * this.ctx.concurrency) },
+        ),
+      ),
     );
     const up = async () => {
       this.assertAlive();
       const ready = await fetch(`${this.base}/readyz`).then((r) => r.status === 200);
       const workflow = ready && (await fetch(`${this.base}/v1/workflows/bench-noop`).then((r) => r.status === 200));
-      return workflow && (await infra.canConnect(coordinatorMetrics)) && (await infra.canConnect(functionMetrics));
+      if (!workflow || !(await infra.canConnect(coordinatorMetrics))) return false;
+      for (const metricsPort of functionMetrics) if (!(await infra.canConnect(metricsPort))) return false;
+      return true;
     };
     // Generous: on a loaded 2-core machine three Node processes and a migration can take a minute.
     await infra.waitUntil(up, 150_000, 'Baton to start (gateway ready, workflow saved, coordinator and function up)');
     this.pool = new infra.pg.Pool({ connectionString: this.databaseUrl, max: 2 });
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
   }
 
   async trigger(run) {
-    const res = await fetch(`${this.base}/v1/workflows/bench-noop/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ input: run }),
+    // node:http with a keep-alive agent, not fetch(): undici's fetch cost the harness ~1 ms of CPU per
+    // request, CPU that the 2-core machine then could not give to the system under test.
+    const status = await postJson(this.agent, `${this.base}/v1/workflows/bench-noop/runs`, { input: run });
+    if (status !== 202) throw new Error(`POST /v1/workflows/bench-noop/runs: ${status}`);
+  }
+
+  /** Group commit at work: the coordinator's batch histograms, read off its /metrics. */
+  async extraStats() {
+    const text = await new Promise((resolve, reject) => {
+      http
+        .get(`http://127.0.0.1:${this.coordinatorMetrics}/metrics`, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk) => (body += chunk));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
     });
-    await res.arrayBuffer();
-    if (res.status !== 202) throw new Error(`POST /v1/workflows/bench-noop/runs: ${res.status}`);
+    const value = (name) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const batches = value('baton_coordinator_batch_messages_count');
+    return {
+      coordinatorBatches: batches,
+      meanBatchMessages: value('baton_coordinator_batch_messages_sum') / batches,
+      meanBatchMs: (1000 * value('baton_coordinator_batch_duration_seconds_sum')) / batches,
+    };
   }
 
   async finished(phase) {
@@ -168,6 +193,7 @@ class BatonSystem extends BaseSystem {
 
   async teardown() {
     await this.pool?.end();
+    this.agent?.destroy();
     await super.teardown();
   }
 }
@@ -351,3 +377,21 @@ function createSystem(name, ctx) {
 }
 
 module.exports = { SYSTEMS, createSystem };
+
+/** POSTs JSON, drains the answer, resolves with the status code. */
+function postJson(agent, url, body) {
+  const payload = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': payload.length } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}

@@ -41,7 +41,14 @@ export class GroupCommit<T, R> {
     while (this.inFlight < this.opts.maxInFlight && this.waiting.length) {
       const batch = this.waiting.splice(0, this.opts.maxBatch);
       this.inFlight += 1;
-      this.flush(batch.map((w) => w.item))
+      let flushing: Promise<(R | Error)[]>;
+      try {
+        // Started synchronously: a lone item is flushed without waiting a tick.
+        flushing = this.flush(batch.map((w) => w.item));
+      } catch (err) {
+        flushing = Promise.reject(err);
+      }
+      flushing
         .then(
           (results) =>
             batch.forEach((w, i) => {

@@ -66,6 +66,18 @@ export const metrics = {
     labelNames: ['workflow', 'status'] as const,
     registers: [registry],
   }),
+  coordinatorBatchMessages: new client.Histogram({
+    name: 'baton_coordinator_batch_messages',
+    help: 'Inbox messages (run starts, step reports) the coordinator applied in one transaction',
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    registers: [registry],
+  }),
+  coordinatorBatchDuration: new client.Histogram({
+    name: 'baton_coordinator_batch_duration_seconds',
+    help: 'Time to apply one inbox batch: transaction, commit and enqueueing the steps it started',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  }),
   reconciledTotal: new client.Counter({
     name: 'baton_reconciled_total',
     help: 'Work the reconciler restored from PostgreSQL because Redis had lost it',

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { withTransaction, type Pool, type PoolClient } from './db/pool';
-import { NotFoundError } from './errors';
+import { NotFoundError, ValidationError } from './errors';
 import { GroupCommit } from './group-commit';
 import { appendToInbox, inboxOf } from './inbox';
 import { traced, validateRunInput, type RunTrigger, type StartedRun } from './runs';
@@ -55,6 +55,17 @@ export class RunStarter {
   }
 
   private async flush(items: Pending[]): Promise<(StartedRun | Error)[]> {
+    try {
+      return await this.flushTogether(items);
+    } catch (err) {
+      if (items.length === 1) return [unstorable(err)];
+      // One input PostgreSQL refuses (a NUL character in a string passes JSON Schema, not jsonb)
+      // fails the whole INSERT: then each request goes alone, so it fails its own request only.
+      return Promise.all(items.map((item) => this.flushTogether([item]).then((r) => r[0], unstorable)));
+    }
+  }
+
+  private async flushTogether(items: Pending[]): Promise<(StartedRun | Error)[]> {
     const results = await withTransaction(this.pool, async (client) => {
       const latest = await this.latestVersions(client, [...new Set(items.map((i) => i.workflow))]);
       const checked: (Pending | Error)[] = items.map((item) => {
@@ -157,4 +168,17 @@ async function existingRuns(
     [JSON.stringify(items.map((i) => ({ workflow_name: i.workflow, idempotency_key: i.idempotencyKey })))],
   );
   return new Map(rows.map((r) => [`${r.workflow_name}\u0000${r.idempotency_key}`, { runId: r.id, status: r.status }]));
+}
+
+/** PostgreSQL's "this text cannot be stored" errors (a NUL character in jsonb) are the input's fault. */
+function unstorable(err: unknown): Error {
+  const code = (err as { code?: string }).code;
+  if (code === '22P05' || code === '22021' || code === '22025') {
+    return new ValidationError(
+      `input cannot be stored: ${(err as Error).message} (remove NUL characters and invalid escapes)`,
+      [{ path: 'input', message: (err as Error).message }],
+      'INVALID_INPUT',
+    );
+  }
+  return err as Error;
 }

@@ -246,6 +246,24 @@ describe('InboxConsumer (coordinator inbox stream)', () => {
     expect(await pendingCount()).toBe(0);
   });
 
+  it('keeps reading after a dead-letter write fails (the entry stays pending)', async () => {
+    const r = recorder();
+    await startConsumer(r.handleBatch, { batchSize: 10 });
+    const spy = jest.spyOn(redis, 'xrange').mockRejectedValueOnce(new Error('OOM command not allowed'));
+    try {
+      await redis.xadd(key(), '*', 'm', 'not json');
+      await waitFor(async () => (spy.mock.calls.length ? true : undefined), 5_000, 'dead-letter attempt');
+    } finally {
+      spy.mockRestore();
+    }
+    const later = runStart();
+    await appendToInbox(redis, prefix, [later]);
+    await waitFor(async () => (r.applied.length === 1 ? true : undefined), 5_000, 'later message applied');
+    expect(r.applied).toEqual([later]);
+    // The malformed entry was neither dead-lettered nor acknowledged: it waits for the claim pass.
+    expect(await pendingCount()).toBe(1);
+  });
+
   it('recreates its group after the stream key is deleted and keeps delivering', async () => {
     const r = recorder();
     await startConsumer(r.handleBatch);

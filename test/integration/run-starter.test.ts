@@ -280,4 +280,18 @@ describe('RunStarter (group commit of run starts)', () => {
       trigger: { type: 'http', route: '/v1/workflows/:name/runs', requestId: 'req-1' },
     });
   });
+
+  it('an input PostgreSQL cannot store (a NUL character) fails its own request only, as a 400', async () => {
+    const starter = new RunStarter(pool, queue, { maxInFlight: 1 });
+    const results = await Promise.allSettled([
+      starter.start({ workflow: 'rs-greet', input: { name: 'lead' }, trigger: { type: 'http' } }),
+      starter.start({ workflow: 'rs-greet', input: { name: 'innocent-1' }, trigger: { type: 'http' } }),
+      starter.start({ workflow: 'rs-greet', input: { name: 'nul\u0000byte' }, trigger: { type: 'http' } }),
+      starter.start({ workflow: 'rs-greet', input: { name: 'innocent-2' }, trigger: { type: 'http' } }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    const reason = (results[2] as PromiseRejectedResult).reason;
+    expect(reason).toBeInstanceOf(ValidationError);
+    expect(reason).toMatchObject({ code: 'INVALID_INPUT' });
+  });
 });

@@ -58,9 +58,8 @@ import {
   loadExecutions,
   loadExecutionsOf,
   lockRun,
-  lockRuns,
   markFunctionSeen,
-  recordSuccesses,
+  lockAndRecord,
   resetForRetry,
   runsAhead,
   RunWrites,
@@ -150,7 +149,7 @@ export class Coordinator {
       redis: this.deps.queues.connection,
       prefix: this.deps.queues.prefix,
       logger: this.deps.logger,
-      handleBatch: (messages) => this.handleBatch(messages),
+      handleBatch: (messages, onCommit) => this.handleBatch(messages, onCommit),
       ...this.deps.inbox,
     });
     this.inboxStarted = this.inbox.start().catch((err: unknown) => {
@@ -182,9 +181,9 @@ export class Coordinator {
    * (in id order), record the reports (successes with one statement), plan each run concerned once
    * against its state after the whole batch, write what the plans decided with one statement per
    * kind, commit — then enqueue. Applying a message twice changes nothing, so a batch re-read after a
-   * crash is safe.
+   * crash is safe. `onCommit` runs once the transaction has committed (the inbox acknowledges then).
    */
-  async handleBatch(messages: InboxMessage[]): Promise<void> {
+  async handleBatch(messages: InboxMessage[], onCommit?: () => Promise<void>): Promise<void> {
     // One span per run: the batch's work for it, in the run's trace.
     const spans = new Map<string, OpenSpan>();
     for (const m of messages) {
@@ -197,9 +196,14 @@ export class Coordinator {
       if (m.type !== 'run.start' && m.function) await this.noteFunction(m.function);
     }
     let failure: unknown;
+    const timer = metrics.coordinatorBatchDuration.startTimer();
     try {
       const outcome = await withTransaction(this.deps.pool, (client) => this.applyBatch(client, messages, spans));
-      await this.afterCommit(outcome);
+      // Acknowledging needs only the commit: it overlaps the enqueueing (a step whose enqueue is lost
+      // in between is queued in PostgreSQL, and the reconciler enqueues it).
+      await Promise.all([this.afterCommit(outcome), onCommit?.()]);
+      timer();
+      metrics.coordinatorBatchMessages.observe(messages.length);
     } catch (err) {
       failure = err;
       throw err;
@@ -213,21 +217,26 @@ export class Coordinator {
     messages: InboxMessage[],
     spans: Map<string, OpenSpan>,
   ): Promise<Outcome> {
-    const runs = await lockRuns(client, [...new Set(messages.map((m) => m.runId))]);
+    const successes = new Map<string, SuccessReport>();
+    for (const m of messages) {
+      // The same report twice in a batch (a replay) is recorded once.
+      if (m.type === 'step.succeeded' && !successes.has(m.stepExecutionId)) successes.set(m.stepExecutionId, m);
+    }
+    const { runs, recorded } = await lockAndRecord(
+      client,
+      [...new Set(messages.map((m) => m.runId))],
+      [...successes.values()],
+    );
     const outcome = nothing();
     const toAdvance = new Set<string>();
-    const successes = new Map<string, SuccessReport>();
-    // Everything but successes first, in arrival order (rare: slow steps' starts, retries, failures).
+    // The other messages, in arrival order (rare: slow steps' starts, retries, failures).
     for (const m of messages) {
       if (!runs.has(m.runId)) {
         this.deps.logger.warn({ message: m }, 'message for an unknown run dropped');
         continue;
       }
       if (m.type === 'run.start') toAdvance.add(m.runId);
-      else if (m.type === 'step.succeeded') {
-        // The same report twice in a batch (a replay) is recorded once.
-        if (!successes.has(m.stepExecutionId)) successes.set(m.stepExecutionId, m);
-      } else if (await applyReport(client, m)) {
+      else if (m.type !== 'step.succeeded' && (await applyReport(client, m))) {
         if (m.type !== 'step.started') {
           await insertLogs(client, m.runId, m, await stepIdOf(client, m.stepExecutionId));
         }
@@ -235,7 +244,6 @@ export class Coordinator {
         if (m.type === 'step.failed') toAdvance.add(m.runId);
       }
     }
-    const recorded = await recordSuccesses(client, [...successes.values()]);
     const logged: { runId: string; stepId: string; report: SuccessReport }[] = [];
     for (const [id, success] of recorded) {
       const report = successes.get(id) as SuccessReport;

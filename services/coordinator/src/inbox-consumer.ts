@@ -7,8 +7,11 @@ export interface InboxConsumerOptions {
   redis: Redis;
   prefix: string;
   logger: Logger;
-  /** Applies a batch; throws when the batch could not be applied (nothing committed). */
-  handleBatch: (messages: InboxMessage[]) => Promise<void>;
+  /**
+   * Applies a batch; may call `onCommit` as soon as it has committed, to have the entries
+   * acknowledged then rather than when it returns. Throws when the batch could not be applied.
+   */
+  handleBatch: (messages: InboxMessage[], onCommit: () => Promise<void>) => Promise<void>;
   /** Most entries taken per read, i.e. per transaction. */
   batchSize?: number;
   /** Reading loops, each applying its own batches: one can read while another commits. */
@@ -27,7 +30,7 @@ interface Entry {
 
 /** Batches grow with the backlog up to this; an idle coordinator applies a lone report at once. */
 export const INBOX_BATCH_SIZE = 200;
-export const INBOX_LOOPS = 2;
+export const INBOX_LOOPS = 4;
 export const INBOX_CLAIM_IDLE_MS = 30_000;
 export const INBOX_MAX_DELIVERIES = 10;
 const BLOCK_MS = 1_000;
@@ -115,7 +118,12 @@ export class InboxConsumer {
         await sleep(250);
         continue;
       }
-      if (entries.length) await this.apply(entries);
+      // A failure here (Redis refusing a write) leaves the entries pending: claimed again later.
+      if (entries.length) {
+        await this.apply(entries).catch((err: unknown) =>
+          this.opts.logger.warn({ err }, 'inbox entries not applied; they stay pending'),
+        );
+      }
     }
   }
 
@@ -126,21 +134,30 @@ export class InboxConsumer {
     const valid = entries.filter((e): e is Required<Entry> => Boolean(e.message));
     if (!valid.length) return;
     try {
-      await this.opts.handleBatch(valid.map((e) => e.message));
-      await this.ack(valid.map((e) => e.id));
+      await this.applyAndAck(valid);
       return;
     } catch (err) {
       this.opts.logger.warn({ err, messages: valid.length }, 'inbox batch failed; applying its messages one by one');
     }
     for (const entry of valid) {
       try {
-        await this.opts.handleBatch([entry.message]);
-        await this.ack([entry.id]);
+        await this.applyAndAck([entry]);
       } catch (err) {
         // Left pending: delivered again after claimIdleMs, dead-lettered after maxDeliveries.
         this.opts.logger.warn({ err, message: entry.message }, 'inbox message failed; it will be retried');
       }
     }
+  }
+
+  /** Acknowledged when `handleBatch` says it committed, or when it returns, whichever comes first. */
+  private async applyAndAck(entries: Required<Entry>[]): Promise<void> {
+    let acked: Promise<void> | undefined;
+    const ack = (): Promise<void> => (acked ??= this.ack(entries.map((e) => e.id)));
+    await this.opts.handleBatch(
+      entries.map((e) => e.message),
+      ack,
+    );
+    await ack();
   }
 
   private async ack(ids: string[]): Promise<void> {
@@ -190,16 +207,21 @@ export class InboxConsumer {
     const ids = entries.map((e) => e.id);
     const stored = (await this.opts.redis.xrange(this.key, ids[0], ids[ids.length - 1])) as [string, string[]][];
     const byId = new Map(stored.map(([id, fields]) => [id, fields]));
+    // Written before the entries are acknowledged: if this fails, they stay pending.
     const tx = this.opts.redis.multi();
     for (const { id, error } of entries) {
       const fields = byId.get(id);
       this.opts.logger.error({ id, error, fields }, 'inbox entry dead-lettered');
       tx.xadd(deadInboxKey(this.opts.prefix), 'MAXLEN', '~', 10_000, '*', 'id', id, 'error', error, ...(fields ?? []));
     }
-    await tx
+    const results = (await tx
       .xack(this.key, INBOX_GROUP, ...ids)
       .xdel(this.key, ...ids)
-      .exec();
+      .exec()) ?? [[new Error('dead-letter transaction discarded'), null]];
+    // MULTI applies every command even when one fails: an entry whose dead letter was not written
+    // must not be acknowledged silently, so say so (it is acknowledged already; the log keeps it).
+    const failed = results.find(([err]) => err);
+    if (failed) throw failed[0];
   }
 }
 

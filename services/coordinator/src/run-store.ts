@@ -51,18 +51,6 @@ export async function lockRun(client: PoolClient, runId: string): Promise<Locked
   return rows[0] ? toLockedRun(rows[0]) : undefined;
 }
 
-/**
- * Locks a batch's runs in one statement, in id order: two coordinators locking overlapping batches
- * take the locks in the same order, so they wait for each other instead of deadlocking.
- */
-export async function lockRuns(client: PoolClient, runIds: string[]): Promise<Map<string, LockedRun>> {
-  const { rows } = await client.query(
-    `SELECT ${RUN_COLUMNS} FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
-    [runIds],
-  );
-  return new Map(rows.map((row) => [row.id as string, toLockedRun(row)]));
-}
-
 const EXECUTION_COLUMNS =
   'id, run_id, step_id, kind, function_name, status, attempt, output, error, finished_at, created_at';
 
@@ -248,21 +236,6 @@ export async function cancelOutstanding(
   return rows.map((r) => ({ id: r.id, function: r.function_name }));
 }
 
-export async function cancelExecutions(
-  client: PoolClient,
-  ids: string[],
-  reason: string,
-): Promise<{ id: string; function: string }[]> {
-  if (!ids.length) return [];
-  const { rows } = await client.query(
-    `UPDATE step_executions SET status = 'cancelled', error = $3, finished_at = now(), updated_at = now()
-      WHERE id = ANY($1) AND status = ANY($2)
-      RETURNING id, function_name`,
-    [ids, NOT_FINISHED, JSON.stringify({ code: 'CANCELLED', message: reason, nonRetryable: true })],
-  );
-  return rows.map((r) => ({ id: r.id, function: r.function_name }));
-}
-
 /**
  * Retry from failure: the given steps' executions and every compensation are superseded — kept for
  * the record, ignored by the planner — so the planner starts those steps again.
@@ -337,16 +310,6 @@ export async function markFunctionSeen(pool: Pool, name: string): Promise<void> 
   );
 }
 
-/** Built-in steps (sleep, waitForEvent) are running from the moment they are planned. */
-export async function startBuiltins(client: PoolClient, ids: string[]): Promise<void> {
-  if (!ids.length) return;
-  await client.query(
-    `UPDATE step_executions SET status = 'running', attempt = 1, started_at = now(), worker_id = 'coordinator'
-      WHERE id = ANY($1)`,
-    [ids],
-  );
-}
-
 /** Ends a running built-in step; false when it had already ended (a duplicate or late message). */
 export async function completeBuiltin(
   client: PoolClient,
@@ -403,7 +366,7 @@ export async function undoGenerations(client: PoolClient, runId: string): Promis
   return new Map(rows.map((r) => [r.step_id as string, r.n as number]));
 }
 
-/** A success report, as `recordSuccesses` takes it. */
+/** A success report, as `lockAndRecord` takes it. */
 export type SuccessReport = StepReport & { type: 'step.succeeded' };
 
 export interface RecordedSuccess {
@@ -413,19 +376,25 @@ export interface RecordedSuccess {
 }
 
 /**
- * Records many step successes in one statement: their attempt rows and their executions (the hot
- * path of `applyReport`, with the same rules: a finished execution never changes again). Returns
- * the executions it finished, by id. One report per execution: the caller drops duplicates.
+ * One statement for the start of a batch: locks the batch's runs (in id order: two coordinators
+ * locking overlapping batches wait for each other instead of deadlocking) and records its step
+ * successes — attempt rows and executions, with `applyReport`'s rules (a finished execution never
+ * changes again). The successes join the locked runs, so an execution is only written once its run's
+ * lock is held. Returns the locked runs and the executions the successes finished. One report per
+ * execution: the caller drops duplicates.
  */
-export async function recordSuccesses(
+export async function lockAndRecord(
   client: PoolClient,
+  runIds: string[],
   reports: SuccessReport[],
-): Promise<Map<string, RecordedSuccess>> {
-  if (!reports.length) return new Map();
+): Promise<{ runs: Map<string, LockedRun>; recorded: Map<string, RecordedSuccess> }> {
   const { rows } = await client.query(
-    `WITH r AS (
-       SELECT * FROM jsonb_to_recordset($1::jsonb)
-         AS r(id uuid, attempt int, worker_id text, started_at timestamptz, at timestamptz, output text)
+    `WITH locked AS (
+       SELECT ${RUN_COLUMNS} FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+     ), r AS (
+       SELECT r.* FROM jsonb_to_recordset($2::jsonb)
+           AS r(id uuid, run_id uuid, attempt int, worker_id text, started_at timestamptz, at timestamptz, output text)
+         JOIN locked ON locked.id = r.run_id
      ), attempts AS (
        INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, started_at, finished_at)
        SELECT r.id, r.attempt, 'succeeded', r.worker_id, COALESCE(r.started_at, r.at), r.at
@@ -433,18 +402,24 @@ export async function recordSuccesses(
        ON CONFLICT (step_execution_id, attempt) DO UPDATE
          SET status = EXCLUDED.status, error = NULL, finished_at = EXCLUDED.finished_at
          WHERE step_attempts.status = 'running'
+     ), recorded AS (
+       UPDATE step_executions e
+          SET status = 'succeeded', attempt = GREATEST(e.attempt, r.attempt), output = r.output::jsonb, error = NULL,
+              worker_id = r.worker_id, started_at = COALESCE(e.started_at, r.started_at, r.at), finished_at = r.at,
+              updated_at = now()
+         FROM r
+        WHERE e.id = r.id AND e.status = ANY($3)
+        RETURNING e.id, e.run_id, e.step_id, e.kind
      )
-     UPDATE step_executions e
-        SET status = 'succeeded', attempt = GREATEST(e.attempt, r.attempt), output = r.output::jsonb, error = NULL,
-            worker_id = r.worker_id, started_at = COALESCE(e.started_at, r.started_at, r.at), finished_at = r.at,
-            updated_at = now()
-       FROM r
-      WHERE e.id = r.id AND e.status = ANY($2)
-      RETURNING e.id, e.run_id, e.step_id, e.kind`,
+     SELECT 'run' AS what, to_jsonb(locked) AS row FROM locked
+     UNION ALL
+     SELECT 'recorded', to_jsonb(recorded) FROM recorded`,
     [
+      runIds,
       JSON.stringify(
         reports.map((r) => ({
           id: r.stepExecutionId,
+          run_id: r.runId,
           attempt: r.attempt,
           worker_id: r.workerId,
           started_at: r.startedAt ?? null,
@@ -456,9 +431,12 @@ export async function recordSuccesses(
       NOT_FINISHED,
     ],
   );
-  const recorded = new Map<string, RecordedSuccess>(
-    rows.map((r) => [r.id as string, { runId: r.run_id, stepId: r.step_id, kind: r.kind }]),
-  );
+  const runs = new Map<string, LockedRun>();
+  const recorded = new Map<string, RecordedSuccess>();
+  for (const { what, row } of rows) {
+    if (what === 'run') runs.set(row.id, toLockedRun({ ...row, created_at: new Date(row.created_at) }));
+    else recorded.set(row.id, { runId: row.run_id, stepId: row.step_id, kind: row.kind });
+  }
   // A compensation that succeeded has undone its step.
   const undone = [...recorded.values()].filter((r) => r.kind === 'compensation');
   if (undone.length) {
@@ -469,7 +447,7 @@ export async function recordSuccesses(
       [JSON.stringify(undone.map((u) => ({ run_id: u.runId, step_id: u.stepId })))],
     );
   }
-  return recorded;
+  return { runs, recorded };
 }
 
 /** Log lines of many attempts in one INSERT. */
@@ -538,102 +516,94 @@ export class RunWrites {
     this.runs.set(runId, { ...this.runs.get(runId), ...change });
   }
 
+  /** Everything buffered, in one statement (its parts touch disjoint rows). */
   async flush(client: PoolClient): Promise<void> {
-    for (const reason of new Set(this.cancelled.map((c) => c.reason))) {
-      await cancelExecutions(
-        client,
-        this.cancelled.filter((c) => c.reason === reason).map((c) => c.id),
-        reason,
-      );
-    }
-    await insertExecutionsOf(client, this.executions);
-    await startBuiltins(client, this.builtins);
-    await insertSkippedOf(client, this.skipped);
-    await changeRuns(client, this.runs);
-  }
-}
-
-async function insertExecutionsOf(client: PoolClient, executions: (NewExecution & { runId: string })[]): Promise<void> {
-  if (!executions.length) return;
-  await client.query(
-    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, max_attempts, retry_policy, timeout_ms, metadata, queued_at)
-     SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, 'queued', e.input::jsonb, e.max_attempts, e.retry_policy, e.timeout_ms,
-            COALESCE(e.metadata, '{}'::jsonb), now()
-       FROM jsonb_to_recordset($1::jsonb) AS e(id uuid, run_id uuid, step_id text, kind text, function_name text, input text,
-                                               max_attempts int, retry_policy jsonb, timeout_ms int, metadata jsonb)`,
-    [
-      JSON.stringify(
-        executions.map((e) => ({
-          id: e.id,
-          run_id: e.runId,
-          step_id: e.stepId,
-          kind: e.kind,
-          function_name: e.function,
-          input: JSON.stringify(e.input ?? null),
-          max_attempts: e.retry.attempts,
-          metadata: e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : null,
-          retry_policy: e.retry,
-          timeout_ms: e.timeoutMs ?? null,
-        })),
-      ),
-    ],
-  );
-  // A compensation starting means its step's effect is being undone.
-  const compensations = executions.filter((e) => e.kind === 'compensation');
-  if (compensations.length) {
+    if (!this.cancelled.length && !this.executions.length && !this.skipped.length && !this.runs.size) return;
+    const builtins = new Set(this.builtins);
+    const compensations = this.executions.filter((e) => e.kind === 'compensation');
     await client.query(
-      `UPDATE step_executions a SET status = 'compensating', updated_at = now()
-         FROM jsonb_to_recordset($1::jsonb) AS c(run_id uuid, step_id text)
-        WHERE a.run_id = c.run_id AND a.step_id = c.step_id AND a.kind = 'action' AND a.status = 'succeeded'`,
-      [JSON.stringify(compensations.map((c) => ({ run_id: c.runId, step_id: c.stepId })))],
+      `WITH cancelled AS (
+         UPDATE step_executions e
+            SET status = 'cancelled', error = c.error, finished_at = now(), updated_at = now()
+           FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, error jsonb)
+          WHERE e.id = c.id AND e.status = ANY($6)
+       ), inserted AS (
+         -- Built-in steps (sleep, waitForEvent) are running from the moment they are planned.
+         INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, attempt, max_attempts,
+                                      retry_policy, timeout_ms, metadata, queued_at, started_at, worker_id)
+         SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, CASE WHEN e.builtin THEN 'running' ELSE 'queued' END,
+                e.input::jsonb, CASE WHEN e.builtin THEN 1 ELSE 0 END, e.max_attempts, e.retry_policy, e.timeout_ms,
+                COALESCE(e.metadata, '{}'::jsonb), now(), CASE WHEN e.builtin THEN now() END,
+                CASE WHEN e.builtin THEN 'coordinator' END
+           FROM jsonb_to_recordset($2::jsonb) AS e(id uuid, run_id uuid, step_id text, kind text, function_name text,
+                                                   input text, max_attempts int, retry_policy jsonb, timeout_ms int,
+                                                   metadata jsonb, builtin boolean)
+       ), compensating AS (
+         -- A compensation starting means its step's effect is being undone.
+         UPDATE step_executions a SET status = 'compensating', updated_at = now()
+           FROM jsonb_to_recordset($3::jsonb) AS c(run_id uuid, step_id text)
+          WHERE a.run_id = c.run_id AND a.step_id = c.step_id AND a.kind = 'action' AND a.status = 'succeeded'
+       ), skipped AS (
+         INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy, finished_at)
+         SELECT e.id, e.run_id, e.step_id, 'action', e.function_name, 'skipped', 0, '{}'::jsonb, now()
+           FROM jsonb_to_recordset($4::jsonb) AS e(id uuid, run_id uuid, step_id text, function_name text)
+       )
+       UPDATE runs r
+          SET status = COALESCE(u.status, r.status),
+              started_at = CASE WHEN u.status IS NULL THEN r.started_at ELSE COALESCE(r.started_at, now()) END,
+              finished_at = CASE WHEN u.terminal THEN now() ELSE r.finished_at END,
+              output = COALESCE(u.output::jsonb, r.output),
+              error = COALESCE(u.error, r.error),
+              concurrency_key = CASE WHEN u.admitted THEN u.concurrency_key ELSE r.concurrency_key END,
+              deadline_at = CASE WHEN u.admitted IS NOT TRUE THEN r.deadline_at
+                                 WHEN u.deadline_ms IS NULL THEN NULL
+                                 ELSE now() + make_interval(secs => u.deadline_ms / 1000.0) END,
+              updated_at = now()
+         FROM jsonb_to_recordset($5::jsonb)
+           AS u(id uuid, status text, terminal boolean, output text, error jsonb, admitted boolean,
+                concurrency_key text, deadline_ms bigint)
+        WHERE r.id = u.id`,
+      [
+        JSON.stringify(
+          this.cancelled.map((c) => ({
+            id: c.id,
+            error: { code: 'CANCELLED', message: c.reason, nonRetryable: true },
+          })),
+        ),
+        JSON.stringify(
+          this.executions.map((e) => ({
+            id: e.id,
+            run_id: e.runId,
+            step_id: e.stepId,
+            kind: e.kind,
+            function_name: e.function,
+            // As text, so a JSON null input stays JSON null rather than SQL NULL.
+            input: JSON.stringify(e.input ?? null),
+            max_attempts: e.retry.attempts,
+            metadata: e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : null,
+            retry_policy: e.retry,
+            timeout_ms: e.timeoutMs ?? null,
+            builtin: builtins.has(e.id),
+          })),
+        ),
+        JSON.stringify(compensations.map((c) => ({ run_id: c.runId, step_id: c.stepId }))),
+        JSON.stringify(
+          this.skipped.map((sk) => ({ id: sk.id, run_id: sk.runId, step_id: sk.stepId, function_name: sk.function })),
+        ),
+        JSON.stringify(
+          [...this.runs].map(([id, c]) => ({
+            id,
+            status: c.status ?? null,
+            terminal: c.terminal ?? false,
+            output: c.output === undefined ? null : JSON.stringify(c.output),
+            error: c.error ?? null,
+            admitted: Boolean(c.admitted),
+            concurrency_key: c.admitted?.concurrencyKey ?? null,
+            deadline_ms: c.admitted?.deadlineMs ?? null,
+          })),
+        ),
+        NOT_FINISHED,
+      ],
     );
   }
-}
-
-async function insertSkippedOf(
-  client: PoolClient,
-  skipped: { id: string; runId: string; stepId: string; function: string }[],
-): Promise<void> {
-  if (!skipped.length) return;
-  await client.query(
-    `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy, finished_at)
-     SELECT e.id, e.run_id, e.step_id, 'action', e.function_name, 'skipped', 0, '{}'::jsonb, now()
-       FROM jsonb_to_recordset($1::jsonb) AS e(id uuid, run_id uuid, step_id text, function_name text)`,
-    [JSON.stringify(skipped.map((s) => ({ id: s.id, run_id: s.runId, step_id: s.stepId, function_name: s.function })))],
-  );
-}
-
-async function changeRuns(client: PoolClient, changes: Map<string, RunChange>): Promise<void> {
-  if (!changes.size) return;
-  await client.query(
-    `UPDATE runs r
-        SET status = COALESCE(u.status, r.status),
-            started_at = CASE WHEN u.status IS NULL THEN r.started_at ELSE COALESCE(r.started_at, now()) END,
-            finished_at = CASE WHEN u.terminal THEN now() ELSE r.finished_at END,
-            output = COALESCE(u.output::jsonb, r.output),
-            error = COALESCE(u.error, r.error),
-            concurrency_key = CASE WHEN u.admitted THEN u.concurrency_key ELSE r.concurrency_key END,
-            deadline_at = CASE WHEN u.admitted IS NOT TRUE THEN r.deadline_at
-                               WHEN u.deadline_ms IS NULL THEN NULL
-                               ELSE now() + make_interval(secs => u.deadline_ms / 1000.0) END,
-            updated_at = now()
-       FROM jsonb_to_recordset($1::jsonb)
-         AS u(id uuid, status text, terminal boolean, output text, error jsonb, admitted boolean,
-              concurrency_key text, deadline_ms bigint)
-      WHERE r.id = u.id`,
-    [
-      JSON.stringify(
-        [...changes].map(([id, c]) => ({
-          id,
-          status: c.status ?? null,
-          terminal: c.terminal ?? false,
-          output: c.output === undefined ? null : JSON.stringify(c.output),
-          error: c.error ?? null,
-          admitted: Boolean(c.admitted),
-          concurrency_key: c.admitted?.concurrencyKey ?? null,
-          deadline_ms: c.admitted?.deadlineMs ?? null,
-        })),
-      ),
-    ],
-  );
 }
