@@ -106,10 +106,11 @@ export class RunStarter {
   }
 
   private async latestVersions(client: PoolClient, names: string[]): Promise<Map<string, StoredDefinition>> {
-    const { rows } = await client.query<{ name: string; version: number }>(
-      `SELECT DISTINCT ON (name) name, version FROM workflow_definitions WHERE name = ANY($1) ORDER BY name, version DESC`,
-      [names],
-    );
+    const { rows } = await client.query<{ name: string; version: number }>({
+      name: 'baton.latest_versions',
+      text: `SELECT DISTINCT ON (name) name, version FROM workflow_definitions WHERE name = ANY($1) ORDER BY name, version DESC`,
+      values: [names],
+    });
     const latest = new Map<string, StoredDefinition>();
     for (const row of rows) {
       const key = `${row.name}@${row.version}`;
@@ -131,14 +132,16 @@ async function insertRuns(
 ): Promise<Set<string>> {
   if (!items.length) return new Set();
   // A repeated idempotency key (an earlier run, or an earlier item of this batch) inserts nothing.
-  const { rows } = await client.query<{ id: string }>(
-    `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata)
+  // Named statements: prepared once per connection instead of parsed and planned every batch.
+  const { rows } = await client.query<{ id: string }>({
+    name: 'baton.insert_runs',
+    text: `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata)
      SELECT r.id, r.workflow_name, r.workflow_version, 'pending', r.input::jsonb, r.trigger, r.idempotency_key, r.metadata
        FROM jsonb_to_recordset($1::jsonb)
             AS r(id uuid, workflow_name text, workflow_version int, input text, trigger jsonb, idempotency_key text, metadata jsonb)
      ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
      RETURNING id`,
-    [
+    values: [
       JSON.stringify(
         items.map((i) => ({
           id: i.runId,
@@ -152,7 +155,7 @@ async function insertRuns(
         })),
       ),
     ],
-  );
+  });
   return new Set(rows.map((r) => r.id));
 }
 

@@ -28,6 +28,7 @@ const TERMINAL = ['succeeded', 'failed', 'compensated', 'compensation_failed', '
 const START_TIMEOUT_MS = 90_000;
 
 export const RECONCILE_INTERVAL_MS = 500;
+export const INBOX_CLAIM_MS = 2_000;
 export const RECONCILE_GRACE_MS = 1_000;
 
 async function admin<T>(fn: (client: pg.Client) => Promise<T>, serverUrl = SERVER_URL): Promise<T> {
@@ -312,6 +313,8 @@ export class ChaosSystem {
       LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'info',
       RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS),
       RECONCILE_GRACE_MS: String(RECONCILE_GRACE_MS),
+      // A killed coordinator's unacknowledged inbox entries are taken over after this (default 30 s).
+      COORDINATOR_INBOX_CLAIM_MS: String(INBOX_CLAIM_MS),
       HTTP_REQUEST_ALLOWED_HOSTS: '127.0.0.1',
       NO_COLOR: '1',
     };

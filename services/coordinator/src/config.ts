@@ -1,11 +1,18 @@
 import { z } from 'zod';
 import { baseEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/shared';
+import { INBOX_BATCH_SIZE, INBOX_CLAIM_IDLE_MS, INBOX_LOOPS } from './inbox-consumer';
 
 const coordinatorEnv = baseEnv.extend({
   /** Folder of workflow definitions saved at start (the chart mounts a ConfigMap there). */
   WORKFLOWS_DIR: z.string().min(1).optional(),
   /** Coordinator messages handled at once; runs are serialised by their row lock. */
   COORDINATOR_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+  /** Inbox reading loops: each applies its own batches (one can read while another commits). */
+  COORDINATOR_INBOX_LOOPS: z.coerce.number().int().min(1).max(16).default(INBOX_LOOPS),
+  /** Most inbox messages applied in one transaction. */
+  COORDINATOR_INBOX_BATCH: z.coerce.number().int().min(1).max(1000).default(INBOX_BATCH_SIZE),
+  /** An inbox entry read by a coordinator that died unacknowledged is taken over after this long. */
+  COORDINATOR_INBOX_CLAIM_MS: z.coerce.number().int().min(100).default(INBOX_CLAIM_IDLE_MS),
   /** How often the reconciler compares PostgreSQL with Redis. */
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
   /** Rows younger than this are left alone: their enqueue may simply not have happened yet. */
@@ -15,6 +22,9 @@ const coordinatorEnv = baseEnv.extend({
 export interface CoordinatorConfig extends BaseConfig {
   workflowsDir?: string;
   concurrency: number;
+  inboxLoops: number;
+  inboxBatch: number;
+  inboxClaimMs: number;
   reconcileIntervalMs: number;
   reconcileGraceMs: number;
 }
@@ -25,6 +35,9 @@ export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): Coo
     ...toBaseConfig(parsed),
     ...(parsed.WORKFLOWS_DIR ? { workflowsDir: parsed.WORKFLOWS_DIR } : {}),
     concurrency: parsed.COORDINATOR_CONCURRENCY,
+    inboxLoops: parsed.COORDINATOR_INBOX_LOOPS,
+    inboxBatch: parsed.COORDINATOR_INBOX_BATCH,
+    inboxClaimMs: parsed.COORDINATOR_INBOX_CLAIM_MS,
     reconcileIntervalMs: parsed.RECONCILE_INTERVAL_MS,
     reconcileGraceMs: parsed.RECONCILE_GRACE_MS,
   };

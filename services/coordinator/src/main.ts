@@ -24,7 +24,10 @@ async function main(): Promise<void> {
   const logger = createLogger('coordinator', config.logLevel);
   collectProcessMetrics('coordinator');
   const tracing = await startTracing('baton-coordinator');
-  const pool = createPool(config.databaseUrl, { max: config.concurrency + 4, applicationName: 'baton-coordinator' });
+  const pool = createPool(config.databaseUrl, {
+    max: config.concurrency + config.inboxLoops + 4,
+    applicationName: 'baton-coordinator',
+  });
   const redis = createRedis(config.redis, 'baton:coordinator');
   const queues = queueContext(config, redis);
 
@@ -34,7 +37,13 @@ async function main(): Promise<void> {
     }
   }
 
-  const coordinator = new Coordinator({ pool, queues, logger, concurrency: config.concurrency });
+  const coordinator = new Coordinator({
+    pool,
+    queues,
+    logger,
+    concurrency: config.concurrency,
+    inbox: { loops: config.inboxLoops, batchSize: config.inboxBatch, claimIdleMs: config.inboxClaimMs },
+  });
   // Schedules follow the definitions just loaded; the reconciler keeps them in step after that.
   const schedules = await syncSchedules(pool, coordinator.queue);
   if (schedules.upserted.length || schedules.removed.length) logger.info(schedules, 'schedules synced');

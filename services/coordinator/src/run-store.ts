@@ -80,11 +80,12 @@ export async function loadExecutionsOf(
 ): Promise<Map<string, StepExecutionState[]>> {
   const byRun = new Map<string, StepExecutionState[]>(runIds.map((id) => [id, []]));
   if (!runIds.length) return byRun;
-  const { rows } = await client.query(
-    `SELECT ${EXECUTION_COLUMNS} FROM step_executions
-      WHERE run_id = ANY($1::uuid[]) AND superseded_at IS NULL ORDER BY run_id, created_at, id`,
-    [runIds],
-  );
+  const { rows } = await client.query({
+    name: 'baton.load_executions',
+    text: `SELECT ${EXECUTION_COLUMNS} FROM step_executions
+            WHERE run_id = ANY($1::uuid[]) AND superseded_at IS NULL ORDER BY run_id, created_at, id`,
+    values: [runIds],
+  });
   for (const row of rows) byRun.get(row.run_id)?.push(toExecutionState(row));
   return byRun;
 }
@@ -388,8 +389,10 @@ export async function lockAndRecord(
   runIds: string[],
   reports: SuccessReport[],
 ): Promise<{ runs: Map<string, LockedRun>; recorded: Map<string, RecordedSuccess> }> {
-  const { rows } = await client.query(
-    `WITH locked AS (
+  // Named: prepared once per connection, so PostgreSQL skips parsing and planning it every batch.
+  const { rows } = await client.query({
+    name: 'baton.lock_and_record',
+    text: `WITH locked AS (
        SELECT ${RUN_COLUMNS} FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
      ), r AS (
        SELECT r.* FROM jsonb_to_recordset($2::jsonb)
@@ -414,7 +417,7 @@ export async function lockAndRecord(
      SELECT 'run' AS what, to_jsonb(locked) AS row FROM locked
      UNION ALL
      SELECT 'recorded', to_jsonb(recorded) FROM recorded`,
-    [
+    values: [
       runIds,
       JSON.stringify(
         reports.map((r) => ({
@@ -430,7 +433,7 @@ export async function lockAndRecord(
       ),
       NOT_FINISHED,
     ],
-  );
+  });
   const runs = new Map<string, LockedRun>();
   const recorded = new Map<string, RecordedSuccess>();
   for (const { what, row } of rows) {
@@ -521,8 +524,9 @@ export class RunWrites {
     if (!this.cancelled.length && !this.executions.length && !this.skipped.length && !this.runs.size) return;
     const builtins = new Set(this.builtins);
     const compensations = this.executions.filter((e) => e.kind === 'compensation');
-    await client.query(
-      `WITH cancelled AS (
+    await client.query({
+      name: 'baton.write_plans',
+      text: `WITH cancelled AS (
          UPDATE step_executions e
             SET status = 'cancelled', error = c.error, finished_at = now(), updated_at = now()
            FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, error jsonb)
@@ -563,7 +567,7 @@ export class RunWrites {
            AS u(id uuid, status text, terminal boolean, output text, error jsonb, admitted boolean,
                 concurrency_key text, deadline_ms bigint)
         WHERE r.id = u.id`,
-      [
+      values: [
         JSON.stringify(
           this.cancelled.map((c) => ({
             id: c.id,
@@ -604,6 +608,6 @@ export class RunWrites {
         ),
         NOT_FINISHED,
       ],
-    );
+    });
   }
 }
