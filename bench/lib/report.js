@@ -41,14 +41,25 @@ function printTable(report) {
   const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const out = [
     `${report.machine.cpus} x ${report.machine.cpuModel}, node ${report.machine.node}, ${report.date}`,
-    'latencies in ms (open loop at each system’s latencyRate), handler start to handler start',
+    'latencies in ms (open loop at 50% of each system’s own capacity, or --rate), handler start to handler start',
     line(header),
     line(widths.map((w) => '-'.repeat(w))),
     ...rows.map(line),
     '',
+    'step -> next step latency p50/p99 ms (trigger -> step 1 p50/p99) at each load point:',
     ...report.systems.map(
       (s) =>
-        `${s.name}: ${s.tuning}; latency at ${s.latencyRate} runs/s; CPU % during burst ${JSON.stringify(s.cpuPctDuringBurst)}`,
+        `  ${s.name.padEnd(16)}${Object.entries(s.latencyByLoad ?? {})
+          .map(
+            ([load, l]) =>
+              `${load} (${l.rate}/s): ${fmt(l.stepLatencyMs.p50, 2)}/${fmt(l.stepLatencyMs.p99, 2)} (${fmt(l.triggerLatencyMs.p50, 2)}/${fmt(l.triggerLatencyMs.p99, 2)})`,
+          )
+          .join('   ')}`,
+    ),
+    '',
+    ...report.systems.map(
+      (s) =>
+        `${s.name}: ${s.tuning}; headline latency at ${s.latencyRate} runs/s; CPU % during burst ${JSON.stringify(s.cpuPctDuringBurst)}${s.meanBatchMessages ? `; coordinator batches: ${fmt(s.meanBatchMessages, 1)} messages, ${fmt(s.meanBatchMs, 1)} ms on average` : ''}`,
     ),
   ];
   process.stdout.write(`${out.join('\n')}\n`);

@@ -26,6 +26,8 @@ interface SystemResult {
   runsTriggered: number;
   runsInOrder: number;
   problems: Record<string, number>;
+  latencyByLoad: Record<string, { rate: number; stepLatencyMs: { p50: number | null; p99: number | null } }>;
+  meanBatchMessages?: number;
 }
 
 interface Report {
@@ -96,6 +98,13 @@ describe('npm run bench: harness smoke run', () => {
         expect(value).toBeGreaterThanOrEqual(0);
       }
     }
+    // One --rate given: one latency point, which is also the headline figure.
+    for (const s of report.systems) {
+      expect(Object.keys(s.latencyByLoad)).toEqual(['given']);
+      expect(s.latencyByLoad.given.stepLatencyMs).toEqual(s.stepLatencyMs);
+    }
+    // Group commit at work: the coordinator applied its inbox in batches (at least one message each).
+    expect(report.systems[1].meanBatchMessages).toBeGreaterThanOrEqual(1);
     // Baton records every step in PostgreSQL; raw BullMQ never touches it.
     expect(report.systems[1].pgCommitsPerStep).toBeGreaterThan(0);
     expect(report.systems[0].pgCommitsPerStep).toBe(0);
