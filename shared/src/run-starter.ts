@@ -165,10 +165,16 @@ async function existingRuns(
 ): Promise<Map<string, { runId: string; status: string }>> {
   if (!items.length) return new Map();
   const { rows } = await client.query<{ id: string; status: string; workflow_name: string; idempotency_key: string }>(
+    // The arrays let PostgreSQL use the idempotency index rather than scan runs (see run-store.ts).
     `SELECT r.id, r.status, r.workflow_name, r.idempotency_key
        FROM runs r JOIN jsonb_to_recordset($1::jsonb) AS k(workflow_name text, idempotency_key text)
-         ON r.workflow_name = k.workflow_name AND r.idempotency_key = k.idempotency_key`,
-    [JSON.stringify(items.map((i) => ({ workflow_name: i.workflow, idempotency_key: i.idempotencyKey })))],
+         ON r.workflow_name = k.workflow_name AND r.idempotency_key = k.idempotency_key
+      WHERE r.workflow_name = ANY($2::text[]) AND r.idempotency_key = ANY($3::text[])`,
+    [
+      JSON.stringify(items.map((i) => ({ workflow_name: i.workflow, idempotency_key: i.idempotencyKey }))),
+      [...new Set(items.map((i) => i.workflow))],
+      items.map((i) => i.idempotencyKey ?? ''),
+    ],
   );
   return new Map(rows.map((r) => [`${r.workflow_name}\u0000${r.idempotency_key}`, { runId: r.id, status: r.status }]));
 }

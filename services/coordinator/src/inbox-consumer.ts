@@ -30,7 +30,7 @@ interface Entry {
 
 /** Batches grow with the backlog up to this; an idle coordinator applies a lone report at once. */
 export const INBOX_BATCH_SIZE = 200;
-export const INBOX_LOOPS = 4;
+export const INBOX_LOOPS = 2;
 export const INBOX_CLAIM_IDLE_MS = 30_000;
 export const INBOX_MAX_DELIVERIES = 10;
 const BLOCK_MS = 1_000;

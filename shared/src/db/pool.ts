@@ -14,6 +14,10 @@ export function createPool(databaseUrl: string, opts: { max?: number; applicatio
     // Fail fast instead of hanging when PostgreSQL is down: callers retry or report not-ready.
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    // Named statements keep their parse, but are planned on every execution: a generic plan cached
+    // while a fresh database's tables were nearly empty kept scanning them whole once they had grown
+    // (measured: 10 ms per coordinator batch of one after 10 000 steps; docs/PERFORMANCE.md).
+    options: '-c plan_cache_mode=force_custom_plan',
   });
   // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the
   // process; the pool drops it and the next query opens a new one.

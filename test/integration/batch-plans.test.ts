@@ -1,0 +1,116 @@
+import crypto from 'node:crypto';
+import { lockAndRecord, loadExecutionsOf, RunWrites } from '../../services/coordinator/src/run-store';
+import { createTestEnv, type TestEnv } from '../support/env';
+
+/**
+ * The coordinator's bulk statements must find their rows through indexes once the tables are big:
+ * a batch that scans step_executions whole gets slower with every step ever run. PostgreSQL plans a
+ * join with jsonb_to_recordset() as a hash join over a sequential scan unless the statement also
+ * gives the keys as an array (run-store.ts). Counted with pg_stat_user_tables.seq_scan.
+ */
+describe('coordinator batch statements on grown tables', () => {
+  let env: TestEnv;
+  const runId = crypto.randomUUID();
+  const queuedId = crypto.randomUUID();
+  const runningId = crypto.randomUUID();
+
+  beforeAll(async () => {
+    env = await createTestEnv('batch-plans');
+    // One connection, whose statistics are published before the test reads them.
+    const setup = await env.pool.connect();
+    try {
+      await setup.query(
+        `INSERT INTO workflow_definitions (name, version, spec, spec_hash) VALUES ('plans', 1, '{"steps":[]}', 'x')`,
+      );
+      // 4 000 finished runs of 3 steps each, then the run the batch is about.
+      await setup.query(`
+        INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger)
+        SELECT gen_random_uuid(), 'plans', 1, 'succeeded', '{}', '{}' FROM generate_series(1, 4000)`);
+      await setup.query(`
+        INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy)
+        SELECT gen_random_uuid(), r.id, 's' || g, 'action', 'f', 'succeeded', 1, '{}'
+          FROM runs r, generate_series(1, 3) g`);
+      await setup.query(
+        `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger)
+         VALUES ($1, 'plans', 1, 'running', '{}', '{}')`,
+        [runId],
+      );
+      await setup.query(
+        `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy)
+         VALUES ($2, $1, 'a', 'action', 'f', 'queued', 1, '{}'), ($3, $1, 'b', 'action', 'f', 'running', 1, '{}')`,
+        [runId, queuedId, runningId],
+      );
+      await setup.query('ANALYZE runs, step_executions, step_attempts');
+      await setup.query('SELECT pg_stat_force_next_flush()');
+    } finally {
+      setup.release();
+    }
+  });
+
+  afterAll(async () => {
+    await env?.cleanup();
+  });
+
+  async function seqScans(): Promise<Record<string, number>> {
+    const client = await env.pool.connect();
+    try {
+      await client.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await client.query(
+        `SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN ('runs', 'step_executions', 'step_attempts')`,
+      );
+      return Object.fromEntries(rows.map((r) => [r.relname, Number(r.seq_scan)]));
+    } finally {
+      client.release();
+    }
+  }
+
+  it('locks, records, loads and writes a batch without scanning runs or step_executions', async () => {
+    const before = await seqScans();
+    const client = await env.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const at = new Date().toISOString();
+      const { runs, recorded } = await lockAndRecord(
+        client,
+        [runId],
+        [{ type: 'step.succeeded', runId, stepExecutionId: queuedId, attempt: 1, workerId: 'w', at, output: 1 }],
+      );
+      expect([...runs.keys()]).toEqual([runId]);
+      expect([...recorded.keys()]).toEqual([queuedId]);
+      const executions = await loadExecutionsOf(client, [runId]);
+      expect(
+        executions
+          .get(runId)
+          ?.map((e) => e.status)
+          .sort(),
+      ).toEqual(['running', 'succeeded']);
+      const writes = new RunWrites();
+      writes.cancel([runningId], 'test');
+      writes.insertExecutions(runId, [
+        {
+          id: crypto.randomUUID(),
+          stepId: 'c',
+          kind: 'compensation',
+          function: 'f',
+          input: null,
+          retry: { attempts: 1 } as never,
+        },
+      ]);
+      writes.changeRun(runId, { status: 'compensating', terminal: false });
+      await writes.flush(client);
+      // Publish this backend's counters now rather than up to a second later.
+      await client.query('SELECT pg_stat_force_next_flush()');
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const after = await seqScans();
+    expect(after).toEqual(before);
+    // The writes happened: the running step was cancelled, the run is compensating.
+    const { rows } = await env.pool.query(
+      `SELECT (SELECT status FROM runs WHERE id = $1) AS run, (SELECT status FROM step_executions WHERE id = $2) AS step`,
+      [runId, runningId],
+    );
+    expect(rows[0]).toEqual({ run: 'compensating', step: 'cancelled' });
+  });
+});
