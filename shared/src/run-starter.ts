@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import type { Queue } from 'bullmq';
-import { withTransaction, type Pool, type PoolClient } from './db/pool';
+import type { Pool } from './db/pool';
 import { NotFoundError, ValidationError } from './errors';
 import { GroupCommit } from './group-commit';
 import { appendToInbox, inboxOf } from './inbox';
-import { traced, validateRunInput, type RunTrigger, type StartedRun } from './runs';
+import { traced, validateRunInput, type Queryable, type RunTrigger, type StartedRun } from './runs';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import { getDefinition, type StoredDefinition } from './workflow/store';
 
@@ -24,15 +24,16 @@ interface Pending extends StartByNameRequest {
 export const RUN_START_BATCH = 256;
 
 /**
- * The gateway's way to start runs: concurrent requests share one transaction (group commit, see
- * group-commit.ts). Each batch reads the latest version of its workflows, validates every input
- * against it, inserts the valid runs with one INSERT, commits, then appends their `run.start` to the
- * coordinator's inbox in one round trip. A burst of requests costs a few commits, not one or two each;
- * a lone request is committed at once. A bad input or an unknown workflow fails its own request only.
+ * The gateway's way to start runs: concurrent requests share one commit (group commit, see
+ * group-commit.ts). Each batch validates every input against its workflow's latest version, inserts
+ * the valid runs with one autocommit INSERT (which checks that version is still the latest), then
+ * appends their `run.start` to the coordinator's inbox in one round trip. A burst of requests costs
+ * a few commits, not one or two each; a lone request is committed at once. A bad input or an unknown
+ * workflow fails its own request only.
  */
 export class RunStarter {
-  /** Stored versions never change; only "which version is latest" is read per batch. */
-  private readonly versions = new Map<string, StoredDefinition>();
+  /** The latest version of each workflow, as last seen (checked by every INSERT). */
+  private readonly latest = new Map<string, StoredDefinition>();
   private readonly commits: GroupCommit<Pending, StartedRun>;
 
   constructor(
@@ -65,36 +66,59 @@ export class RunStarter {
     }
   }
 
-  private async flushTogether(items: Pending[]): Promise<(StartedRun | Error)[]> {
-    const results = await withTransaction(this.pool, async (client) => {
-      const latest = await this.latestVersions(client, [...new Set(items.map((i) => i.workflow))]);
-      const checked: (Pending | Error)[] = items.map((item) => {
-        const definition = latest.get(item.workflow);
-        if (!definition) return new NotFoundError('workflow', item.workflow);
-        try {
-          validateRunInput(definition, item.input);
-          return item;
-        } catch (err) {
-          return err as Error;
-        }
-      });
-      const valid = checked.filter((c): c is Pending => !(c instanceof Error));
-      const created = await insertRuns(client, valid, latest);
-      const existing = await existingRuns(
-        client,
-        valid.filter((v) => !created.has(v.runId)),
-      );
-      return checked.map((c): StartedRun | Error => {
-        if (c instanceof Error) return c;
-        if (created.has(c.runId)) return { runId: c.runId, status: 'pending', created: true, ...traced(c.trace) };
-        const found = existing.get(`${c.workflow}\u0000${c.idempotencyKey}`);
-        return found ? { ...found, created: false } : new Error(`run ${c.runId} was neither inserted nor found`);
-      });
+  /**
+   * One autocommit INSERT for the batch, which inserts a run only if the version it was validated
+   * against is still its workflow's latest: the latest version per name is cached, and a PUT
+   * elsewhere shows up as runs left out, which are validated again against the new version.
+   */
+  private async flushTogether(items: Pending[], attempt = 1): Promise<(StartedRun | Error)[]> {
+    const fetched = new Set<string>();
+    const latest = await this.latestVersions([...new Set(items.map((i) => i.workflow))], fetched);
+    // An input refused by a cached version is checked again against a fresh read before it is
+    // refused for good: it may match a version saved since.
+    const recheck: Pending[] = [];
+    const checked: (Pending | Error)[] = items.map((item) => {
+      const definition = latest.get(item.workflow);
+      if (!definition) return new NotFoundError('workflow', item.workflow);
+      try {
+        validateRunInput(definition, item.input);
+        return item;
+      } catch (err) {
+        if (!fetched.has(item.workflow)) recheck.push(item);
+        return err as Error;
+      }
     });
+    const valid = checked.filter((c): c is Pending => !(c instanceof Error));
+    const created = await insertRuns(this.pool, valid, latest);
+    const existing = await existingRuns(
+      this.pool,
+      valid.filter((v) => !created.has(v.runId) && v.idempotencyKey !== undefined),
+    );
+    const results = checked.map((c): StartedRun | Error | Pending => {
+      if (c instanceof Error) return c;
+      if (created.has(c.runId)) return { runId: c.runId, status: 'pending', created: true, ...traced(c.trace) };
+      const found = existing.get(`${c.workflow}\u0000${c.idempotencyKey}`);
+      // Neither inserted nor a repeated key: a newer version was saved meanwhile.
+      return found ? { ...found, created: false } : c;
+    });
+    const rechecked = new Set(recheck.map((r) => r.runId));
+    const stale = [...results.filter((r): r is Pending => 'trace' in r && 'workflow' in r), ...recheck];
+    let final = results as (StartedRun | Error)[];
+    if (stale.length) {
+      if (attempt >= 3) throw new Error(`workflow versions kept changing while starting ${stale.length} run(s)`);
+      for (const name of new Set(stale.map((r) => r.workflow))) this.latest.delete(name);
+      const retried = await this.flushTogether(stale, attempt + 1);
+      const byRun = new Map(stale.map((r, i) => [r.runId, retried[i]]));
+      final = results.map((r, i) => {
+        const item = items[i];
+        const again = rechecked.has(item.runId) || ('trace' in r && 'workflow' in r);
+        return again ? (byRun.get(item.runId) as StartedRun | Error) : (r as StartedRun | Error);
+      });
+    }
     // Committed: the runs start even if Redis is unreachable now (the reconciler re-sends `run.start`
     // for pending runs), so a failed notification fails no request.
-    const started = results.filter((r): r is StartedRun => !(r instanceof Error) && r.created);
-    if (this.coordinator && started.length) {
+    const started = final.filter((r): r is StartedRun => !(r instanceof Error) && r.created);
+    if (attempt === 1 && this.coordinator && started.length) {
       const { redis, prefix } = inboxOf(this.coordinator);
       await appendToInbox(
         redis,
@@ -102,31 +126,30 @@ export class RunStarter {
         started.map((r) => ({ type: 'run.start' as const, runId: r.runId, ...traced(r.trace ?? {}) })),
       ).catch(() => undefined);
     }
-    return results;
+    return final;
   }
 
-  private async latestVersions(client: PoolClient, names: string[]): Promise<Map<string, StoredDefinition>> {
-    const { rows } = await client.query<{ name: string; version: number }>({
-      name: 'baton.latest_versions',
-      text: `SELECT DISTINCT ON (name) name, version FROM workflow_definitions WHERE name = ANY($1) ORDER BY name, version DESC`,
-      values: [names],
-    });
+  /** The latest version of each workflow as last seen; a stale one is caught by the INSERT. */
+  private async latestVersions(names: string[], fetched: Set<string>): Promise<Map<string, StoredDefinition>> {
     const latest = new Map<string, StoredDefinition>();
-    for (const row of rows) {
-      const key = `${row.name}@${row.version}`;
-      let stored = this.versions.get(key);
+    for (const name of names) {
+      let stored = this.latest.get(name);
       if (!stored) {
-        stored = await getDefinition(client, row.name, row.version);
-        this.versions.set(key, stored);
+        fetched.add(name);
+        stored = await getDefinition(this.pool, name).catch((err: unknown) => {
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        });
+        if (stored) this.latest.set(name, stored);
       }
-      latest.set(row.name, stored);
+      if (stored) latest.set(name, stored);
     }
     return latest;
   }
 }
 
 async function insertRuns(
-  client: PoolClient,
+  client: Queryable,
   items: Pending[],
   latest: Map<string, StoredDefinition>,
 ): Promise<Set<string>> {
@@ -139,6 +162,7 @@ async function insertRuns(
      SELECT r.id, r.workflow_name, r.workflow_version, 'pending', r.input::jsonb, r.trigger, r.idempotency_key, r.metadata
        FROM jsonb_to_recordset($1::jsonb)
             AS r(id uuid, workflow_name text, workflow_version int, input text, trigger jsonb, idempotency_key text, metadata jsonb)
+      WHERE r.workflow_version = (SELECT max(d.version) FROM workflow_definitions d WHERE d.name = r.workflow_name)
      ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
      RETURNING id`,
     values: [
@@ -160,7 +184,7 @@ async function insertRuns(
 }
 
 async function existingRuns(
-  client: PoolClient,
+  client: Queryable,
   items: Pending[],
 ): Promise<Map<string, { runId: string; status: string }>> {
   if (!items.length) return new Map();

@@ -44,9 +44,9 @@ interface RunRow {
 describe('RunStarter (group commit of run starts)', () => {
   let env: TestEnv;
   let queue: Queue;
-  /** The starters' pool: every transaction opened on it is counted. */
+  /** The starters' pool: every run INSERT (one autocommit transaction each) sent on it is counted. */
   let pool: Pool;
-  let begins = 0;
+  let commits = 0;
 
   beforeAll(async () => {
     env = await createTestEnv('run-starter');
@@ -56,7 +56,8 @@ describe('RunStarter (group commit of run starts)', () => {
       // Each physical connection is wrapped once, when the pool opens it.
       const query = client.query.bind(client) as (...args: unknown[]) => unknown;
       (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-        if (typeof args[0] === 'string' && args[0].trim().toUpperCase() === 'BEGIN') begins += 1;
+        const config = args[0] as { name?: string } | string;
+        if (typeof config === 'object' && config?.name === 'baton.insert_runs') commits += 1;
         return query(...args);
       };
     });
@@ -88,15 +89,15 @@ describe('RunStarter (group commit of run starts)', () => {
 
   it('commits 50 concurrent starts as 50 pending runs in far fewer than 50 transactions', async () => {
     const starter = new RunStarter(pool, queue);
-    begins = 0;
+    commits = 0;
     const started = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
         starter.start({ workflow: 'rs-greet', input: { name: `n${i}` }, trigger: { type: 'http' } }),
       ),
     );
     // Idle starter: two lone flushes start at once (maxInFlight 2), the other 48 share the next one.
-    expect(begins).toBeGreaterThanOrEqual(2);
-    expect(begins).toBeLessThanOrEqual(4);
+    expect(commits).toBeGreaterThanOrEqual(2);
+    expect(commits).toBeLessThanOrEqual(4);
 
     const ids = started.map((s) => s.runId);
     expect(new Set(ids).size).toBe(50);
@@ -134,7 +135,7 @@ describe('RunStarter (group commit of run starts)', () => {
     // One flush at a time: the first start runs alone, the next five queue up and share the second.
     const starter = new RunStarter(pool, queue, { maxInFlight: 1 });
     const inboxBefore = (await inboxMessages()).length;
-    begins = 0;
+    commits = 0;
     const results = await settleAll([
       starter.start({ workflow: 'rs-greet', input: { name: 'first' }, trigger: { type: 'http' } }),
       starter.start({ workflow: 'rs-greet', input: { name: 'ok-1' }, trigger: { type: 'http' } }),
@@ -143,7 +144,7 @@ describe('RunStarter (group commit of run starts)', () => {
       starter.start({ workflow: 'rs-greet', input: { name: 'ok-2' }, trigger: { type: 'http' } }),
       starter.start({ workflow: 'rs-greet', input: { name: '' }, trigger: { type: 'http' } }),
     ]);
-    expect(begins).toBe(2);
+    expect(commits).toBe(2);
     expect(results.map((r) => r.status)).toEqual([
       'fulfilled',
       'fulfilled',
@@ -218,14 +219,14 @@ describe('RunStarter (group commit of run starts)', () => {
   it('a repeated idempotency key within one batch inserts one run and resolves both requests to it', async () => {
     const starter = new RunStarter(pool, queue, { maxInFlight: 1 });
     const key = `same-batch-${Date.now()}`;
-    begins = 0;
+    commits = 0;
     const [, first, second, other] = await Promise.all([
       starter.start({ workflow: 'rs-greet', input: { name: 'lead' }, trigger: { type: 'http' } }),
       starter.start({ workflow: 'rs-greet', input: { name: 'x' }, trigger: { type: 'http' }, idempotencyKey: key }),
       starter.start({ workflow: 'rs-greet', input: { name: 'y' }, trigger: { type: 'http' }, idempotencyKey: key }),
       starter.start({ workflow: 'rs-greet', input: { name: 'z' }, trigger: { type: 'http' } }),
     ]);
-    expect(begins).toBe(2);
+    expect(commits).toBe(2);
     expect(first).toMatchObject({ created: true, status: 'pending' });
     expect(second).toMatchObject({ runId: first.runId, created: false, status: 'pending' });
     expect(other.created).toBe(true);
@@ -293,5 +294,26 @@ describe('RunStarter (group commit of run starts)', () => {
     const reason = (results[2] as PromiseRejectedResult).reason;
     expect(reason).toBeInstanceOf(ValidationError);
     expect(reason).toMatchObject({ code: 'INVALID_INPUT' });
+  });
+
+  it('never starts a run on a version that is no longer the latest, even with the old one cached', async () => {
+    const starter = new RunStarter(pool, queue);
+    await saveDefinition(env.pool, { ...GREET, name: 'rs-cached' });
+    const first = await starter.start({ workflow: 'rs-cached', input: { name: 'a' }, trigger: { type: 'http' } });
+    // Saved behind the starter's back (another gateway): same input schema, another step.
+    const v2 = await saveDefinition(env.pool, {
+      ...GREET,
+      name: 'rs-cached',
+      steps: [{ id: 'hello-again', function: 'say-hello', input: { name: '{{ input.name }}' } }],
+    });
+    commits = 0;
+    const second = await starter.start({ workflow: 'rs-cached', input: { name: 'b' }, trigger: { type: 'http' } });
+    // The first INSERT refused the cached version 1; the second inserted on version 2.
+    expect(commits).toBe(2);
+    const version = new Map((await runsByIds([first.runId, second.runId])).map((r) => [r.id, r.workflow_version]));
+    expect(version.get(first.runId)).toBe(1);
+    expect(version.get(second.runId)).toBe(v2.version);
+    const announced = (await inboxMessages()).map((m) => m.runId);
+    expect(announced).toContain(second.runId);
   });
 });
