@@ -8,7 +8,14 @@ import { simpleParser, type ParsedMail } from 'mailparser';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { SMTPServer } from 'smtp-server';
-import { deleteKeysWithPrefix, loadDefinitionsFromDir, migrate, redisOptionsFrom, seedDemoData } from '@baton/shared';
+import {
+  deleteKeysWithPrefix,
+  functionQueueName,
+  loadDefinitionsFromDir,
+  migrate,
+  redisOptionsFrom,
+  seedDemoData,
+} from '@baton/shared';
 import { freePort, withDatabase } from '../support/env';
 
 /**
@@ -514,6 +521,14 @@ export class ChaosSystem {
   async waitForStep(where: { function: string; status: string }, timeoutMs = 30_000): Promise<string | undefined> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
+      // A step is running as soon as a worker holds its job: a quick step (under 100 ms) is never
+      // reported `running` to PostgreSQL, so the queue's active list is where to catch it.
+      if (where.status === 'running') {
+        const active = await this.redis
+          .lindex(`${this.prefix}:${functionQueueName(where.function)}:active`, 0)
+          .catch(() => null);
+        if (active) return active;
+      }
       const { rows } = await this.pool
         .query(`SELECT id FROM step_executions WHERE function_name = $1 AND status = $2 LIMIT 1`, [
           where.function,
