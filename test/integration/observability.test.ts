@@ -179,6 +179,9 @@ describe('observability', () => {
         expect(text).toContain(name);
       }
       expect(text).toMatch(/baton_queue_jobs\{queue="\{fn\.echo\}",state="waiting"(,component="[^"]*")?\} 0/);
+      // The coordinator inbox stream, counted the same way (empty once the runs are done).
+      expect(text).toMatch(/baton_queue_jobs\{queue="\{coordinator\}:inbox",state="waiting"(,component="[^"]*")?\} 0/);
+      expect(text).toMatch(/baton_queue_jobs\{queue="\{coordinator\}:inbox",state="failed"(,component="[^"]*")?\} 0/);
       expect(text).toMatch(/baton_steps_total\{function="echo",status="succeeded"[^}]*\} [1-9]/);
       // Only baton's own metrics: prom-client's defaults are not ours to lint.
       const ours = text

@@ -2,6 +2,9 @@ import { Queue } from 'bullmq';
 import client from 'prom-client';
 import {
   COORDINATOR_QUEUE,
+  deadInboxKey,
+  inboxKey,
+  INBOX_GROUP,
   functionQueueName,
   listLatestDefinitions,
   registry,
@@ -10,6 +13,23 @@ import {
 } from '@baton/shared';
 
 export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed'] as const;
+
+/** How the coordinator inbox stream appears in `baton_queue_jobs`. */
+export const INBOX_QUEUE_LABEL = '{coordinator}:inbox';
+
+/** waiting: appended, not yet read; active: read by a coordinator, not yet applied; failed: dead letters. */
+export async function inboxDepth(queues: QueueContext): Promise<{ waiting: number; active: number; failed: number }> {
+  const [length, pending, dead] = await Promise.all([
+    queues.connection.xlen(inboxKey(queues.prefix)),
+    queues.connection
+      .xpending(inboxKey(queues.prefix), INBOX_GROUP)
+      .then((summary) => Number((summary as [number])[0] ?? 0))
+      .catch(() => 0),
+    queues.connection.xlen(deadInboxKey(queues.prefix)),
+  ]);
+  // Applied entries are deleted, so the stream holds the unread and the pending ones.
+  return { waiting: Math.max(0, length - pending), active: pending, failed: dead };
+}
 
 /** Refreshing the list of queues is a DB query: do it at most this often, not per scrape. */
 const QUEUE_LIST_TTL_MS = 30_000;
@@ -76,6 +96,9 @@ export function exportQueueDepths(pool: Pool, queues: QueueContext): { close(): 
           workers.set({ queue: name }, workerCount);
         }),
       );
+      // The inbox stream in the same terms: entries not yet read, read but not yet applied, dead.
+      const inbox = await inboxDepth(queues);
+      for (const [state, n] of Object.entries(inbox)) this.set({ queue: INBOX_QUEUE_LABEL, state }, n);
     },
   });
   return {
