@@ -237,6 +237,8 @@ async function main() {
   const id = crypto.randomBytes(3).toString('hex');
   const env = { systems: [] };
   const started = new Date();
+  // The build measured is the one the processes start from: read it now, not when the report is written.
+  const build = batonBuild();
   const onSignal = () => {
     log('interrupted: cleaning up');
     cleanup(env).finally(() => process.exit(130));
@@ -347,7 +349,7 @@ async function main() {
         ...(process.env.BENCH_NOTE ? { note: process.env.BENCH_NOTE } : {}),
       },
       date: started.toISOString(),
-      baton: batonBuild(),
+      baton: build,
       options: {
         runs: opts.runs,
         reps: opts.reps,
