@@ -85,4 +85,34 @@ describe('step reports through the coordinator inbox', () => {
     const slow = byStep.get('slow');
     expect(slow.finished_at.getTime() - slow.started_at.getTime()).toBeGreaterThanOrEqual(350);
   });
+
+  it('still applies a report that arrives as a BullMQ job (a function from before the inbox)', async () => {
+    await saveDefinition(env.pool, { name: 'old-function', steps: [{ id: 'only', function: 'not-upgraded' }] });
+    const runId = await engine.start('old-function', {});
+    // No worker serves `not-upgraded`: its job waits; the "old function" reports through BullMQ.
+    const { rows } = await (async () => {
+      for (let i = 0; i < 100; i += 1) {
+        const result = await env.pool.query(`SELECT id FROM step_executions WHERE run_id = $1`, [runId]);
+        if (result.rows.length) return result;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error('no execution planned');
+    })();
+    const report = {
+      type: 'step.succeeded' as const,
+      runId,
+      stepExecutionId: rows[0].id as string,
+      attempt: 1,
+      workerId: 'old-worker',
+      at: new Date().toISOString(),
+      output: { from: 'bullmq' },
+    };
+    await engine.coordinatorQueue.add(report.type, report, { jobId: `${report.stepExecutionId}_1_succeeded` });
+    const run = await engine.waitForRun(runId, ['succeeded']);
+    expect(run.status).toBe('succeeded');
+    const step = await env.pool.query(`SELECT status, worker_id, output FROM step_executions WHERE id = $1`, [
+      report.stepExecutionId,
+    ]);
+    expect(step.rows[0]).toEqual({ status: 'succeeded', worker_id: 'old-worker', output: { from: 'bullmq' } });
+  });
 });
