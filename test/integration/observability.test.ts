@@ -22,7 +22,7 @@ import type { AppDeps } from '../../services/gateway/src/app';
 import { testApp } from '../support/gateway';
 import { createDeploymentReader, loadKubernetesClient } from '../../services/gateway/src/kubernetes';
 import { startEngine, type Engine } from '../support/engine';
-import { createTestEnv, waitFor, type TestEnv } from '../support/env';
+import { createTestEnv, freePort, waitFor, type TestEnv } from '../support/env';
 
 const exec = promisify(execFile);
 const ROOT = path.join(__dirname, '../..');
@@ -223,13 +223,13 @@ describe('observability', () => {
         '',
       ].join('\n'),
     );
-    const promPort = await listen(http.createServer()).then(async (p) => p);
+    const promPort = await freePort();
     const prom = spawn(
       'prometheus',
       [
         `--config.file=${path.join(dir, 'prometheus.yml')}`,
         `--storage.tsdb.path=${path.join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${promPort + 1}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
       ],
       { stdio: 'ignore' },
     );
@@ -244,7 +244,7 @@ describe('observability', () => {
       const value = await waitFor(
         async () => {
           const res = await fetch(
-            `http://127.0.0.1:${promPort + 1}/api/v1/query?query=${encodeURIComponent('sum(baton_steps_total{function="echo",status="succeeded"})')}`,
+            `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent('sum(baton_steps_total{function="echo",status="succeeded"})')}`,
           );
           const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
           const v = body.data.result[0]?.value[1];
@@ -297,7 +297,7 @@ describe('observability', () => {
             reject(err);
           });
       });
-    const gatewayPort = await listen(http.createServer()).then((p) => p + 2);
+    const gatewayPort = await freePort();
     const gatewayLogs = await run(
       'services/gateway/dist/main.js',
       { PORT: String(gatewayPort), BATON_API_KEYS: canary },
