@@ -21,7 +21,10 @@ export function inboxKey(prefix: string): string {
   return `${prefix}:{coordinator}:inbox`;
 }
 
-/** Entries that failed `maxDeliveries` times go here, with their error, for a person to look at. */
+/**
+ * Entries that failed `maxDeliveries` times (or are no coordinator message) go here, with the reason
+ * they were set aside, for a person to look at; each failure's error is in the coordinator's log.
+ */
 export function deadInboxKey(prefix: string): string {
   return `${prefix}:{coordinator}:inbox:dead`;
 }

@@ -94,26 +94,25 @@ export class RunStarter {
       this.pool,
       valid.filter((v) => !created.has(v.runId) && v.idempotencyKey !== undefined),
     );
-    const results = checked.map((c): StartedRun | Error | Pending => {
+    // Items to start again against a fresh read of their workflow: those refused by a cached
+    // version, and those neither inserted nor found by key (a newer version was saved meanwhile).
+    const again = new Set(recheck.map((r) => r.runId));
+    const results = checked.map((c, i): StartedRun | Error => {
       if (c instanceof Error) return c;
       if (created.has(c.runId)) return { runId: c.runId, status: 'pending', created: true, ...traced(c.trace) };
       const found = existing.get(`${c.workflow}\u0000${c.idempotencyKey}`);
-      // Neither inserted nor a repeated key: a newer version was saved meanwhile.
-      return found ? { ...found, created: false } : c;
+      if (found) return { ...found, created: false };
+      again.add(items[i].runId);
+      return new Error('replaced below by the second attempt');
     });
-    const rechecked = new Set(recheck.map((r) => r.runId));
-    const stale = [...results.filter((r): r is Pending => 'trace' in r && 'workflow' in r), ...recheck];
-    let final = results as (StartedRun | Error)[];
-    if (stale.length) {
-      if (attempt >= 3) throw new Error(`workflow versions kept changing while starting ${stale.length} run(s)`);
+    let final = results;
+    if (again.size) {
+      if (attempt >= 3) throw new Error(`workflow versions kept changing while starting ${again.size} run(s)`);
+      const stale = items.filter((item) => again.has(item.runId));
       for (const name of new Set(stale.map((r) => r.workflow))) this.latest.delete(name);
       const retried = await this.flushTogether(stale, attempt + 1);
       const byRun = new Map(stale.map((r, i) => [r.runId, retried[i]]));
-      final = results.map((r, i) => {
-        const item = items[i];
-        const again = rechecked.has(item.runId) || ('trace' in r && 'workflow' in r);
-        return again ? (byRun.get(item.runId) as StartedRun | Error) : (r as StartedRun | Error);
-      });
+      final = results.map((r, i) => byRun.get(items[i].runId) ?? r);
     }
     // Committed: the runs start even if Redis is unreachable now (the reconciler re-sends `run.start`
     // for pending runs), so a failed notification fails no request.

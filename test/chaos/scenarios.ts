@@ -36,6 +36,11 @@ async function load(system: ChaosSystem, invoices = INVOICE_RUNS, diamonds = DIA
   await Promise.all([system.startInvoiceRuns(invoices), system.startRuns(DIAMOND, diamonds, 'succeeded')]);
 }
 
+/** Waits (up to 30 s) until a worker holds a step of `fn`; notes `missed` if none showed, and goes on. */
+async function untilMidStep(system: ChaosSystem, fn: string, missed: string): Promise<void> {
+  if (!(await system.waitForStep({ function: fn, status: 'running' }, 30_000))) system.notes.push(missed);
+}
+
 async function saveDiamond(system: ChaosSystem): Promise<void> {
   await system.putWorkflow(diamondDefinition(1));
 }
@@ -79,8 +84,7 @@ export function killFunctionMidStep(fn = 'generate-pdf'): Scenario {
   return () =>
     scenario(`kill -9 ${fn} mid-step`, async (system) => {
       await load(system);
-      const caught = await system.waitForStep({ function: fn, status: 'running' }, 30_000);
-      if (!caught) system.notes.push(`no ${fn} step seen running: killed anyway`);
+      await untilMidStep(system, fn, `no ${fn} step seen running: killed anyway`);
       await system.kill(fn, 'SIGKILL');
       await sleep(1_000);
       await system.startComponent(fn);
@@ -110,8 +114,7 @@ export function sigtermFunction(fn = 'generate-pdf'): Scenario {
   return () =>
     scenario(`SIGTERM ${fn} (scale-down)`, async (system) => {
       await load(system);
-      const caught = await system.waitForStep({ function: fn, status: 'running' }, 30_000);
-      if (!caught) system.notes.push(`no ${fn} step seen running at SIGTERM`);
+      await untilMidStep(system, fn, `no ${fn} step seen running at SIGTERM`);
       await system.kill(fn, 'SIGTERM');
       // Another replica takes over the rest of the queue.
       await system.startComponent(fn);
@@ -146,8 +149,7 @@ export function restartPrivateRedis(mode: 'kill' | 'flushall'): Scenario {
         name,
         async (system) => {
           await load(system);
-          const caught = await system.waitForStep({ function: 'generate-pdf', status: 'running' }, 30_000);
-          if (!caught) system.notes.push('no generate-pdf step seen running: fault injected anyway');
+          await untilMidStep(system, 'generate-pdf', 'no generate-pdf step seen running: fault injected anyway');
           const keys = await redis.dbSize();
           system.markFault();
           if (mode === 'kill') {
@@ -189,8 +191,7 @@ export function restartPrivatePostgres(mode: 'fast' | 'immediate'): Scenario {
         name,
         async (system) => {
           await load(system);
-          const caught = await system.waitForStep({ function: 'generate-pdf', status: 'running' }, 30_000);
-          if (!caught) system.notes.push('no generate-pdf step seen running: fault injected anyway');
+          await untilMidStep(system, 'generate-pdf', 'no generate-pdf step seen running: fault injected anyway');
           system.markFault();
           const downAt = Date.now();
           await server.down(mode);

@@ -53,7 +53,6 @@ import {
   completeBuiltin,
   finishBuiltin,
   cancelOutstanding,
-  insertLogs,
   insertLogsOf,
   loadExecutions,
   loadExecutionsOf,
@@ -229,6 +228,7 @@ export class Coordinator {
     );
     const outcome = nothing();
     const toAdvance = new Set<string>();
+    const logged: Parameters<typeof insertLogsOf>[1] = [];
     // The other messages, in arrival order (rare: slow steps' starts, retries, failures).
     for (const m of messages) {
       if (!runs.has(m.runId)) {
@@ -237,14 +237,13 @@ export class Coordinator {
       }
       if (m.type === 'run.start') toAdvance.add(m.runId);
       else if (m.type !== 'step.succeeded' && (await applyReport(client, m))) {
-        if (m.type !== 'step.started') {
-          await insertLogs(client, m.runId, m, await stepIdOf(client, m.stepExecutionId));
+        if (m.type !== 'step.started' && m.logs?.length) {
+          logged.push({ runId: m.runId, stepId: await stepIdOf(client, m.stepExecutionId), report: m });
         }
         // Started and retrying reports change no plan.
         if (m.type === 'step.failed') toAdvance.add(m.runId);
       }
     }
-    const logged: { runId: string; stepId: string; report: SuccessReport }[] = [];
     for (const [id, success] of recorded) {
       const report = successes.get(id) as SuccessReport;
       toAdvance.add(success.runId);
@@ -265,10 +264,9 @@ export class Coordinator {
   }
 
   /** A message not from the inbox, in a transaction of its own. */
-  private async handleMessage(message: CoordinatorMessage, jobId?: string): Promise<void> {
+  private async handleMessage(message: Exclude<CoordinatorMessage, InboxMessage>, jobId?: string): Promise<void> {
     if (message.type === 'event.deliver') return this.deliverEvent(message.eventId);
     if (message.type === 'schedule.fire') return this.fireSchedule(message.scheduleId, message.workflow, jobId);
-    if (isInboxMessage(message)) return this.handleBatch([message]);
     await this.inRunTransaction(message.runId, (client, run, writes) => {
       switch (message.type) {
         case 'run.cancel':
@@ -596,7 +594,8 @@ export class Coordinator {
     const timers: Promise<void>[] = [];
     for (const data of jobs) {
       if (isBuiltin(data.function)) timers.push(this.armBuiltin(data));
-      else byFunction.set(data.function, [...(byFunction.get(data.function) ?? []), data]);
+      else if (byFunction.has(data.function)) byFunction.get(data.function)?.push(data);
+      else byFunction.set(data.function, [data]);
     }
     // One round trip per function queue, however many steps the batch started.
     await Promise.all([

@@ -133,12 +133,18 @@ export class InboxConsumer {
       await this.deadLetter(malformed.map((e) => ({ id: e.id, error: 'not a coordinator message' })));
     const valid = entries.filter((e): e is Required<Entry> => Boolean(e.message));
     if (!valid.length) return;
+    // A lone message is not retried at once: left pending, it comes back after claimIdleMs.
+    const alone = valid.length === 1;
     try {
       await this.applyAndAck(valid);
       return;
     } catch (err) {
-      this.opts.logger.warn({ err, messages: valid.length }, 'inbox batch failed; applying its messages one by one');
+      this.opts.logger.warn(
+        { err, messages: valid.length, ...(alone ? { message: valid[0].message } : {}) },
+        alone ? 'inbox message failed; it will be retried' : 'inbox batch failed; applying its messages one by one',
+      );
     }
+    if (alone) return;
     for (const entry of valid) {
       try {
         await this.applyAndAck([entry]);

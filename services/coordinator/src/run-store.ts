@@ -90,99 +90,60 @@ export async function loadExecutionsOf(
 
 const NOT_FINISHED: StepStatus[] = ['queued', 'running', 'retrying'];
 
+/** The reports `applyReport` takes: successes are recorded in bulk by `lockAndRecord`. */
+export type OtherReport = Exclude<StepReport, { type: 'step.succeeded' }>;
+
 /**
- * Applies a function runtime report to its execution row. Reports can arrive twice (a re-run after a
- * crash, a replay by the reconciler) and out of order (coordinator messages are handled
- * concurrently): a finished execution never changes again, so a completion is recorded once.
+ * Applies a started, retrying or failed report to its execution row. Reports can arrive twice (a
+ * re-run after a crash, a replay by the reconciler) and out of order (coordinator messages are
+ * handled concurrently): a finished execution never changes again, so a failure is recorded once.
  * Returns false when the report changed nothing.
  */
-export async function applyReport(client: PoolClient, report: StepReport): Promise<boolean> {
+export async function applyReport(client: PoolClient, report: OtherReport): Promise<boolean> {
   const at = report.at;
-  const startedAt = report.startedAt ?? at;
-  const attemptError = 'error' in report ? JSON.stringify(report.error) : null;
-  switch (report.type) {
-    case 'step.started': {
-      await client.query(
-        `INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, started_at)
-         VALUES ($1, $2, 'running', $3, $4) ON CONFLICT DO NOTHING`,
-        [report.stepExecutionId, report.attempt, report.workerId, at],
-      );
-      const { rowCount } = await client.query(
-        `UPDATE step_executions
-            SET status = 'running', attempt = GREATEST(attempt, $2), worker_id = $3,
-                started_at = COALESCE(started_at, $4), updated_at = now()
-          WHERE id = $1 AND status = ANY($5) AND attempt <= $2`,
-        [report.stepExecutionId, report.attempt, report.workerId, at, NOT_FINISHED],
-      );
-      return (rowCount ?? 0) > 0;
-    }
-    case 'step.retrying':
-    case 'step.failed':
-    case 'step.succeeded': {
-      const attemptStatus = report.type === 'step.succeeded' ? 'succeeded' : 'failed';
-      // The attempt row may be missing when the started report was lost; the upsert fills it in.
-      const attempt = await client.query(
-        `INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, error, started_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (step_execution_id, attempt) DO UPDATE
-           SET status = EXCLUDED.status, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at
-           WHERE step_attempts.status = 'running'
-         RETURNING 1`,
-        [report.stepExecutionId, report.attempt, attemptStatus, report.workerId, attemptError, startedAt, at],
-      );
-      if (report.type === 'step.retrying') {
-        const { rowCount } = await client.query(
-          `UPDATE step_executions SET status = 'retrying', attempt = GREATEST(attempt, $2), error = $3, updated_at = now()
-            WHERE id = $1 AND status = ANY($4) AND attempt <= $2`,
-          [report.stepExecutionId, report.attempt, attemptError, NOT_FINISHED],
-        );
-        return (rowCount ?? 0) > 0 || (attempt.rowCount ?? 0) > 0;
-      }
-      const { rows } = await client.query(
-        `UPDATE step_executions
-            SET status = $2, attempt = GREATEST(attempt, $3), output = $4, error = $5, worker_id = $6,
-                started_at = COALESCE(started_at, $9), finished_at = $7, updated_at = now()
-          WHERE id = $1 AND status = ANY($8)
-          RETURNING run_id, step_id, kind`,
-        [
-          report.stepExecutionId,
-          attemptStatus,
-          report.attempt,
-          report.type === 'step.succeeded' ? JSON.stringify(report.output ?? null) : null,
-          attemptError,
-          report.workerId,
-          at,
-          NOT_FINISHED,
-          startedAt,
-        ],
-      );
-      const finished = rows[0];
-      if (finished?.kind === 'compensation' && attemptStatus === 'succeeded') {
-        await client.query(
-          `UPDATE step_executions SET status = 'compensated', updated_at = now()
-            WHERE run_id = $1 AND step_id = $2 AND kind = 'action' AND status = 'compensating'`,
-          [finished.run_id, finished.step_id],
-        );
-      }
-      return Boolean(finished);
-    }
+  if (report.type === 'step.started') {
+    await client.query(
+      `INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, started_at)
+       VALUES ($1, $2, 'running', $3, $4) ON CONFLICT DO NOTHING`,
+      [report.stepExecutionId, report.attempt, report.workerId, at],
+    );
+    const { rowCount } = await client.query(
+      `UPDATE step_executions
+          SET status = 'running', attempt = GREATEST(attempt, $2), worker_id = $3,
+              started_at = COALESCE(started_at, $4), updated_at = now()
+        WHERE id = $1 AND status = ANY($5) AND attempt <= $2`,
+      [report.stepExecutionId, report.attempt, report.workerId, at, NOT_FINISHED],
+    );
+    return (rowCount ?? 0) > 0;
   }
-}
-
-export async function insertLogs(
-  client: PoolClient,
-  runId: string,
-  report: StepReport,
-  stepId: string | undefined,
-): Promise<void> {
-  if (!report.logs?.length) return;
-  // One INSERT for all lines of the attempt.
-  await client.query(
-    `INSERT INTO run_logs (run_id, step_execution_id, step_id, level, message, data, time)
-     SELECT $1, $2, $3, l.level, l.message, l.data, l.time
-       FROM jsonb_to_recordset($4::jsonb) AS l(level text, message text, data jsonb, time timestamptz)`,
-    [runId, report.stepExecutionId, stepId ?? null, JSON.stringify(report.logs)],
+  const startedAt = report.startedAt ?? at;
+  const attemptError = JSON.stringify(report.error);
+  // The attempt row may be missing when no started report was sent; the upsert fills it in.
+  const attempt = await client.query(
+    `INSERT INTO step_attempts (step_execution_id, attempt, status, worker_id, error, started_at, finished_at)
+     VALUES ($1, $2, 'failed', $3, $4, $5, $6)
+     ON CONFLICT (step_execution_id, attempt) DO UPDATE
+       SET status = EXCLUDED.status, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at
+       WHERE step_attempts.status = 'running'
+     RETURNING 1`,
+    [report.stepExecutionId, report.attempt, report.workerId, attemptError, startedAt, at],
   );
+  if (report.type === 'step.retrying') {
+    const { rowCount } = await client.query(
+      `UPDATE step_executions SET status = 'retrying', attempt = GREATEST(attempt, $2), error = $3, updated_at = now()
+        WHERE id = $1 AND status = ANY($4) AND attempt <= $2`,
+      [report.stepExecutionId, report.attempt, attemptError, NOT_FINISHED],
+    );
+    return (rowCount ?? 0) > 0 || (attempt.rowCount ?? 0) > 0;
+  }
+  const { rowCount } = await client.query(
+    `UPDATE step_executions
+        SET status = 'failed', attempt = GREATEST(attempt, $2), output = NULL, error = $3, worker_id = $4,
+            started_at = COALESCE(started_at, $7), finished_at = $5, updated_at = now()
+      WHERE id = $1 AND status = ANY($6)`,
+    [report.stepExecutionId, report.attempt, attemptError, report.workerId, at, NOT_FINISHED, startedAt],
+  );
+  return (rowCount ?? 0) > 0;
 }
 
 export async function stepIdOf(client: PoolClient, stepExecutionId: string): Promise<string | undefined> {
@@ -464,7 +425,7 @@ export async function lockAndRecord(
 /** Log lines of many attempts in one INSERT. */
 export async function insertLogsOf(
   client: PoolClient,
-  entries: { runId: string; stepId: string; report: StepReport }[],
+  entries: { runId: string; stepId: string | undefined; report: StepReport }[],
 ): Promise<void> {
   const lines = entries.flatMap(({ runId, stepId, report }) =>
     (report.logs ?? []).map((l) => ({
