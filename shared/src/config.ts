@@ -7,6 +7,31 @@ import { ConfigError } from './errors';
  */
 const port = z.coerce.number().int().min(0).max(65535);
 
+/**
+ * Bounds on every pooled PostgreSQL session, so no process can hold locks or a connection forever:
+ * a statement runs at most `statementTimeoutMs`; a lock is waited for at most `lockTimeoutMs` (the
+ * transaction fails and its message is retried, instead of a whole coordinator blocking behind a
+ * peer); a transaction left idle (its process frozen: SIGSTOP, a GC pause, a network partition)
+ * is ended by the server after `idleInTransactionTimeoutMs`, which releases its row locks.
+ * Coordinator transactions take milliseconds, so these leave ample room.
+ */
+export interface PgSessionLimits {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+}
+
+export const DEFAULT_PG_LIMITS: PgSessionLimits = {
+  statementTimeoutMs: 30_000,
+  lockTimeoutMs: 10_000,
+  idleInTransactionTimeoutMs: 30_000,
+};
+
+/** How a process connects to PostgreSQL: its pool size (when set) and its session bounds. */
+export interface DatabaseSettings extends PgSessionLimits {
+  poolMax?: number;
+}
+
 export const baseEnv = z.object({
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/baton'),
   REDIS_URL: z.string().url().optional(),
@@ -20,6 +45,12 @@ export const baseEnv = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Port of the /metrics endpoint of processes that serve no HTTP API; 0 picks a free one. */
   METRICS_PORT: port.optional(),
+  /** Most PostgreSQL connections this process opens (each component has its own default). */
+  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(1000).optional(),
+  /** Server-side bounds of every pooled session (docs/SCALING.md); 0 turns one off. */
+  BATON_PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_PG_LIMITS.statementTimeoutMs),
+  BATON_PG_LOCK_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_PG_LIMITS.lockTimeoutMs),
+  BATON_PG_IDLE_TX_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_PG_LIMITS.idleInTransactionTimeoutMs),
 });
 
 export type BaseEnv = z.infer<typeof baseEnv>;
@@ -35,6 +66,8 @@ export interface RedisOptions {
 
 export interface BaseConfig {
   databaseUrl: string;
+  /** Pool size and session bounds; DEFAULT_PG_LIMITS when absent. */
+  database?: DatabaseSettings;
   redis: RedisOptions;
   queuePrefix: string;
   logLevel: BaseEnv['LOG_LEVEL'];
@@ -64,6 +97,12 @@ export function redisOptionsFrom(env: Pick<BaseEnv, 'REDIS_URL' | 'REDIS_HOST' |
 export function toBaseConfig(env: BaseEnv): BaseConfig {
   return {
     databaseUrl: env.DATABASE_URL,
+    database: {
+      ...(env.DATABASE_POOL_MAX === undefined ? {} : { poolMax: env.DATABASE_POOL_MAX }),
+      statementTimeoutMs: env.BATON_PG_STATEMENT_TIMEOUT_MS,
+      lockTimeoutMs: env.BATON_PG_LOCK_TIMEOUT_MS,
+      idleInTransactionTimeoutMs: env.BATON_PG_IDLE_TX_TIMEOUT_MS,
+    },
     redis: redisOptionsFrom(env),
     queuePrefix: env.BATON_QUEUE_PREFIX,
     logLevel: env.LOG_LEVEL,

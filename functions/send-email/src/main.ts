@@ -5,7 +5,11 @@ import { createSendEmail, parseSendEmailConfig, SEND_EMAIL } from './index';
 runFunctionMain(SEND_EMAIL, ({ config, logger }) => {
   const mail = parseSendEmailConfig();
   // Business data only: workflow state is the coordinator's.
-  const pool = createPool(config.databaseUrl, { max: 2, applicationName: `fn.${SEND_EMAIL}` });
+  const pool = createPool(config.databaseUrl, {
+    max: 2,
+    applicationName: `fn.${SEND_EMAIL}`,
+    database: config.database,
+  });
   const transport = nodemailer.createTransport({
     url: mail.smtpUrl,
     // Fail an unreachable server well within a step timeout; the step's retry policy takes over.

@@ -27,6 +27,7 @@ async function main(): Promise<void> {
   const pool = createPool(config.databaseUrl, {
     max: config.concurrency + config.inboxLoops + 4,
     applicationName: 'baton-coordinator',
+    database: config.database,
   });
   const redis = createRedis(config.redis, 'baton:coordinator');
   const queues = queueContext(config, redis);

@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   collectProcessMetrics('gateway');
   const tracing = await startTracing('baton-gateway');
 
-  const pool = createPool(config.databaseUrl, { applicationName: 'baton-gateway' });
+  const pool = createPool(config.databaseUrl, { applicationName: 'baton-gateway', database: config.database });
   const redis = createRedis(config.redis, 'baton:gateway');
   // Without a listener ioredis prints every failed reconnect; it reconnects by itself, /readyz reports it.
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));

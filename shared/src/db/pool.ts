@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { DEFAULT_PG_LIMITS, type DatabaseSettings } from '../config';
 
 // BIGINT (row ids, counts) as JS numbers: none of Baton's values come near 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
@@ -6,14 +7,31 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
-export function createPool(databaseUrl: string, opts: { max?: number; applicationName?: string } = {}): pg.Pool {
+export interface PoolOptions {
+  /** The component's default pool size; `database.poolMax` (DATABASE_POOL_MAX) overrides it. */
+  max?: number;
+  applicationName?: string;
+  database?: DatabaseSettings;
+}
+
+export function createPool(databaseUrl: string, opts: PoolOptions = {}): pg.Pool {
+  const limits = { ...DEFAULT_PG_LIMITS, ...opts.database };
   const pool = new pg.Pool({
     connectionString: databaseUrl,
-    max: opts.max ?? 10,
+    max: opts.database?.poolMax ?? opts.max ?? 10,
     application_name: opts.applicationName ?? 'baton',
     // Fail fast instead of hanging when PostgreSQL is down: callers retry or report not-ready.
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    // Session bounds (config.ts, PgSessionLimits), sent as startup parameters: no statement, lock
+    // wait or abandoned transaction lasts for ever, so a frozen process cannot freeze its runs.
+    statement_timeout: limits.statementTimeoutMs,
+    lock_timeout: limits.lockTimeoutMs,
+    idle_in_transaction_session_timeout: limits.idleInTransactionTimeoutMs,
+    // A peer that vanished without a FIN (a node lost, a partition) is noticed by TCP keepalives
+    // instead of a socket that waits for ever.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     // Named statements keep their parse, but are planned on every execution: a generic plan cached
     // while a fresh database's tables were nearly empty kept scanning them whole once they had grown
     // (measured: 10 ms per coordinator batch of one after 10 000 steps; docs/PERFORMANCE.md).
