@@ -5,10 +5,24 @@ describe('configuration', () => {
     const config = toBaseConfig(parseEnv(baseEnv, {}));
     expect(config).toEqual({
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/baton',
+      database: { statementTimeoutMs: 30_000, lockTimeoutMs: 10_000, idleInTransactionTimeoutMs: 30_000 },
       redis: { host: '127.0.0.1', port: 6379, db: 0 },
       queuePrefix: 'baton',
       logLevel: 'info',
     });
+  });
+
+  it('reads the pool size and the PostgreSQL session bounds (0 turns one off)', () => {
+    const config = toBaseConfig(
+      parseEnv(baseEnv, { DATABASE_POOL_MAX: '4', BATON_PG_STATEMENT_TIMEOUT_MS: '0', BATON_PG_LOCK_TIMEOUT_MS: '250' }),
+    );
+    expect(config.database).toEqual({
+      poolMax: 4,
+      statementTimeoutMs: 0,
+      lockTimeoutMs: 250,
+      idleInTransactionTimeoutMs: 30_000,
+    });
+    expect(() => parseEnv(baseEnv, { DATABASE_POOL_MAX: '0' })).toThrow(/DATABASE_POOL_MAX/);
   });
 
   it('reads REDIS_URL with credentials and a db index', () => {
