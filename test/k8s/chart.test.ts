@@ -11,10 +11,13 @@ import {
   functionFolders,
   helmTemplate,
   helmTemplateError,
+  helmNotes,
+  helmTemplateOnCluster,
   matchesSelector,
   ofKind,
   podLabelsOf,
   podSpecOf,
+  readYaml,
   run,
   unknownKeys,
   validateObject,
@@ -221,7 +224,7 @@ describe.each(Object.entries(RENDERS))('helm template (%s)', (_label, objects) =
     for (const obj of workloads(objects)) {
       for (const c of containersOf(obj)) {
         for (const e of c.env ?? []) {
-          if (['DATABASE_URL', 'SMTP_URL', 'BATON_API_KEYS', 'REDIS_URL'].includes(e.name)) {
+          if (['DATABASE_URL', 'SMTP_URL', 'BATON_API_KEYS', 'BATON_READONLY_API_KEYS', 'REDIS_URL'].includes(e.name)) {
             expect({ name: e.name, value: e.value }).toEqual({ name: e.name, value: undefined });
             expect(e.valueFrom.secretKeyRef.key).toBe(e.name);
           }
@@ -267,13 +270,20 @@ describe('scaling with KEDA', () => {
     expect(envOf(containersOf(coordinatorPod)[0]).METRICS_PORT).toBe(String(backlogPort));
     const scaled = ofKind(full, 'ScaledObject');
     expect(scaled.map((s) => s.metadata.name).sort()).toEqual(FUNCTIONS.map((f) => `baton-fn-${f}`));
+    // Functions holding PostgreSQL connections scale within the connection budget; the others further.
+    const maxReplicas: Record<string, number> = {
+      'void-invoice': 2,
+      'http-request': 10,
+      transform: 10,
+      'emit-events': 10,
+    };
     for (const fn of FUNCTIONS) {
       const so = find(full, 'ScaledObject', `baton-fn-${fn}`);
       const deployment = find(full, 'Deployment', so.spec.scaleTargetRef.name);
       expect(deployment.spec.replicas).toBeUndefined();
       expect(so.spec).toMatchObject({
         minReplicaCount: 0,
-        maxReplicaCount: 10,
+        maxReplicaCount: maxReplicas[fn] ?? 4,
         pollingInterval: 15,
         cooldownPeriod: 300,
         fallback: { failureThreshold: 3, replicas: 1 },
@@ -486,6 +496,234 @@ describe('chart contents', () => {
   });
 });
 
+describe('API authentication: never open unless asked', () => {
+  const secretOf = (objects: K8sObject[]): Record<string, string> =>
+    find(objects, 'Secret', 'baton-secrets').stringData;
+  const gatewayEnv = (objects: K8sObject[]): any[] => containersOf(find(objects, 'Deployment', 'baton-gateway'))[0].env;
+  const keyRef = (objects: K8sObject[], name: string): any =>
+    gatewayEnv(objects).find((e: any) => e.name === name)?.valueFrom?.secretKeyRef;
+
+  it('generates a random API key into the Secret when none is given, and the gateway cannot start without it', () => {
+    for (const objects of [bare, full]) {
+      const keys = secretOf(objects).BATON_API_KEYS;
+      expect(keys).toMatch(/^[A-Za-z0-9]{40,}$/);
+      expect(keyRef(objects, 'BATON_API_KEYS')).toEqual({ name: 'baton-secrets', key: 'BATON_API_KEYS' });
+      // Marked, so that an upgrade keeps this key and only this kind of key (see the lookup tests).
+      expect(find(objects, 'Secret', 'baton-secrets').metadata.annotations!['baton.io/api-key']).toBe('generated');
+    }
+    // Without a cluster to look the Secret up in, each render draws a new key: never a constant.
+    expect(secretOf(bare).BATON_API_KEYS).not.toBe(secretOf(full).BATON_API_KEYS);
+    // The helm test pod reads the same Secret key.
+    const [test] = containersOf(find(bare, 'Pod', 'baton-test-run'));
+    expect(envOf(test).BATON_API_KEYS.secretKeyRef).toMatchObject({ name: 'baton-secrets', key: 'BATON_API_KEYS' });
+  });
+
+  it('leaves the API open for the local cluster of skaffold dev only because its values ask for it', () => {
+    expect(readYaml('k8s/values-dev.yaml').auth).toEqual({ allowAnonymous: true });
+    expect(secretOf(dev).BATON_API_KEYS).toBe('');
+    expect(keyRef(dev, 'BATON_API_KEYS')).toMatchObject({ optional: true });
+    expect(helmNotes({ values: [path.join(ROOT, 'k8s/values-dev.yaml')] })).toContain('WARNING: the API is OPEN');
+  });
+
+  it('renders an open API only with auth.allowAnonymous=true, and uses given keys as given', () => {
+    const open = helmTemplate({ set: ['auth.allowAnonymous=true'] });
+    expect(secretOf(open).BATON_API_KEYS).toBe('');
+    expect(find(open, 'Secret', 'baton-secrets').metadata.annotations!['baton.io/api-key']).toBeUndefined();
+    expect(keyRef(open, 'BATON_API_KEYS')).toEqual({ name: 'baton-secrets', key: 'BATON_API_KEYS', optional: true });
+
+    for (const extra of [[], ['auth.allowAnonymous=true']]) {
+      const given = helmTemplate({ set: ['secrets.apiKeys=k1\\,k2', 'secrets.readonlyApiKeys=ro1', ...extra] });
+      expect(secretOf(given).BATON_API_KEYS).toBe('k1,k2');
+      expect(secretOf(given).BATON_READONLY_API_KEYS).toBe('ro1');
+      expect(find(given, 'Secret', 'baton-secrets').metadata.annotations!['baton.io/api-key']).toBeUndefined();
+      expect(keyRef(given, 'BATON_READONLY_API_KEYS')).toEqual({
+        name: 'baton-secrets',
+        key: 'BATON_READONLY_API_KEYS',
+        optional: true,
+      });
+    }
+  });
+
+  it('keeps read-only keys set in gateway.extraEnv, and refuses full keys there', () => {
+    const objects = helmTemplate({ set: ['gateway.extraEnv.BATON_READONLY_API_KEYS=ro1'] });
+    const named = gatewayEnv(objects).filter((e: any) => e.name === 'BATON_READONLY_API_KEYS');
+    // One entry, not two: a duplicate env name is refused by server-side apply.
+    expect(named).toEqual([{ name: 'BATON_READONLY_API_KEYS', value: 'ro1' }]);
+    expect(helmTemplateError({ set: ['gateway.extraEnv.BATON_API_KEYS='] })).toContain(
+      'gateway.extraEnv.BATON_API_KEYS',
+    );
+  });
+
+  it('with existingSecret, requires its BATON_API_KEYS unless auth.allowAnonymous=true', () => {
+    const gateway = containersOf(find(custom, 'Deployment', 'prod-baton-gateway'))[0];
+    expect(envOf(gateway).BATON_API_KEYS.secretKeyRef).toEqual({ name: 'baton-credentials', key: 'BATON_API_KEYS' });
+    const open = helmTemplate({ set: ['existingSecret=baton-credentials', 'auth.allowAnonymous=true'] });
+    expect(keyRef(open, 'BATON_API_KEYS')).toEqual({
+      name: 'baton-credentials',
+      key: 'BATON_API_KEYS',
+      optional: true,
+    });
+  });
+
+  const existingSecret = (annotations: Record<string, string>, keys: string): K8sObject => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'baton-secrets', namespace: 'baton', annotations },
+    data: { BATON_API_KEYS: Buffer.from(keys).toString('base64') },
+  });
+
+  it('keeps the generated key across upgrades (lookup of the Secret), and rolls the gateway only when it changes', async () => {
+    const kept = 'Kept0123456789abcdefghijklmnopqrstuvwxyzABCD';
+    const first = await helmTemplateOnCluster([existingSecret({ 'baton.io/api-key': 'generated' }, kept)]);
+    expect({ status: first.status, stderr: first.stderr }).toEqual({ status: 0, stderr: expect.any(String) });
+    expect(secretOf(first.objects).BATON_API_KEYS).toBe(kept);
+    const second = await helmTemplateOnCluster([existingSecret({ 'baton.io/api-key': 'generated' }, kept)]);
+    const checksum = (objects: K8sObject[]): string =>
+      find(objects, 'Deployment', 'baton-gateway').spec.template.metadata.annotations['checksum/secrets'];
+    expect(checksum(second.objects)).toBe(checksum(first.objects));
+
+    // Upgrading an install that ran open (the chart before this default) or whose key was removed
+    // from the Secret: a new key, and a new checksum so the gateway pods restart with it.
+    for (const secret of [existingSecret({}, ''), existingSecret({ 'baton.io/api-key': 'generated' }, '')]) {
+      const upgraded = await helmTemplateOnCluster([secret]);
+      expect(secretOf(upgraded.objects).BATON_API_KEYS).toMatch(/^[A-Za-z0-9]{40,}$/);
+      expect(checksum(upgraded.objects)).not.toBe(checksum(first.objects));
+    }
+    // A key the chart did not generate (once given in secrets.apiKeys, since removed) is not kept.
+    const dropped = await helmTemplateOnCluster([existingSecret({}, 'old-given-key')]);
+    expect(secretOf(dropped.objects).BATON_API_KEYS).toMatch(/^[A-Za-z0-9]{40,}$/);
+  });
+
+  it('refuses an existingSecret without BATON_API_KEYS when the cluster can be asked', async () => {
+    const secret = { ...existingSecret({}, ''), metadata: { name: 'baton-credentials', namespace: 'baton' } };
+    const refused = await helmTemplateOnCluster([secret], { set: ['existingSecret=baton-credentials'] });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain('baton-credentials');
+    expect(refused.stderr).toContain('auth.allowAnonymous');
+    const allowed = await helmTemplateOnCluster([secret], {
+      set: ['existingSecret=baton-credentials', 'auth.allowAnonymous=true'],
+    });
+    expect({ status: allowed.status, stderr: allowed.stderr }).toEqual({ status: 0, stderr: expect.any(String) });
+    // A Secret that has the key passes.
+    const keyed = { ...existingSecret({}, 'k1'), metadata: { name: 'baton-credentials', namespace: 'baton' } };
+    expect((await helmTemplateOnCluster([keyed], { set: ['existingSecret=baton-credentials'] })).status).toBe(0);
+  });
+
+  it('says in NOTES how to read the generated key, and warns loudly when the API is open', () => {
+    const notes = helmNotes();
+    expect(notes).toContain(
+      "kubectl -n baton get secret baton-secrets -o jsonpath='{.data.BATON_API_KEYS}' | base64 -d",
+    );
+    expect(notes).toContain('Authorization: Bearer');
+    expect(notes).not.toContain('OPEN');
+    expect(helmNotes({ set: ['auth.allowAnonymous=true'] })).toContain('WARNING: the API is OPEN');
+    expect(helmNotes({ set: ['secrets.apiKeys=k1'] })).not.toContain('base64 -d');
+  });
+});
+
+/** Every Deployment that reaches PostgreSQL: its most replicas (ScaledObject max, else replicas) and pool. */
+function connectionRows(objects: K8sObject[]): { name: string; replicas: number; poolMax: number }[] {
+  const scaled = ofKind(objects, 'ScaledObject');
+  return ofKind(objects, 'Deployment')
+    .filter((d) => 'DATABASE_URL' in envOf(containersOf(d)[0]))
+    .map((d) => {
+      const so = scaled.find((s) => s.spec.scaleTargetRef.name === d.metadata.name);
+      const replicas = so ? so.spec.maxReplicaCount : d.spec.replicas;
+      return { name: d.metadata.name, replicas, poolMax: Number(envOf(containersOf(d)[0]).DATABASE_POOL_MAX) };
+    });
+}
+const worstCase = (objects: K8sObject[]): number =>
+  connectionRows(objects).reduce((sum, r) => sum + r.replicas * r.poolMax, 0);
+
+describe('PostgreSQL connection budget', () => {
+  const values = readYaml('helm/baton/values.yaml');
+
+  it('gives every component that reaches PostgreSQL an explicit DATABASE_POOL_MAX, and none to the others', () => {
+    for (const objects of Object.values(RENDERS)) {
+      for (const d of ofKind(objects, 'Deployment')) {
+        const env = envOf(containersOf(d)[0]);
+        const where = d.metadata.name;
+        if ('DATABASE_URL' in env)
+          expect({ where, pool: env.DATABASE_POOL_MAX }).toEqual({ where, pool: expect.stringMatching(/^[1-9]\d*$/) });
+        else expect({ where, pool: env.DATABASE_POOL_MAX }).toEqual({ where, pool: undefined });
+      }
+    }
+    const env = (name: string): Record<string, any> => envOf(containersOf(find(full, 'Deployment', name))[0]);
+    expect(env('baton-gateway').DATABASE_POOL_MAX).toBe(String(values.gateway.databasePoolMax));
+    expect(env('baton-coordinator').DATABASE_POOL_MAX).toBe(String(values.coordinator.databasePoolMax));
+    for (const fn of ['fetch-orders', 'create-invoice', 'void-invoice', 'generate-pdf', 'send-email'])
+      expect(env(`baton-fn-${fn}`).DATABASE_POOL_MAX).toBe('2');
+    for (const fn of ['http-request', 'transform', 'emit-events'])
+      expect(env(`baton-fn-${fn}`).DATABASE_URL).toBeUndefined();
+    // The coordinator's pool covers its BullMQ handlers and inbox loops, and more.
+    const coordinator = env('baton-coordinator');
+    expect(Number(coordinator.DATABASE_POOL_MAX)).toBeGreaterThan(
+      Number(coordinator.COORDINATOR_CONCURRENCY) + Number(coordinator.COORDINATOR_INBOX_LOOPS),
+    );
+  });
+
+  it('fits the default install at full scale within PostgreSQL’s default 100 connections minus the reserve', () => {
+    const reserved = values.database.reservedConnections;
+    expect(values.database.maxConnections).toBe(100);
+    expect(reserved).toBeGreaterThanOrEqual(5);
+    for (const [label, objects] of Object.entries({ full, bare, dev })) {
+      expect({ label, total: worstCase(objects) }).toEqual({ label, total: expect.any(Number) });
+      expect({ label, fits: worstCase(objects) <= 100 - reserved }).toEqual({ label, fits: true });
+    }
+    // With KEDA: every function at its maxReplicaCount (the table in docs/SCALING.md).
+    expect(worstCase(full)).toBe(80);
+    expect(worstCase(bare)).toBe(54);
+    // Adding one function with the default settings still fits.
+    expect(worstCase(helmTemplate({ apis: ALL_APIS, set: ['functions.resize-image.concurrency=2'] }))).toBe(88);
+  });
+
+  it('fails the render with one clear message when the worst case exceeds the budget', () => {
+    const set = ['functionDefaults.autoscaling.maxReplicaCount=10'];
+    // 4 functions × 10 replicas × 2 + void-invoice 2 × 2 + gateway 2 × 8 + coordinator 2 × 14 = 128.
+    const message = helmTemplateError({ apis: ALL_APIS, set });
+    expect(message).toContain('128 PostgreSQL connections');
+    expect(message).toContain('budget of 90');
+    expect(message).toContain('database.maxConnections 100');
+    expect(message).toContain('database.reservedConnections 10');
+    expect(message).toContain('fn-generate-pdf 10×2');
+    expect(message).toContain('maxReplicaCount');
+    expect(message).toContain('databasePoolMax');
+    expect(message).toContain('PgBouncer');
+    expect(message.match(/PostgreSQL connections/g)).toHaveLength(1);
+    // The same values without KEDA: fixed replicas, within budget.
+    expect(worstCase(helmTemplate({ set }))).toBe(54);
+    // A larger server (or a pooler with room) takes it.
+    expect(worstCase(helmTemplate({ apis: ALL_APIS, set: [...set, 'database.maxConnections=200'] }))).toBe(128);
+  });
+
+  it('allows exactly the budget and not one connection more', () => {
+    expect(worstCase(helmTemplate({ apis: ALL_APIS, set: ['database.maxConnections=90'] }))).toBe(80);
+    expect(helmTemplateError({ apis: ALL_APIS, set: ['database.maxConnections=89'] })).toContain(
+      'needs up to 80 PostgreSQL connections',
+    );
+  });
+
+  it('counts against the pooler’s client connections when DATABASE_URL points at PgBouncer', () => {
+    const set = ['functionDefaults.autoscaling.maxReplicaCount=10', 'database.pooled=true'];
+    expect(helmTemplateError({ apis: ALL_APIS, set })).toContain('database.poolerMaxClientConnections 100');
+    const pooled = helmTemplate({ apis: ALL_APIS, set: [...set, 'database.poolerMaxClientConnections=500'] });
+    expect(worstCase(pooled)).toBe(128);
+  });
+
+  it('refuses a coordinator pool too small for its BullMQ concurrency and inbox loops', () => {
+    const message = helmTemplateError({ set: ['coordinator.concurrency=16'] });
+    expect(message).toContain('coordinator.databasePoolMax (14)');
+    expect(message).toContain('coordinator.concurrency (16)');
+    expect(message).toContain('coordinator.inboxLoops (2)');
+    expect(worstCase(helmTemplate({ set: ['coordinator.concurrency=16', 'coordinator.databasePoolMax=22'] }))).toBe(70);
+  });
+
+  it('prints the worst case and the budget in NOTES', () => {
+    // helm install has no --api-versions: offline, NOTES see a cluster without KEDA (fixed replicas).
+    expect(helmNotes()).toContain(`PostgreSQL connections at full scale: up to ${worstCase(bare)} of 90`);
+  });
+});
+
 describe('values.schema.json', () => {
   it.each([
     ['an unknown top-level key', 'replicas=3', "additional properties 'replicas'"],
@@ -494,6 +732,10 @@ describe('values.schema.json', () => {
     ['an invalid function name', 'functions.Bad_Name.replicaCount=1', 'Bad_Name'],
     ['a negative minimum replica count', 'functionDefaults.autoscaling.minReplicaCount=-1', 'minReplicaCount'],
     ['a writable root filesystem', 'containerSecurityContext.readOnlyRootFilesystem=false', 'readOnlyRootFilesystem'],
+    ['a pool of no connections', 'gateway.databasePoolMax=0', '/gateway/databasePoolMax'],
+    ['an unknown key under database', 'database.maxConnection=100', "additional properties 'maxConnection'"],
+    ['allowAnonymous as a string', 'auth.allowAnonymous=yes', '/auth/allowAnonymous'],
+    ['a negative connection reserve', 'database.reservedConnections=-1', '/database/reservedConnections'],
     [
       'a grace period below the runtime stop',
       'functionDefaults.terminationGracePeriodSeconds=10',

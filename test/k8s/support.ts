@@ -63,10 +63,139 @@ export function helmTemplate(opts: RenderOptions = {}): K8sObject[] {
 /** `helm template` expected to fail; returns helm's error output. */
 export function helmTemplateError(opts: RenderOptions): string {
   const args = ['template', 'baton', CHART];
+  for (const api of opts.apis ?? []) args.push('--api-versions', api);
   for (const s of opts.set ?? []) args.push('--set', s);
+  for (const v of opts.values ?? []) args.push('--values', v);
   const res = run(HELM, args);
   if (res.status === 0) throw new Error(`helm template accepted ${JSON.stringify(opts.set)}`);
   return res.stderr;
+}
+
+/** The NOTES.txt helm prints after an install, rendered offline (`helm install --dry-run=client`). */
+export function helmNotes(opts: Omit<RenderOptions, 'apis'> = {}): string {
+  // helm install has no --api-versions: these NOTES are those of a cluster without KEDA.
+  const args = [
+    'install',
+    opts.release ?? 'baton',
+    CHART,
+    '--namespace',
+    opts.namespace ?? 'baton',
+    '--dry-run=client',
+  ];
+  for (const s of opts.set ?? []) args.push('--set', s);
+  for (const v of opts.values ?? []) args.push('--values', v);
+  const res = run(HELM, args);
+  if (res.status !== 0) throw new Error(`helm install --dry-run failed: ${res.stderr}`);
+  const at = res.stdout.indexOf('\nNOTES:\n');
+  if (at < 0) throw new Error('helm printed no NOTES');
+  return res.stdout.slice(at + '\nNOTES:\n'.length);
+}
+
+/** Plural resource names of the kinds the chart renders, for the fake API server's discovery. */
+const FAKE_RESOURCES: Record<string, Record<string, string>> = {
+  v1: {
+    ConfigMap: 'configmaps',
+    Pod: 'pods',
+    Secret: 'secrets',
+    Service: 'services',
+    ServiceAccount: 'serviceaccounts',
+  },
+  'apps/v1': { Deployment: 'deployments' },
+  'batch/v1': { Job: 'jobs' },
+  'policy/v1': { PodDisruptionBudget: 'poddisruptionbudgets' },
+  'networking.k8s.io/v1': { Ingress: 'ingresses', NetworkPolicy: 'networkpolicies' },
+  'rbac.authorization.k8s.io/v1': { Role: 'roles', RoleBinding: 'rolebindings' },
+};
+
+/**
+ * `helm template --dry-run=server` against a fake Kubernetes API server that holds `existing`
+ * objects: what the chart's `lookup` finds on an upgrade. helm runs asynchronously so the server,
+ * in this process, can answer. Discovery lists core kinds only, so Capabilities has no KEDA.
+ */
+export async function helmTemplateOnCluster(
+  existing: K8sObject[],
+  opts: RenderOptions = {},
+): Promise<{ status: number; stderr: string; objects: K8sObject[] }> {
+  const http = require('node:http') as typeof import('node:http');
+  const os = require('node:os') as typeof import('node:os');
+  const { execFile } = require('node:child_process') as typeof import('node:child_process');
+  const namespace = opts.namespace ?? 'baton';
+  const send = (res: import('node:http').ServerResponse, code: number, body: object): void => {
+    res.writeHead(code, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  const server = http.createServer((req, res) => {
+    const { pathname } = new URL(req.url ?? '/', 'http://fake');
+    if (pathname === '/version') return send(res, 200, { major: '1', minor: '31', gitVersion: 'v1.31.0' });
+    if (pathname === '/api') return send(res, 200, { kind: 'APIVersions', versions: ['v1'] });
+    if (pathname === '/apis') {
+      const groups = Object.keys(FAKE_RESOURCES)
+        .filter((gv) => gv.includes('/'))
+        .map((gv) => {
+          const [group, version] = gv.split('/');
+          const v = { groupVersion: gv, version };
+          return { name: group, versions: [v], preferredVersion: v };
+        });
+      return send(res, 200, { kind: 'APIGroupList', apiVersion: 'v1', groups });
+    }
+    for (const [gv, kinds] of Object.entries(FAKE_RESOURCES)) {
+      const base = gv === 'v1' ? '/api/v1' : `/apis/${gv}`;
+      if (pathname === base) {
+        const resources = Object.entries(kinds).map(([kind, name]) => ({
+          name,
+          singularName: kind.toLowerCase(),
+          namespaced: true,
+          kind,
+          verbs: ['get', 'list', 'create', 'update', 'patch', 'delete'],
+        }));
+        return send(res, 200, { kind: 'APIResourceList', groupVersion: gv, resources });
+      }
+      for (const [kind, plural] of Object.entries(kinds)) {
+        const match = new RegExp(`^${base}/namespaces/([^/]+)/${plural}(?:/([^/]+))?$`).exec(pathname);
+        if (!match) continue;
+        const [, ns, name] = match;
+        const items = existing.filter(
+          (o) => o.apiVersion === gv && o.kind === kind && (o.metadata.namespace ?? namespace) === ns,
+        );
+        if (!name) return send(res, 200, { kind: `${kind}List`, apiVersion: gv, metadata: {}, items });
+        const found = items.find((o) => o.metadata.name === name);
+        if (found) return send(res, 200, found);
+      }
+    }
+    send(res, 404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-fake-kube-'));
+  try {
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    fs.writeFileSync(
+      kubeconfig,
+      YAML.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'fake', cluster: { server: `http://127.0.0.1:${port}` } }],
+        users: [{ name: 'fake', user: { token: 'fake' } }],
+        contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'fake', namespace } }],
+        'current-context': 'fake',
+      }),
+    );
+    const args = ['template', opts.release ?? 'baton', CHART, '--namespace', namespace];
+    args.push('--dry-run=server', '--disable-openapi-validation', '--kubeconfig', kubeconfig);
+    for (const s of opts.set ?? []) args.push('--set', s);
+    for (const v of opts.values ?? []) args.push('--values', v);
+    // KUBECACHEDIR: discovery is cached in the temporary folder, not in ~/.kube.
+    const env = { ...process.env, KUBECACHEDIR: path.join(dir, 'cache') };
+    return await new Promise((resolve) => {
+      execFile(HELM, args, { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+        const status = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        resolve({ status, stderr, objects: status === 0 ? parseDocuments(stdout) : [] });
+      });
+    });
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function kubectlKustomize(dir: string): K8sObject[] {

@@ -196,3 +196,116 @@ prometheus.io/path: /metrics
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end -}}
+
+{{/*
+API authentication, decided once per render (memoised in .Values, so the Secret, the gateway's
+checksum and NOTES.txt see the same generated key). JSON {source, keys}, source one of:
+  values          secrets.apiKeys holds at least one key: used as given
+  existingSecret  keys are in the Secret the user manages (keys: secrets.apiKeys, unused)
+  anonymous       no key and auth.allowAnonymous=true: the API is open
+  readonly        the same, but read-only keys are set: the API can be read with them, not changed
+  generated       no key: a random one, or the one generated before (lookup of the chart's Secret,
+                  annotated baton.io/api-key=generated). Without a cluster (helm template) the lookup
+                  finds nothing and each render draws a new key.
+*/}}
+{{- define "baton.auth" -}}
+{{- if not (hasKey .Values "__batonAuth") -}}
+{{- $given := .Values.secrets.apiKeys | default "" -}}
+{{- $auth := dict "source" "values" "keys" $given -}}
+{{- if .Values.existingSecret -}}
+{{- $_ := set $auth "source" "existingSecret" -}}
+{{- else if regexReplaceAll "[\\s,]+" $given "" -}}
+{{- $_ := set $auth "source" "values" -}}
+{{- else if .Values.auth.allowAnonymous -}}
+{{- $readonly := printf "%s%s" (.Values.secrets.readonlyApiKeys | default "") (get .Values.gateway.extraEnv "BATON_READONLY_API_KEYS" | toString) -}}
+{{- $_ := set $auth "source" (ternary "readonly" "anonymous" (ne (regexReplaceAll "[\\s,]+" $readonly "") "")) -}}
+{{- else -}}
+{{- $kept := "" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "baton.secretName" .) -}}
+{{- if $existing -}}
+{{- $annotations := (get $existing "metadata" | default dict).annotations | default dict -}}
+{{- if eq (get $annotations "baton.io/api-key" | toString) "generated" -}}
+{{- $kept = get ((get $existing "data") | default dict) "BATON_API_KEYS" | toString | b64dec | trim -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $auth "keys" ($kept | default (randAlphaNum 48)) -}}
+{{- $_ := set $auth "source" "generated" -}}
+{{- end -}}
+{{- $_ := set .Values "__batonAuth" $auth -}}
+{{- end -}}
+{{- get .Values "__batonAuth" | toJson -}}
+{{- end -}}
+
+{{/* checksum/secrets of the gateway: the values' secrets and the API keys in effect (a generated key included). */}}
+{{- define "baton.gatewaySecretsChecksum" -}}
+{{- $auth := include "baton.auth" . | fromJson -}}
+{{- printf "%s|%s" (.Values.secrets | toJson) ($auth.keys | sha256sum) | sha256sum | trunc 16 -}}
+{{- end -}}
+
+{{/*
+Worst-case PostgreSQL connections: every component that reaches PostgreSQL at its most replicas
+(a KEDA-scaled function's maxReplicaCount, otherwise its replica count) times its pool
+(databasePoolMax, passed as DATABASE_POOL_MAX). JSON {rows, total, limit, limitName, budget}.
+*/}}
+{{- define "baton.connectionBudget" -}}
+{{- $keda := .Capabilities.APIVersions.Has "keda.sh/v1alpha1/ScaledObject" -}}
+{{- $g := .Values.gateway -}}
+{{- $c := .Values.coordinator -}}
+{{- $rows := list (dict "component" "gateway" "replicas" (int $g.replicaCount) "poolMax" (int $g.databasePoolMax)) -}}
+{{- $rows = append $rows (dict "component" "coordinator" "replicas" (int $c.replicaCount) "poolMax" (int $c.databasePoolMax)) -}}
+{{- range $fnName, $fnValues := .Values.functions -}}
+{{- $f := include "baton.functionSettings" (dict "root" $ "name" $fnName "fn" $fnValues) | fromYaml -}}
+{{- if $f.needs.postgres -}}
+{{- $replicas := $f.replicaCount -}}
+{{- if and $keda $f.autoscaling.enabled -}}
+{{- $replicas = $f.autoscaling.maxReplicaCount -}}
+{{- end -}}
+{{- $rows = append $rows (dict "component" (printf "fn-%s" $fnName) "replicas" (int $replicas) "poolMax" (int $f.databasePoolMax)) -}}
+{{- end -}}
+{{- end -}}
+{{- $total := 0 -}}
+{{- range $rows -}}
+{{- $total = add $total (mul .replicas .poolMax) -}}
+{{- end -}}
+{{- $db := .Values.database -}}
+{{- $limit := int $db.maxConnections -}}
+{{- $limitName := printf "database.maxConnections %d" $limit -}}
+{{- if $db.pooled -}}
+{{- $limit = int $db.poolerMaxClientConnections -}}
+{{- $limitName = printf "database.poolerMaxClientConnections %d" $limit -}}
+{{- end -}}
+{{- $budget := sub $limit (int $db.reservedConnections) -}}
+{{- dict "rows" $rows "total" $total "limit" $limit "limitName" $limitName "reserved" (int $db.reservedConnections) "budget" $budget | toJson -}}
+{{- end -}}
+
+{{/* Render-time checks (templates/checks.yaml): each stops the render with one message saying what to change. */}}
+{{- define "baton.checks" -}}
+{{- $b := include "baton.connectionBudget" . | fromJson -}}
+{{- if le (int $b.budget) 0 -}}
+{{- fail (printf "database.reservedConnections (%v) leaves no PostgreSQL connection for Baton out of %s." $b.reserved $b.limitName) -}}
+{{- end -}}
+{{- if gt (int $b.total) (int $b.budget) -}}
+{{- $parts := list -}}
+{{- range $b.rows -}}
+{{- $parts = append $parts (printf "%s %v×%v" .component .replicas .poolMax) -}}
+{{- end -}}
+{{- fail (printf "connection budget: Baton needs up to %v PostgreSQL connections at full scale (replicas × pool: %s), over the budget of %v (%s − database.reservedConnections %v). Lower replicas (gateway.replicaCount, coordinator.replicaCount, functionDefaults.autoscaling.maxReplicaCount, functions.<name>.autoscaling.maxReplicaCount) or pools (gateway.databasePoolMax, coordinator.databasePoolMax, functionDefaults.databasePoolMax, functions.<name>.databasePoolMax); or raise database.maxConnections to your server's max_connections; or put PgBouncer in front and set database.pooled=true (docs/SCALING.md, Connection budget)." $b.total (join ", " $parts) $b.budget $b.limitName $b.reserved) -}}
+{{- end -}}
+{{- $c := .Values.coordinator -}}
+{{- $floor := add $c.concurrency $c.inboxLoops 1 -}}
+{{- if lt (int $c.databasePoolMax) (int $floor) -}}
+{{- fail (printf "coordinator.databasePoolMax (%v) is below coordinator.concurrency (%v) + coordinator.inboxLoops (%v) + 1: its BullMQ handlers and inbox loops would wait for connections. Set it to at least %v (concurrency + inboxLoops + 4 leaves room for the reconciler and queue metrics), or lower coordinator.concurrency." $c.databasePoolMax $c.concurrency $c.inboxLoops $floor) -}}
+{{- end -}}
+{{- if hasKey .Values.gateway.extraEnv "BATON_API_KEYS" -}}
+{{- fail "gateway.extraEnv.BATON_API_KEYS: put API keys in secrets.apiKeys or in the existingSecret, not in the Deployment's plain environment." -}}
+{{- end -}}
+{{- if and .Values.existingSecret (not .Values.auth.allowAnonymous) -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace .Values.existingSecret -}}
+{{- if $secret -}}
+{{- $keys := get ((get $secret "data") | default dict) "BATON_API_KEYS" | toString | b64dec -}}
+{{- if not (regexReplaceAll "[\\s,]+" $keys "") -}}
+{{- fail (printf "existingSecret %s holds no BATON_API_KEYS (missing or empty): the gateway would not start, or run without authentication. Add a key to it (kubectl -n %s patch secret %s --type merge -p \"{\\\"stringData\\\":{\\\"BATON_API_KEYS\\\":\\\"$(openssl rand -hex 24)\\\"}}\"), or set auth.allowAnonymous=true to run the API open." .Values.existingSecret .Release.Namespace .Values.existingSecret) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -73,6 +73,14 @@ async function main(): Promise<void> {
       },
       'gateway listening',
     );
+    if (config.apiKeys.length + (config.readOnlyApiKeys?.length ?? 0) === 0) {
+      // Loud on purpose: an open API lets anyone who reaches the port start, cancel and retry runs,
+      // read their data and replace definitions (the chart refuses this unless auth.allowAnonymous).
+      logger.warn(
+        'API IS OPEN: BATON_API_KEYS is empty, so every /v1 route and /invoice/start answers without a key. ' +
+          'Set BATON_API_KEYS (e.g. `openssl rand -hex 24`) unless this is a local development machine.',
+      );
+    }
     target = registerTarget(redis, config.queuePrefix, {
       component: 'gateway',
       instance: `${os.hostname()}:${process.pid}`,
