@@ -6,6 +6,8 @@ export * from './config';
 export { createLogger, type Logger } from './logger';
 export { registry, metrics, collectProcessMetrics, startMetricsServer } from './metrics';
 export { createPool, withTransaction, type Pool, type PoolClient } from './db/pool';
+export { SQLSTATE, isDataError, isUnstorableText } from './db/sqlstate';
+export { storableJson, storableString, storableText, jsonByteLength } from './storable';
 export { ensureDatabase, migrate, seedDemoData, MIGRATIONS_DIR, SEEDS_DIR } from './db/migrate';
 export * from './queues';
 export * from './protocol';

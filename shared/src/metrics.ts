@@ -60,6 +60,12 @@ export const metrics = {
     labelNames: ['function'] as const,
     registers: [registry],
   }),
+  reportRetries: new client.Counter({
+    name: 'baton_report_retries_total',
+    help: 'Deliveries of a step outcome report that Redis refused and that are tried again (the handler is not called again)',
+    labelNames: ['function', 'type'] as const,
+    registers: [registry],
+  }),
   compensationsTotal: new client.Counter({
     name: 'baton_compensations_total',
     help: 'Runs whose compensation finished, by outcome (compensated, compensation_failed)',
@@ -84,11 +90,23 @@ export const metrics = {
     labelNames: ['kind'] as const,
     registers: [registry],
   }),
+  reconcileFailuresTotal: new client.Counter({
+    name: 'baton_reconcile_failures_total',
+    help: 'Reconciler repairs that threw; the pass went on with the next row (kind: step, run_advance, run_timeout, schedules, page)',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  }),
   httpDuration: new client.Histogram({
     name: 'baton_http_request_duration_seconds',
     help: 'Gateway HTTP request duration',
     labelNames: ['route', 'method', 'status'] as const,
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  }),
+  reportsQuarantined: new client.Counter({
+    name: 'baton_reports_quarantined_total',
+    help: 'Step reports PostgreSQL refused even after sanitising, applied again without their logs (dropped=logs) or without their payload, their step failed with UNSTORABLE_OUTPUT (dropped=payload)',
+    labelNames: ['type', 'dropped'] as const,
     registers: [registry],
   }),
 };

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Pool } from './db/pool';
+import { isUnstorableText } from './db/sqlstate';
 import { NotFoundError, ValidationError } from './errors';
 import { GroupCommit } from './group-commit';
 import { appendToInbox, inboxOf } from './inbox';
@@ -204,8 +205,7 @@ async function existingRuns(
 
 /** PostgreSQL's "this text cannot be stored" errors (a NUL character in jsonb) are the input's fault. */
 function unstorable(err: unknown): Error {
-  const code = (err as { code?: string }).code;
-  if (code === '22P05' || code === '22021' || code === '22025') {
+  if (isUnstorableText(err)) {
     return new ValidationError(
       `input cannot be stored: ${(err as Error).message} (remove NUL characters and invalid escapes)`,
       [{ path: 'input', message: (err as Error).message }],

@@ -41,10 +41,16 @@ export const TERMINAL = ['succeeded', 'failed', 'compensated', 'compensation_fai
 export async function startEngine(
   env: TestEnv,
   functions: FunctionDefinition<any, any>[],
-  opts: { reconcileIntervalMs?: number; reconcileGraceMs?: number } = {},
+  opts: { reconcileIntervalMs?: number; reconcileGraceMs?: number; maxOutputBytes?: number } = {},
 ): Promise<Engine> {
   const logger = createLogger('test', env.config.logLevel);
-  const coordinator = new Coordinator({ pool: env.pool, queues: env.queues, logger, concurrency: 8 });
+  const coordinator = new Coordinator({
+    pool: env.pool,
+    queues: env.queues,
+    logger,
+    concurrency: 8,
+    ...(opts.maxOutputBytes ? { maxOutputBytes: opts.maxOutputBytes } : {}),
+  });
   coordinator.start();
   const reconciler = new Reconciler({
     pool: env.pool,

@@ -217,4 +217,27 @@ describe('http-request: redirects, logging and bodies', () => {
     expect(decodeBody(Buffer.alloc(0), 'text/plain')).toEqual({ body: '' });
     expect(decodeBody(Buffer.from('ignored'), 'text/plain', true)).toEqual({ body: null });
   });
+
+  it('returns binary bodies as base64, so the output holds nothing PostgreSQL refuses', () => {
+    const pdf = Buffer.from([0x25, 0x50, 0x44, 0x46, 0x00, 0xff, 0x10]);
+    const asBase64 = { body: pdf.toString('base64'), bodyEncoding: 'base64' };
+    expect(decodeBody(pdf, 'application/pdf')).toEqual(asBase64);
+    expect(decodeBody(pdf, 'application/octet-stream')).toEqual(asBase64);
+    expect(decodeBody(pdf, 'image/png')).toEqual(asBase64);
+    // Declared as text but not text: invalid UTF-8, or a NUL byte.
+    expect(decodeBody(Buffer.from([0x61, 0xff, 0x62]), 'text/plain')).toEqual({
+      body: Buffer.from([0x61, 0xff, 0x62]).toString('base64'),
+      bodyEncoding: 'base64',
+    });
+    expect(decodeBody(Buffer.from('a\u0000b'), undefined)).toEqual({
+      body: Buffer.from('a\u0000b').toString('base64'),
+      bodyEncoding: 'base64',
+    });
+    // JSON whose strings hold an escaped NUL stays JSON: the coordinator replaces the NUL when storing it.
+    expect(decodeBody(Buffer.from('{"a":"\\u0000"}'), 'application/json')).toEqual({ body: { a: '\u0000' } });
+    // Text types stay text.
+    expect(decodeBody(Buffer.from('<a/>'), 'application/xml')).toEqual({ body: '<a/>' });
+    expect(decodeBody(Buffer.from('<svg/>'), 'image/svg+xml')).toEqual({ body: '<svg/>' });
+    expect(decodeBody(Buffer.from('a=1'), 'application/x-www-form-urlencoded')).toEqual({ body: 'a=1' });
+  });
 });

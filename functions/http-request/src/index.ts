@@ -203,7 +203,12 @@ async function exchange(
       bytes: raw.length,
       durationMs: Math.round(performance.now() - started),
     });
-    return { status, headers: responseHeaders(res), body: parsed.body };
+    return {
+      status,
+      headers: responseHeaders(res),
+      body: parsed.body,
+      ...(parsed.bodyEncoding ? { bodyEncoding: parsed.bodyEncoding } : {}),
+    };
   }
 }
 
@@ -342,22 +347,45 @@ export function isJsonContentType(contentType: string | undefined): boolean {
   return mime === 'application/json' || mime === 'text/json' || /^application\/[a-z0-9.+-]+\+json$/.test(mime);
 }
 
-/** Text in the response's charset (UTF-8 when none or unknown); JSON parsed when the response is JSON. */
+/** Media types whose bodies are text (besides text/*): JSON, XML, YAML, JavaScript, forms. */
+const TEXT_MEDIA = /^(application\/([a-z0-9.+-]+\+)?(json|xml|yaml|x-yaml|javascript|ecmascript|x-www-form-urlencoded|graphql)|image\/svg\+xml)$/;
+
+export function isTextContentType(contentType: string | undefined): boolean {
+  const mime = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  return mime === '' || mime.startsWith('text/') || TEXT_MEDIA.test(mime);
+}
+
+/**
+ * Text in the response's charset (UTF-8 when none or unknown); JSON parsed when the response is JSON;
+ * base64 (`bodyEncoding: 'base64'`) when the body is binary: a non-text media type, UTF-8 that does
+ * not decode, or text holding NUL (which PostgreSQL cannot store in the step's output).
+ */
 export function decodeBody(
   raw: Buffer,
   contentType: string | undefined,
   noBody = false,
-): { body: unknown; invalidJson?: boolean } {
+): { body: unknown; invalidJson?: boolean; bodyEncoding?: 'base64' } {
   if (noBody) return { body: null };
   const json = isJsonContentType(contentType);
   if (raw.length === 0) return { body: json ? null : '' };
+  const binary = { body: raw.toString('base64'), bodyEncoding: 'base64' as const };
+  if (!isTextContentType(contentType)) return binary;
   const charset = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? '')?.[1];
+  let decoder: InstanceType<typeof TextDecoder>;
+  try {
+    decoder = new TextDecoder(charset ?? 'utf-8', { fatal: true });
+  } catch {
+    // An unknown charset name: read it as UTF-8.
+    decoder = new TextDecoder('utf-8', { fatal: true });
+  }
   let text: string;
   try {
-    text = new TextDecoder(charset ?? 'utf-8').decode(raw);
+    text = decoder.decode(raw);
   } catch {
-    text = new TextDecoder('utf-8').decode(raw);
+    // Bytes that are not text in that charset.
+    return binary;
   }
+  if (text.includes('\u0000')) return binary;
   if (!json) return { body: text };
   try {
     return { body: JSON.parse(text) as unknown };

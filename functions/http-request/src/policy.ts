@@ -137,8 +137,14 @@ export interface HttpRequestOutput {
   status: number;
   /** Response headers, names in lower case; `set-cookie` is a list. */
   headers: Record<string, string | string[]>;
-  /** Parsed JSON when the response is JSON, otherwise text; null for HEAD and empty bodies. */
+  /**
+   * Parsed JSON when the response is JSON, otherwise text; null for HEAD and empty bodies. Binary
+   * bodies (a non-text media type, or bytes that are not valid text, or text holding NUL) are
+   * base64, with `bodyEncoding: 'base64'`: a workflow decodes them with `$base64decode` only where
+   * it needs text, and the step's output stays storable.
+   */
   body: unknown;
+  bodyEncoding?: 'base64';
 }
 
 // ---------------------------------------------------------------------------------------------

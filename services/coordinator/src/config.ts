@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { baseEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/shared';
 import { INBOX_BATCH_SIZE, INBOX_CLAIM_IDLE_MS, INBOX_LOOPS } from './inbox-consumer';
+import { DEFAULT_MAX_OUTPUT_BYTES } from './report-guard';
 
 const coordinatorEnv = baseEnv.extend({
   /** Folder of workflow definitions saved at start (the chart mounts a ConfigMap there). */
@@ -17,6 +18,13 @@ const coordinatorEnv = baseEnv.extend({
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
   /** Rows younger than this are left alone: their enqueue may simply not have happened yet. */
   RECONCILE_GRACE_MS: z.coerce.number().int().min(0).default(5_000),
+  /** Largest step output (with its emitted events) stored; larger fails the step with OUTPUT_TOO_LARGE. */
+  BATON_MAX_OUTPUT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(DEFAULT_MAX_OUTPUT_BYTES),
 });
 
 export interface CoordinatorConfig extends BaseConfig {
@@ -27,6 +35,7 @@ export interface CoordinatorConfig extends BaseConfig {
   inboxClaimMs: number;
   reconcileIntervalMs: number;
   reconcileGraceMs: number;
+  maxOutputBytes: number;
 }
 
 export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
@@ -40,5 +49,6 @@ export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): Coo
     inboxClaimMs: parsed.COORDINATOR_INBOX_CLAIM_MS,
     reconcileIntervalMs: parsed.RECONCILE_INTERVAL_MS,
     reconcileGraceMs: parsed.RECONCILE_GRACE_MS,
+    maxOutputBytes: parsed.BATON_MAX_OUTPUT_BYTES,
   };
 }

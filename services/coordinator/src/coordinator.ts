@@ -29,6 +29,7 @@ import {
   type PlannedExecution,
   functionQueueName,
   getDefinition,
+  isDataError,
   isTerminalRun,
   latestByStep,
   metrics,
@@ -48,6 +49,7 @@ import {
   type WorkflowDefinition,
 } from '@baton/shared';
 import { InboxConsumer, type InboxConsumerOptions } from './inbox-consumer';
+import { DEFAULT_MAX_OUTPUT_BYTES, guardReport, quarantineReport, withoutLogs } from './report-guard';
 import {
   applyReport,
   completeBuiltin,
@@ -107,6 +109,8 @@ export interface CoordinatorDeps {
   concurrency?: number;
   /** Inbox tuning (batch size, reading loops, claim time); defaults in inbox-consumer.ts. */
   inbox?: Partial<Pick<InboxConsumerOptions, 'batchSize' | 'loops' | 'claimIdleMs' | 'maxDeliveries'>>;
+  /** Largest step output stored (BATON_MAX_OUTPUT_BYTES); report-guard.ts. */
+  maxOutputBytes?: number;
 }
 
 /**
@@ -182,7 +186,54 @@ export class Coordinator {
    * kind, commit — then enqueue. Applying a message twice changes nothing, so a batch re-read after a
    * crash is safe. `onCommit` runs once the transaction has committed (the inbox acknowledges then).
    */
-  async handleBatch(messages: InboxMessage[], onCommit?: () => Promise<void>): Promise<void> {
+  async handleBatch(received: InboxMessage[], onCommit?: () => Promise<void>): Promise<void> {
+    const limits = { maxOutputBytes: this.deps.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES };
+    const messages = received.map((m) => guardReport(m, limits));
+    try {
+      await this.applyGuarded(messages, onCommit);
+    } catch (err) {
+      // Alone, a report PostgreSQL refuses for its data is the culprit: stored without its payload it
+      // fails its step (UNSTORABLE_OUTPUT) and the run goes on. In a batch, the caller (the inbox)
+      // applies the messages one by one, so each culprit comes back here alone.
+      if (messages.length !== 1 || !isDataError(err) || messages[0].type === 'run.start') throw err;
+      await this.applyQuarantined(messages[0], err as Error, onCommit);
+    }
+  }
+
+  /**
+   * A lone report PostgreSQL refused for its data: applied again without its logs (kept as one line
+   * saying why), then, if still refused, without its payload, failing its step (UNSTORABLE_OUTPUT).
+   */
+  private async applyQuarantined(
+    message: Exclude<InboxMessage, { type: 'run.start' }>,
+    refused: Error,
+    onCommit?: () => Promise<void>,
+  ): Promise<void> {
+    const where = { runId: message.runId, stepExecutionId: message.stepExecutionId };
+    let reason = refused.message;
+    if (message.logs?.length) {
+      try {
+        await this.applyGuarded([withoutLogs(message, reason)], onCommit);
+        this.deps.logger.error(
+          { err: refused, ...where },
+          'step logs could not be stored; the report was applied without them',
+        );
+        metrics.reportsQuarantined.inc({ type: message.type, dropped: 'logs' });
+        return;
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        reason = (err as Error).message;
+      }
+    }
+    this.deps.logger.error(
+      { err: refused, ...where },
+      'step report could not be stored; its step fails with UNSTORABLE_OUTPUT',
+    );
+    metrics.reportsQuarantined.inc({ type: message.type, dropped: 'payload' });
+    await this.applyGuarded([quarantineReport(message, reason)], onCommit);
+  }
+
+  private async applyGuarded(messages: InboxMessage[], onCommit?: () => Promise<void>): Promise<void> {
     // One span per run: the batch's work for it, in the run's trace.
     const spans = new Map<string, OpenSpan>();
     for (const m of messages) {

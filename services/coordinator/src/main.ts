@@ -44,6 +44,7 @@ async function main(): Promise<void> {
     logger,
     concurrency: config.concurrency,
     inbox: { loops: config.inboxLoops, batchSize: config.inboxBatch, claimIdleMs: config.inboxClaimMs },
+    maxOutputBytes: config.maxOutputBytes,
   });
   // Schedules follow the definitions just loaded; the reconciler keeps them in step after that.
   const schedules = await syncSchedules(pool, coordinator.queue);
