@@ -14,7 +14,11 @@ describe('configuration', () => {
 
   it('reads the pool size and the PostgreSQL session bounds (0 turns one off)', () => {
     const config = toBaseConfig(
-      parseEnv(baseEnv, { DATABASE_POOL_MAX: '4', BATON_PG_STATEMENT_TIMEOUT_MS: '0', BATON_PG_LOCK_TIMEOUT_MS: '250' }),
+      parseEnv(baseEnv, {
+        DATABASE_POOL_MAX: '4',
+        BATON_PG_STATEMENT_TIMEOUT_MS: '0',
+        BATON_PG_LOCK_TIMEOUT_MS: '250',
+      }),
     );
     expect(config.database).toEqual({
       poolMax: 4,

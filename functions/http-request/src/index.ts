@@ -348,7 +348,8 @@ export function isJsonContentType(contentType: string | undefined): boolean {
 }
 
 /** Media types whose bodies are text (besides text/*): JSON, XML, YAML, JavaScript, forms. */
-const TEXT_MEDIA = /^(application\/([a-z0-9.+-]+\+)?(json|xml|yaml|x-yaml|javascript|ecmascript|x-www-form-urlencoded|graphql)|image\/svg\+xml)$/;
+const TEXT_MEDIA =
+  /^(application\/([a-z0-9.+-]+\+)?(json|xml|yaml|x-yaml|javascript|ecmascript|x-www-form-urlencoded|graphql)|image\/svg\+xml)$/;
 
 export function isTextContentType(contentType: string | undefined): boolean {
   const mime = (contentType ?? '').split(';')[0].trim().toLowerCase();
