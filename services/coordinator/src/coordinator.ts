@@ -31,6 +31,7 @@ import {
   getDefinition,
   isDataError,
   isTerminalRun,
+  NotFoundError,
   latestByStep,
   metrics,
   planRun,
@@ -397,7 +398,12 @@ export class Coordinator {
 
   /** One schedule tick: one run of the workflow's latest version, keyed on the tick's job id. */
   private async fireSchedule(scheduleId: string, workflow: string, jobId: string | undefined): Promise<void> {
-    const stored = await getDefinition(this.deps.pool, workflow).catch(() => undefined);
+    // Only "no such workflow" means the schedule is gone. Anything else (PostgreSQL unreachable, a
+    // statement timeout) fails the tick, which BullMQ retries with backoff: the tick is not lost.
+    const stored = await getDefinition(this.deps.pool, workflow).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
     const index = Number(scheduleId.slice(workflow.length + 1));
     const trigger = stored?.definition.triggers[index];
     if (!stored || !trigger || !('schedule' in trigger)) {
