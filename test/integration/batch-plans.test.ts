@@ -64,6 +64,27 @@ describe('coordinator batch statements on grown tables', () => {
     }
   }
 
+  it('sees a sequential scan when one happens (the counter this suite relies on works here)', async () => {
+    const before = await seqScans();
+    const client = await env.pool.connect();
+    try {
+      await client.query('BEGIN');
+      // A filter no index serves, with index paths off: PostgreSQL must read step_executions whole.
+      await client.query('SET LOCAL enable_indexscan = off');
+      await client.query('SET LOCAL enable_indexonlyscan = off');
+      await client.query('SET LOCAL enable_bitmapscan = off');
+      const { rows } = await client.query(`SELECT count(*)::int AS n FROM step_executions WHERE function_name = 'f'`);
+      expect(rows[0].n).toBeGreaterThan(12_000);
+      await client.query('SELECT pg_stat_force_next_flush()');
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const after = await seqScans();
+    expect(after.step_executions - before.step_executions).toBe(1);
+    expect(after.runs).toBe(before.runs);
+  });
+
   it('locks, records, loads and writes a batch without scanning runs or step_executions', async () => {
     const before = await seqScans();
     const client = await env.pool.connect();
