@@ -59,11 +59,14 @@ export type StepReport =
   | (StepReportBase & { type: 'step.succeeded'; output: unknown; events?: { name: string; payload: unknown }[] })
   | (StepReportBase & { type: 'step.failed'; error: SerializedError });
 
-/** Requests to change a run from outside (API, deadline). */
+/**
+ * Requests to change a run from outside (API, deadline). `requestId`: the `control_requests` row the
+ * gateway recorded first (see control-requests.ts); the message is only its wake-up.
+ */
 export type RunControlMessage =
-  | { type: 'run.cancel'; runId: string; compensate: boolean }
+  | { type: 'run.cancel'; runId: string; compensate: boolean; requestId?: string }
   /** Resume a failed/compensated/cancelled run at its failed steps; `attempt` = the run's `retries` when asked. */
-  | { type: 'run.retry'; runId: string; attempt: number; input?: unknown; stepId?: string }
+  | { type: 'run.retry'; runId: string; attempt: number; input?: unknown; stepId?: string; requestId?: string }
   /** The workflow's `timeoutMs` has passed (sent delayed when the run starts). */
   | { type: 'run.timeout'; runId: string; attempt: number };
 
@@ -100,8 +103,11 @@ export function coordinatorJobId(message: CoordinatorMessage): string {
   if (message.type === 'event.deliver') return `deliver_${message.eventId}`;
   // Ticks come from BullMQ's job scheduler, which names its jobs itself.
   if (message.type === 'schedule.fire') throw new Error('schedule ticks are enqueued by their job scheduler');
-  if (message.type === 'run.cancel') return `cancel_${message.runId}`;
-  if (message.type === 'run.retry') return `retry_${message.runId}_${message.attempt}`;
+  // A recorded request is one message: a second cancel of the same run is a request of its own.
+  if (message.type === 'run.cancel')
+    return message.requestId ? `cancel_${message.requestId}` : `cancel_${message.runId}`;
+  if (message.type === 'run.retry')
+    return message.requestId ? `retry_${message.requestId}` : `retry_${message.runId}_${message.attempt}`;
   if (message.type === 'run.timeout') return `timeout_${message.runId}_${message.attempt}`;
   return `${message.stepExecutionId}_${message.attempt}_${message.type.slice(5)}`;
 }

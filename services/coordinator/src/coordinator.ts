@@ -49,6 +49,15 @@ import {
   type StepJobData,
   type WorkflowDefinition,
 } from '@baton/shared';
+import {
+  markEventDelivered,
+  parkedWait,
+  recordWaitChecks,
+  storedEventsFor,
+  takeRequest,
+  waitsForEvent,
+  type WaitingStep,
+} from './control-store';
 import { InboxConsumer, type InboxConsumerOptions } from './inbox-consumer';
 import { DEFAULT_MAX_OUTPUT_BYTES, guardReport, quarantineReport, withoutLogs } from './report-guard';
 import {
@@ -319,10 +328,14 @@ export class Coordinator {
   private async handleMessage(message: Exclude<CoordinatorMessage, InboxMessage>, jobId?: string): Promise<void> {
     if (message.type === 'event.deliver') return this.deliverEvent(message.eventId);
     if (message.type === 'schedule.fire') return this.fireSchedule(message.scheduleId, message.workflow, jobId);
-    await this.inRunTransaction(message.runId, (client, run, writes) => {
+    await this.inRunTransaction(message.runId, async (client, run, writes) => {
       switch (message.type) {
         case 'run.cancel':
         case 'run.retry':
+          // A recorded request is marked done in the transaction that applies it: applied once, however
+          // often its message or the reconciler brings it.
+          if (message.requestId && !(await takeRequest(client, message.requestId))) return nothing();
+          return this.controlLocked(client, run, message, writes);
         case 'run.timeout':
           return this.controlLocked(client, run, message, writes);
         case 'step.wake':
@@ -372,28 +385,70 @@ export class Coordinator {
     return notify;
   }
 
-  /** Offers an event to every run parked on `waitForEvent` for its name whose `match` accepts it. */
-  private async deliverEvent(eventId: string): Promise<void> {
-    const { rows } = await this.deps.pool.query(
-      `SELECT e.id, e.run_id, e.input FROM step_executions e, events ev
-        WHERE ev.id = $1 AND e.function_name = $2 AND e.status = 'running' AND e.superseded_at IS NULL
-          AND e.input->>'name' = ev.name AND e.started_at <= ev.created_at`,
-      [eventId, WAIT_FOR_EVENT_FUNCTION],
-    );
-    for (const waiting of rows) {
-      await this.inRunTransaction(waiting.run_id, async (client, run, writes) => {
+  /**
+   * Offers an event to every run parked on `waitForEvent` for its name whose `match` accepts it, then
+   * records it delivered (`events.delivered_at`: until then the reconciler offers it again). Each run
+   * is its own transaction; offering twice changes nothing (a wait ends once).
+   */
+  async deliverEvent(eventId: string): Promise<void> {
+    for (const waiting of await waitsForEvent(this.deps.pool, eventId)) {
+      await this.inRunTransaction(waiting.runId, async (client, run, writes) => {
         if (isTerminalRun(run.status)) return nothing();
         const event = await client.query('SELECT payload FROM events WHERE id = $1', [eventId]);
         const payload = event.rows[0]?.payload;
-        if (waiting.input.match) {
-          const executions = await loadExecutions(client, run.id);
-          const context = { ...expressionContext({ ...run, executions }), event: payload };
-          if (!(await evaluateCondition(waiting.input.match, context))) return nothing();
-        }
+        if (!(await this.matcher(client, run, waiting)(payload))) return nothing();
         const changed = await completeBuiltin(client, waiting.id, 'succeeded', payload, null);
         return changed ? this.advanceLocked(client, run, writes) : nothing();
       });
     }
+    await markEventDelivered(this.deps.pool, eventId);
+  }
+
+  /**
+   * A waitForEvent step that begins looks at the events already stored in its window (its name,
+   * stored since the step was queued): an event stored while the transaction that planned the step
+   * was still open found no parked run when it was delivered. The first that matches ends the wait.
+   * The check is the `wait.check` request recorded with the step, done in this transaction.
+   */
+  async checkWait(runId: string, stepExecutionId: string): Promise<void> {
+    await this.inRunTransaction(runId, async (client, run, writes) => {
+      if (!(await takeRequest(client, stepExecutionId)) || isTerminalRun(run.status)) return nothing();
+      const wait = await parkedWait(client, stepExecutionId);
+      if (!wait) return nothing();
+      const matches = this.matcher(client, run, wait);
+      let after: string | undefined;
+      for (;;) {
+        const page = await storedEventsFor(client, wait, 100, after);
+        for (const event of page) {
+          if (!(await matches(event.payload))) continue;
+          const changed = await completeBuiltin(client, wait.id, 'succeeded', event.payload, null);
+          return changed ? this.advanceLocked(client, run, writes) : nothing();
+        }
+        if (page.length < 100) return nothing();
+        after = page[page.length - 1].id;
+      }
+    });
+  }
+
+  /**
+   * Whether a wait's `match` accepts an event payload (no `match`: every event of the name). The
+   * run's executions are loaded once, on the first payload. A `match` that fails on the data counts as
+   * no match, so one bad expression cannot stop an event's delivery to the other runs.
+   */
+  private matcher(client: PoolClient, run: LockedRun, wait: WaitingStep): (payload: unknown) => Promise<boolean> {
+    const match = wait.input.match;
+    if (!match) return async () => true;
+    let executions: StepExecutionState[] | undefined;
+    return async (payload) => {
+      executions ??= await loadExecutions(client, run.id);
+      try {
+        return await evaluateCondition(match, { ...expressionContext({ ...run, executions }), event: payload });
+      } catch (err) {
+        if (!(err instanceof ExpressionError)) throw err;
+        this.deps.logger.warn({ err, runId: run.id, stepExecutionId: wait.id }, 'waitForEvent match failed');
+        return false;
+      }
+    };
   }
 
   /** One schedule tick: one run of the workflow's latest version, keyed on the tick's job id. */
@@ -430,6 +485,17 @@ export class Coordinator {
     for (const { run, status } of outcome.finished) this.observeFinished(run, status);
     if (outcome.cancelled.length) await this.stopJobs(outcome.cancelled);
     await this.enqueue(outcome.jobs);
+    // Waits that began look at the events already stored; a check that fails here is re-driven by
+    // the reconciler (its request is recorded with the step).
+    await Promise.all(
+      outcome.jobs
+        .filter((job) => job.function === WAIT_FOR_EVENT_FUNCTION)
+        .map((job) =>
+          this.checkWait(job.runId, job.stepExecutionId).catch((err: unknown) =>
+            this.deps.logger.warn({ err, runId: job.runId, stepId: job.stepId }, 'waitForEvent check deferred'),
+          ),
+        ),
+    );
     for (const notify of outcome.notify) await notify();
     if (outcome.deadlines.length) {
       await this.selfQueue.addBulk(
@@ -502,6 +568,11 @@ export class Coordinator {
     });
     writes.insertExecutions(run.id, started);
     writes.startBuiltins(started.filter((e) => isBuiltin(e.function)).map((e) => e.id));
+    await recordWaitChecks(
+      client,
+      run.id,
+      started.filter((e) => e.function === WAIT_FOR_EVENT_FUNCTION).map((e) => e.id),
+    );
     const stepsById = new Map(definition.steps.map((s) => [s.id, s]));
     writes.insertSkipped(
       run.id,

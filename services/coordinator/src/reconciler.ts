@@ -8,6 +8,7 @@ import {
   type StepReport,
 } from '@baton/shared';
 import { isBuiltin, type Coordinator } from './coordinator';
+import { redriveControlRequests } from './control-outbox';
 
 /**
  * PostgreSQL is the truth, Redis is a work list. The reconciler compares the two and restores what
@@ -167,6 +168,10 @@ export class Reconciler {
     if (result.stepsRequeued || result.reportsReplayed || result.runsAdvanced || result.runsTimedOut) {
       this.opts.logger.info(result, 'reconciled');
     }
+    // 5. Cancel/retry requests, wait checks and events recorded in PostgreSQL whose wake-up was lost.
+    await redriveControlRequests(this.opts).catch((err: unknown) =>
+      this.opts.logger.warn({ err }, 'control request re-drive failed'),
+    );
     return result;
   }
 }

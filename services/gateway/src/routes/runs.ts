@@ -2,11 +2,11 @@ import express, { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import {
   ConflictError,
-  isTerminalRun,
   notifyCoordinator,
   NotFoundError,
   RunStarter,
   ValidationError,
+  type RunControlMessage,
   type RunStatus,
   type StartedRun,
 } from '@baton/shared';
@@ -20,6 +20,7 @@ import {
   retryBody,
   startRunBody,
 } from '../api/schemas';
+import { recordCancelRequest, recordRetryRequest } from '../control-requests';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type { AppDeps } from '../deps';
 import { jsonBody, parseOrThrow, parseUuid } from '../http/validation';
@@ -115,15 +116,29 @@ export function runsRouter(deps: AppDeps): Router {
     res.json(run);
   });
 
-  // Control requests go to the coordinator, the single writer of run state; the answer is 202 and
-  // the run's status URL shows the outcome within moments.
+  /**
+   * Wakes the coordinator for a request already recorded in PostgreSQL. Best effort: if Redis loses
+   * or refuses the message, the coordinator's reconciler applies the recorded request.
+   */
+  const wake = async (res: Response, message: RunControlMessage): Promise<void> => {
+    await notifyCoordinator(coordinator, message).catch((err: unknown) =>
+      res.locals.log.warn(
+        { err, runId: message.runId },
+        'coordinator not notified; the reconciler will apply the request',
+      ),
+    );
+  };
+
+  // Control requests go to the coordinator, the single writer of run state: recorded in PostgreSQL
+  // first (control_requests), then the coordinator is woken. The answer is 202 and the run's status
+  // URL shows the outcome within moments.
   router.post('/v1/runs/:id/cancel', json, async (req, res) => {
     const id = parseUuid(req.params.id, 'run id');
     const body = parseOrThrow(cancelBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
-    const run = await getRunControlState(pool, id);
+    const run = await recordCancelRequest(pool, id, body.compensate);
     if (!run) throw new NotFoundError('run', id);
-    if (isTerminalRun(run.status)) throw new ConflictError(`run ${id} is already ${run.status}; nothing to cancel`);
-    await notifyCoordinator(coordinator, { type: 'run.cancel', runId: id, compensate: body.compensate });
+    if (!run.requestId) throw new ConflictError(`run ${id} is already ${run.status}; nothing to cancel`);
+    await wake(res, { type: 'run.cancel', runId: id, compensate: body.compensate, requestId: run.requestId });
     res.locals.log.info({ runId: id, compensate: body.compensate }, 'run cancellation requested');
     res.status(202).json({ runId: id, status: run.status, statusUrl: `/v1/runs/${id}` });
   });
@@ -150,13 +165,20 @@ export function runsRouter(deps: AppDeps): Router {
         'INVALID_REQUEST',
       );
     }
-    await notifyCoordinator(coordinator, {
-      type: 'run.retry',
-      runId: id,
+    const retry = {
       attempt: run.retries,
       ...(body.input === undefined ? {} : { input: body.input }),
       ...(body.stepId === undefined ? {} : { stepId: body.stepId }),
-    });
+    };
+    const requestId = await recordRetryRequest(pool, id, RETRYABLE, retry);
+    if (!requestId) {
+      // The run changed since it was read (another retry was applied): answer as for its new state.
+      const now = await getRunControlState(pool, id);
+      throw new ConflictError(
+        `run ${id} is ${now?.status ?? 'gone'}; only ${RETRYABLE.join(', ')} runs can be retried`,
+      );
+    }
+    await wake(res, { type: 'run.retry', runId: id, ...retry, requestId });
     res.locals.log.info({ runId: id, steps: run.failedSteps }, 'run retry requested');
     res.status(202).json({ runId: id, status: run.status, statusUrl: `/v1/runs/${id}` });
   });

@@ -1,0 +1,3 @@
+DROP INDEX events_undelivered;
+ALTER TABLE events DROP COLUMN delivered_at;
+DROP TABLE control_requests;
