@@ -22,7 +22,7 @@ describe('Prometheus alert rules', () => {
 
   it('are valid rules', async () => {
     const result = await run(['check', 'rules', 'baton.rules.yaml']);
-    expect(result.out).toMatch(/SUCCESS: 6 rules found/);
+    expect(result.out).toMatch(/SUCCESS: 7 rules found/);
     expect(result.code).toBe(0);
   });
 

@@ -1,6 +1,11 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import {
+  coordinatorJobId,
+  getDefinition,
   metrics,
   OUTSTANDING_STEP_STATUSES,
+  SLEEP_FUNCTION,
   syncSchedules,
   type Logger,
   type Pool,
@@ -15,6 +20,14 @@ import { redriveControlRequests } from './control-outbox';
  * Redis lost — a crash between commit and enqueue, a Redis restart without persistence, a FLUSHALL —
  * so no run is ever stranded. Every action it takes is idempotent, so any number of coordinator
  * replicas may reconcile at once.
+ *
+ * Each kind of work (outstanding executions, idle runs, runs held by a concurrency limit, overdue
+ * runs) is walked with a keyset cursor, `batchSize` rows a page and at most `maxPagesPerPass` pages a
+ * pass; the cursor is kept across passes and starts over once a walk reaches the end. So whatever
+ * lies ahead of a row (thousands of long `waitForEvent` waits, a backlog, a row whose repair keeps
+ * failing), it is reached within ceil(rows / (batchSize × maxPagesPerPass)) + 1 passes. Every row is
+ * repaired on its own: a failure is logged, counted in `baton_reconcile_failures_total{kind}`, and
+ * the pass goes on.
  */
 export interface ReconcilerOptions {
   pool: Pool;
@@ -23,7 +36,10 @@ export interface ReconcilerOptions {
   intervalMs: number;
   /** Rows touched more recently than this are skipped: their enqueue may just be under way. */
   graceMs: number;
+  /** Rows a page (default 500). */
   batchSize?: number;
+  /** Pages of each walk a pass reads at most (default 20); the rest waits for the next pass. */
+  maxPagesPerPass?: number;
 }
 
 export interface ReconcileResult {
@@ -31,11 +47,41 @@ export interface ReconcileResult {
   stepsRequeued: number;
   reportsReplayed: number;
   runsTimedOut: number;
+  /** Outstanding executions looked at in this pass. */
+  stepsChecked: number;
+  /** Repairs (or whole pages) that threw; see `baton_reconcile_failures_total`. */
+  failures: number;
 }
+
+/** What a failure was about: the `kind` label of `baton_reconcile_failures_total`. */
+type FailureKind = 'step' | 'run_advance' | 'run_timeout' | 'schedules' | 'page';
+
+/** The walks a pass makes; each keeps its own cursor. */
+type WalkName = 'steps' | 'idle' | 'held' | 'overdue';
+
+/** A keyset position: the text of the ordering columns of the last row seen. */
+type Cursor = [string, string];
+
+interface OutstandingRow {
+  id: string;
+  run_id: string;
+  step_id: string;
+  function_name: string;
+  at: string;
+}
+
+/** A function job as Redis has it: `lost` (no job, or a job hash in no state list), finished, or fine. */
+type JobProbe = { state: 'lost'; orphan: boolean } | { state: 'completed' | 'failed' | 'present' };
+
+const DEFAULT_BATCH_SIZE = 500;
+const DEFAULT_MAX_PAGES = 20;
 
 export class Reconciler {
   private timer?: NodeJS.Timeout;
   private running?: Promise<unknown>;
+  private readonly cursors: Partial<Record<WalkName, Cursor>> = {};
+  /** Concurrency limits by `workflow@version` (stored versions never change). */
+  private readonly limits = new Map<string, number | undefined>();
 
   constructor(private readonly opts: ReconcilerOptions) {}
 
@@ -57,115 +103,54 @@ export class Reconciler {
   }
 
   async reconcileOnce(): Promise<ReconcileResult> {
-    const result: ReconcileResult = { runsAdvanced: 0, stepsRequeued: 0, reportsReplayed: 0, runsTimedOut: 0 };
-    const { pool, coordinator, graceMs } = this.opts;
-    const limit = this.opts.batchSize ?? 500;
+    const result: ReconcileResult = {
+      runsAdvanced: 0,
+      stepsRequeued: 0,
+      reportsReplayed: 0,
+      runsTimedOut: 0,
+      stepsChecked: 0,
+      failures: 0,
+    };
+    // Wait and active lists of function queues, read once a pass and only when needed (see probeJobs).
+    const lists = new Map<string, Promise<Set<string>>>();
 
-    // 1. Executions the DB says are outstanding: is their job still in Redis?
-    const outstanding = await pool.query(
-      `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.input, e.retry_policy, e.timeout_ms,
-              e.metadata->>'idempotencyKey' AS idempotency_key, r.workflow_name
-         FROM step_executions e JOIN runs r ON r.id = e.run_id
-        WHERE e.status = ANY($1) AND e.updated_at < now() - make_interval(secs => $2)
-        ORDER BY e.updated_at LIMIT $3`,
-      [OUTSTANDING_STEP_STATUSES, graceMs / 1000, limit],
+    // 1. Executions the DB says are outstanding: is their job (or timer) still in Redis?
+    await this.walk(
+      'steps',
+      result,
+      (after, limit) => this.outstandingPage(after, limit),
+      (rows) => this.checkSteps(rows, result, lists),
     );
-    for (const row of outstanding.rows) {
-      const data: StepJobData = {
-        runId: row.run_id,
-        stepExecutionId: row.id,
-        stepId: row.step_id,
-        workflow: row.workflow_name,
-        kind: row.kind,
-        function: row.function_name,
-        input: row.input,
-        retry: row.retry_policy,
-        ...(row.idempotency_key ? { idempotencyKey: row.idempotency_key } : {}),
-        ...(row.timeout_ms ? { timeoutMs: row.timeout_ms } : {}),
-      };
-      if (isBuiltin(data.function)) {
-        if (await coordinator.ensureBuiltinArmed(data)) {
-          result.stepsRequeued += 1;
-          metrics.reconciledTotal.inc({ kind: 'timer_rearmed' });
-        }
-        continue;
-      }
-      const queue = coordinator.functionQueue(data.function);
-      let job = await queue.getJob(data.stepExecutionId);
-      // A job hash in no state list is an orphan (a partial wipe, an AOF cut short): no worker will
-      // ever take it, so it counts as missing.
-      if (job && (await job.getState()) === 'unknown') {
-        await queue.remove(data.stepExecutionId).catch(() => undefined);
-        job = undefined;
-      }
-      if (!job) {
-        await coordinator.enqueue([data]);
-        result.stepsRequeued += 1;
-        metrics.reconciledTotal.inc({ kind: 'step_requeued' });
-        this.opts.logger.warn({ runId: data.runId, stepId: data.stepId }, 'step job missing from Redis: re-enqueued');
-        continue;
-      }
-      // The job finished but its report never reached the coordinator (lost with a flushed or
-      // restarted coordinator queue): replay the report from the job itself.
-      const state = await job.getState();
-      const base = {
-        runId: data.runId,
-        stepExecutionId: data.stepExecutionId,
-        attempt: Math.max(1, job.attemptsMade),
-        workerId: job.processedBy ?? 'reconciler',
-        at: new Date(job.finishedOn ?? Date.now()).toISOString(),
-      };
-      let report: StepReport | undefined;
-      if (state === 'completed') report = { type: 'step.succeeded', ...base, output: job.returnvalue ?? null };
-      if (state === 'failed') {
-        report = {
-          type: 'step.failed',
-          ...base,
-          error: { code: 'STEP_FAILED', message: job.failedReason || 'step failed', nonRetryable: false },
-        };
-      }
-      if (report) {
-        await coordinator.handle(report);
-        result.reportsReplayed += 1;
-        metrics.reconciledTotal.inc({ kind: 'report_replayed' });
-        this.opts.logger.warn(
-          { runId: data.runId, stepId: data.stepId, state },
-          'finished job had no report: replayed',
-        );
-      }
-    }
-
     // 2. Active runs with nothing outstanding: a lost `run.start`, or a plan that was never acted on.
-    const idle = await pool.query(
-      `SELECT r.id FROM runs r
-        WHERE r.status IN ('pending', 'running', 'compensating')
-          AND r.updated_at < now() - make_interval(secs => $1)
-          AND NOT EXISTS (SELECT 1 FROM step_executions e WHERE e.run_id = r.id AND e.status = ANY($2))
-        ORDER BY r.updated_at LIMIT $3`,
-      [graceMs / 1000, OUTSTANDING_STEP_STATUSES, limit],
+    await this.walk(
+      'idle',
+      result,
+      (after, limit) => this.idlePage(after, limit),
+      (rows) => this.advanceEach(rows, result),
     );
-    for (const row of idle.rows) {
-      await coordinator.advance(row.id);
-      result.runsAdvanced += 1;
-      metrics.reconciledTotal.inc({ kind: 'run_advanced' });
-    }
+    // 2b. Runs a concurrency limit holds: only those a free slot would admit (a lost wake-up).
+    await this.walk(
+      'held',
+      result,
+      (after, limit) => this.heldKeysPage(after, limit),
+      (rows) => this.admitHeld(rows, result),
+    );
     // 3. Schedules follow the latest definitions (a PUT elsewhere, a Redis wipe).
-    await syncSchedules(pool, coordinator.queue);
-
-    // 4. Runs past their deadline whose delayed timeout message was lost with Redis.
-    const overdue = await pool.query(
-      `SELECT id, retries FROM runs
-        WHERE status = 'running' AND deadline_at < now() - make_interval(secs => $1)
-        ORDER BY deadline_at LIMIT $2`,
-      [graceMs / 1000, limit],
-    );
-    for (const row of overdue.rows) {
-      await coordinator.handle({ type: 'run.timeout', runId: row.id, attempt: row.retries });
-      result.runsTimedOut += 1;
-      metrics.reconciledTotal.inc({ kind: 'run_timed_out' });
+    try {
+      await syncSchedules(this.opts.pool, this.opts.coordinator.queue);
+    } catch (err) {
+      this.failed(result, 'schedules', err, {}, 'schedule sync failed');
     }
+    // 4. Runs past their deadline whose delayed timeout message was lost with Redis.
+    await this.walk(
+      'overdue',
+      result,
+      (after, limit) => this.overduePage(after, limit),
+      (rows) => this.timeOutEach(rows, result),
+    );
 
-    if (result.stepsRequeued || result.reportsReplayed || result.runsAdvanced || result.runsTimedOut) {
+    const { stepsRequeued, reportsReplayed, runsAdvanced, runsTimedOut, failures } = result;
+    if (stepsRequeued || reportsReplayed || runsAdvanced || runsTimedOut || failures) {
       this.opts.logger.info(result, 'reconciled');
     }
     // 5. Cancel/retry requests, wait checks and events recorded in PostgreSQL whose wake-up was lost.
@@ -174,4 +159,481 @@ export class Reconciler {
     );
     return result;
   }
+
+  /**
+   * Reads pages from the walk's cursor on, at most `maxPagesPerPass`, handing each to `visit`. A
+   * short page is the end: the next pass starts from the beginning again. A page whose `visit` fails
+   * as a whole (rows fail one by one inside it; this is Redis or PostgreSQL failing) is passed over
+   * like any other, its rows come round again; a page query that fails ends this walk for this pass.
+   */
+  private async walk<T extends { cursor: Cursor }>(
+    name: WalkName,
+    result: ReconcileResult,
+    page: (after: Cursor | undefined, limit: number) => Promise<T[]>,
+    visit: (rows: T[]) => Promise<void>,
+  ): Promise<void> {
+    const limit = this.opts.batchSize ?? DEFAULT_BATCH_SIZE;
+    const maxPages = this.opts.maxPagesPerPass ?? DEFAULT_MAX_PAGES;
+    for (let n = 0; n < maxPages; n += 1) {
+      let rows: T[];
+      try {
+        rows = await page(this.cursors[name], limit);
+      } catch (err) {
+        this.failed(result, 'page', err, { walk: name }, 'reconcile page query failed');
+        return;
+      }
+      if (rows.length) {
+        try {
+          await visit(rows);
+        } catch (err) {
+          this.failed(result, 'page', err, { walk: name, rows: rows.length }, 'reconcile page failed');
+        }
+      }
+      if (rows.length < limit) {
+        delete this.cursors[name];
+        return;
+      }
+      this.cursors[name] = rows[rows.length - 1].cursor;
+    }
+  }
+
+  private failed(
+    result: ReconcileResult,
+    kind: FailureKind,
+    err: unknown,
+    where: Record<string, unknown>,
+    msg: string,
+  ): void {
+    result.failures += 1;
+    metrics.reconcileFailuresTotal.inc({ kind });
+    this.opts.logger.error({ err, ...where }, msg);
+  }
+
+  private graceSecs(): number {
+    return this.opts.graceMs / 1000;
+  }
+
+  // ---- 1. outstanding executions ------------------------------------------------------------
+
+  /**
+   * One page of outstanding executions past the grace period, in (updated_at, id) order, without
+   * their payloads (read only for the few that need a repair). The partial index
+   * step_executions_outstanding (updated_at) serves the range; ties are sorted incrementally.
+   */
+  private async outstandingPage(
+    after: Cursor | undefined,
+    limit: number,
+  ): Promise<(OutstandingRow & { cursor: Cursor })[]> {
+    const params: unknown[] = [OUTSTANDING_STEP_STATUSES, this.graceSecs(), limit];
+    let from = '';
+    if (after) {
+      params.push(after[0], after[1]);
+      from = 'AND e.updated_at >= $4::timestamptz AND (e.updated_at, e.id) > ($4::timestamptz, $5::uuid)';
+    }
+    const { rows } = await this.opts.pool.query<OutstandingRow>(
+      `SELECT e.id, e.run_id, e.step_id, e.function_name, e.updated_at::text AS at
+         FROM step_executions e
+        WHERE e.status = ANY($1) AND e.updated_at < now() - make_interval(secs => $2) ${from}
+        ORDER BY e.updated_at, e.id LIMIT $3`,
+      params,
+    );
+    return rows.map((r) => ({ ...r, cursor: [r.at, r.id] }));
+  }
+
+  private async checkSteps(
+    rows: OutstandingRow[],
+    result: ReconcileResult,
+    lists: Map<string, Promise<Set<string>>>,
+  ): Promise<void> {
+    result.stepsChecked += rows.length;
+    const { coordinator } = this.opts;
+    const where = (row: { run_id: string; step_id: string; id: string }) => ({
+      runId: row.run_id,
+      stepId: row.step_id,
+      stepExecutionId: row.id,
+    });
+
+    // Built-ins: a timer still delayed is fine, whenever it is due (one pipelined ZSCORE each).
+    const builtins = rows.filter((r) => isBuiltin(r.function_name));
+    const armed = await this.delayedTimers(builtins);
+    const toArm = builtins.filter((r) => !armed.has(r.id));
+
+    // Function steps: one pipelined probe per function queue.
+    const probes = new Map<string, JobProbe>();
+    const byFunction = new Map<string, OutstandingRow[]>();
+    for (const row of rows) {
+      if (isBuiltin(row.function_name)) continue;
+      const list = byFunction.get(row.function_name);
+      if (list) list.push(row);
+      else byFunction.set(row.function_name, [row]);
+    }
+    for (const [fn, list] of byFunction) {
+      try {
+        const queue = coordinator.functionQueue(fn);
+        const found = await probeJobs(
+          queue,
+          list.map((r) => r.id),
+          lists,
+        );
+        for (const [id, probe] of found) probes.set(id, probe);
+      } catch (err) {
+        for (const row of list) this.failed(result, 'step', err, where(row), 'could not check step jobs in Redis');
+      }
+    }
+    const toRepair = [...probes].filter(([, p]) => p.state !== 'present').map(([id]) => id);
+    if (!toArm.length && !toRepair.length) return;
+
+    // The few that need a repair, with their payloads, if they are still outstanding.
+    const data = await this.jobData([...toArm.map((r) => r.id), ...toRepair]);
+
+    for (const row of toArm) {
+      const job = data.get(row.id);
+      if (!job) continue;
+      try {
+        if (await coordinator.ensureBuiltinArmed(job)) {
+          result.stepsRequeued += 1;
+          metrics.reconciledTotal.inc({ kind: 'timer_rearmed' });
+          this.opts.logger.warn(where(row), 'step timer missing from Redis: re-armed');
+        }
+      } catch (err) {
+        this.failed(result, 'step', err, where(row), 'could not re-arm a step timer');
+      }
+    }
+
+    const lost: StepJobData[] = [];
+    for (const id of toRepair) {
+      const job = data.get(id);
+      const probe = probes.get(id);
+      if (!job || !probe) continue;
+      const at = { runId: job.runId, stepId: job.stepId, stepExecutionId: id };
+      try {
+        const queue = coordinator.functionQueue(job.function);
+        if (probe.state === 'lost') {
+          // A job hash in no state list is an orphan (a partial wipe, an AOF cut short): no worker
+          // will ever take it, so it counts as missing.
+          if (probe.orphan) await queue.remove(id).catch(() => undefined);
+          lost.push(job);
+          continue;
+        }
+        // The job finished but its report never reached the coordinator (lost with a flushed or
+        // restarted coordinator queue): replay the report from the job itself.
+        const finished = await queue.getJob(id);
+        if (!finished) {
+          lost.push(job);
+          continue;
+        }
+        const base = {
+          runId: job.runId,
+          stepExecutionId: id,
+          attempt: Math.max(1, finished.attemptsMade),
+          workerId: finished.processedBy ?? 'reconciler',
+          at: new Date(finished.finishedOn ?? Date.now()).toISOString(),
+        };
+        const report: StepReport =
+          probe.state === 'completed'
+            ? { type: 'step.succeeded', ...base, output: finished.returnvalue ?? null }
+            : {
+                type: 'step.failed',
+                ...base,
+                error: { code: 'STEP_FAILED', message: finished.failedReason || 'step failed', nonRetryable: false },
+              };
+        await coordinator.handle(report);
+        result.reportsReplayed += 1;
+        metrics.reconciledTotal.inc({ kind: 'report_replayed' });
+        this.opts.logger.warn({ ...at, state: probe.state }, 'finished job had no report: replayed');
+      } catch (err) {
+        this.failed(result, 'step', err, at, 'could not repair a step');
+      }
+    }
+    await this.requeue(lost, result);
+  }
+
+  /** Ids of the built-in steps whose timer is still a delayed job on the coordinator queue. */
+  private async delayedTimers(rows: OutstandingRow[]): Promise<Set<string>> {
+    const queue = this.opts.coordinator.queue;
+    const redis = redisOf(queue);
+    if (!rows.length || !redis) return new Set();
+    const pipeline = redis.pipeline();
+    for (const row of rows) pipeline.zscore(queue.keys.delayed, timerJobId(row));
+    const replies = await execPipeline(pipeline);
+    return new Set(rows.filter((_, i) => replies[i] !== null).map((r) => r.id));
+  }
+
+  /** The job data of executions still outstanding, by id (the same a first enqueue carries, trace aside). */
+  private async jobData(ids: string[]): Promise<Map<string, StepJobData>> {
+    const { rows } = await this.opts.pool.query(
+      `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.input, e.retry_policy, e.timeout_ms,
+              e.metadata->>'idempotencyKey' AS idempotency_key, r.workflow_name
+         FROM step_executions e JOIN runs r ON r.id = e.run_id
+        WHERE e.id = ANY($1::uuid[]) AND e.status = ANY($2)`,
+      [ids, OUTSTANDING_STEP_STATUSES],
+    );
+    return new Map(
+      rows.map((row): [string, StepJobData] => [
+        row.id,
+        {
+          runId: row.run_id,
+          stepExecutionId: row.id,
+          stepId: row.step_id,
+          workflow: row.workflow_name,
+          kind: row.kind,
+          function: row.function_name,
+          input: row.input,
+          retry: row.retry_policy,
+          ...(row.idempotency_key ? { idempotencyKey: row.idempotency_key } : {}),
+          ...(row.timeout_ms ? { timeoutMs: row.timeout_ms } : {}),
+        },
+      ]),
+    );
+  }
+
+  /** Re-enqueues lost jobs: all at once (one addBulk per queue), one by one if that fails. */
+  private async requeue(jobs: StepJobData[], result: ReconcileResult): Promise<void> {
+    if (!jobs.length) return;
+    const done = (job: StepJobData) => {
+      result.stepsRequeued += 1;
+      metrics.reconciledTotal.inc({ kind: 'step_requeued' });
+      this.opts.logger.warn({ runId: job.runId, stepId: job.stepId }, 'step job missing from Redis: re-enqueued');
+    };
+    try {
+      await this.opts.coordinator.enqueue(jobs);
+      jobs.forEach(done);
+      return;
+    } catch {
+      // One of them (or Redis): find out which, one at a time.
+    }
+    for (const job of jobs) {
+      try {
+        await this.opts.coordinator.enqueue([job]);
+        done(job);
+      } catch (err) {
+        const at = { runId: job.runId, stepId: job.stepId, stepExecutionId: job.stepExecutionId };
+        this.failed(result, 'step', err, at, 'could not re-enqueue a step');
+      }
+    }
+  }
+
+  // ---- 2. idle and held runs ------------------------------------------------------------------
+
+  /**
+   * Active runs with nothing outstanding, in (updated_at, id) order (index runs_active). A pending
+   * run with a concurrency key went through admission and waits for a slot (section 2b); a pending
+   * run without one never did: its `run.start` was lost.
+   */
+  private async idlePage(after: Cursor | undefined, limit: number): Promise<{ id: string; cursor: Cursor }[]> {
+    const params: unknown[] = [this.graceSecs(), OUTSTANDING_STEP_STATUSES, limit];
+    let from = '';
+    if (after) {
+      params.push(after[0], after[1]);
+      from = 'AND r.updated_at >= $4::timestamptz AND (r.updated_at, r.id) > ($4::timestamptz, $5::uuid)';
+    }
+    const { rows } = await this.opts.pool.query(
+      `SELECT r.id, r.updated_at::text AS at FROM runs r
+        WHERE r.status IN ('pending', 'running', 'compensating')
+          AND r.updated_at < now() - make_interval(secs => $1) ${from}
+          AND NOT (r.status = 'pending' AND r.concurrency_key IS NOT NULL)
+          AND NOT EXISTS (SELECT 1 FROM step_executions e WHERE e.run_id = r.id AND e.status = ANY($2))
+        ORDER BY r.updated_at, r.id LIMIT $3`,
+      params,
+    );
+    return rows.map((r) => ({ id: r.id, cursor: [r.at, r.id] }));
+  }
+
+  private async advanceEach(rows: { id: string }[], result: ReconcileResult): Promise<void> {
+    for (const row of rows) {
+      try {
+        await this.opts.coordinator.advance(row.id);
+        result.runsAdvanced += 1;
+        metrics.reconciledTotal.inc({ kind: 'run_advanced' });
+      } catch (err) {
+        this.failed(result, 'run_advance', err, { runId: row.id }, 'could not advance an idle run');
+      }
+    }
+  }
+
+  /**
+   * Concurrency keys with held runs (pending, admission done), with the version of the oldest held
+   * run (whose limit applies next) and how many runs of the key hold a slot (index runs_concurrency).
+   */
+  private async heldKeysPage(
+    after: Cursor | undefined,
+    limit: number,
+  ): Promise<{ workflow: string; key: string; version: number; holding: number; cursor: Cursor }[]> {
+    const params: unknown[] = [this.graceSecs(), limit];
+    let from = '';
+    if (after) {
+      params.push(after[0], after[1]);
+      from = 'AND (workflow_name, concurrency_key) > ($3, $4)';
+    }
+    const { rows } = await this.opts.pool.query(
+      `SELECT h.workflow_name, h.concurrency_key, h.version,
+              (SELECT count(*)::int FROM runs r
+                WHERE r.workflow_name = h.workflow_name AND r.concurrency_key = h.concurrency_key
+                  AND r.status IN ('running', 'compensating')) AS holding
+         FROM (SELECT workflow_name, concurrency_key,
+                      (array_agg(workflow_version ORDER BY created_at, id))[1] AS version
+                 FROM runs
+                WHERE status = 'pending' AND concurrency_key IS NOT NULL
+                  AND updated_at < now() - make_interval(secs => $1) ${from}
+                GROUP BY workflow_name, concurrency_key
+                ORDER BY workflow_name, concurrency_key LIMIT $2) h
+        ORDER BY h.workflow_name, h.concurrency_key`,
+      params,
+    );
+    return rows.map((r) => ({
+      workflow: r.workflow_name,
+      key: r.concurrency_key,
+      version: r.version,
+      holding: r.holding,
+      cursor: [r.workflow_name, r.concurrency_key],
+    }));
+  }
+
+  /**
+   * A held run waits until a run of its key finishes and wakes it. If that wake-up was lost (a crash
+   * after the commit), the key has free slots and held runs: advance as many of the oldest as there
+   * are free slots. A key whose slots are all taken costs nothing more.
+   */
+  private async admitHeld(
+    keys: { workflow: string; key: string; version: number; holding: number }[],
+    result: ReconcileResult,
+  ): Promise<void> {
+    for (const k of keys) {
+      try {
+        const limit = await this.concurrencyLimit(k.workflow, k.version);
+        const free = (limit ?? Infinity) - k.holding;
+        if (free <= 0) continue;
+        const { rows } = await this.opts.pool.query(
+          `SELECT id FROM runs WHERE workflow_name = $1 AND concurrency_key = $2 AND status = 'pending'
+            ORDER BY created_at, id LIMIT $3`,
+          [k.workflow, k.key, Math.min(free, this.opts.batchSize ?? DEFAULT_BATCH_SIZE)],
+        );
+        await this.advanceEach(rows, result);
+      } catch (err) {
+        const where = { workflow: k.workflow, concurrencyKey: k.key };
+        this.failed(result, 'run_advance', err, where, 'could not admit held runs');
+      }
+    }
+  }
+
+  private async concurrencyLimit(workflow: string, version: number): Promise<number | undefined> {
+    const key = `${workflow}@${version}`;
+    if (!this.limits.has(key)) {
+      const { definition } = await getDefinition(this.opts.pool, workflow, version);
+      this.limits.set(key, definition.concurrency?.limit);
+    }
+    return this.limits.get(key);
+  }
+
+  // ---- 4. overdue runs ----------------------------------------------------------------------
+
+  /** Running runs past their deadline, in (deadline_at, id) order (index runs_deadline). */
+  private async overduePage(
+    after: Cursor | undefined,
+    limit: number,
+  ): Promise<{ id: string; retries: number; cursor: Cursor }[]> {
+    const params: unknown[] = [this.graceSecs(), limit];
+    let from = '';
+    if (after) {
+      params.push(after[0], after[1]);
+      from = 'AND deadline_at >= $3::timestamptz AND (deadline_at, id) > ($3::timestamptz, $4::uuid)';
+    }
+    const { rows } = await this.opts.pool.query(
+      `SELECT id, retries, deadline_at::text AS at FROM runs
+        WHERE status = 'running' AND deadline_at < now() - make_interval(secs => $1) ${from}
+        ORDER BY deadline_at, id LIMIT $2`,
+      params,
+    );
+    return rows.map((r) => ({ id: r.id, retries: r.retries, cursor: [r.at, r.id] }));
+  }
+
+  private async timeOutEach(rows: { id: string; retries: number }[], result: ReconcileResult): Promise<void> {
+    for (const row of rows) {
+      try {
+        await this.opts.coordinator.handle({ type: 'run.timeout', runId: row.id, attempt: row.retries });
+        result.runsTimedOut += 1;
+        metrics.reconciledTotal.inc({ kind: 'run_timed_out' });
+      } catch (err) {
+        this.failed(result, 'run_timeout', err, { runId: row.id }, 'could not time out an overdue run');
+      }
+    }
+  }
+}
+
+/** The coordinator message that ends a built-in step (`step.wake_<id>` / `step.waitTimeout_<id>`). */
+function timerJobId(row: { id: string; run_id: string; function_name: string }): string {
+  const type = row.function_name === SLEEP_FUNCTION ? 'step.wake' : 'step.waitTimeout';
+  return coordinatorJobId({ type, runId: row.run_id, stepExecutionId: row.id });
+}
+
+type Pipeline = ReturnType<Redis['pipeline']>;
+
+/** The ioredis connection a queue was made with (Coordinator passes its shared one), if it is one. */
+function redisOf(queue: Queue): Pick<Redis, 'pipeline'> | undefined {
+  const connection = queue.opts.connection as { pipeline?: unknown } | undefined;
+  return typeof connection?.pipeline === 'function' ? (connection as Pick<Redis, 'pipeline'>) : undefined;
+}
+
+async function execPipeline(pipeline: Pipeline): Promise<unknown[]> {
+  const replies = (await pipeline.exec()) ?? [];
+  return replies.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+}
+
+/**
+ * Where each job is, for a page of one function queue, in one round trip: the job hash exists?
+ * finished (completed/failed sets)? delayed, prioritized or waiting for children? A job in none of
+ * these must be in the wait or active list, which are read once a pass and queue (`lists`) rather than
+ * searched per job (BullMQ's getState scans them whole for every job: quadratic on a backlog). A
+ * job found nowhere is confirmed with getState before it counts as an orphan (it may have just
+ * moved). Without a plain ioredis connection: getState for each job, concurrently.
+ */
+async function probeJobs(
+  queue: Queue,
+  ids: string[],
+  lists: Map<string, Promise<Set<string>>>,
+): Promise<Map<string, JobProbe>> {
+  const probes = new Map<string, JobProbe>();
+  const redis = redisOf(queue);
+  const fromState = (state: string): JobProbe =>
+    state === 'unknown'
+      ? { state: 'lost', orphan: true }
+      : { state: state === 'completed' || state === 'failed' ? state : 'present' };
+  if (!redis) {
+    const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
+    ids.forEach((id, i) => probes.set(id, fromState(states[i])));
+    return probes;
+  }
+  const { keys } = queue;
+  const sets = [keys.completed, keys.failed, keys.delayed, keys.prioritized, keys['waiting-children']];
+  const pipeline = redis.pipeline();
+  for (const id of ids) {
+    pipeline.exists(queue.toKey(id));
+    for (const set of sets) pipeline.zscore(set, id);
+  }
+  const replies = await execPipeline(pipeline);
+  const unplaced: string[] = [];
+  ids.forEach((id, i) => {
+    const [exists, completed, failed, ...waiting] = replies.slice(i * 6, i * 6 + 6);
+    if (!exists) probes.set(id, { state: 'lost', orphan: false });
+    else if (completed !== null) probes.set(id, { state: 'completed' });
+    else if (failed !== null) probes.set(id, { state: 'failed' });
+    else if (waiting.some((score) => score !== null)) probes.set(id, { state: 'present' });
+    else unplaced.push(id);
+  });
+  if (!unplaced.length) return probes;
+  let listed = lists.get(queue.name);
+  if (!listed) {
+    const read = redis.pipeline();
+    for (const list of [keys.active, keys.wait, keys.paused]) read.lrange(list, 0, -1);
+    listed = execPipeline(read).then((r) => new Set((r as string[][]).flat()));
+    lists.set(queue.name, listed);
+  }
+  const inLists = await listed;
+  for (const id of unplaced) {
+    probes.set(id, inLists.has(id) ? { state: 'present' } : fromState(await queue.getJobState(id)));
+  }
+  return probes;
 }
