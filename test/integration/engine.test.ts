@@ -1,4 +1,12 @@
-import { defineFunction, NonRetryableError, saveDefinition, deleteKeysWithPrefix, metrics } from '@baton/shared';
+import {
+  defineFunction,
+  NonRetryableError,
+  saveDefinition,
+  deleteKeysWithPrefix,
+  inboxKey,
+  INBOX_GROUP,
+  metrics,
+} from '@baton/shared';
 import { z } from 'zod';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 import { startEngine, type Engine } from '../support/engine';
@@ -41,12 +49,15 @@ const broken = defineFunction({
   },
 });
 
+/** Set when the stubborn handler has returned, well after its step timed out. */
+let stubbornReturned = false;
 const stubborn = defineFunction({
   name: 'stubborn',
   input: z.object({ ms: z.number() }),
   // Ignores ctx.signal on purpose.
   handler: async ({ ms }) => {
     await new Promise((r) => setTimeout(r, ms));
+    stubbornReturned = true;
     return { finished: true };
   },
 });
@@ -189,13 +200,28 @@ describe('engine (coordinator + function runtime)', () => {
   });
 
   it('fails an attempt on time when its handler ignores the timeout signal, discarding the late result', async () => {
-    const t0 = Date.now();
+    stubbornReturned = false;
     const runId = await engine.start('stubborn', {});
     const run = await engine.waitForRun(runId);
-    expect(Date.now() - t0).toBeLessThan(1_200);
+    // On time: the run failed while the handler was still running (it sleeps 1 500 ms, the step allows 150).
+    expect(stubbornReturned).toBe(false);
     expect(run.status).toBe('failed');
     expect(run.error).toMatchObject({ code: 'STEP_TIMEOUT', message: 'step attempt timed out after 150 ms' });
-    await new Promise((r) => setTimeout(r, 1_500));
+    // The late result: once the handler has returned and the coordinator inbox is empty (anything it
+    // sent has been applied), the step is still failed, without output.
+    await waitFor(async () => (stubbornReturned ? true : undefined), 10_000, 'the stubborn handler to return');
+    await waitFor(
+      async () => {
+        const key = inboxKey(env.config.queuePrefix);
+        const [length, pending] = await Promise.all([
+          env.redis.xlen(key),
+          env.redis.xpending(key, INBOX_GROUP) as Promise<[number, ...unknown[]]>,
+        ]);
+        return length === 0 && Number(pending[0]) === 0 ? true : undefined;
+      },
+      10_000,
+      'the coordinator inbox to be empty',
+    );
     const { rows } = await env.pool.query('SELECT status, output FROM step_executions WHERE run_id = $1', [runId]);
     expect(rows).toEqual([{ status: 'failed', output: null }]);
   });
@@ -211,6 +237,9 @@ describe('engine (coordinator + function runtime)', () => {
 
   it('finishes every run after the Redis keys are wiped mid-run (reconciler)', async () => {
     completions.length = 0;
+    const reconciledSoFar = async (): Promise<number> =>
+      (await metrics.reconciledTotal.get()).values.reduce((sum, v) => sum + v.value, 0);
+    const reconciledBefore = await reconciledSoFar();
     // More runs than the worker's concurrency (4), so jobs are waiting in Redis when it is wiped.
     const runIds = await Promise.all(
       Array.from({ length: 12 }, (_, i) => engine.start('slow-chain', { tag: `w${i}` })),
@@ -228,7 +257,6 @@ describe('engine (coordinator + function runtime)', () => {
     expect(rows).toHaveLength(36);
     for (const row of rows) expect(row.n).toBe(1);
     // And it was the reconciler that restored the lost work.
-    const reconciled = (await metrics.reconciledTotal.get()).values.reduce((sum, v) => sum + v.value, 0);
-    expect(reconciled).toBeGreaterThan(0);
+    expect((await reconciledSoFar()) - reconciledBefore).toBeGreaterThan(0);
   });
 });
