@@ -224,16 +224,19 @@ export class Reconciler {
     after: Cursor | undefined,
     limit: number,
   ): Promise<(OutstandingRow & { cursor: Cursor })[]> {
-    const params: unknown[] = [OUTSTANDING_STEP_STATUSES, this.graceSecs(), limit];
-    let from = '';
-    if (after) {
-      params.push(after[0], after[1]);
-      from = 'AND e.updated_at >= $4::timestamptz AND (e.updated_at, e.id) > ($4::timestamptz, $5::uuid)';
-    }
+    // No cursor: $4 and $5 are NULL and the condition folds away (plans are custom per execution).
+    const params: unknown[] = [
+      OUTSTANDING_STEP_STATUSES,
+      this.graceSecs(),
+      limit,
+      after?.[0] ?? null,
+      after?.[1] ?? null,
+    ];
     const { rows } = await this.opts.pool.query<OutstandingRow>(
       `SELECT e.id, e.run_id, e.step_id, e.function_name, e.updated_at::text AS at
          FROM step_executions e
-        WHERE e.status = ANY($1) AND e.updated_at < now() - make_interval(secs => $2) ${from}
+        WHERE e.status = ANY($1) AND e.updated_at < now() - make_interval(secs => $2)
+          AND ($4::timestamptz IS NULL OR (e.updated_at >= $4::timestamptz AND (e.updated_at, e.id) > ($4::timestamptz, $5::uuid)))
         ORDER BY e.updated_at, e.id LIMIT $3`,
       params,
     );
@@ -422,15 +425,12 @@ export class Reconciler {
    */
   private async idlePage(after: Cursor | undefined, limit: number): Promise<{ id: string; cursor: Cursor }[]> {
     const params: unknown[] = [this.graceSecs(), OUTSTANDING_STEP_STATUSES, limit];
-    let from = '';
-    if (after) {
-      params.push(after[0], after[1]);
-      from = 'AND r.updated_at >= $4::timestamptz AND (r.updated_at, r.id) > ($4::timestamptz, $5::uuid)';
-    }
+    params.push(after?.[0] ?? null, after?.[1] ?? null);
     const { rows } = await this.opts.pool.query(
       `SELECT r.id, r.updated_at::text AS at FROM runs r
         WHERE r.status IN ('pending', 'running', 'compensating')
-          AND r.updated_at < now() - make_interval(secs => $1) ${from}
+          AND r.updated_at < now() - make_interval(secs => $1)
+            AND ($4::timestamptz IS NULL OR (r.updated_at >= $4::timestamptz AND (r.updated_at, r.id) > ($4::timestamptz, $5::uuid)))
           AND NOT (r.status = 'pending' AND r.concurrency_key IS NOT NULL)
           AND NOT EXISTS (SELECT 1 FROM step_executions e WHERE e.run_id = r.id AND e.status = ANY($2))
         ORDER BY r.updated_at, r.id LIMIT $3`,
@@ -459,12 +459,7 @@ export class Reconciler {
     after: Cursor | undefined,
     limit: number,
   ): Promise<{ workflow: string; key: string; version: number; holding: number; cursor: Cursor }[]> {
-    const params: unknown[] = [this.graceSecs(), limit];
-    let from = '';
-    if (after) {
-      params.push(after[0], after[1]);
-      from = 'AND (workflow_name, concurrency_key) > ($3, $4)';
-    }
+    const params: unknown[] = [this.graceSecs(), limit, after?.[0] ?? null, after?.[1] ?? null];
     const { rows } = await this.opts.pool.query(
       `SELECT h.workflow_name, h.concurrency_key, h.version,
               (SELECT count(*)::int FROM runs r
@@ -474,7 +469,8 @@ export class Reconciler {
                       (array_agg(workflow_version ORDER BY created_at, id))[1] AS version
                  FROM runs
                 WHERE status = 'pending' AND concurrency_key IS NOT NULL
-                  AND updated_at < now() - make_interval(secs => $1) ${from}
+                  AND updated_at < now() - make_interval(secs => $1)
+                    AND ($3::text IS NULL OR (workflow_name, concurrency_key) > ($3::text, $4::text))
                 GROUP BY workflow_name, concurrency_key
                 ORDER BY workflow_name, concurrency_key LIMIT $2) h
         ORDER BY h.workflow_name, h.concurrency_key`,
@@ -532,15 +528,11 @@ export class Reconciler {
     after: Cursor | undefined,
     limit: number,
   ): Promise<{ id: string; retries: number; cursor: Cursor }[]> {
-    const params: unknown[] = [this.graceSecs(), limit];
-    let from = '';
-    if (after) {
-      params.push(after[0], after[1]);
-      from = 'AND deadline_at >= $3::timestamptz AND (deadline_at, id) > ($3::timestamptz, $4::uuid)';
-    }
+    const params: unknown[] = [this.graceSecs(), limit, after?.[0] ?? null, after?.[1] ?? null];
     const { rows } = await this.opts.pool.query(
       `SELECT id, retries, deadline_at::text AS at FROM runs
-        WHERE status = 'running' AND deadline_at < now() - make_interval(secs => $1) ${from}
+        WHERE status = 'running' AND deadline_at < now() - make_interval(secs => $1)
+          AND ($3::timestamptz IS NULL OR (deadline_at >= $3::timestamptz AND (deadline_at, id) > ($3::timestamptz, $4::uuid)))
         ORDER BY deadline_at, id LIMIT $2`,
       params,
     );
