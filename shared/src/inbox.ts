@@ -47,16 +47,29 @@ export function isInboxMessage(message: CoordinatorMessage): message is InboxMes
   );
 }
 
+/** A message as its stream entry carries it (field `m`). Throws when JSON cannot encode it (a BigInt, a cycle). */
+export function encodeInboxMessage(message: InboxMessage): string {
+  return JSON.stringify(message);
+}
+
+/**
+ * Appends one message already encoded with `encodeInboxMessage`: a caller that retries delivery
+ * encodes once, so an encoding error is told apart from Redis refusing the XADD.
+ */
+export async function appendEncodedToInbox(redis: Redis, prefix: string, encoded: string): Promise<void> {
+  await redis.xadd(inboxKey(prefix), '*', 'm', encoded);
+}
+
 /** Appends messages in one round trip (a pipeline of XADDs). */
 export async function appendToInbox(redis: Redis, prefix: string, messages: InboxMessage[]): Promise<void> {
   if (!messages.length) return;
   const key = inboxKey(prefix);
   if (messages.length === 1) {
-    await redis.xadd(key, '*', 'm', JSON.stringify(messages[0]));
+    await redis.xadd(key, '*', 'm', encodeInboxMessage(messages[0]));
     return;
   }
   const pipeline = redis.pipeline();
-  for (const message of messages) pipeline.xadd(key, '*', 'm', JSON.stringify(message));
+  for (const message of messages) pipeline.xadd(key, '*', 'm', encodeInboxMessage(message));
   const results = (await pipeline.exec()) ?? [];
   const failed = results.find(([err]) => err);
   if (failed) throw failed[0];

@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError, Worker, type Job, type MinimalJob } from 'bullmq';
 import {
   BatonError,
@@ -10,7 +11,7 @@ import {
 } from '../errors';
 import type { Logger } from '../logger';
 import { metrics } from '../metrics';
-import { appendToInbox } from '../inbox';
+import { appendEncodedToInbox, encodeInboxMessage } from '../inbox';
 import type { StepJobData, StepLogLine, StepReport } from '../protocol';
 import { cancelChannel, functionQueueName, type QueueContext } from '../queues';
 import { traced } from '../runs';
@@ -32,6 +33,17 @@ export interface FunctionWorkerOptions {
   /** How long a job's lock lasts without renewal; a killed worker's job is re-run after this. */
   lockDurationMs?: number;
   stalledIntervalMs?: number;
+  /**
+   * Delivery of an attempt's outcome report that Redis refused is tried again after `minMs`, the
+   * wait doubling up to `maxMs` (defaults 50 ms and 5 s), until Redis takes it.
+   */
+  reportRetry?: { minMs?: number; maxMs?: number };
+  /**
+   * Once close() began, how long an undelivered outcome report is still tried before the job
+   * records the outcome instead (see `deliver` below). Default 10 s: below the 25 s a function
+   * container gets to stop (runtime/main.ts).
+   */
+  reportCloseGraceMs?: number;
 }
 
 export interface FunctionWorker {
@@ -45,6 +57,9 @@ const MAX_RETRY_AFTER_MS = 3_600_000;
 /** An attempt still running after this long reports `step.started` (a quicker one sends only its outcome). */
 export const STARTED_REPORT_DELAY_MS = 100;
 const MAX_EVENTS = 100;
+export const REPORT_RETRY_MIN_MS = 50;
+export const REPORT_RETRY_MAX_MS = 5_000;
+export const REPORT_CLOSE_GRACE_MS = 10_000;
 
 /** Error thrown to BullMQ for a retry: carries the delay already reported to the coordinator. */
 class RetryLater extends Error {
@@ -76,7 +91,76 @@ export function startFunctionWorker(
     opts.logger.error({ err }, 'cannot subscribe to cancellations');
   });
   const report = (message: StepReport): Promise<void> =>
-    appendToInbox(opts.queues.connection, opts.queues.prefix, [message]);
+    appendEncodedToInbox(opts.queues.connection, opts.queues.prefix, encodeInboxMessage(message));
+
+  const retryMinMs = opts.reportRetry?.minMs ?? REPORT_RETRY_MIN_MS;
+  const retryMaxMs = Math.max(retryMinMs, opts.reportRetry?.maxMs ?? REPORT_RETRY_MAX_MS);
+  const closeGraceMs = opts.reportCloseGraceMs ?? REPORT_CLOSE_GRACE_MS;
+  /** Aborted by close(): wakes delivery retries that are waiting, so they count down the grace period. */
+  const closing = new AbortController();
+  let closeDeadline: number | undefined;
+
+  /**
+   * Delivers an attempt's outcome (already encoded) to the inbox, trying again until Redis takes it.
+   * The handler has run by now: a report Redis refuses (READONLY after a failover, OOM, a dropped
+   * connection, a refused key) is a delivery problem, never the attempt's failure. Treating it as
+   * one would call the handler again (a second side effect) or record a success as `failed`.
+   * Meanwhile the processor keeps running, so BullMQ keeps renewing the job's lock and no other
+   * worker takes the job. Returns false only when it gave up because the worker is closing.
+   *
+   * On close (SIGTERM) the delivery is tried for `reportCloseGraceMs` more, then abandoned and the
+   * job records the outcome itself: a success returns its output (BullMQ completes the job with it),
+   * a failure throws as usual (BullMQ fails the job or schedules its retry). That is the durable
+   * fallback: for an execution still outstanding whose job completed or failed without a report,
+   * the reconciler replays the report from the job (the output; a failure's message). Going on
+   * until the process is killed would be worse: a worker killed mid-processor leaves its job
+   * active, and once its lock expires BullMQ's stalled check runs the handler again. The grace
+   * period is still worth waiting: when all of Redis is away (a failover of a single server), the
+   * job cannot be completed either, and a Redis that is back within the grace gets the full report.
+   * What the fallback loses is what only the report carries: the attempt's logs and ctx.emit events.
+   * A delivery that hangs rather than fails (a frozen server) is waited for like any command of
+   * the worker's connection, but not past the grace period once closing.
+   */
+  const deliver = async (message: StepReport, encoded: string, logger: Logger): Promise<boolean> => {
+    let delayMs = retryMinMs;
+    for (let failures = 0; ;) {
+      try {
+        const sent = appendEncodedToInbox(opts.queues.connection, opts.queues.prefix, encoded);
+        if (closeDeadline === undefined) await sent;
+        else {
+          sent.catch(() => undefined);
+          await Promise.race([
+            sent,
+            untilDeadline(closeDeadline).then(() => {
+              throw new Error('no answer from Redis before the close grace period ended');
+            }),
+          ]);
+        }
+        if (failures) logger.info({ type: message.type, failures }, 'step report delivered after retries');
+        return true;
+      } catch (err) {
+        failures += 1;
+        if (closeDeadline !== undefined && Date.now() >= closeDeadline) {
+          logger.warn(
+            { err: (err as Error).message, type: message.type, failures },
+            'worker closing: step report not delivered; the job records the outcome and the reconciler replays it',
+          );
+          return false;
+        }
+        metrics.reportRetries.inc({ function: definition.name, type: message.type });
+        logger.warn(
+          { err: (err as Error).message, type: message.type, failures, retryInMs: delayMs },
+          'step report not delivered; trying again (the handler is not called again)',
+        );
+        if (closeDeadline === undefined) {
+          await sleep(delayMs, undefined, { signal: closing.signal }).catch(() => undefined);
+        } else {
+          await sleep(Math.max(0, Math.min(delayMs, closeDeadline - Date.now())));
+        }
+        delayMs = Math.min(delayMs * 2, retryMaxMs);
+      }
+    }
+  };
 
   // One span per attempt, a child of the coordinator span that planned the step.
   const processJob = (job: Job<StepJobData>): Promise<unknown> =>
@@ -115,17 +199,18 @@ export function startFunctionWorker(
         logger.warn({ err }, 'started report not sent'),
       );
     }, STARTED_REPORT_DELAY_MS);
-    const finish = async (message: StepReport): Promise<void> => {
+    /** Delivers the outcome (retrying, see `deliver`); never throws. */
+    const finish = async (message: StepReport, encoded: string): Promise<boolean> => {
       clearTimeout(startedTimer);
       // In order: the started report, when sent, precedes the outcome in the inbox.
       await startedReport;
-      await report(message);
+      return deliver(message, encoded, logger);
     };
 
+    let success: { output: unknown; message: StepReport; encoded: string };
     try {
       const output = await runAttempt(definition, data, { attempt, maxAttempts, logger, logs, events, inflight });
-      observe(definition.name, 'succeeded', started);
-      await finish({
+      const message: StepReport = {
         type: 'step.succeeded',
         ...base,
         startedAt,
@@ -133,8 +218,10 @@ export function startFunctionWorker(
         output: output ?? null,
         logs,
         ...(events.length ? { events } : {}),
-      });
-      return output ?? null;
+      };
+      // Encoded here, so an output JSON cannot carry fails the attempt (as BullMQ could not store it
+      // either), while a report Redis refuses below does not.
+      success = { output: output ?? null, message, encoded: encodeReport(message) };
     } catch (err) {
       const error = serializeError(err);
       if (attempt < maxAttempts && isRetryable(data.retry, error)) {
@@ -144,15 +231,33 @@ export function startFunctionWorker(
         observe(definition.name, 'retrying', started);
         metrics.stepRetries.inc({ function: definition.name });
         logger.warn({ err: error, delayMs }, 'step attempt failed; retrying');
-        await finish({ type: 'step.retrying', ...base, startedAt, at: new Date().toISOString(), error, delayMs, logs });
+        const retrying: StepReport = {
+          type: 'step.retrying',
+          ...base,
+          startedAt,
+          at: new Date().toISOString(),
+          error,
+          delayMs,
+          logs,
+        };
+        // A lost failure report must not become a second handler call either: its delivery is
+        // retried too, and only then does BullMQ schedule the next attempt.
+        await finish(retrying, encodeReport(retrying));
         throw new RetryLater(error.message, delayMs);
       }
       observe(definition.name, 'failed', started);
       logger.warn({ err: error }, 'step failed for good');
-      await finish({ type: 'step.failed', ...base, startedAt, at: new Date().toISOString(), error, logs });
-      // Tell BullMQ not to try again: the coordinator has been told this execution failed.
+      const failed: StepReport = { type: 'step.failed', ...base, startedAt, at: new Date().toISOString(), error, logs };
+      await finish(failed, encodeReport(failed));
+      // Tell BullMQ not to try again: the coordinator has been told this execution failed (or, when
+      // the worker closed before Redis took the report, the reconciler replays it from this job).
       throw new UnrecoverableError(error.message);
     }
+    observe(definition.name, 'succeeded', started);
+    // Not delivered only when the worker is closing: the output completes the job, which is what
+    // the reconciler replays.
+    await finish(success.message, success.encoded);
+    return success.output;
   };
 
   const worker = new Worker<StepJobData>(functionQueueName(definition.name), processJob, {
@@ -174,10 +279,36 @@ export function startFunctionWorker(
     worker,
     workerId,
     close: async () => {
+      // Reports still being retried get the grace period from now (see `deliver`).
+      closeDeadline ??= Date.now() + closeGraceMs;
+      closing.abort();
       await worker.close();
       await cancellations.quit().catch(() => undefined);
     },
   };
+}
+
+/** Resolves once `deadline` (epoch ms) has passed; unref'd, so it holds no process open. */
+function untilDeadline(deadline: number): Promise<void> {
+  return sleep(Math.max(0, deadline - Date.now()), undefined, { ref: false });
+}
+
+/**
+ * The report as the inbox carries it. Log data or error details JSON cannot encode (a BigInt, a
+ * cycle: handler-supplied) are dropped rather than lose the report; an output or event payload that
+ * cannot be encoded throws, failing the attempt.
+ */
+function encodeReport(message: StepReport): string {
+  try {
+    return encodeInboxMessage(message);
+  } catch {
+    const slim = {
+      ...message,
+      ...(message.logs ? { logs: message.logs.map(({ data: _data, ...line }) => line) } : {}),
+      ...('error' in message ? { error: { ...message.error, details: undefined } } : {}),
+    } as StepReport;
+    return encodeInboxMessage(slim);
+  }
 }
 
 function observe(functionName: string, status: string, startedAt: number): void {
