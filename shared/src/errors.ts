@@ -70,6 +70,16 @@ export class ConflictError extends BatonError {
   }
 }
 
+/**
+ * Redis did not answer in time, or refused (a frozen or failing-over server): the operation may
+ * succeed when tried again. The gateway answers it with 503 `REDIS_UNAVAILABLE`.
+ */
+export class RedisUnavailableError extends BatonError {
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super('REDIS_UNAVAILABLE', message, { ...opts, retryable: true });
+  }
+}
+
 /** Bad environment: the process prints the one-line message and exits. */
 export class ConfigError extends BatonError {
   constructor(message: string) {

@@ -1,6 +1,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { BaseConfig, RedisOptions } from './config';
+import { RedisUnavailableError } from './errors';
 
 /**
  * Queue naming. Every queue's keys share a Redis Cluster hash tag of their own:
@@ -47,6 +48,46 @@ export function createRedis(
     keepAlive: 10_000,
     ...(extra.commandTimeoutMs ? { commandTimeout: extra.commandTimeoutMs } : {}),
   });
+}
+
+/** The connection's command timeout (ms), when it was created with one. */
+export function commandTimeoutOf(redis: Redis): number | undefined {
+  const timeout = redis.options.commandTimeout;
+  return typeof timeout === 'number' && timeout > 0 ? timeout : undefined;
+}
+
+/**
+ * Runs `call` (commands on `redis`, directly or through BullMQ) within `timeoutMs`, by default the
+ * connection's command timeout (no bound when it has none), and turns any failure into a
+ * RedisUnavailableError naming `what`. The command timeout bounds each command; this bounds the
+ * rest too: BullMQ waiting for its connection to be ready, several commands in a row. A command
+ * already sent may still be applied after the caller was told it failed (a frozen server resumes).
+ */
+export async function boundedRedisCall<T>(
+  redis: Redis,
+  what: string,
+  call: () => Promise<T>,
+  timeoutMs: number | undefined = commandTimeoutOf(redis),
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const running = Promise.resolve().then(call);
+  try {
+    if (timeoutMs === undefined) return await running;
+    running.catch(() => undefined);
+    return await Promise.race([
+      running,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    if (err instanceof RedisUnavailableError) throw err;
+    throw new RedisUnavailableError(`Redis is unavailable (${what}: ${(err as Error)?.message ?? String(err)})`, {
+      cause: err,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface QueueContext {

@@ -5,6 +5,8 @@ import { isUnstorableText } from './db/sqlstate';
 import { NotFoundError, ValidationError } from './errors';
 import { GroupCommit } from './group-commit';
 import { appendToInbox, inboxOf } from './inbox';
+import type { Logger } from './logger';
+import { boundedRedisCall } from './queues';
 import { traced, validateRunInput, type Queryable, type RunTrigger, type StartedRun } from './runs';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import { getDefinition, type StoredDefinition } from './workflow/store';
@@ -36,12 +38,18 @@ export class RunStarter {
   /** The latest version of each workflow, as last seen (checked by every INSERT). */
   private readonly latest = new Map<string, StoredDefinition>();
   private readonly commits: GroupCommit<Pending, StartedRun>;
+  private readonly logger: Logger | undefined;
 
+  /**
+   * `logger`: where a `run.start` Redis did not take is reported (a warning; the request still
+   * succeeds). The append is bounded by the coordinator connection's command timeout, if it has one.
+   */
   constructor(
     private readonly pool: Pool,
     private readonly coordinator: Queue | undefined,
-    opts: { maxBatch?: number; maxInFlight?: number } = {},
+    opts: { maxBatch?: number; maxInFlight?: number; logger?: Logger } = {},
   ) {
+    this.logger = opts.logger;
     this.commits = new GroupCommit((items) => this.flush(items), {
       maxBatch: opts.maxBatch ?? RUN_START_BATCH,
       maxInFlight: opts.maxInFlight ?? 2,
@@ -115,16 +123,24 @@ export class RunStarter {
       const byRun = new Map(stale.map((r, i) => [r.runId, retried[i]]));
       final = results.map((r, i) => byRun.get(items[i].runId) ?? r);
     }
-    // Committed: the runs start even if Redis is unreachable now (the reconciler re-sends `run.start`
-    // for pending runs), so a failed notification fails no request.
+    // Committed: the runs start even if Redis is unreachable now (the reconciler starts pending runs
+    // that have no executions), so a failed notification fails no request. It cannot hold the
+    // request either: the append is bounded by the connection's command timeout (the gateway's).
     const started = final.filter((r): r is StartedRun => !(r instanceof Error) && r.created);
     if (attempt === 1 && this.coordinator && started.length) {
       const { redis, prefix } = inboxOf(this.coordinator);
-      await appendToInbox(
-        redis,
-        prefix,
-        started.map((r) => ({ type: 'run.start' as const, runId: r.runId, ...traced(r.trace ?? {}) })),
-      ).catch(() => undefined);
+      await boundedRedisCall(redis, 'appending run.start to the coordinator inbox', () =>
+        appendToInbox(
+          redis,
+          prefix,
+          started.map((r) => ({ type: 'run.start' as const, runId: r.runId, ...traced(r.trace ?? {}) })),
+        ),
+      ).catch((err: unknown) =>
+        this.logger?.warn(
+          { err: (err as Error).message, runs: started.length, runIds: started.slice(0, 20).map((r) => r.runId) },
+          'run.start not appended to the coordinator inbox; the reconciler starts these runs',
+        ),
+      );
     }
     return final;
   }

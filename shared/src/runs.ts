@@ -4,7 +4,7 @@ import addFormats from 'ajv-formats';
 import type { Queue } from 'bullmq';
 import type { Pool } from './db/pool';
 import { ValidationError } from './errors';
-import { COORDINATOR_JOB_OPTIONS } from './queues';
+import { boundedRedisCall, COORDINATOR_JOB_OPTIONS } from './queues';
 import { coordinatorJobId, type CoordinatorMessage } from './protocol';
 import { appendToInbox, inboxOf, isInboxMessage } from './inbox';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
@@ -122,10 +122,14 @@ export function traced(trace: TraceCarrier): { trace?: TraceCarrier } {
  * inbox.ts), everything else as a job on the coordinator queue.
  */
 export async function notifyCoordinator(coordinator: Queue, message: CoordinatorMessage): Promise<void> {
-  if (isInboxMessage(message)) {
-    const { redis, prefix } = inboxOf(coordinator);
-    await appendToInbox(redis, prefix, [message]);
-    return;
-  }
-  await coordinator.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
+  const { redis, prefix } = inboxOf(coordinator);
+  // Bounded by the connection's command timeout when it has one (the gateway's, answering a client),
+  // which also covers BullMQ waiting for a connection that is not ready; fails as RedisUnavailableError.
+  await boundedRedisCall(redis, `notifying the coordinator (${message.type})`, async () => {
+    if (isInboxMessage(message)) {
+      await appendToInbox(redis, prefix, [message]);
+      return;
+    }
+    await coordinator.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
+  });
 }

@@ -4,6 +4,9 @@ import { baseEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/shared'
 /** Default of BATON_RATE_LIMIT: ten requests a second on average, far above what the dashboard needs. */
 export const DEFAULT_RATE_LIMIT = 600;
 
+/** Default of BATON_REDIS_COMMAND_TIMEOUT_MS: far above a healthy Redis round trip, well below a client's patience. */
+export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 2_000;
+
 /** An address (IPv4/IPv6), a subnet in CIDR notation, or one of express's named ranges. */
 const TRUST_PROXY_ENTRY = /^(loopback|linklocal|uniquelocal|[0-9a-f.:]+(\/\d{1,3})?)$/i;
 
@@ -85,6 +88,18 @@ export const gatewayEnv = baseEnv.extend({
    * and 10 s.
    */
   BATON_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  /**
+   * Longest wait for any one Redis command of the gateway (run-start notifications, cancel and
+   * retry, the rate limiter, queue reads), so a frozen or failing-over Redis cannot hold requests:
+   * a run start still answers 202 (the run is committed; the reconciler starts it), a read that
+   * needs Redis answers 503 REDIS_UNAVAILABLE.
+   */
+  BATON_REDIS_COMMAND_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(60_000)
+    .default(DEFAULT_REDIS_COMMAND_TIMEOUT_MS),
 });
 
 export interface GatewayConfig extends BaseConfig {
@@ -105,6 +120,11 @@ export interface GatewayConfig extends BaseConfig {
   gatewayMetricsPort?: number;
   /** server.requestTimeout of main.ts; absent: 30 s. */
   requestTimeoutMs?: number;
+  /**
+   * The command timeout of the gateway's Redis connection (createGatewayRedis); absent: the
+   * default. Apps built by tests use whatever connection they are given.
+   */
+  redisCommandTimeoutMs?: number;
 }
 
 /** Throws a ConfigError naming every bad variable; entry points wrap it in loadConfigOrExit. */
@@ -119,6 +139,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gateway
     rateLimit: parsed.BATON_RATE_LIMIT,
     trustProxy: parsed.BATON_TRUST_PROXY,
     requestTimeoutMs: parsed.BATON_REQUEST_TIMEOUT_MS,
+    redisCommandTimeoutMs: parsed.BATON_REDIS_COMMAND_TIMEOUT_MS,
     ...(parsed.BATON_METRICS_PORT === undefined ? {} : { gatewayMetricsPort: parsed.BATON_METRICS_PORT }),
   };
 }

@@ -7,7 +7,6 @@ import {
   coordinatorQueue,
   createLogger,
   createPool,
-  createRedis,
   loadConfigOrExit,
   queueContext,
   startMetricsServer,
@@ -16,6 +15,7 @@ import { createApp } from './app';
 import { loadGatewayConfig } from './config';
 import { createApiServer } from './http/security';
 import { inClusterDeploymentReader } from './kubernetes';
+import { createGatewayRedis } from './redis';
 
 /** In-flight requests get this long after SIGTERM; below Kubernetes' default 30 s grace period. */
 const DRAIN_TIMEOUT_MS = 10_000;
@@ -29,7 +29,8 @@ async function main(): Promise<void> {
   const tracing = await startTracing('baton-gateway');
 
   const pool = createPool(config.databaseUrl, { applicationName: 'baton-gateway', database: config.database });
-  const redis = createRedis(config.redis, 'baton:gateway');
+  // Every command bounded by BATON_REDIS_COMMAND_TIMEOUT_MS (see redis.ts).
+  const redis = createGatewayRedis(config);
   // Without a listener ioredis prints every failed reconnect; it reconnects by itself, /readyz reports it.
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   const coordinator = coordinatorQueue(queueContext(config, redis));
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
         rateLimitPerMinute: config.rateLimit || 'off',
         trustProxy: config.trustProxy ?? false,
         requestTimeoutMs: server.requestTimeout,
+        redisCommandTimeoutMs: redis.options.commandTimeout,
       },
       'gateway listening',
     );

@@ -69,6 +69,8 @@ const JSON_BODY_ERRORS = {
   415: 'body in a media type other than JSON',
 };
 const BAD_ID = 'the id is not a UUID (INVALID_ID)';
+const REDIS_UNAVAILABLE =
+  'Redis did not answer within BATON_REDIS_COMMAND_TIMEOUT_MS, or refused (REDIS_UNAVAILABLE); try again in a few seconds';
 const STARTED: Record<number, ResponseSpec> = {
   202: {
     description: 'the run was created; `statusUrl` shows its progress',
@@ -256,6 +258,7 @@ export const OPERATIONS: readonly Operation[] = [
     tag: 'operations',
     summary: 'Every known function: queue depth by state, workers, replicas',
     responses: { 200: { description: 'functions', schema: api.functionListResponse } },
+    errors: { 503: REDIS_UNAVAILABLE },
   },
   {
     method: 'get',
@@ -264,6 +267,7 @@ export const OPERATIONS: readonly Operation[] = [
     tag: 'operations',
     summary: 'Every live Baton process to scrape, in Prometheus HTTP service-discovery format',
     responses: { 200: { description: 'target groups', schema: api.prometheusTargetsResponse } },
+    errors: { 503: REDIS_UNAVAILABLE },
   },
   {
     method: 'get',

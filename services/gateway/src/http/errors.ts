@@ -1,5 +1,12 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { BatonError, ConflictError, NotFoundError, ValidationError, type Logger } from '@baton/shared';
+import {
+  BatonError,
+  ConflictError,
+  NotFoundError,
+  RedisUnavailableError,
+  ValidationError,
+  type Logger,
+} from '@baton/shared';
 
 /** An HTTP failure with its own status; thrown by handlers and middleware, rendered below. */
 export class ApiError extends BatonError {
@@ -35,6 +42,30 @@ interface BodyParserError {
   message: string;
 }
 
+/** ioredis' own failures: no answer within the command timeout, no connection. */
+const REDIS_CLIENT_FAILURES = new Set([
+  'Command timed out',
+  'Connection is closed.',
+  "Stream isn't writeable and enableOfflineQueue options is false",
+]);
+
+/**
+ * A Redis call that failed for want of Redis (rather than a bug): bounded calls raise
+ * RedisUnavailableError; a bare ioredis timeout or a refusal while Redis fails over, loads or is
+ * full is recognised too. The client may try again: 503 REDIS_UNAVAILABLE.
+ */
+function redisUnavailable(err: unknown): string | undefined {
+  const advice = 'try again in a few seconds; GET /readyz answers 200 again once Redis does';
+  if (err instanceof RedisUnavailableError) return `${err.message}: ${advice}`;
+  if (!(err instanceof Error)) return undefined;
+  const refused =
+    err.name === 'ReplyError' && /^(READONLY|OOM|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/.test(err.message);
+  if (err.name === 'MaxRetriesPerRequestError' || REDIS_CLIENT_FAILURES.has(err.message) || refused) {
+    return `Redis is unavailable (${err.message}): ${advice}`;
+  }
+  return undefined;
+}
+
 function classify(err: unknown): { status: number; code: string; message: string; details?: unknown } | undefined {
   if (err instanceof ApiError)
     return { status: err.status, code: err.code, message: err.message, details: err.details };
@@ -42,6 +73,8 @@ function classify(err: unknown): { status: number; code: string; message: string
     return { status: 400, code: err.code, message: err.message, details: err.details };
   if (err instanceof NotFoundError) return { status: 404, code: err.code, message: err.message };
   if (err instanceof ConflictError) return { status: 409, code: err.code, message: err.message };
+  const redis = redisUnavailable(err);
+  if (redis !== undefined) return { status: 503, code: 'REDIS_UNAVAILABLE', message: redis };
   const e = err as BodyParserError;
   switch (e?.type) {
     case 'entity.too.large':

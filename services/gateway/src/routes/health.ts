@@ -51,8 +51,8 @@ export function healthRouter(deps: AppDeps): Router {
     }
     const down = Object.entries({ database, redis })
       .filter(([, problem]) => problem !== undefined)
-      .map(([name]) => name);
-    res.status(503).json(errorBody('NOT_READY', `not ready: ${down.join(' and ')} unreachable`, checks));
+      .map(([name, problem]) => `${name} unreachable (${problem})`);
+    res.status(503).json(errorBody('NOT_READY', `not ready: ${down.join(' and ')}`, checks));
   });
 
   // With BATON_METRICS_PORT set, main.ts serves /metrics on that port and the API port has none

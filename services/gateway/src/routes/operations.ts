@@ -1,6 +1,12 @@
 import { Queue } from 'bullmq';
 import { Router } from 'express';
-import { functionQueueName, listTargets, toHttpServiceDiscovery, listLatestDefinitions } from '@baton/shared';
+import {
+  boundedRedisCall,
+  functionQueueName,
+  listTargets,
+  toHttpServiceDiscovery,
+  listLatestDefinitions,
+} from '@baton/shared';
 import type { AppDeps } from '../deps';
 
 const COUNTED_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'] as const;
@@ -13,8 +19,16 @@ export function operationsRouter(deps: AppDeps): Router {
   const queueOf = (fn: string): Queue => {
     let queue = queues.get(fn);
     if (!queue) {
-      queue = new Queue(functionQueueName(fn), { connection: redis, prefix: config.queuePrefix });
-      queues.set(fn, queue);
+      const created = new Queue(functionQueueName(fn), { connection: redis, prefix: config.queuePrefix });
+      // Connection errors are logged once, by main.ts's listener on the connection itself.
+      created.on('error', () => undefined);
+      // A queue created while Redis did not answer never becomes usable (BullMQ's start-up check
+      // failed for good): forget it, the next request makes a new one.
+      created.waitUntilReady().catch(() => {
+        if (queues.get(fn) === created) queues.delete(fn);
+      });
+      queues.set(fn, created);
+      queue = created;
     }
     return queue;
   };
@@ -33,27 +47,36 @@ export function operationsRouter(deps: AppDeps): Router {
       }
     }
     const replicas = deps.deployments ? await deps.deployments.replicasByFunction().catch(() => undefined) : undefined;
-    const functions = await Promise.all(
-      [...names].sort().map(async (name) => {
-        const queue = queueOf(name);
-        const [counts, workers] = await Promise.all([queue.getJobCounts(...COUNTED_STATES), queue.getWorkers()]);
-        const r = replicas?.get(name);
-        return {
-          name,
-          queue: functionQueueName(name),
-          jobs: Object.fromEntries(COUNTED_STATES.map((s) => [s, counts[s] ?? 0])),
-          workers: workers.length,
-          lastSeenAt: lastSeen.get(name)?.toISOString() ?? null,
-          // Outside a cluster (or before a Deployment exists) the replica fields are null.
-          replicas: r ? { desired: r.desired, ready: r.ready } : null,
-        };
-      }),
+    // Job counts and workers come from Redis: bounded as a whole, 503 REDIS_UNAVAILABLE when it does not answer.
+    const fromRedis = await boundedRedisCall(redis, 'reading the function queues', () =>
+      Promise.all(
+        [...names].sort().map(async (name) => {
+          const queue = queueOf(name);
+          const [counts, workers] = await Promise.all([queue.getJobCounts(...COUNTED_STATES), queue.getWorkers()]);
+          return { name, counts, workers };
+        }),
+      ),
     );
+    const functions = fromRedis.map(({ name, counts, workers }) => {
+      const r = replicas?.get(name);
+      return {
+        name,
+        queue: functionQueueName(name),
+        jobs: Object.fromEntries(COUNTED_STATES.map((s) => [s, counts[s] ?? 0])),
+        workers: workers.length,
+        lastSeenAt: lastSeen.get(name)?.toISOString() ?? null,
+        // Outside a cluster (or before a Deployment exists) the replica fields are null.
+        replicas: r ? { desired: r.desired, ready: r.ready } : null,
+      };
+    });
     res.json({ functions, kubernetes: deps.deployments !== undefined });
   });
 
   router.get('/v1/prometheus/targets', async (_req, res) => {
-    res.json(toHttpServiceDiscovery(await listTargets(redis, config.queuePrefix)));
+    const targets = await boundedRedisCall(redis, 'reading the metrics targets', () =>
+      listTargets(redis, config.queuePrefix),
+    );
+    res.json(toHttpServiceDiscovery(targets));
   });
 
   return router;

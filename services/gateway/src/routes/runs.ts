@@ -70,7 +70,8 @@ export function runsRouter(deps: AppDeps): Router {
   const json = express.json({ limit: deps.config.bodyLimit });
 
   // Concurrent requests share a transaction (group commit): a burst costs a few commits, not one each.
-  const starter = new RunStarter(pool, coordinator);
+  // A run.start Redis does not take in time is logged; the request still succeeds (run-starter.ts).
+  const starter = new RunStarter(pool, coordinator, { logger: deps.logger });
 
   const start = async (req: Request, res: Response, workflow: string, input: unknown, key?: string) => {
     const started = await starter.start({
