@@ -17,6 +17,8 @@ import {
   seedDemoData,
 } from '@baton/shared';
 import { freePort, withDatabase } from '../support/env';
+import { Ledger } from './ledger';
+import { drive, tally, type LoadOptions, type RequestResult, type RunRequest } from './load';
 
 /**
  * The chaos harness: Baton as real processes (gateway, coordinator, every function — each
@@ -135,6 +137,8 @@ interface Proc {
   running: boolean;
   /** Set when the harness killed or stopped it on purpose. */
   expectedExit: boolean;
+  /** Started with BATON_FAILPOINT set (a SIGKILL exit is then the failpoint's). */
+  failpoint: boolean;
 }
 
 export function discoverComponents(): Component[] {
@@ -154,11 +158,30 @@ export function discoverComponents(): Component[] {
 
 export interface ScenarioRow {
   scenario: string;
+  /** The seeds this row sums (one per repetition). */
+  seeds: number[];
+  /** Run starts the load sent (Jepsen-style classification below). */
+  requests: number;
+  /** 202/200 with a run id. */
+  ok: number;
+  /** Definite refusals (4xx, 503 with a body saying so, connection refused). */
+  failed: number;
+  /** No definite answer (timeout, reset, other 5xx). */
+  unknown: number;
+  /** Of the unknown ones, those whose run turned out to exist (looked up by idempotency key). */
+  unknownStarted: number;
+  /** Runs checked at the end: ok + unknown-but-started + the scenario's own. */
   runs: number;
   faults: number;
+  /** Checked runs missing, ending otherwise than expected, or whose effects the ledger or the mailbox never saw. */
   lost: number;
+  /** Distinct effects beyond one per logical effect, counted by the ledger (plus the scenario's own checks). */
   duplicated: number;
+  /** Raw deliveries the ledger absorbed as replays (same key, same body): the step ran again. */
+  redelivered: number;
   stuck: number;
+  /** Baton's own records broken (invariants 2–5: completion twice, compensation order, attempts over max…) and refusals that started a run anyway. */
+  internal: number;
   recoverySeconds: number;
   /** E-mails received more than once with the same Message-ID (at-least-once delivery; reported). */
   mailResent: number;
@@ -177,6 +200,13 @@ export interface InvariantReport {
   duplicateInvoices: unknown[];
   missingInvoices: string[];
   missingMails: string[];
+  /** Succeeded runs whose expected effects the ledger never saw (`run: key`). */
+  missingEffects: string[];
+  /** The ledger's duplicates (distinct effects beyond one per key or per logical effect). */
+  ledgerDuplicates: string[];
+  redelivered: number;
+  /** Requests answered with a definite refusal whose run exists all the same. */
+  refusedButStarted: string[];
   mailResent: { messageId: string; count: number }[];
   attemptsOverMax: unknown[];
   queueBacklog: number;
@@ -189,22 +219,54 @@ export interface AcceptedRun {
   /** The status this run must end in when every fault was recovered from. */
   expect: string;
   idempotencyKey?: string;
+  /** Ledger keys the run's steps must have produced once it succeeded. */
+  effects?: string[];
 }
 
-/** Diamond: a → (b, c) → d, all transform steps, b and c in parallel. */
-export const DIAMOND = 'chaos-diamond';
-export function diamondDefinition(revision = 1): Record<string, unknown> {
-  const step = (id: string, value: number, needs?: string[]) => ({
+/** One step that records its side effect in the ledger (POST /effect, keyed like ctx.idempotencyKey). */
+export function ledgerStep(
+  id: string,
+  ledgerUrl: string,
+  opts: { needs?: string[]; workflow?: string; revision?: number; delayMs?: number } = {},
+): Record<string, unknown> {
+  return {
     id,
-    function: 'transform',
-    ...(needs ? { needs } : {}),
-    input: { expression: `{"step": "${id}", "value": ${value}, "revision": ${revision}}` },
-  });
+    function: 'http-request',
+    ...(opts.needs ? { needs: opts.needs } : {}),
+    input: {
+      url: `${ledgerUrl}/effect`,
+      method: 'POST',
+      // The step's idempotency key as ctx.idempotencyKey has it (`<runId>:<stepId>`).
+      headers: { 'Idempotency-Key': `{{ run.id }}:${id}` },
+      body: {
+        run: '{{ run.id }}',
+        step: id,
+        workflow: opts.workflow ?? DIAMOND,
+        revision: opts.revision ?? 1,
+        ...(opts.delayMs ? { delayMs: opts.delayMs } : {}),
+      },
+      timeoutMs: 10_000,
+    },
+    retry: { attempts: 8, backoff: { type: 'exponential', delayMs: 200, maxDelayMs: 5_000 } },
+  };
+}
+
+/** The ledger keys a run of the diamond leaves. */
+export const diamondEffects = (runId: string): string[] => ['a', 'b', 'c', 'd'].map((s) => `${runId}:${s}`);
+
+/**
+ * Diamond: a → (b, c) → d, b and c in parallel; every step's side effect is a POST to the ledger
+ * (a step takes 20–120 ms there, so a fault can land mid-step).
+ */
+export const DIAMOND = 'chaos-diamond';
+export function diamondDefinition(ledgerUrl: string, revision = 1): Record<string, unknown> {
+  const step = (id: string, needs: string[]) =>
+    ledgerStep(id, ledgerUrl, { needs, revision, delayMs: 20 + ((id.charCodeAt(0) * 37) % 100) });
   return {
     name: DIAMOND,
-    description: 'chaos suite: a diamond of parallel steps',
-    steps: [step('a', 1, []), step('b', 2, ['a']), step('c', 3, ['a']), step('d', 4, ['b', 'c'])],
-    output: { revision: '{{ steps.d.output.result.revision }}' },
+    description: 'chaos suite: a diamond of parallel steps, each recording its effect in the ledger',
+    steps: [step('a', []), step('b', ['a']), step('c', ['a']), step('d', ['b', 'c'])],
+    output: { revision: '{{ steps.d.output.body.revision }}' },
   };
 }
 
@@ -249,6 +311,16 @@ export interface SystemServers {
   redisUrl?: string;
 }
 
+export interface SystemOptions {
+  /** Extra environment per component name (or kind: `gateway`, `coordinator`, `function`; `*`: all). */
+  env?: Record<string, NodeJS.ProcessEnv>;
+  /**
+   * BATON_FAILPOINT for one component: it is restarted after each failpoint exit (SIGKILL), with the
+   * failpoint for the first `exits` lives, then without (so the run can finish).
+   */
+  failpoint?: { component: string; spec: string; exits: number; seed: number };
+}
+
 export class ChaosSystem {
   readonly id = crypto.randomBytes(4).toString('hex');
   readonly database: string;
@@ -256,7 +328,12 @@ export class ChaosSystem {
   readonly prefix: string;
   readonly accepted: AcceptedRun[] = [];
   readonly notes: string[] = [];
+  /** Every run start the load sent, classified (see ./load.ts). */
+  readonly requests: RequestResult[] = [];
   faults = 0;
+  failpointExits = 0;
+  ledger!: Ledger;
+  private stopping = false;
   /** When the first fault was injected (recovery time counts from there). */
   firstFaultAt?: number;
   pool!: pg.Pool;
@@ -278,6 +355,7 @@ export class ChaosSystem {
   constructor(
     readonly suite: string,
     servers: SystemServers = {},
+    readonly options: SystemOptions = {},
   ) {
     this.serverUrl = servers.serverUrl ?? SERVER_URL;
     this.redisUrl = servers.redisUrl ?? REDIS_URL;
@@ -304,6 +382,7 @@ export class ChaosSystem {
     });
     this.redis.on('error', () => undefined);
     this.smtp = await ChaosSmtp.start();
+    this.ledger = await Ledger.start();
     this.port = await freePort();
     this.closedPort = await freePort();
     this.baseUrl = `http://127.0.0.1:${this.port}`;
@@ -323,8 +402,19 @@ export class ChaosSystem {
       // A killed coordinator's unacknowledged inbox entries are taken over after this (default 30 s).
       COORDINATOR_INBOX_CLAIM_MS: String(INBOX_CLAIM_MS),
       HTTP_REQUEST_ALLOWED_HOSTS: '127.0.0.1',
+      // The whole load comes from one client (this process): the gateway's per-client limit is off.
+      BATON_RATE_LIMIT: '0',
       NO_COLOR: '1',
+      ...this.options.env?.['*'],
+      ...this.options.env?.[component.kind],
+      ...this.options.env?.[component.name],
     };
+    delete env.BATON_FAILPOINT;
+    const fp = this.options.failpoint;
+    if (fp && fp.component === component.name && this.failpointExits < fp.exits) {
+      env.BATON_FAILPOINT = fp.spec;
+      env.BATON_FAILPOINT_SEED = String(fp.seed * 1000 + this.failpointExits);
+    }
     for (const key of [
       'NODE_OPTIONS',
       'FORCE_COLOR',
@@ -353,9 +443,10 @@ export class ChaosSystem {
     const component = this.components.get(name);
     if (!component) throw new Error(`unknown component ${name}`);
     if (this.procs.get(name)?.running) throw new Error(`${name} is already running`);
+    const env = this.env(component);
     const child = spawn(process.execPath, [path.join(ROOT, component.dir, 'dist', 'main.js')], {
       cwd: ROOT,
-      env: this.env(component),
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let started = false;
@@ -378,10 +469,22 @@ export class ChaosSystem {
       child,
       running: true,
       expectedExit: false,
+      failpoint: env.BATON_FAILPOINT !== undefined,
       exited: new Promise((resolve) =>
         child.once('exit', (code, signal) => {
           proc.running = false;
-          if (!proc.expectedExit) {
+          if (!proc.expectedExit && proc.failpoint && signal === 'SIGKILL') {
+            // The failpoint's exit (after the handler, before the report): back 0.5 s later, as a
+            // replacement pod would be.
+            proc.expectedExit = true;
+            this.failpointExits += 1;
+            this.markFault();
+            if (!this.stopping)
+              setTimeout(() => {
+                if (this.stopping || this.procs.get(name) !== proc) return;
+                this.startComponent(name).catch((err: unknown) => this.crashed.push(`${name} restart: ${String(err)}`));
+              }, 500);
+          } else if (!proc.expectedExit) {
             // The evidence: what the process printed last.
             const own = this.output.filter((l) => l.startsWith(`${name}[${child.pid}] `)).slice(-12);
             this.crashed.push(`${name} exited (${signal ?? `code ${code}`}): ${own.join('\n')}`);
@@ -422,6 +525,14 @@ export class ChaosSystem {
       proc.child.kill('SIGKILL');
       await proc.exited;
     }
+  }
+
+  /** Sends a signal that does not end the process (SIGSTOP, SIGCONT); counts SIGSTOP as a fault. */
+  signal(name: string, signal: NodeJS.Signals): void {
+    const proc = this.procs.get(name);
+    if (!proc?.running) throw new Error(`${name} is not running`);
+    if (signal === 'SIGSTOP') this.markFault();
+    proc.child.kill(signal);
   }
 
   async restart(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -477,6 +588,51 @@ export class ChaosSystem {
     return body.version!;
   }
 
+  /**
+   * Continuous load (see ./load.ts): `opts.runs` run starts at the rate, classified. Ok ones are
+   * accepted runs (checked at the end); unknown and failed ones are looked up by key at the end.
+   */
+  async load(opts: LoadOptions): Promise<Record<'ok' | 'failed' | 'unknown', number>> {
+    const results = await drive(this.baseUrl, opts);
+    this.requests.push(...results);
+    for (const r of results) if (r.outcome === 'ok' && r.runId) this.accept(r.request, r.runId);
+    return tally(results);
+  }
+
+  private accept(request: RunRequest, runId: string): void {
+    if (this.accepted.some((a) => a.runId === runId)) return;
+    this.accepted.push({
+      runId,
+      workflow: request.workflow,
+      expect: request.expect,
+      idempotencyKey: request.idempotencyKey,
+      ...(request.effects ? { effects: request.effects(runId) } : {}),
+    });
+  }
+
+  /**
+   * The end of a Jepsen-style history: every unknown request is looked up by its idempotency key (a
+   * run found is accepted, so checked); every refused one must have no run. Returns how many unknown
+   * ones had started and the refusals that started a run anyway.
+   */
+  async resolveRequests(): Promise<{ unknownStarted: number; refusedButStarted: string[] }> {
+    let unknownStarted = 0;
+    const refusedButStarted: string[] = [];
+    for (const r of this.requests) {
+      if (r.outcome === 'ok') continue;
+      const { rows } = await this.pool.query<{ id: string }>(
+        `SELECT id FROM runs WHERE workflow_name = $1 AND idempotency_key = $2`,
+        [r.request.workflow, r.request.idempotencyKey],
+      );
+      if (!rows.length) continue;
+      if (r.outcome === 'unknown') {
+        unknownStarted += 1;
+        this.accept(r.request, rows[0].id);
+      } else refusedButStarted.push(`${r.request.idempotencyKey}: ${r.detail ?? r.status} yet run ${rows[0].id}`);
+    }
+    return { unknownStarted, refusedButStarted };
+  }
+
   /** `count` invoice runs over cust-01..05 (POST /invoice/start); each must end `succeeded`. */
   async startInvoiceRuns(count: number): Promise<string[]> {
     const started = await Promise.all(
@@ -500,6 +656,7 @@ export class ChaosSystem {
     expect: string,
     input: unknown = {},
     idempotencyKey?: string,
+    effects?: (runId: string) => string[],
   ): Promise<{ runId: string; status: number }[]> {
     return Promise.all(
       Array.from({ length: count }, async () => {
@@ -511,7 +668,13 @@ export class ChaosSystem {
         if ((res.status !== 202 && res.status !== 200) || !body.runId)
           throw new Error(`POST /v1/workflows/${workflow}/runs: ${res.status} ${JSON.stringify(body)}`);
         if (!this.accepted.some((r) => r.runId === body.runId))
-          this.accepted.push({ runId: body.runId, workflow, expect, ...(idempotencyKey ? { idempotencyKey } : {}) });
+          this.accepted.push({
+            runId: body.runId,
+            workflow,
+            expect,
+            ...(idempotencyKey ? { idempotencyKey } : {}),
+            ...(effects ? { effects: effects(body.runId) } : {}),
+          });
         return { runId: body.runId, status: res.status };
       }),
     );
@@ -668,6 +831,12 @@ export class ChaosSystem {
     const counts = this.smtp.countsByMessageId();
     const missingMails = succeededInvoiceRuns.filter((r) => !counts.has(mailIdOf(r.id))).map((r) => r.id);
     const mailResent = [...counts].filter(([, n]) => n > 1).map(([messageId, count]) => ({ messageId, count }));
+    // The external ledger: every succeeded run's effects seen there; nothing there twice as distinct effects.
+    const succeeded = new Set(runs.filter((r) => r.status === 'succeeded').map((r) => r.id));
+    const missingEffects = this.accepted
+      .filter((a) => succeeded.has(a.runId) && a.effects)
+      .flatMap((a) => a.effects!.filter((key) => !this.ledger.has(key)).map((key) => `${a.runId}: ${key}`));
+    const ledgerDuplicates = this.ledger.duplicates();
     // 5. retries bounded.
     const attemptsOverMax = await q(
       `SELECT e.run_id, e.step_id, e.attempt, e.max_attempts,
@@ -691,6 +860,10 @@ export class ChaosSystem {
       duplicateInvoices,
       missingInvoices,
       missingMails,
+      missingEffects,
+      ledgerDuplicates,
+      redelivered: this.ledger.redelivered(),
+      refusedButStarted: [],
       mailResent,
       attemptsOverMax,
       queueBacklog,
@@ -714,30 +887,65 @@ export class ChaosSystem {
   }
 
   /** The table row of a scenario from its invariant report. */
-  row(scenario: string, report: InvariantReport, recoverySeconds: number): ScenarioRow {
-    const duplicated =
+  row(
+    scenario: string,
+    report: InvariantReport,
+    recoverySeconds: number,
+    seed: number,
+    unknownStarted = 0,
+  ): ScenarioRow {
+    const internal =
       report.duplicateCompletions.length +
-      report.duplicateRunsPerKey.length +
-      report.duplicateInvoices.length +
       report.compensationOrder.length +
-      report.attemptsOverMax.length;
-    const lost =
-      report.missing.length + report.unexpected.length + report.missingInvoices.length + report.missingMails.length;
+      report.attemptsOverMax.length +
+      report.refusedButStarted.length;
+    const duplicated =
+      report.ledgerDuplicates.length + report.duplicateRunsPerKey.length + report.duplicateInvoices.length;
+    // A run missing, ending otherwise, or without its effects counts once.
+    const lostRuns = new Set([
+      ...report.missing,
+      ...report.unexpected.map((u) => u.id),
+      ...report.missingInvoices,
+      ...report.missingMails,
+      ...report.missingEffects.map((m) => m.split(':')[0]),
+    ]);
+    const counts = tally(this.requests);
     return {
       scenario,
+      seeds: [seed],
+      requests: this.requests.length,
+      ok: counts.ok,
+      failed: counts.failed,
+      unknown: counts.unknown,
+      unknownStarted,
       runs: report.accepted,
       faults: this.faults,
-      lost,
+      lost: lostRuns.size,
       duplicated,
+      redelivered: report.redelivered,
+      internal,
       stuck: report.stuck.length,
       recoverySeconds: Math.round(recoverySeconds * 10) / 10,
       mailResent: report.mailResent.reduce((n, m) => n + m.count - 1, 0),
       notes: [
         ...this.notes,
         ...(report.queueBacklog ? [`${report.queueBacklog} jobs left in function queues`] : []),
+        ...(this.failpointExits ? [`${this.failpointExits} failpoint exits`] : []),
+        ...this.requestNotes(),
         ...this.environmentNotes(),
       ],
     };
+  }
+
+  /** What the requests that were not ok got, grouped: `unknown: TimeoutError ×16`. */
+  requestNotes(): string[] {
+    const groups = new Map<string, number>();
+    for (const r of this.requests) {
+      if (r.outcome === 'ok') continue;
+      const key = `${r.outcome}: ${r.detail ?? r.status}`;
+      groups.set(key, (groups.get(key) ?? 0) + 1);
+    }
+    return [...groups].map(([k, n]) => `${k} ×${n}`);
   }
 
   /**
@@ -757,6 +965,7 @@ export class ChaosSystem {
 
   /** Kills every process the harness started (by pid), closes the SMTP server, drops the database and keys. */
   async stop(): Promise<void> {
+    this.stopping = true;
     for (const proc of this.procs.values()) {
       if (proc.running) {
         proc.expectedExit = true;
@@ -765,6 +974,7 @@ export class ChaosSystem {
     }
     await Promise.all([...this.procs.values()].map((p) => p.exited));
     await this.smtp?.down();
+    await this.ledger?.stop().catch(() => undefined);
     await this.pool?.end().catch(() => undefined);
     if (this.redis) {
       await deleteKeysWithPrefix(this.redis, this.prefix).catch(() => undefined);
@@ -777,7 +987,10 @@ export class ChaosSystem {
   }
 }
 
-/** Runs a scenario on a fresh system: start, act (inject the fault), wait idle, check, stop. */
+/**
+ * Runs a scenario on a fresh system: start, then the load (if any) and the act (the fault) side by
+ * side, wait idle, resolve the unknown requests by key, check, stop.
+ */
 export async function runScenario(
   scenario: string,
   act: (system: ChaosSystem) => Promise<void>,
@@ -788,23 +1001,37 @@ export async function runScenario(
     verify?: (system: ChaosSystem) => Promise<void>;
     /** Private servers for this system (default: the machine's shared ones). */
     servers?: SystemServers;
+    options?: SystemOptions;
+    /** The continuous load for the fault window (built once the system is up). */
+    load?: (system: ChaosSystem) => LoadOptions;
+    seed?: number;
   } = {},
 ): Promise<{ row: ScenarioRow; report: InvariantReport; system: ChaosSystem }> {
-  const system = new ChaosSystem(scenario, opts.servers);
+  const system = new ChaosSystem(scenario, opts.servers, opts.options);
   try {
     await system.start();
     await opts.setup?.(system);
     const actAt = Date.now();
-    await act(system);
-    await system.waitIdle(opts.idleTimeoutMs ?? 120_000);
+    const load = opts.load ? system.load(opts.load(system)) : Promise.resolve(undefined);
+    // Both run to the end even when one throws (the other's processes and timers must settle).
+    const [acted, loaded] = await Promise.allSettled([act(system), load]);
+    if (acted.status === 'rejected') throw acted.reason;
+    if (loaded.status === 'rejected') throw loaded.reason;
+    const idleTimeoutMs = opts.idleTimeoutMs ?? 120_000;
+    await system.waitIdle(idleTimeoutMs);
+    const { unknownStarted, refusedButStarted } = await system.resolveRequests();
+    // Unknown requests that did start are now accepted: they must be terminal too.
+    if (unknownStarted) await system.waitIdle(Math.min(idleTimeoutMs, 30_000));
     // Time to recover: from the first fault (else from the start of the scenario) until idle.
     const recovery = (Date.now() - (system.firstFaultAt ?? actAt)) / 1000;
     const report = await system.checkInvariants();
+    report.refusedButStarted = refusedButStarted;
     await opts.verify?.(system);
-    const row = system.row(scenario, report, recovery);
-    if (row.lost || row.stuck || row.duplicated || report.crashed.length) {
+    const row = system.row(scenario, report, recovery, opts.seed ?? 0, unknownStarted);
+    if (row.lost || row.stuck || row.duplicated || row.internal || report.crashed.length) {
+      const brief = { ...report, missingEffects: report.missingEffects.slice(0, 20) };
       process.stderr.write(
-        `chaos ${scenario}: ${JSON.stringify({ row, report }, null, 2)}\n--- last output ---\n${system.tail(60)}\n`,
+        `chaos ${scenario}: ${JSON.stringify({ row, report: brief }, null, 2).slice(0, 20_000)}\n--- last output ---\n${system.tail(60)}\n`,
       );
     }
     return { row, report, system };

@@ -122,6 +122,7 @@ export class PrivatePostgres {
     readonly dir: string,
     private readonly bin: string,
     private readonly user?: { uid: number; gid: number },
+    private readonly maxConnections = 200,
   ) {}
 
   /** The binaries' directory, or undefined when none is installed. */
@@ -135,7 +136,8 @@ export class PrivatePostgres {
     return versions.length ? path.join(base, versions[0], 'bin') : undefined;
   }
 
-  static async start(): Promise<PrivatePostgres> {
+  /** `maxConnections`: the server's max_connections (200 by default; a scenario may want it low). */
+  static async start(settings: { maxConnections?: number } = {}): Promise<PrivatePostgres> {
     const bin = PrivatePostgres.binaries();
     if (!bin) throw new Error('no PostgreSQL binaries under /usr/lib/postgresql');
     let user: { uid: number; gid: number } | undefined;
@@ -147,7 +149,7 @@ export class PrivatePostgres {
     }
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-chaos-pg-'));
     if (user) fs.chownSync(dir, user.uid, user.gid);
-    const server = new PrivatePostgres(await freePort(), dir, bin, user);
+    const server = new PrivatePostgres(await freePort(), dir, bin, user, settings.maxConnections);
     try {
       execFileSync(
         path.join(bin, 'initdb'),
@@ -190,7 +192,7 @@ export class PrivatePostgres {
         '-c',
         `unix_socket_directories=${this.dir}`,
         '-c',
-        'max_connections=200',
+        `max_connections=${this.maxConnections}`,
         // Durability settings stay at their defaults: with synchronous_commit=off a crash loses commits
         // already acknowledged (a function's invoice), which no application can recover from.
       ],

@@ -1,23 +1,31 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import fs from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import {
   DIAMOND,
   POISON,
   diamondDefinition,
+  diamondEffects,
+  ledgerStep,
   poisonDefinition,
   runScenario,
   type ChaosSystem,
   type InvariantReport,
   type ScenarioRow,
+  type SystemOptions,
   type SystemServers,
 } from './harness';
+import { rng, type LoadOptions, type RunRequest } from './load';
 import { PrivatePostgres, PrivateRedis } from './private-servers';
 
 /**
- * The chaos scenarios: each starts a batch of invoice runs and runs of the diamond workflow on a
- * fresh system, injects one kind of fault mid-flight, waits until idle and checks the invariants.
- * Each returns its table row and the full invariant report (the evidence when something broke).
+ * The chaos scenarios. Each runs on a fresh system under continuous load (CHAOS_RUNS run starts, 200
+ * by default, at CHAOS_RATE per second, 10 by default: diamond runs whose every step records its
+ * effect in the external ledger, one in eight an invoice run whose e-mail the SMTP server counts),
+ * injects its fault at a moment the seed picks inside the load window, waits until idle and checks
+ * the invariants of docs/RELIABILITY.md. A scenario is a function of its seed (fault timing, load
+ * jitter, failpoint draws); it returns its table row and the full invariant report.
  */
 export interface ScenarioResult {
   row: ScenarioRow;
@@ -26,340 +34,856 @@ export interface ScenarioResult {
   violations: string[];
 }
 
-type Scenario = () => Promise<ScenarioResult>;
+export type Scenario = (seed: number) => Promise<ScenarioResult>;
 
-const INVOICE_RUNS = 5;
-const DIAMOND_RUNS = 3;
-
-/** The usual load: invoice runs for cust-01..05 and diamond runs, started concurrently. */
-async function load(system: ChaosSystem, invoices = INVOICE_RUNS, diamonds = DIAMOND_RUNS): Promise<void> {
-  await Promise.all([system.startInvoiceRuns(invoices), system.startRuns(DIAMOND, diamonds, 'succeeded')]);
+export interface ScenarioSize {
+  /** Run starts of the load (default CHAOS_RUNS or 200). */
+  runs?: number;
+  /** Run starts per second (default CHAOS_RATE or 10). */
+  rate?: number;
 }
+
+const envNumber = (name: string, fallback: number): number => {
+  const value = Number(process.env[name]);
+  return Number.isFinite(value) && value > 0 ? value : fallback;
+};
+export const DEFAULT_RUNS = envNumber('CHAOS_RUNS', 200);
+export const DEFAULT_RATE = envNumber('CHAOS_RATE', 10);
+
+/** What a scenario's act sees: its seed's generator and the load window. */
+export interface Ctx {
+  seed: number;
+  random: () => number;
+  runs: number;
+  rate: number;
+  /** How long the load lasts (runs / rate). */
+  windowMs: number;
+  /** Sleeps until a seeded moment between `from` and `to` (fractions of the load window). */
+  faultAt(from?: number, to?: number): Promise<void>;
+}
+
+/** The usual mix: diamond runs (ledger effects) and, one in eight, an invoice run (e-mail). */
+export function standardRequest(seed: number): (i: number) => RunRequest {
+  return (i) =>
+    i % 8 === 0
+      ? {
+          workflow: 'invoice',
+          path: '/invoice/start',
+          body: { customerId: `cust-0${((i / 8) % 5) + 1}` },
+          idempotencyKey: `chaos-${seed}-${i}`,
+          expect: 'succeeded',
+        }
+      : {
+          workflow: DIAMOND,
+          path: `/v1/workflows/${DIAMOND}/runs`,
+          body: { input: {} },
+          idempotencyKey: `chaos-${seed}-${i}`,
+          expect: 'succeeded',
+          effects: diamondEffects,
+        };
+}
+
+interface Spec {
+  name: string;
+  act: (system: ChaosSystem, ctx: Ctx) => Promise<void>;
+  verify?: (system: ChaosSystem, ctx: Ctx) => Promise<{ lost?: string[]; duplicated?: string[] }>;
+  setup?: (system: ChaosSystem, ctx: Ctx) => Promise<void>;
+  idleTimeoutMs?: number;
+  servers?: SystemServers;
+  options?: (ctx: Ctx) => SystemOptions;
+  /** The load: default the standard mix; `false`: none (the act starts its own runs). */
+  load?: false | ((system: ChaosSystem, ctx: Ctx) => Partial<LoadOptions>);
+  size?: ScenarioSize;
+}
+
+async function scenario(spec: Spec, seed: number): Promise<ScenarioResult> {
+  const runs = spec.size?.runs ?? DEFAULT_RUNS;
+  const rate = spec.size?.rate ?? DEFAULT_RATE;
+  const random = rng(seed * 7919 + spec.name.length);
+  const windowMs = (runs / rate) * 1000;
+  let loadStartedAt = Date.now();
+  const ctx: Ctx = {
+    seed,
+    random,
+    runs,
+    rate,
+    windowMs,
+    faultAt: async (from = 0.2, to = 0.6) => {
+      const at = loadStartedAt + windowMs * (from + (to - from) * random());
+      await sleep(Math.max(0, at - Date.now()));
+    },
+  };
+  const violations: string[] = [];
+  let extra: { lost?: string[]; duplicated?: string[] } = {};
+  const { row, report } = await runScenario(spec.name, (system) => spec.act(system, ctx), {
+    seed,
+    setup: async (system) => {
+      await system.putWorkflow(diamondDefinition(system.ledger.url, 1));
+      await spec.setup?.(system, ctx);
+      loadStartedAt = Date.now();
+    },
+    ...((spec.servers ?? currentServers) ? { servers: spec.servers ?? currentServers } : {}),
+    ...(spec.options ? { options: spec.options(ctx) } : {}),
+    ...(spec.idleTimeoutMs ? { idleTimeoutMs: spec.idleTimeoutMs } : {}),
+    ...(spec.load === false
+      ? {}
+      : {
+          load: (system: ChaosSystem) => ({
+            runs,
+            ratePerSecond: rate,
+            random: rng(seed),
+            request: standardRequest(seed),
+            ...(spec.load ? spec.load(system, ctx) : {}),
+          }),
+        }),
+    ...(spec.verify
+      ? {
+          verify: async (system: ChaosSystem) => {
+            extra = await spec.verify!(system, ctx);
+          },
+        }
+      : {}),
+  });
+  violations.push(...(extra.lost ?? []), ...(extra.duplicated ?? []));
+  row.lost += extra.lost?.length ?? 0;
+  row.duplicated += extra.duplicated?.length ?? 0;
+  row.notes.push(...violations.slice(0, 5).map((v) => `violation: ${v}`));
+  if (violations.length > 5) row.notes.push(`… ${violations.length - 5} more violations`);
+  return { row, report, violations };
+}
+
+/** A scenario factory: its spec, given the size. */
+const define =
+  (build: (size: ScenarioSize) => Spec) =>
+  (size: ScenarioSize = {}): Scenario =>
+  (seed) =>
+    scenario({ ...build(size), size }, seed);
 
 /** Waits (up to 30 s) until a worker holds a step of `fn`; notes `missed` if none showed, and goes on. */
 async function untilMidStep(system: ChaosSystem, fn: string, missed: string): Promise<void> {
   if (!(await system.waitForStep({ function: fn, status: 'running' }, 30_000))) system.notes.push(missed);
 }
 
-async function saveDiamond(system: ChaosSystem): Promise<void> {
-  await system.putWorkflow(diamondDefinition(1));
+/** Polls a count query until it reaches `target` (or the timeout); returns the last count. */
+async function untilCount(
+  system: ChaosSystem,
+  sql: string,
+  params: unknown[],
+  target: number,
+  timeoutMs = 120_000,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let n = -1;
+  while (Date.now() < deadline) {
+    n = await system.pool
+      .query(sql, params)
+      .then((r) => Number(r.rows[0].n))
+      .catch(() => -1);
+    if (n >= target) return n;
+    await sleep(250);
+  }
+  return n;
 }
 
-async function scenario(
-  name: string,
-  act: (system: ChaosSystem) => Promise<void>,
-  verify?: (system: ChaosSystem) => Promise<{ lost?: string[]; duplicated?: string[] }>,
-  idleTimeoutMs?: number,
-  servers?: SystemServers,
-): Promise<ScenarioResult> {
-  const violations: string[] = [];
-  let extra: { lost?: string[]; duplicated?: string[] } = {};
-  const { row, report } = await runScenario(
-    name,
-    async (system) => {
-      await act(system);
-    },
-    {
-      setup: saveDiamond,
-      ...(servers ? { servers } : {}),
-      ...(idleTimeoutMs ? { idleTimeoutMs } : {}),
-      ...(verify
-        ? {
-            verify: async (system: ChaosSystem) => {
-              extra = await verify(system);
-            },
-          }
-        : {}),
-    },
+/** Run statuses and error codes of a workflow's runs. */
+async function runsOf(
+  system: ChaosSystem,
+  workflow: string,
+): Promise<{ id: string; status: string; code: string | null; output: unknown }[]> {
+  const { rows } = await system.pool.query(
+    `SELECT id, status, error->>'code' AS code, output FROM runs WHERE workflow_name = $1`,
+    [workflow],
   );
-  violations.push(...(extra.lost ?? []), ...(extra.duplicated ?? []));
-  row.lost += extra.lost?.length ?? 0;
-  row.duplicated += extra.duplicated?.length ?? 0;
-  row.notes.push(...violations.map((v) => `violation: ${v}`));
-  return { row, report, violations };
+  return rows as { id: string; status: string; code: string | null; output: unknown }[];
 }
+
+// ---- the original fifteen, now under load -------------------------------------------------------
 
 /** kill -9 of a function while one of its steps is running; the process comes back 1 s later. */
-export function killFunctionMidStep(fn = 'generate-pdf'): Scenario {
-  return () =>
-    scenario(`kill -9 ${fn} mid-step`, async (system) => {
-      await load(system);
+export const killFunctionMidStep = (fn = 'generate-pdf') =>
+  define(() => ({
+    name: `kill -9 ${fn} mid-step`,
+    act: async (system, ctx) => {
+      await ctx.faultAt();
       await untilMidStep(system, fn, `no ${fn} step seen running: killed anyway`);
       await system.kill(fn, 'SIGKILL');
       await sleep(1_000);
       await system.startComponent(fn);
-    });
-}
+    },
+  }));
 
-/**
- * kill -9 of the coordinator under load at random moments (before or after a commit: whichever the
- * moment hits), twice, restarting it each time.
- */
-export function killCoordinator(times = 2): Scenario {
-  return () =>
-    scenario('kill -9 coordinator mid-flight', async (system) => {
-      await load(system);
+/** kill -9 of the coordinator at seeded moments under load (before or after a commit), restarted 0.5 s later. */
+export const killCoordinator = (times = 2) =>
+  define(() => ({
+    name: 'kill -9 coordinator mid-flight',
+    act: async (system, ctx) => {
       for (let i = 0; i < times; i++) {
-        await sleep(100 + Math.floor(Math.random() * 900));
+        await ctx.faultAt(0.1 + (0.8 * i) / times, 0.1 + (0.8 * (i + 1)) / times);
         await system.kill('coordinator', 'SIGKILL');
         await sleep(500);
         await system.startComponent('coordinator');
-        if (i === 0) await load(system, 3, 2);
       }
-    });
-}
+    },
+  }));
 
 /** SIGTERM (a scale-down) of a function while its step runs: it finishes the attempt, then exits. */
-export function sigtermFunction(fn = 'generate-pdf'): Scenario {
-  return () =>
-    scenario(`SIGTERM ${fn} (scale-down)`, async (system) => {
-      await load(system);
+export const sigtermFunction = (fn = 'generate-pdf') =>
+  define(() => ({
+    name: `SIGTERM ${fn} (scale-down)`,
+    act: async (system, ctx) => {
+      await ctx.faultAt();
       await untilMidStep(system, fn, `no ${fn} step seen running at SIGTERM`);
       await system.kill(fn, 'SIGTERM');
-      // Another replica takes over the rest of the queue.
       await system.startComponent(fn);
-    });
-}
+    },
+  }));
 
-/**
- * Redis data loss: every key of this suite's prefix deleted while steps are in flight (the machine's
- * Redis is shared, so no FLUSHALL or restart). The reconciler rebuilds the work from PostgreSQL.
- */
-export function flushRedis(): Scenario {
-  return () =>
-    scenario('Redis data loss (suite keys flushed)', async (system) => {
-      await load(system);
-      await system.waitForStep({ function: 'generate-pdf', status: 'running' }, 30_000);
-      await system.flushRedis();
-    });
-}
+/** Every key of this suite's prefix deleted under load (the machine's Redis is shared: no FLUSHALL). */
+export const flushRedis = define(() => ({
+  name: 'Redis data loss (suite keys flushed)',
+  act: async (system, ctx) => {
+    await ctx.faultAt();
+    await system.flushRedis();
+  },
+}));
 
-/**
- * A real Redis restart, on a private `redis-server` (no persistence) that the whole system uses: kill -9
- * while steps are in flight and back empty on the same port 1 s later — or a FLUSHALL of that server.
- * Everything Redis held is gone (queues, jobs, locks, the coordinator's stream); the reconciler
- * rebuilds the work from PostgreSQL. More runs are started once it is back.
- */
-export function restartPrivateRedis(mode: 'kill' | 'flushall'): Scenario {
-  const name = mode === 'kill' ? 'Redis restart (private server, kill -9, empty)' : 'Redis FLUSHALL (private server)';
-  return async () => {
-    const redis = await PrivateRedis.start();
-    try {
-      return await scenario(
-        name,
-        async (system) => {
-          await load(system);
-          await untilMidStep(system, 'generate-pdf', 'no generate-pdf step seen running: fault injected anyway');
-          const keys = await redis.dbSize();
-          system.markFault();
-          if (mode === 'kill') {
-            await redis.kill();
-            await sleep(1_000);
-            await redis.up();
-          } else {
-            await redis.flushAll();
-          }
-          system.notes.push(`${keys} keys lost (${mode === 'kill' ? 'restarted empty' : 'FLUSHALL'})`);
-          await sleep(1_000);
-          await load(system, 3, 2);
-        },
-        undefined,
-        undefined,
-        { redisUrl: redis.url },
+/** A private redis-server killed (back empty 1 s later) or FLUSHALLed under load. */
+export const restartPrivateRedis = (mode: 'kill' | 'flushall') =>
+  define(() => ({
+    name: mode === 'kill' ? 'Redis restart (private server, kill -9, empty)' : 'Redis FLUSHALL (private server)',
+    act: async (system, ctx) => {
+      const redis = privateRedis.get(system.redisUrl)!;
+      await ctx.faultAt();
+      const keys = await redis.dbSize();
+      system.markFault();
+      if (mode === 'kill') {
+        await redis.kill();
+        await sleep(1_000);
+        await redis.up();
+      } else await redis.flushAll();
+      system.notes.push(`${keys} keys lost (${mode === 'kill' ? 'restarted empty' : 'FLUSHALL'})`);
+    },
+  }));
+
+/** A private PostgreSQL stopped (`fast`) or crashed (`immediate`) under load, back 2 s later. */
+export const restartPrivatePostgres = (mode: 'fast' | 'immediate') =>
+  define(() => ({
+    name:
+      mode === 'fast'
+        ? 'PostgreSQL restart (private server, stop -m fast)'
+        : 'PostgreSQL crash (private server, stop -m immediate)',
+    act: async (system, ctx) => {
+      const server = privatePostgres.get(system.serverUrl)!;
+      await ctx.faultAt();
+      system.markFault();
+      const downAt = Date.now();
+      await server.down(mode);
+      await sleep(2_000);
+      await server.up();
+      system.notes.push(`down ${((Date.now() - downAt) / 1000).toFixed(1)} s`);
+    },
+  }));
+
+/** Every PostgreSQL connection of this suite's database terminated, twice, under load. */
+export const terminatePostgres = define(() => ({
+  name: 'PostgreSQL connections terminated',
+  act: async (system, ctx) => {
+    await ctx.faultAt();
+    const first = await system.terminateDatabaseConnections();
+    await sleep(1_000);
+    const second = await system.terminateDatabaseConnections();
+    system.notes.push(`${first} + ${second} backends terminated`);
+  },
+}));
+
+/** The SMTP server down for 5 s under load: send-email retries, then succeeds. */
+export const smtpDown = (downMs = 5_000) =>
+  define(() => ({
+    name: 'SMTP server down for a while',
+    act: async (system, ctx) => {
+      await ctx.faultAt();
+      await system.smtp.down();
+      system.markFault();
+      await sleep(downMs);
+      await system.smtp.up();
+    },
+  }));
+
+/** A workflow whose last step always throws: retries bounded, then compensation in reverse order. */
+export const poisonJob = (runs = 3) =>
+  define(() => ({
+    name: 'poison job (step always throws)',
+    setup: async (system) => {
+      await system.putWorkflow(poisonDefinition(system.closedPort));
+    },
+    act: async (system, ctx) => {
+      await ctx.faultAt();
+      await system.startRuns(POISON, runs, 'compensated');
+      for (let i = 0; i < runs; i++) system.markFault();
+    },
+    verify: async (system) => {
+      const lost: string[] = [];
+      const { rows } = await system.pool.query(
+        `SELECT r.id, e.attempt, e.max_attempts FROM runs r JOIN step_executions e ON e.run_id = r.id
+          WHERE r.workflow_name = $1 AND e.step_id = 'poison'`,
+        [POISON],
       );
+      for (const row of rows)
+        if (row.attempt !== row.max_attempts)
+          lost.push(`run ${row.id}: poison step made ${row.attempt} of ${row.max_attempts} attempts`);
+      const compensations = await system.pool.query(
+        `SELECT e.run_id, count(*)::int AS n FROM step_executions e JOIN runs r ON r.id = e.run_id
+          WHERE r.workflow_name = $1 AND e.kind = 'compensation' AND e.status = 'compensated' GROUP BY e.run_id`,
+        [POISON],
+      );
+      for (const row of compensations.rows)
+        if (row.n !== 3) lost.push(`run ${row.run_id}: ${row.n} compensations, expected 3`);
+      return { lost };
+    },
+  }));
+
+/** The same trigger delivered 4 times at once (same idempotency key), for 5 keys, under load. */
+export const duplicateTrigger = (keys = 5, copies = 4) =>
+  define(() => {
+    const seen = new Map<string, Set<string>>();
+    return {
+      name: 'duplicate trigger delivery',
+      act: async (system, ctx) => {
+        await ctx.faultAt();
+        await Promise.all(
+          Array.from({ length: keys }, async (_, k) => {
+            const key = `chaos-dup-${ctx.seed}-${k}`;
+            const results = await system.startRuns(DIAMOND, copies, 'succeeded', {}, key, diamondEffects);
+            seen.set(key, new Set(results.map((r) => r.runId)));
+          }),
+        );
+        for (let i = 0; i < keys * (copies - 1); i++) system.markFault();
+      },
+      verify: async () => {
+        const duplicated: string[] = [];
+        for (const [key, runIds] of seen)
+          if (runIds.size !== 1) duplicated.push(`key ${key}: ${runIds.size} runs (${[...runIds].join(', ')})`);
+        return { duplicated };
+      },
+    };
+  });
+
+/** A second coordinator process racing the first on the same runs (and both reconcilers). */
+export const twoCoordinators = define(() => ({
+  name: 'two coordinators racing',
+  act: async (system, ctx) => {
+    await ctx.faultAt(0.05, 0.2);
+    await system.addComponent('coordinator-2', 'coordinator');
+    system.markFault();
+  },
+}));
+
+/** New versions of the invoice and diamond workflows saved while runs are in flight, under load. */
+export const definitionChanged = define(() => {
+  let putStartedAt = 0;
+  let putEndedAt = 0;
+  return {
+    name: 'definition changed mid-run',
+    act: async (system, ctx) => {
+      await ctx.faultAt();
+      putStartedAt = Date.now();
+      const invoiceV2 = `${fs.readFileSync(path.join(__dirname, '..', '..', 'workflows', 'invoice.yaml'), 'utf8').trimEnd()}\n  revision: v2\n`;
+      await system.putWorkflow(invoiceV2, 'invoice');
+      await system.putWorkflow(diamondDefinition(system.ledger.url, 2));
+      putEndedAt = Date.now();
+      system.markFault();
+    },
+    verify: async (system) => {
+      const lost: string[] = [];
+      // Answered before the new versions were saved: v1; sent after: v2; in between: either, but
+      // the run's output must come from the version it is pinned to.
+      const when = new Map(system.requests.filter((r) => r.runId).map((r) => [r.runId!, r]));
+      const { rows } = await system.pool.query(
+        `SELECT id, workflow_name, workflow_version, output FROM runs WHERE id = ANY($1) AND status = 'succeeded'`,
+        [[...when.keys()]],
+      );
+      for (const run of rows) {
+        const r = when.get(run.id)!;
+        const revision =
+          run.workflow_name === DIAMOND ? Number(run.output?.revision) : run.output?.revision === 'v2' ? 2 : 1;
+        const expected = r.answeredAt < putStartedAt ? 1 : r.sentAt > putEndedAt ? 2 : run.workflow_version;
+        if (run.workflow_version !== expected || revision !== run.workflow_version)
+          lost.push(
+            `run ${run.id} (${run.workflow_name}) v${run.workflow_version} revision ${revision}, expected ${expected}`,
+          );
+      }
+      return { lost };
+    },
+  };
+});
+
+// ---- new: the failpoint, poison outputs, hostile expressions, parked runs, stops and outages ----
+
+/**
+ * kill at the failpoint after the handler, before the report (BATON_FAILPOINT=after-handler:exit:N in
+ * http-request, the function of every ledger step): the effect reached the ledger, Baton never heard
+ * of it; the job is re-run by the next worker once its lock expires and the ledger sees the same key
+ * again — a replay it absorbs (re-delivered), never a second effect (duplicated).
+ */
+export const failpointAfterHandler = (exits = 3) =>
+  define(() => ({
+    name: 'kill -9 after the handler, before the report (failpoint)',
+    options: (ctx) => ({
+      failpoint: {
+        component: 'http-request',
+        spec: `after-handler:exit:${20 + Math.floor(ctx.random() * 60)}`,
+        exits,
+        seed: ctx.seed,
+      },
+    }),
+    // Each interrupted job waits for BullMQ's stalled check (lock 30 s, check every 30 s).
+    idleTimeoutMs: 180_000,
+    act: async () => undefined,
+    verify: async (system) => {
+      const lost: string[] = [];
+      if (system.failpointExits === 0) lost.push('the failpoint never fired');
+      system.notes.push(`${system.ledger.redelivered()} effects re-delivered to the ledger (absorbed by key)`);
+      return { lost };
+    },
+  }));
+
+/**
+ * Poison outputs: a step whose output holds U+0000 (GET /nul) and one whose output is 2 MB (GET
+ * /blob). The coordinator's report guard: the first run succeeds with U+FFFD in place of the NUL,
+ * the second fails with OUTPUT_TOO_LARGE; neither strands the run, and the load goes on.
+ */
+export const poisonOutput = (count = 5) =>
+  define(() => ({
+    name: 'poison output (NUL, 2 MB)',
+    setup: async (system) => {
+      const get = (id: string, url: string) => ({
+        id,
+        function: 'http-request',
+        input: { url, method: 'GET', timeoutMs: 10_000 },
+      });
+      await system.putWorkflow({ name: 'chaos-nul', steps: [get('nul', `${system.ledger.url}/nul`)] });
+      await system.putWorkflow({ name: 'chaos-big', steps: [get('big', `${system.ledger.url}/blob?bytes=2000000`)] });
+    },
+    act: async (system, ctx) => {
+      await ctx.faultAt();
+      await Promise.all([
+        system.startRuns('chaos-nul', count, 'succeeded'),
+        system.startRuns('chaos-big', count, 'failed'),
+      ]);
+      for (let i = 0; i < 2 * count; i++) system.markFault();
+    },
+    verify: async (system) => {
+      const lost: string[] = [];
+      for (const run of await runsOf(system, 'chaos-nul'))
+        if (run.status === 'succeeded' && !JSON.stringify(run.output).includes('\uFFFD'))
+          lost.push(`chaos-nul run ${run.id}: output without U+FFFD`);
+      for (const run of await runsOf(system, 'chaos-big'))
+        if (run.status === 'failed' && run.code !== 'OUTPUT_TOO_LARGE')
+          lost.push(`chaos-big run ${run.id}: failed with ${run.code}, expected OUTPUT_TOO_LARGE`);
+      return { lost };
+    },
+  }));
+
+/**
+ * Hostile expressions: an `if:` with catastrophic backtracking and an input template asking for a
+ * 200 MB string. Each run must end `failed` with EXPRESSION_FAILED, and the load's plain runs (started
+ * before, during and after them) must finish: one hostile run must not stall the coordinator.
+ */
+export const hostileExpressions = (count = 3) =>
+  define(() => ({
+    name: 'hostile expressions (ReDoS if:, 200 MB $pad)',
+    idleTimeoutMs: 150_000,
+    setup: async (system) => {
+      const step = (extra: Record<string, unknown>) => ({
+        ...ledgerStep('h', system.ledger.url, { workflow: 'hostile' }),
+        ...extra,
+      });
+      await system.putWorkflow({
+        name: 'chaos-redos',
+        steps: [step({ if: '$match("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!", /^(a+)+$/)' })],
+      });
+      const pad = step({});
+      (pad.input as Record<string, unknown>).body = { padding: '{{ $pad("", 200000000) }}' };
+      await system.putWorkflow({ name: 'chaos-pad', steps: [pad] });
+    },
+    act: async (system, ctx) => {
+      await ctx.faultAt(0.1, 0.3);
+      await Promise.all([
+        system.startRuns('chaos-redos', count, 'failed'),
+        system.startRuns('chaos-pad', count, 'failed'),
+      ]);
+      for (let i = 0; i < 2 * count; i++) system.markFault();
+    },
+    verify: async (system) => {
+      const lost: string[] = [];
+      for (const wf of ['chaos-redos', 'chaos-pad'])
+        for (const run of await runsOf(system, wf))
+          if (run.status === 'failed' && run.code !== 'EXPRESSION_FAILED')
+            lost.push(`${wf} run ${run.id}: failed with ${run.code}, expected EXPRESSION_FAILED`);
+      return { lost };
+    },
+  }));
+
+/** A workflow that sleeps, then records its effect. */
+function napDefinition(ledgerUrl: string, durationMs: number): Record<string, unknown> {
+  return {
+    name: 'chaos-nap',
+    steps: [
+      { id: 'nap', sleep: { durationMs } },
+      ledgerStep('after', ledgerUrl, { needs: ['nap'], workflow: 'chaos-nap' }),
+    ],
+  };
+}
+/** A workflow that parks until `event` (matching its input's key, when `byKey`), then records its effect. */
+function parkDefinition(ledgerUrl: string, name: string, event: string, byKey: boolean): Record<string, unknown> {
+  return {
+    name,
+    steps: [
+      {
+        id: 'park',
+        waitForEvent: { name: event, ...(byKey ? { match: 'event.key = input.key' } : {}), timeoutMs: 600_000 },
+      },
+      ledgerStep('after', ledgerUrl, { needs: ['park'], workflow: name }),
+    ],
+  };
+}
+const afterEffect = (runId: string): string[] => [`${runId}:after`];
+
+async function postEvent(system: ChaosSystem, name: string, payload: unknown, key?: string): Promise<string[]> {
+  const res = await system.request('POST', `/v1/events/${name}`, { payload, ...(key ? { idempotencyKey: key } : {}) });
+  const body = (await res.json()) as { runIds?: string[] };
+  if (res.status !== 202 && res.status !== 200) throw new Error(`POST /v1/events/${name}: ${res.status}`);
+  return body.runIds ?? [];
+}
+
+/**
+ * 700 runs parked on waitForEvent and 20 sleeping runs, then this suite's Redis keys wiped (the
+ * sleeps' delayed messages are lost; the reconciler re-arms them from PostgreSQL), then the event:
+ * every parked run and every sleeper must finish, under load.
+ */
+export const parkedRunsRedisWipe = (parked = 700, sleepers = 20) =>
+  define(() => ({
+    name: `${parked} parked waitForEvent runs + sleepers through a Redis wipe`,
+    idleTimeoutMs: 240_000,
+    setup: async (system) => {
+      await system.putWorkflow(parkDefinition(system.ledger.url, 'chaos-park', 'chaos.release', false));
+      await system.putWorkflow(napDefinition(system.ledger.url, 4_000));
+    },
+    act: async (system, ctx) => {
+      for (let i = 0; i < parked; i += 50)
+        await system.startRuns('chaos-park', Math.min(50, parked - i), 'succeeded', {}, undefined, afterEffect);
+      const waiting = await untilCount(
+        system,
+        `SELECT count(*)::int AS n FROM step_executions e JOIN runs r ON r.id = e.run_id
+          WHERE r.workflow_name = 'chaos-park' AND e.step_id = 'park'`,
+        [],
+        parked,
+      );
+      if (waiting < parked) system.notes.push(`only ${waiting} of ${parked} parked before the wipe`);
+      await system.startRuns('chaos-nap', sleepers, 'succeeded', {}, undefined, afterEffect);
+      await untilCount(
+        system,
+        `SELECT count(*)::int AS n FROM step_executions e JOIN runs r ON r.id = e.run_id
+          WHERE r.workflow_name = 'chaos-nap' AND e.step_id = 'nap'`,
+        [],
+        sleepers,
+        30_000,
+      );
+      await ctx.faultAt(0, 0.1);
+      const keys = await system.flushRedis();
+      system.notes.push(`${keys} keys wiped with ${parked} runs parked and ${sleepers} asleep`);
+      await sleep(2_000);
+      await postEvent(system, 'chaos.release', { at: Date.now() }, `chaos-release-${ctx.seed}`);
+    },
+  }));
+
+/**
+ * SIGSTOP of one coordinator (of two) for longer than its PostgreSQL idle-in-transaction timeout
+ * (lowered to 5 s here: BATON_PG_IDLE_TX_TIMEOUT_MS) and the inbox claim time, then SIGCONT: the
+ * frozen one's open transaction is ended by the server, its row locks released; the other one takes
+ * its unacknowledged inbox entries; the woken one must not apply anything twice.
+ */
+export const sigstopCoordinator = (stopMs = 12_000) =>
+  define(() => ({
+    name: 'SIGSTOP coordinator past its idle-in-transaction timeout',
+    options: () => ({ env: { coordinator: { BATON_PG_IDLE_TX_TIMEOUT_MS: '5000' } } }),
+    setup: async (system) => {
+      await system.addComponent('coordinator-2', 'coordinator');
+    },
+    act: async (system, ctx) => {
+      await ctx.faultAt(0.1, 0.3);
+      system.signal('coordinator', 'SIGSTOP');
+      await sleep(stopMs);
+      system.signal('coordinator', 'SIGCONT');
+      system.notes.push(`stopped ${stopMs / 1000} s (idle-in-transaction timeout 5 s)`);
+    },
+  }));
+
+/** The private PostgreSQL down for `downMs` (2 min by default: CHAOS_PG_DOWN_MS) while the load goes on. */
+export const postgresDownUnderLoad = (downMs = envNumber('CHAOS_PG_DOWN_MS', 120_000)) =>
+  define((size) => ({
+    name: `PostgreSQL down ${Math.round(downMs / 1000)} s under load (private server)`,
+    idleTimeoutMs: 240_000,
+    // The load spans the outage: 20 s before, the outage, 20 s after.
+    load: () => ({ ratePerSecond: (size.runs ?? DEFAULT_RUNS) / ((downMs + 40_000) / 1000) }),
+    act: async (system) => {
+      const server = privatePostgres.get(system.serverUrl)!;
+      await sleep(20_000);
+      system.markFault();
+      await server.down('fast');
+      await sleep(downMs);
+      await server.up();
+      system.notes.push(`down ${Math.round(downMs / 1000)} s`);
+    },
+  }));
+
+/**
+ * max_connections reached: a private PostgreSQL with max_connections = 60; the harness takes every
+ * free slot (superuser slots included) for 15 s under load, then gives them back.
+ */
+export const maxConnections = (holdMs = 15_000) =>
+  define(() => ({
+    name: 'max_connections reached (private server)',
+    idleTimeoutMs: 180_000,
+    act: async (system, ctx) => {
+      await ctx.faultAt(0.1, 0.3);
+      system.markFault();
+      const held: pg.Client[] = [];
+      for (let i = 0; i < 200; i++) {
+        const c = new pg.Client({ connectionString: system.databaseUrl, connectionTimeoutMillis: 3_000 });
+        c.on('error', () => undefined);
+        try {
+          await c.connect();
+          held.push(c);
+        } catch {
+          break;
+        }
+      }
+      system.notes.push(`${held.length} connections held ${holdMs / 1000} s (max_connections 60)`);
+      await sleep(holdMs);
+      await Promise.all(held.map((c) => c.end().catch(() => undefined)));
+    },
+  }));
+
+/**
+ * The waiting kinds through a Redis wipe: sleepers, runs parked on waitForEvent (half cancelled,
+ * half released by events after the wipe), event-triggered runs, and a schedule ticking every 2 s
+ * (its ticks must go on after the wipe: the coordinator re-creates its scheduler).
+ */
+export const waitingKindsRedisWipe = (count = 20) =>
+  define(() => {
+    let wipedAt = 0;
+    return {
+      name: 'sleep / waitForEvent / cancel / event / schedule through a Redis wipe',
+      idleTimeoutMs: 180_000,
+      setup: async (system) => {
+        const url = system.ledger.url;
+        await system.putWorkflow(napDefinition(url, 5_000));
+        await system.putWorkflow(parkDefinition(url, 'chaos-wait', 'chaos.go', true));
+        await system.putWorkflow({
+          name: 'chaos-evt',
+          triggers: [{ event: { name: 'chaos.start' } }],
+          steps: [ledgerStep('after', url, { workflow: 'chaos-evt' })],
+        });
+        await system.putWorkflow({
+          name: 'chaos-tick',
+          triggers: [{ schedule: { cron: '*/2 * * * * *' } }],
+          steps: [ledgerStep('after', url, { workflow: 'chaos-tick' })],
+        });
+      },
+      act: async (system, ctx) => {
+        await ctx.faultAt(0.1, 0.3);
+        await system.startRuns('chaos-nap', count, 'succeeded', {}, undefined, afterEffect);
+        const waiting = await Promise.all(
+          Array.from({ length: count }, async (_, i) => {
+            const [r] = await system.startRuns(
+              'chaos-wait',
+              1,
+              i % 2 ? 'succeeded' : 'cancelled',
+              { key: `k${i}` },
+              undefined,
+              i % 2 ? afterEffect : undefined,
+            );
+            return r.runId;
+          }),
+        );
+        for (let i = 0; i < count; i++) {
+          const ids = await postEvent(system, 'chaos.start', { n: i }, `chaos-start-${ctx.seed}-${i}`);
+          for (const id of ids)
+            system.accepted.push({ runId: id, workflow: 'chaos-evt', expect: 'succeeded', effects: afterEffect(id) });
+        }
+        await untilCount(
+          system,
+          `SELECT count(*)::int AS n FROM step_executions e JOIN runs r ON r.id = e.run_id
+            WHERE r.workflow_name IN ('chaos-nap', 'chaos-wait') AND e.step_id IN ('nap', 'park')`,
+          [],
+          2 * count,
+          30_000,
+        );
+        for (let i = 0; i < count; i += 2) {
+          const res = await system.request('POST', `/v1/runs/${waiting[i]}/cancel`, {});
+          if (res.status !== 202) system.notes.push(`cancel ${waiting[i]}: ${res.status}`);
+        }
+        await sleep(500);
+        wipedAt = Date.now();
+        await system.flushRedis();
+        await sleep(1_000);
+        for (let i = 1; i < count; i += 2)
+          await postEvent(system, 'chaos.go', { key: `k${i}` }, `chaos-go-${ctx.seed}-${i}`);
+        // Ticks after the wipe, then the schedule paused so that the system can go idle.
+        await sleep(8_000);
+        const res = await system.request('PUT', '/v1/schedules/chaos-tick.0', { paused: true });
+        if (res.status !== 200) system.notes.push(`pause schedule: ${res.status}`);
+        await sleep(2_500);
+        for (const run of await runsOf(system, 'chaos-tick'))
+          system.accepted.push({
+            runId: run.id,
+            workflow: 'chaos-tick',
+            expect: 'succeeded',
+            effects: afterEffect(run.id),
+          });
+      },
+      verify: async (system) => {
+        const lost: string[] = [];
+        const { rows } = await system.pool.query(
+          `SELECT count(*)::int AS n FROM runs WHERE workflow_name = 'chaos-tick' AND created_at > to_timestamp($1 / 1000.0)`,
+          [wipedAt + 1_000],
+        );
+        if (rows[0].n === 0) lost.push('no schedule tick after the Redis wipe');
+        system.notes.push(`${rows[0].n} schedule ticks after the wipe`);
+        return { lost };
+      },
+    };
+  });
+
+/**
+ * One run of 200 steps (the most a definition may have): 199 each returning a 1 000 000-byte output
+ * (under BATON_MAX_OUTPUT_BYTES, 1 MiB), then one recording its effect in the ledger; under the usual
+ * load, on a private redis-server (200 MB of reports must not land on the shared one).
+ */
+export const wideRun = (steps = 200, bytes = 1_000_000) =>
+  define(() => {
+    let wide = '';
+    return {
+      name: `${steps}-step run with 1 MB outputs`,
+      idleTimeoutMs: 300_000,
+      setup: async (system) => {
+        const blob = (id: string) => ({
+          id,
+          function: 'http-request',
+          input: { url: `${system.ledger.url}/blob?bytes=${bytes - 200}`, method: 'GET', timeoutMs: 30_000 },
+        });
+        await system.putWorkflow({
+          name: 'chaos-wide',
+          steps: [
+            ...Array.from({ length: steps - 1 }, (_, i) => blob(`s${i}`)),
+            {
+              ...ledgerStep('after', system.ledger.url, { workflow: 'chaos-wide' }),
+              needs: Array.from({ length: steps - 1 }, (_, i) => `s${i}`),
+            },
+          ],
+          output: { done: true },
+        });
+      },
+      act: async (system, ctx) => {
+        await ctx.faultAt(0, 0.1);
+        system.markFault();
+        const [{ runId }] = await system.startRuns('chaos-wide', 1, 'succeeded', {}, undefined, afterEffect);
+        wide = runId;
+      },
+      verify: async (system) => {
+        const { rows } = await system.pool.query(
+          `SELECT r.status, extract(epoch FROM r.finished_at - r.created_at)::float8 AS seconds,
+                (SELECT count(*)::int FROM step_executions e WHERE e.run_id = r.id AND e.status = 'succeeded') AS done
+           FROM runs r WHERE r.id = $1`,
+          [wide],
+        );
+        const r = rows[0] as { status: string; seconds: number | null; done: number } | undefined;
+        system.notes.push(`the wide run: ${r?.status}, ${r?.done} steps succeeded, ${r?.seconds?.toFixed(1) ?? '?'} s`);
+        return {};
+      },
+    };
+  });
+
+// ---- private servers --------------------------------------------------------------------------
+
+/** The private servers in use, by URL (a scenario's act finds its own). */
+const privateRedis = new Map<string, PrivateRedis>();
+const privatePostgres = new Map<string, PrivatePostgres>();
+
+/** Runs `scenario` on a private redis-server. */
+function onPrivateRedis(build: (size?: ScenarioSize) => Scenario): (size?: ScenarioSize) => Scenario {
+  return (size) => async (seed) => {
+    const redis = await PrivateRedis.start();
+    privateRedis.set(redis.url, redis);
+    try {
+      return await withServers(build(size), { redisUrl: redis.url })(seed);
     } finally {
+      privateRedis.delete(redis.url);
       await redis.stop();
     }
   };
 }
 
-/**
- * A real PostgreSQL restart, on a private cluster (the Debian binaries, its own temp dir and port) that
- * the whole system uses: `pg_ctl stop -m fast` (every session ends, clean shutdown) or `-m immediate`
- * (a crash: WAL recovery at the start) while steps are in flight, started again 2 s later. Pools
- * reconnect; messages and attempts whose transaction died are retried. More runs once it is back.
- */
-export function restartPrivatePostgres(mode: 'fast' | 'immediate'): Scenario {
-  const name =
-    mode === 'fast'
-      ? 'PostgreSQL restart (private server, stop -m fast)'
-      : 'PostgreSQL crash (private server, stop -m immediate)';
-  return async () => {
-    const server = await PrivatePostgres.start();
+/** Runs `scenario` on a private PostgreSQL cluster. */
+function onPrivatePostgres(
+  build: (size?: ScenarioSize) => Scenario,
+  settings: { maxConnections?: number } = {},
+): (size?: ScenarioSize) => Scenario {
+  return (size) => async (seed) => {
+    const server = await PrivatePostgres.start(settings);
+    privatePostgres.set(server.url, server);
     try {
-      return await scenario(
-        name,
-        async (system) => {
-          await load(system);
-          await untilMidStep(system, 'generate-pdf', 'no generate-pdf step seen running: fault injected anyway');
-          system.markFault();
-          const downAt = Date.now();
-          await server.down(mode);
-          await sleep(2_000);
-          await server.up();
-          system.notes.push(`down ${((Date.now() - downAt) / 1000).toFixed(1)} s`);
-          await load(system, 3, 2);
-        },
-        undefined,
-        undefined,
-        { serverUrl: server.url },
-      );
+      return await withServers(build(size), { serverUrl: server.url })(seed);
     } finally {
+      privatePostgres.delete(server.url);
       await server.stop();
     }
   };
 }
 
-/** Every PostgreSQL connection of this suite's database terminated, twice, under load. */
-export function terminatePostgres(): Scenario {
-  return () =>
-    scenario('PostgreSQL connections terminated', async (system) => {
-      await load(system);
-      await sleep(300);
-      const first = await system.terminateDatabaseConnections();
-      await sleep(1_000);
-      const second = await system.terminateDatabaseConnections();
-      system.notes.push(`${first} + ${second} backends terminated`);
-    });
+/** The servers a scenario's system uses are passed through this (set per call, read by runScenario). */
+let currentServers: SystemServers | undefined;
+function withServers(run: Scenario, servers: SystemServers): Scenario {
+  return async (seed) => {
+    currentServers = servers;
+    try {
+      return await run(seed);
+    } finally {
+      currentServers = undefined;
+    }
+  };
 }
-
-/** The SMTP server down for 5 s while the runs want to send: send-email retries, then succeeds. */
-export function smtpDown(downMs = 5_000): Scenario {
-  return () =>
-    scenario('SMTP server down for a while', async (system) => {
-      await system.smtp.down();
-      system.markFault();
-      await load(system);
-      await sleep(downMs);
-      await system.smtp.up();
-    });
-}
-
-/** A workflow whose last step always throws: retries bounded, then compensation in reverse order. */
-export function poisonJob(runs = 3): Scenario {
-  return () =>
-    scenario(
-      'poison job (step always throws)',
-      async (system) => {
-        await system.putWorkflow(poisonDefinition(system.closedPort));
-        await Promise.all([load(system), system.startRuns(POISON, runs, 'compensated')]);
-        for (let i = 0; i < runs; i++) system.markFault();
-      },
-      async (system) => {
-        const lost: string[] = [];
-        const { rows } = await system.pool.query(
-          `SELECT r.id, e.attempt, e.max_attempts FROM runs r JOIN step_executions e ON e.run_id = r.id
-            WHERE r.workflow_name = $1 AND e.step_id = 'poison'`,
-          [POISON],
-        );
-        for (const row of rows) {
-          if (row.attempt !== row.max_attempts)
-            lost.push(`run ${row.id}: poison step made ${row.attempt} of ${row.max_attempts} attempts`);
-        }
-        const compensations = await system.pool.query(
-          `SELECT e.run_id, count(*)::int AS n FROM step_executions e JOIN runs r ON r.id = e.run_id
-            WHERE r.workflow_name = $1 AND e.kind = 'compensation' AND e.status = 'compensated' GROUP BY e.run_id`,
-          [POISON],
-        );
-        for (const row of compensations.rows) {
-          if (row.n !== 3) lost.push(`run ${row.run_id}: ${row.n} compensations, expected 3`);
-        }
-        return { lost };
-      },
-    );
-}
-
-/** The same trigger delivered several times at once (same idempotency key): one run per key. */
-export function duplicateTrigger(keys = 5, copies = 4): Scenario {
-  const seen = new Map<string, Set<string>>();
-  return () =>
-    scenario(
-      'duplicate trigger delivery',
-      async (system) => {
-        await Promise.all(
-          Array.from({ length: keys }, async (_, k) => {
-            const key = `chaos-dup-${k}`;
-            const customerId = `cust-0${(k % 5) + 1}`;
-            const results = await system.startRuns('invoice', copies, 'succeeded', { customerId }, key);
-            seen.set(key, new Set(results.map((r) => r.runId)));
-          }),
-        );
-        for (let i = 0; i < keys * (copies - 1); i++) system.markFault();
-        await load(system, 0, DIAMOND_RUNS);
-      },
-      async () => {
-        const duplicated: string[] = [];
-        for (const [key, runIds] of seen) {
-          if (runIds.size !== 1) duplicated.push(`key ${key}: ${runIds.size} runs (${[...runIds].join(', ')})`);
-        }
-        return { duplicated };
-      },
-    );
-}
-
-/** A second coordinator process racing the first on the same runs (and both reconcilers). */
-export function twoCoordinators(): Scenario {
-  return () =>
-    scenario('two coordinators racing', async (system) => {
-      await system.addComponent('coordinator-2', 'coordinator');
-      system.markFault();
-      await load(system, 10, 5);
-    });
-}
-
-/** New versions of the invoice and diamond workflows saved while runs are in flight. */
-export function definitionChanged(): Scenario {
-  const before: string[] = [];
-  const after: string[] = [];
-  return () =>
-    scenario(
-      'definition changed mid-run',
-      async (system) => {
-        await load(system);
-        before.push(...system.accepted.map((r) => r.runId));
-        const invoiceV2 = `${fs.readFileSync(path.join(__dirname, '..', '..', 'workflows', 'invoice.yaml'), 'utf8').trimEnd()}\n  revision: v2\n`;
-        await system.putWorkflow(invoiceV2, 'invoice');
-        await system.putWorkflow(diamondDefinition(2));
-        system.markFault();
-        await load(system, 3, 3);
-        after.push(...system.accepted.map((r) => r.runId).filter((id) => !before.includes(id)));
-      },
-      async (system) => {
-        const lost: string[] = [];
-        const { rows } = await system.pool.query(
-          `SELECT id, workflow_name, workflow_version, output FROM runs WHERE id = ANY($1)`,
-          [[...before, ...after]],
-        );
-        for (const run of rows) {
-          const expected = before.includes(run.id) ? 1 : 2;
-          const revision =
-            run.workflow_name === DIAMOND ? Number(run.output?.revision) : run.output?.revision === 'v2' ? 2 : 1;
-          if (run.workflow_version !== expected || revision !== expected)
-            lost.push(
-              `run ${run.id} (${run.workflow_name}) v${run.workflow_version} revision ${revision}, expected ${expected}`,
-            );
-        }
-        return { lost };
-      },
-    );
+/** The private servers of the scenario running now (one at a time: maxWorkers 1). */
+export function serversInUse(): SystemServers | undefined {
+  return currentServers;
 }
 
 /** Every scenario of `npm run chaos`, in order. */
-export const ALL_SCENARIOS: { name: string; run: Scenario }[] = [
+export const ALL_SCENARIOS: { name: string; run: (size?: ScenarioSize) => Scenario }[] = [
   { name: 'kill -9 generate-pdf mid-step', run: killFunctionMidStep('generate-pdf') },
   { name: 'kill -9 send-email mid-step', run: killFunctionMidStep('send-email') },
   { name: 'kill -9 coordinator', run: killCoordinator() },
   { name: 'SIGTERM generate-pdf', run: sigtermFunction('generate-pdf') },
-  { name: 'Redis data loss', run: flushRedis() },
-  { name: 'PostgreSQL connections terminated', run: terminatePostgres() },
+  { name: 'Redis data loss', run: flushRedis },
+  { name: 'PostgreSQL connections terminated', run: terminatePostgres },
   { name: 'SMTP down', run: smtpDown() },
   { name: 'poison job', run: poisonJob() },
   { name: 'duplicate trigger', run: duplicateTrigger() },
-  { name: 'two coordinators', run: twoCoordinators() },
-  { name: 'definition changed mid-run', run: definitionChanged() },
-  // Real restarts, on private servers the scenario starts (the machine's servers are shared).
-  { name: 'Redis restart (private server)', run: restartPrivateRedis('kill') },
-  { name: 'Redis FLUSHALL (private server)', run: restartPrivateRedis('flushall') },
-  { name: 'PostgreSQL restart (private server)', run: restartPrivatePostgres('fast') },
-  { name: 'PostgreSQL crash (private server)', run: restartPrivatePostgres('immediate') },
+  { name: 'two coordinators', run: twoCoordinators },
+  { name: 'definition changed mid-run', run: definitionChanged },
+  { name: 'failpoint after handler', run: failpointAfterHandler() },
+  { name: 'poison output', run: poisonOutput() },
+  { name: 'hostile expressions', run: hostileExpressions() },
+  { name: 'parked runs through a Redis wipe', run: parkedRunsRedisWipe() },
+  { name: 'waiting kinds through a Redis wipe', run: waitingKindsRedisWipe() },
+  { name: 'SIGSTOP coordinator', run: sigstopCoordinator() },
+  // Real restarts and outages, on private servers the scenario starts (the machine's are shared).
+  { name: 'Redis restart (private server)', run: onPrivateRedis(restartPrivateRedis('kill')) },
+  { name: 'Redis FLUSHALL (private server)', run: onPrivateRedis(restartPrivateRedis('flushall')) },
+  { name: 'PostgreSQL restart (private server)', run: onPrivatePostgres(restartPrivatePostgres('fast')) },
+  { name: 'PostgreSQL crash (private server)', run: onPrivatePostgres(restartPrivatePostgres('immediate')) },
+  { name: 'PostgreSQL down under load (private server)', run: onPrivatePostgres(postgresDownUnderLoad()) },
+  { name: 'max_connections (private server)', run: onPrivatePostgres(maxConnections(), { maxConnections: 60 }) },
+  { name: '200-step run with 1 MB outputs', run: onPrivateRedis(wideRun()) },
 ];
