@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * `npm run bench`: Baton against raw BullMQ (chain and FlowProducer), pg-boss and graphile-worker
- * on this machine, in one process run, interleaved (A B A B ...), median of repetitions, after a
- * warm-up. See docs/PERFORMANCE.md for what is measured and how to read it.
+ * `npm run bench`: Baton against raw BullMQ (chain, chain on an AOF Redis, FlowProducer), pg-boss,
+ * graphile-worker and the durable-execution engines DBOS (in-process and through its queue) and
+ * Restate on this machine, in one process run, interleaved (A B A B ...), median of repetitions,
+ * after a warm-up. A system that cannot start is reported as skipped, with the reason. See
+ * docs/PERFORMANCE.md for what is measured and how to read it.
  *
- *   node bench/run.js [--runs N] [--quick] [--reps R] [--systems a,b] [--rate R]
+ *   node bench/run.js [--runs N] [--quick] [--reps R] [--systems a,b] [--rate R] [--common-rate R]
  *                     [--latency-runs N] [--concurrency C] [--function-processes N] [--out file.json]
  *                     [--redis-url URL]
  */
@@ -26,6 +28,8 @@ const now = () => performance.timeOrigin + performance.now();
 const BURST_IN_FLIGHT = 64;
 /** Open-loop latency points, as fractions of each system's own burst capacity. */
 const LATENCY_LOADS = [0.1, 0.5, 0.8];
+/** Open-loop latency point at one rate common to every system (runs/s), so they also meet the same load. */
+const COMMON_RATE = 150;
 
 function parseArgs(argv) {
   const opts = {
@@ -33,6 +37,7 @@ function parseArgs(argv) {
     reps: 3,
     systems: SYSTEMS,
     rate: undefined,
+    commonRate: COMMON_RATE,
     latencyRuns: undefined,
     concurrency: 8,
     out: path.join(__dirname, 'results', 'latest.json'),
@@ -58,6 +63,7 @@ function parseArgs(argv) {
     if (arg === '--runs') opts.runs = Math.round(int());
     else if (arg === '--reps') opts.reps = Math.round(int());
     else if (arg === '--rate') opts.rate = int();
+    else if (arg === '--common-rate') opts.commonRate = int();
     else if (arg === '--latency-runs') opts.latencyRuns = Math.round(int());
     else if (arg === '--concurrency') opts.concurrency = Math.round(int());
     else if (arg === '--function-processes') opts.functionProcesses = Math.round(int());
@@ -94,15 +100,18 @@ function log(message) {
 
 async function resourceSnapshot(system, env) {
   const pids = system.processes();
+  // bullmq-chain-aof runs on a Redis of its own.
+  const redis = system.statsRedis ?? env.redis;
+  const redisPid = system.redisPid ?? env.redisPid;
   let pgPids = [];
   if (system.database) {
     const { rows } = await env.pgStats.query('SELECT pid FROM pg_stat_activity WHERE datname = $1', [system.database]);
     pgPids = rows.map((r) => r.pid);
   }
   return {
-    redis: await infra.commandStats(env.redis),
+    redis: await infra.commandStats(redis),
     cpu: Object.fromEntries(pids.map((p) => [p.label, infra.cpuSeconds(p.pid)])),
-    redisCpu: env.redisPid ? infra.cpuSeconds(env.redisPid) : 0,
+    redisCpu: redisPid ? infra.cpuSeconds(redisPid) : 0,
     harnessCpu: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
     pgCpu: new Map(pgPids.map((pid) => [pid, infra.cpuSeconds(pid)])),
   };
@@ -267,14 +276,29 @@ async function main() {
       concurrency: opts.concurrency,
       functionProcesses: opts.functionProcesses,
     };
+    // A system that cannot start (a binary that does not run here, a server that does not come up)
+    // is reported as skipped with the reason; the run goes on with the others.
+    const skipped = [];
     for (const name of opts.systems) {
       log(`starting ${name}`);
       const system = createSystem(name, ctx);
-      env.systems.push(system);
-      await system.setup();
+      const t = Date.now();
+      try {
+        await system.setup();
+        env.systems.push(system);
+        log(`started ${name} (${Date.now() - t} ms)`);
+      } catch (err) {
+        const reason = String(err.message ?? err)
+          .split('\n')
+          .slice(0, 12)
+          .join('\n');
+        log(`skipping ${name}: it did not start: ${reason}`);
+        skipped.push({ name, reason });
+        await system.teardown().catch((e) => log(`teardown of ${name}: ${e.message}`));
+      }
     }
-    const results = new Map(opts.systems.map((name) => [name, { bursts: [], latency: [], warmup: [] }]));
     const systems = env.systems;
+    const results = new Map(systems.map((system) => [system.name, { bursts: [], latency: [], warmup: [] }]));
 
     // A system that breaks is reported with its error and left out of the phases after it.
     const measure = async (system, list, phase) => {
@@ -314,15 +338,24 @@ async function main() {
         median(results.get(system.name).bursts.map((r) => r.workflowsPerSec)) ?? 1,
       ]),
     );
-    const loads = opts.rate ? [undefined] : LATENCY_LOADS;
-    const rateAt = (system, load) =>
-      load === undefined ? opts.rate : Math.max(1, round(capacities.get(system.name) * load, 1));
+    // Then one point at a rate common to every system (`--common-rate`), unless --rate already is one.
+    const loads = opts.rate ? [undefined] : [...LATENCY_LOADS, 'common'];
+    const rateAt = (system, load) => {
+      if (load === undefined) return opts.rate;
+      if (load === 'common') return opts.commonRate;
+      return Math.max(1, round(capacities.get(system.name) * load, 1));
+    };
+    const keyOf = (load) => {
+      if (load === undefined) return 'given';
+      if (load === 'common') return 'common';
+      return `${Math.round(load * 100)}%`;
+    };
     for (let rep = 1; rep <= opts.reps; rep += 1) {
       for (const load of loads) {
         for (const system of systems) {
           const rate = rateAt(system, load);
           const count = opts.latencyRuns ?? Math.min(opts.runs, Math.max(20, Math.round(rate * 6)));
-          const key = load === undefined ? 'given' : `${Math.round(load * 100)}%`;
+          const key = keyOf(load);
           const r = await measure(system, results.get(system.name).latency, {
             phase: `l${rep}-${key.replace('%', '')}`,
             count,
@@ -355,18 +388,30 @@ async function main() {
         reps: opts.reps,
         warmupRuns: opts.warmupRuns,
         rate: opts.rate ?? '10%, 50% (headline) and 80% of each system’s own burst capacity',
+        commonRate: opts.rate ? null : opts.commonRate,
+        postgres: await postgresSettings(env),
         concurrencyPerQueue: opts.concurrency,
         burstInFlight: BURST_IN_FLIGHT,
         redis: opts.redisUrl ? 'given' : 'private redis-server, no persistence',
       },
       systems: await Promise.all(
-        systems.map((system) => summarize(system, results.get(system.name), rates.get(system.name))),
+        systems.map((system) =>
+          summarize(system, results.get(system.name), rates.get(system.name), capacities.get(system.name)),
+        ),
       ),
+      skipped,
     };
     const chain = report.systems.find((s) => s.name === 'bullmq-chain');
     if (chain?.stepsPerSec) {
       for (const s of report.systems) s.vsBullmqChain = { stepsPerSec: round(s.stepsPerSec / chain.stepsPerSec, 2) };
     }
+    const baton = report.systems.find((s) => s.name === 'baton');
+    if (baton?.stepsPerSec) {
+      for (const s of report.systems) {
+        s.vsBaton = { stepsPerSec: s.stepsPerSec === null ? null : round(s.stepsPerSec / baton.stepsPerSec, 2) };
+      }
+    }
+    report.targets = issue16Targets(report);
     fs.mkdirSync(path.dirname(opts.out), { recursive: true });
     fs.writeFileSync(opts.out, `${JSON.stringify(report, null, 2)}\n`);
     const svg = opts.out.replace(/\.json(\.tmp)?$/, '.svg$1');
@@ -382,7 +427,7 @@ async function main() {
   }
 }
 
-async function summarize(system, result, rate) {
+async function summarize(system, result, rate, capacity) {
   const all = [...result.warmup, ...result.bursts, ...result.latency];
   const problems = { lost: 0, duplicated: 0, reordered: 0, retried: 0 };
   for (const r of all) for (const k of Object.keys(problems)) problems[k] += r.problems[k];
@@ -406,6 +451,7 @@ async function summarize(system, result, rate) {
   const cpu = {};
   for (const label of Object.keys(result.bursts[0]?.cpuPct ?? {}))
     cpu[label] = round(median(result.bursts.map((r) => r.cpuPct[label])), 0);
+  const common = latencyByLoad.common;
   const rssByProcessMb = Object.fromEntries(system.processes().map((p) => [p.label, round(infra.peakRssMb(p.pid), 1)]));
   return {
     name: system.name,
@@ -423,6 +469,17 @@ async function summarize(system, result, rate) {
     redisScriptCallsPerStep: med((r) => r.redisScriptCallsPerStep),
     latencyRate: rate,
     latencyByLoad,
+    // The same open-loop rate for every system; above a system's own capacity its runs queue up.
+    commonRate: common
+      ? {
+          rate: common.rate,
+          stepLatencyMs: common.stepLatencyMs,
+          triggerLatencyMs: common.triggerLatencyMs,
+          aboveCapacity: capacity !== null && capacity !== undefined && common.rate > capacity,
+        }
+      : null,
+    durability: system.durability,
+    durable: system.durable,
     valid,
     runsTriggered: triggered,
     runsInOrder: inOrder,
@@ -437,6 +494,51 @@ async function summarize(system, result, rate) {
       stepLatencyP50Ms: headline.map((r) => round(r.stepLatencyMs.p50, 2)),
     },
   };
+}
+
+/** The server settings that decide PostgreSQL's durability, as the systems found them. */
+async function postgresSettings(env) {
+  const { rows } = await env.pgStats.query(
+    `SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'server_version')`,
+  );
+  return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
+}
+
+/**
+ * Issue 16's targets for Baton, from this run: burst throughput at least 1.5x Restate's and 2x
+ * DBOS's (each DBOS form), and at the common rate the lowest step p99 of the durable systems.
+ */
+function issue16Targets(report) {
+  const by = new Map(report.systems.map((s) => [s.name, s]));
+  const baton = by.get('baton');
+  if (!baton) return undefined;
+  const targets = [];
+  for (const [name, factor] of [
+    ['restate', 1.5],
+    ['dbos', 2],
+    ['dbos-queue', 2],
+  ]) {
+    const other = by.get(name);
+    if (!other) continue;
+    const ratio = baton.stepsPerSec && other.stepsPerSec ? round(baton.stepsPerSec / other.stepsPerSec, 2) : null;
+    targets.push({
+      target: `steps/s >= ${factor}x ${name}`,
+      value: ratio,
+      met: ratio !== null && ratio >= factor,
+    });
+  }
+  const durable = report.systems.filter((s) => s.durable && s.commonRate && s.valid);
+  if (baton.commonRate && durable.length > 1) {
+    const p99 = (s) => s.commonRate.stepLatencyMs.p99 ?? Infinity;
+    const best = durable.reduce((a, b) => (p99(b) < p99(a) ? b : a));
+    targets.push({
+      target: `lowest step p99 of the durable systems at ${baton.commonRate.rate} runs/s`,
+      value: baton.commonRate.stepLatencyMs.p99,
+      lowest: { system: best.name, p99: best.commonRate.stepLatencyMs.p99 },
+      met: best.name === 'baton',
+    });
+  }
+  return targets;
 }
 
 async function cleanup(env) {

@@ -32,13 +32,23 @@ async function canConnect(port) {
   });
 }
 
+/** Polls `check` until it is true; an error from it is a "not yet", unless it is `fatal()`. */
 async function waitUntil(check, timeoutMs, what) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
+    const ok = await check().catch((err) => {
+      if (err.fatal) throw err;
+      return false;
+    });
+    if (ok) return;
     await sleep(100);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** An error that ends a `waitUntil` at once (a process it waits for has exited, say). */
+function fatal(message) {
+  return Object.assign(new Error(message), { fatal: true });
 }
 
 /** A child process of the harness; its output is kept (last lines) for error messages. */
@@ -87,16 +97,29 @@ async function stopAllProcesses() {
   await Promise.all([...children].map((entry) => stopProcess(entry)));
 }
 
-/** redis-server on a free port, no persistence (the same for every Redis-based system). */
-async function startRedis() {
+/**
+ * redis-server on a free port. Without options: no persistence (the same for every Redis-based
+ * system). `{ appendonly: true, dir }`: an append-only file in `dir`, fsynced every second.
+ */
+async function startRedis({ appendonly = false, dir } = {}) {
   const port = await freePort();
+  const persistence = appendonly
+    ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', dir]
+    : ['--appendonly', 'no'];
   const entry = track(
-    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence], {
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
-    'redis',
+    appendonly ? 'redis-aof' : 'redis',
   );
-  await waitUntil(() => canConnect(port), 10_000, 'redis-server');
+  await waitUntil(
+    async () => {
+      if (entry.exited) throw fatal(`redis-server exited:\n${entry.tail.join('\n')}`);
+      return canConnect(port);
+    },
+    10_000,
+    'redis-server',
+  );
   return { url: `redis://127.0.0.1:${port}/0`, pid: entry.child.pid, entry };
 }
 
@@ -154,7 +177,9 @@ module.exports = {
   freePort,
   canConnect,
   waitUntil,
+  fatal,
   startProcess,
+  track,
   stopProcess,
   stopAllProcesses,
   startRedis,

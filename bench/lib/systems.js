@@ -11,8 +11,11 @@
  * `harnessCommits` counts the read-only queries the harness itself sent to the system's database
  * while measuring (Baton's completion polling), so that they can be taken out of the commit count.
  */
+const fs = require('node:fs');
 const http = require('node:http');
+const os = require('node:os');
 const path = require('node:path');
+const { spawn } = require('node:child_process');
 const { setTimeout: sleep } = require('node:timers/promises');
 const infra = require('./infra');
 
@@ -26,13 +29,39 @@ const TUNING = {
     `gateway + coordinator (defaults: inbox batches of up to 200 messages, 2 reading loops) + ${functionProcesses} bench-noop function process(es), each running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP (keep-alive)`,
   'bullmq-chain': (c) =>
     `one worker process, 4 queues x concurrency ${c}; removeOnComplete; the worker of queue k adds the job of queue k+1`,
+  'bullmq-chain-aof': (c) =>
+    `bullmq-chain on a private redis-server with appendonly yes, appendfsync everysec (AOF in a temp dir): one worker process, 4 queues x concurrency ${c}`,
   'bullmq-flow': (c) =>
     `one worker process, 4 queues x concurrency ${c}; each run is one FlowProducer tree q4<-q3<-q2<-q1, removeOnComplete`,
   'pg-boss': (c) =>
     `one worker process, 4 queues x 2 work() loops, batchSize 64, pollingIntervalSeconds 0.5 (the minimum), next step inserted per batch with insert(), notifyWorker() wakes the next queue; pool max ${c + 4}`,
   'graphile-worker': (c) =>
     `one worker process, concurrency ${4 * c}, maxPoolSize ${4 * c + 2}, localQueue.size ${4 * c + 1}, completeJobBatchDelay 0, prepared statements; LISTEN/NOTIFY wake-ups`,
+  dbos: () =>
+    `DBOS Transact 5 (system database in PostgreSQL, defaults: pool 10); one worker process = the application server: the harness POSTs each run over HTTP (keep-alive), the worker starts the workflow in-process (DBOS.startWorkflow, workflowID = run key; 202 once recorded); one workflow of 4 DBOS.runStep steps, each checkpointed before the next; workflows run as they are started (DBOS has no cap on in-process workflows)`,
+  'dbos-queue': (c) =>
+    `DBOS Transact 5; the harness enqueues each run with DBOSClient.enqueue (workflowID = run key) on the DBOS queue 'bench' (workerConcurrency ${4 * c}, minPollingIntervalMs ${DBOS_POLL_MS}; DBOS's default is 1000), one worker process dequeues and runs the same 4-step workflow`,
+  restate: () =>
+    'restate-server 1.7 (single node, its defaults: 24 partitions, replicated loglet with replication 1 on its own log-server, RocksDB WAL fsynced) started by the harness in a temp dir on free ports; one service deployment process (SDK 1.14, HTTP/2) registered through the admin API; handler of 4 ctx.run steps, each journaled before the next; runs started through the ingress (POST /bench/run/send, keep-alive)',
 };
+
+/** The minimum polling interval of the DBOS queue's dispatch loop (ms). */
+const DBOS_POLL_MS = Number(process.env.BENCH_DBOS_POLL_MS || 50);
+
+/** How each system keeps a step once it has run (docs/PERFORMANCE.md). */
+const DURABILITY = {
+  baton: 'PostgreSQL (synchronous_commit on), every step',
+  'bullmq-chain': 'none (Redis without persistence)',
+  'bullmq-chain-aof': 'Redis AOF, fsync every second (up to ~1 s lost on a crash)',
+  'bullmq-flow': 'none (Redis without persistence)',
+  'pg-boss': 'PostgreSQL (synchronous_commit on), every job',
+  'graphile-worker': 'PostgreSQL (synchronous_commit on), every job',
+  dbos: 'PostgreSQL (synchronous_commit on), every step checkpoint',
+  'dbos-queue': 'PostgreSQL (synchronous_commit on), every step checkpoint',
+  restate: "Restate's log and journal (RocksDB, its defaults: WAL fsynced), every ctx.run",
+};
+/** The systems the issue-16 latency target compares Baton with: each run's steps survive a crash. */
+const DURABLE = new Set(['baton', 'pg-boss', 'graphile-worker', 'dbos', 'dbos-queue', 'restate']);
 
 const SYSTEMS = Object.keys(TUNING);
 
@@ -51,6 +80,10 @@ class BaseSystem {
     this.harnessCommits = 0;
     this.procs = [];
     this.tuning = TUNING[name](ctx.concurrency, ctx.functionProcesses);
+    this.durability = DURABILITY[name];
+    this.durable = DURABLE.has(name);
+    /** Redis the system uses (bullmq-chain-aof: its own). */
+    this.redisUrl = ctx.redisUrl;
   }
 
   async createDatabase() {
@@ -217,7 +250,8 @@ class BatonSystem extends BaseSystem {
 
 class ForkedSystem extends BaseSystem {
   async startWorker(env) {
-    const entry = infra.startProcess(`${this.name}-worker`, path.join(WORKERS, `${this.name}.js`), env, { ipc: true });
+    const script = path.join(WORKERS, `${this.workerScript ?? this.name}.js`);
+    const entry = infra.startProcess(`${this.name}-worker`, script, env, { ipc: true });
     this.procs.push(entry);
     this.worker = entry.child;
     this.pending = new Map();
@@ -251,7 +285,7 @@ class ForkedSystem extends BaseSystem {
 
   workerEnv() {
     return {
-      REDIS_URL: this.ctx.redisUrl,
+      REDIS_URL: this.redisUrl,
       DATABASE_URL: this.databaseUrl,
       BENCH_PREFIX: this.prefix,
       BENCH_CONCURRENCY: String(this.ctx.concurrency),
@@ -295,15 +329,38 @@ class BullmqChainSystem extends ForkedSystem {
   async setup() {
     const { Queue } = require('bullmq');
     await this.createDatabase();
-    this.redis = new infra.Redis(this.ctx.redisUrl);
+    this.redis = new infra.Redis(this.redisUrl);
     await this.startWorker(this.workerEnv());
-    this.queue = new Queue('q1', { connection: bullmqConnection(this.ctx.redisUrl), prefix: this.prefix });
+    this.queue = new Queue('q1', { connection: bullmqConnection(this.redisUrl), prefix: this.prefix });
     this.options = require(path.join(WORKERS, 'settings.js')).JOB_OPTIONS;
     this.closeClient = () => this.queue.close();
   }
 
   async trigger(run) {
     await this.queue.add('step', run, this.options);
+  }
+}
+
+/**
+ * The same chain on a Redis of its own with an append-only file fsynced every second: the durable
+ * neighbour, on Redis, of the non-durable ceiling. Its Redis's calls and CPU are counted for it.
+ */
+class BullmqChainAofSystem extends BullmqChainSystem {
+  async setup() {
+    this.workerScript = 'bullmq-chain';
+    this.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-aof-'));
+    this.aofRedis = await infra.startRedis({ appendonly: true, dir: this.tmpDir });
+    this.redisUrl = this.aofRedis.url;
+    this.redisPid = this.aofRedis.pid;
+    this.statsRedis = new infra.Redis(this.redisUrl);
+    await super.setup();
+  }
+
+  async teardown() {
+    await super.teardown();
+    await this.statsRedis?.quit().catch(() => undefined);
+    if (this.aofRedis) await infra.stopProcess(this.aofRedis.entry);
+    if (this.tmpDir) fs.rmSync(this.tmpDir, { recursive: true, force: true });
   }
 }
 
@@ -377,12 +434,154 @@ class GraphileWorkerSystem extends ForkedSystem {
   }
 }
 
+// ---- durable-execution engines ---------------------------------------------------------------
+
+/** DBOS Transact, the workflow started in the application's process, which the harness calls over HTTP. */
+class DbosSystem extends ForkedSystem {
+  async setup() {
+    await this.createDatabase();
+    const port = await infra.freePort();
+    this.base = `http://127.0.0.1:${port}`;
+    await this.startWorker({
+      ...this.workerEnv(),
+      BENCH_DBOS_MODE: 'direct',
+      BENCH_DBOS_POLL_MS: String(DBOS_POLL_MS),
+      BENCH_PORT: String(port),
+    });
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+    this.closeClient = async () => this.agent.destroy();
+  }
+
+  async trigger(run) {
+    const status = await postJson(this.agent, `${this.base}/runs`, run);
+    if (status !== 202) throw new Error(`POST /runs to the DBOS application: ${status}`);
+  }
+}
+
+/** DBOS Transact, each workflow enqueued by a DBOSClient and dequeued by the worker process. */
+class DbosQueueSystem extends ForkedSystem {
+  async setup() {
+    this.workerScript = 'dbos';
+    const { DBOSClient } = require('@dbos-inc/dbos-sdk');
+    await this.createDatabase();
+    await this.startWorker({
+      ...this.workerEnv(),
+      BENCH_DBOS_MODE: 'queue',
+      BENCH_DBOS_POLL_MS: String(DBOS_POLL_MS),
+    });
+    this.client = await DBOSClient.create({ systemDatabaseUrl: this.databaseUrl });
+    this.closeClient = () => this.client.destroy();
+  }
+
+  async trigger(run) {
+    await this.client.enqueue({ queueName: 'bench', workflowName: 'bench', workflowID: run.key }, run);
+  }
+}
+
+/** The restate-server binary of the installed @restatedev/restate-server (its platform package). */
+function restateServerBinary() {
+  const pkg = `@restatedev/restate-server-${os.platform()}-${os.arch()}`;
+  try {
+    return require.resolve(`${pkg}/bin/restate-server`);
+  } catch {
+    throw new Error(`${pkg} is not installed (npm ships restate-server for linux/darwin x64/arm64 only)`);
+  }
+}
+
+/**
+ * Restate: restate-server (single node, its defaults) in a temp dir on free ports, the service
+ * deployment in a worker process, registered through the admin API; runs started through the
+ * ingress with the same keep-alive client as Baton's.
+ */
+class RestateSystem extends ForkedSystem {
+  constructor(name, ctx) {
+    super(name, ctx);
+    // No PostgreSQL: Restate keeps its log and journal itself.
+    this.database = undefined;
+  }
+
+  async setup() {
+    const binary = restateServerBinary();
+    this.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-restate-'));
+    const [ingress, admin, node, service] = [
+      await infra.freePort(),
+      await infra.freePort(),
+      await infra.freePort(),
+      await infra.freePort(),
+    ];
+    this.ingress = `http://127.0.0.1:${ingress}`;
+    this.admin = `http://127.0.0.1:${admin}`;
+    const server = infra.track(
+      spawn(binary, ['--base-dir', path.join(this.tmpDir, 'data'), '--node-name', 'bench', '--no-logo'], {
+        cwd: this.tmpDir,
+        env: {
+          ...process.env,
+          RESTATE_INGRESS__BIND_ADDRESS: `127.0.0.1:${ingress}`,
+          RESTATE_ADMIN__BIND_ADDRESS: `127.0.0.1:${admin}`,
+          RESTATE_BIND_ADDRESS: `127.0.0.1:${node}`,
+          RESTATE_ADVERTISED_ADDRESS: `http://127.0.0.1:${node}/`,
+          RESTATE_LISTEN_MODE: 'tcp',
+          RESTATE_DISABLE_TELEMETRY: 'true',
+          RESTATE_LOG_FILTER: 'warn',
+          RESTATE_LOG_DISABLE_ANSI_CODES: 'true',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+      'restate-server',
+    );
+    this.procs.push(server);
+    const serverUp = async () => {
+      if (server.exited) throw infra.fatal(`restate-server exited:\n${server.tail.join('\n')}`);
+      const [a, i] = await Promise.all([
+        fetch(`${this.admin}/health`).then((r) => r.status),
+        fetch(`${this.ingress}/restate/health`).then((r) => r.status),
+      ]);
+      return a === 200 && i === 200;
+    };
+    await infra.waitUntil(serverUp, 60_000, 'restate-server (admin and ingress healthy)');
+    await this.startWorker({ ...this.workerEnv(), BENCH_PORT: String(service) });
+    const res = await fetch(`${this.admin}/deployments`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ uri: `http://127.0.0.1:${service}` }),
+    });
+    if (res.status >= 300) throw new Error(`registering the deployment: ${res.status} ${await res.text()}`);
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+    // Registered is not yet invocable everywhere: wait until one run goes through.
+    const probe = { key: `probe-${this.ctx.id}`, phase: 'probe', sentAt: 0 };
+    await infra.waitUntil(
+      async () => {
+        if (!this.probed) this.probed = (await postJson(this.agent, `${this.ingress}/bench/run/send`, probe)) === 202;
+        return this.probed && (await this.request('count')) >= 1;
+      },
+      30_000,
+      'the bench service to answer through the ingress',
+    );
+    await this.request('dump');
+    this.closeClient = async () => this.agent.destroy();
+  }
+
+  async trigger(run) {
+    const status = await postJson(this.agent, `${this.ingress}/bench/run/send`, run);
+    if (status !== 202) throw new Error(`POST /bench/run/send: ${status}`);
+  }
+
+  async teardown() {
+    await super.teardown();
+    if (this.tmpDir) fs.rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+}
+
 const CLASSES = {
   baton: BatonSystem,
   'bullmq-chain': BullmqChainSystem,
+  'bullmq-chain-aof': BullmqChainAofSystem,
   'bullmq-flow': BullmqFlowSystem,
   'pg-boss': PgBossSystem,
   'graphile-worker': GraphileWorkerSystem,
+  dbos: DbosSystem,
+  'dbos-queue': DbosQueueSystem,
+  restate: RestateSystem,
 };
 
 function createSystem(name, ctx) {
