@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Pool, PoolClient } from './db/pool';
-import { evaluateCondition } from './workflow/expressions';
+import { evaluateCondition, ExpressionError } from './workflow/expressions';
 import { ValidationError } from './errors';
 import { notifyCoordinator, startRun, validateRunInput, type Queryable } from './runs';
 import { listLatestDefinitions } from './workflow/store';
@@ -25,7 +25,7 @@ export interface PublishedEvent {
   runIds: string[];
   /** True when the idempotency key matched an earlier event. */
   duplicate: boolean;
-  /** Subscribed workflows whose input schema refused the payload: no run for them. */
+  /** Subscribed workflows whose input schema (or filter expression) refused the payload: no run for them. */
   rejected: { workflow: string; message: string }[];
   /** Coordinator notifications to send once the caller's transaction (if any) has committed. */
   notify: () => Promise<void>;
@@ -65,7 +65,15 @@ export async function publishEvent(
   for (const definition of subscribers) {
     const trigger = definition.definition.triggers.find((t) => 'event' in t && t.event.name === req.name);
     const filter = trigger && 'event' in trigger ? trigger.event.filter : undefined;
-    if (filter && !(await evaluateCondition(filter, req.payload))) continue;
+    try {
+      if (filter && !(await evaluateCondition(filter, req.payload))) continue;
+    } catch (err) {
+      // A filter that fails on this payload (an error, the sandbox's time or memory limit) starts no
+      // run of its workflow, like an input its schema refuses; the event still reaches the others.
+      if (!(err instanceof ExpressionError)) throw err;
+      rejected.push({ workflow: definition.name, message: err.message });
+      continue;
+    }
     try {
       validateRunInput(definition, req.payload);
     } catch (err) {

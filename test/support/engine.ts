@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import {
+  closeExpressionPool,
   coordinatorQueue,
   createLogger,
   getDefinition,
@@ -111,6 +112,7 @@ export async function startEngine(
       await Promise.all(workers.map((w) => w.close()));
       await coordinator.close();
       await queue.close();
+      await closeExpressionPool();
     },
   };
 }

@@ -530,7 +530,15 @@ export class Coordinator {
     const outcome = nothing();
 
     if (run.status === 'pending') {
-      const admitted = await this.admit(client, run, definition, writes);
+      let admitted: boolean;
+      try {
+        admitted = await this.admit(client, run, definition, writes);
+      } catch (err) {
+        if (!(err instanceof ExpressionError)) throw err;
+        // A concurrency key that fails on this run's input fails the run (nothing is written before
+        // the key is known); re-planning it could only fail again.
+        return this.transition(run, definition, writes, 'failed', undefined, runError(err.code, err.message));
+      }
       if (!admitted) return nothing();
       if (definition.timeoutMs)
         outcome.deadlines.push({ runId: run.id, attempt: run.retries, delayMs: definition.timeoutMs });

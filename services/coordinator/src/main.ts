@@ -1,6 +1,7 @@
 import os from 'node:os';
 import {
   advertiseHost,
+  closeExpressionPool,
   collectProcessMetrics,
   registerTarget,
   startTracing,
@@ -85,6 +86,8 @@ async function main(): Promise<void> {
     await target?.stop();
     await queueGauge.close();
     await coordinator.close();
+    // The expression sandbox processes (shared/src/workflow/expressions.ts).
+    await closeExpressionPool();
     await metricsServer?.close();
     await backlog.close();
     await pool.end();
