@@ -2,12 +2,13 @@
  * @baton/shared — the runtime library every Baton deployable imports.
  */
 export * from './errors';
+export * from './error-codes';
 export * from './config';
 export { createLogger, type Logger } from './logger';
 export { registry, metrics, collectProcessMetrics, startMetricsServer } from './metrics';
 export { createPool, withTransaction, type Pool, type PoolClient } from './db/pool';
 export { SQLSTATE, isDataError, isUnstorableText } from './db/sqlstate';
-export { storableJson, storableString, storableText, jsonByteLength } from './storable';
+export { storableJson, storableString, storableText, jsonByteLength, DEFAULT_MAX_OUTPUT_BYTES } from './storable';
 export { ensureDatabase, migrate, seedDemoData, MIGRATIONS_DIR, SEEDS_DIR } from './db/migrate';
 export * from './queues';
 export * from './protocol';
