@@ -66,6 +66,13 @@ function clean(value: unknown, depth: number): unknown {
   return changed ? Object.fromEntries(cleaned) : value;
 }
 
+/**
+ * Largest step output (with its emitted events) Baton stores, by default (BATON_MAX_OUTPUT_BYTES):
+ * the function runtime refuses a larger one before it travels through Redis, the coordinator before
+ * it reaches PostgreSQL. Large results belong in a documents store, with their id in the output.
+ */
+export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+
 /** Bytes of `value` as PostgreSQL receives it (the JSON text pg sends), or 0 for undefined. */
 export function jsonByteLength(value: unknown): number {
   const text = JSON.stringify(value);

@@ -1,4 +1,4 @@
-import { defineFunction, saveDefinition } from '@baton/shared';
+import { createLogger, defineFunction, saveDefinition, startFunctionWorker, type FunctionWorker } from '@baton/shared';
 import { z } from 'zod';
 import { createTransform } from '../../functions/transform/src/index';
 import { createTestEnv, type TestEnv } from '../support/env';
@@ -45,9 +45,19 @@ const release = defineFunction({
   },
 });
 
+const chatty = defineFunction({
+  name: 'chatty',
+  input: z.object({}).passthrough(),
+  handler: async () => {
+    count('chatty');
+    return { text: 'y'.repeat(2048) };
+  },
+});
+
 describe('poison outputs: what PostgreSQL cannot store never strands a run', () => {
   let env: TestEnv;
   let engine: Engine;
+  let runtimeCapped: FunctionWorker;
 
   beforeAll(async () => {
     env = await createTestEnv('poison-output');
@@ -62,6 +72,14 @@ describe('poison outputs: what PostgreSQL cannot store never strands a run', () 
         { id: 'hostile', function: 'hostile', needs: ['reserve'], input: { kind: '{{ input.kind }}' } },
       ],
     });
+    // A function runtime with a 1 KiB output limit, below the coordinator's 64 KiB: a 2 KiB output
+    // that fails can only have been refused by the runtime, before it was sent through Redis.
+    runtimeCapped = startFunctionWorker(chatty, {
+      queues: env.queues,
+      logger: createLogger('test', env.config.logLevel),
+      maxOutputBytes: 1024,
+    });
+    await saveDefinition(env.pool, { name: 'chatty', steps: [{ id: 'chatty', function: 'chatty' }] });
     await saveDefinition(env.pool, {
       name: 'decode',
       steps: [{ id: 'decode', function: 'transform', input: { expression: '$base64decode("AA==")' } }],
@@ -69,6 +87,7 @@ describe('poison outputs: what PostgreSQL cannot store never strands a run', () 
   });
 
   afterAll(async () => {
+    await runtimeCapped?.close();
     await engine?.close();
     await env?.cleanup();
   });
@@ -114,6 +133,16 @@ describe('poison outputs: what PostgreSQL cannot store never strands a run', () 
     // The handler ran once: its success is not retried into a second side effect.
     expect((calls.get('hostile:huge') ?? 0) - before.hostile).toBe(1);
     expect((calls.get('release') ?? 0) - before.release).toBe(1);
+  });
+
+  it('the function runtime refuses an output over its limit before sending it, once, without a retry', async () => {
+    const before = calls.get('chatty') ?? 0;
+    const runId = await engine.start('chatty', {});
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatchObject({ code: 'OUTPUT_TOO_LARGE', nonRetryable: true });
+    expect(run.error.message).toContain('over the limit of 1024');
+    expect((calls.get('chatty') ?? 0) - before).toBe(1);
   });
 
   it('applies a report whose log line PostgreSQL refuses without its logs, saying so in one line', async () => {

@@ -5,6 +5,7 @@ import { createLogger, type Logger } from '../logger';
 import { startTracing } from '../tracing';
 import { collectProcessMetrics, startMetricsServer } from '../metrics';
 import { createRedis, queueContext } from '../queues';
+import { DEFAULT_MAX_OUTPUT_BYTES } from '../storable';
 import { concurrencyEnvName, type FunctionDefinition } from './function';
 import { startFunctionWorker } from './worker';
 
@@ -37,6 +38,20 @@ export async function runFunctionMain(
       parseEnv(z.object({ BATON_STEP_LOCK_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000) }))
         .BATON_STEP_LOCK_MS,
   );
+  // The largest output a step may report (the coordinator applies the same limit when storing it).
+  const maxOutputBytes = loadConfigOrExit(
+    () =>
+      parseEnv(
+        z.object({
+          BATON_MAX_OUTPUT_BYTES: z.coerce
+            .number()
+            .int()
+            .min(1024)
+            .max(64 * 1024 * 1024)
+            .default(DEFAULT_MAX_OUTPUT_BYTES),
+        }),
+      ).BATON_MAX_OUTPUT_BYTES,
+  );
   const config = toBaseConfig(env);
   const logger = createLogger(`fn.${name}`, config.logLevel, { function: name });
   const fn = await loadConfigOrExitAsync(async () => build({ config, logger }));
@@ -50,6 +65,7 @@ export async function runFunctionMain(
     logger,
     lockDurationMs: lockMs,
     stalledIntervalMs: lockMs,
+    maxOutputBytes,
     ...(concurrency ? { concurrency } : {}),
   });
   const target = metricsServer

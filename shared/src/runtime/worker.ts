@@ -14,10 +14,12 @@ import { metrics } from '../metrics';
 import { appendEncodedToInbox, encodeInboxMessage } from '../inbox';
 import type { StepJobData, StepLogLine, StepReport } from '../protocol';
 import { cancelChannel, functionQueueName, type QueueContext } from '../queues';
+import { DEFAULT_MAX_OUTPUT_BYTES, jsonByteLength } from '../storable';
 import { traced } from '../runs';
 import { injectTrace, inSpan } from '../tracing';
 import { eventName } from '../workflow/definition';
 import { backoffDelayMs, isRetryable } from '../workflow/retry';
+import { failpoint } from './failpoints';
 import type { FunctionContext, FunctionDefinition, StepLog } from './function';
 
 export interface FunctionWorkerOptions {
@@ -44,6 +46,12 @@ export interface FunctionWorkerOptions {
    * container gets to stop (runtime/main.ts).
    */
   reportCloseGraceMs?: number;
+  /**
+   * Largest output (with its emitted events) reported (BATON_MAX_OUTPUT_BYTES, default 1 MiB): a
+   * larger one fails the attempt with OUTPUT_TOO_LARGE, not retried, before it is sent through Redis
+   * (where a huge report could be refused for memory, and its delivery retried for ever).
+   */
+  maxOutputBytes?: number;
 }
 
 export interface FunctionWorker {
@@ -96,6 +104,7 @@ export function startFunctionWorker(
   const retryMinMs = opts.reportRetry?.minMs ?? REPORT_RETRY_MIN_MS;
   const retryMaxMs = Math.max(retryMinMs, opts.reportRetry?.maxMs ?? REPORT_RETRY_MAX_MS);
   const closeGraceMs = opts.reportCloseGraceMs ?? REPORT_CLOSE_GRACE_MS;
+  const maxOutputBytes = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   /** Aborted by close(): wakes delivery retries that are waiting, so they count down the grace period. */
   const closing = new AbortController();
   let closeDeadline: number | undefined;
@@ -221,7 +230,18 @@ export function startFunctionWorker(
       };
       // Encoded here, so an output JSON cannot carry fails the attempt (as BullMQ could not store it
       // either), while a report Redis refuses below does not.
-      success = { output: output ?? null, message, encoded: encodeReport(message) };
+      const encoded = encodeReport(message);
+      const outputBytes = jsonByteLength(output ?? null) + (events.length ? jsonByteLength(events) : 0);
+      if (outputBytes > maxOutputBytes) {
+        // The handler ran: failing for good (no retry) keeps its side effect from being repeated for
+        // an output that would be too large again. The coordinator applies the same limit.
+        throw new NonRetryableError(
+          'OUTPUT_TOO_LARGE',
+          `step output is ${outputBytes} bytes${events.length ? ' (with its emitted events)' : ''}, over the limit of ` +
+            `${maxOutputBytes} (BATON_MAX_OUTPUT_BYTES): store a large result as a document and return its id`,
+        );
+      }
+      success = { output: output ?? null, message, encoded };
     } catch (err) {
       const error = serializeError(err);
       if (attempt < maxAttempts && isRetryable(data.retry, error)) {
@@ -254,6 +274,7 @@ export function startFunctionWorker(
       throw new UnrecoverableError(error.message);
     }
     observe(definition.name, 'succeeded', started);
+    failpoint('after-handler'); // tests only (BATON_FAILPOINT): see ./failpoints.ts
     // Not delivered only when the worker is closing: the output completes the job, which is what
     // the reconciler replays.
     await finish(success.message, success.encoded);
