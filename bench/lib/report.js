@@ -126,7 +126,7 @@ function bars(title, unit, items, x0, y0, width) {
 }
 
 function writeSvg(report, file) {
-  const width = 640;
+  const width = 720;
   const systems = report.systems;
   const a = bars(
     'Throughput, burst (steps/s, higher is better)',

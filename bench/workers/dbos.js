@@ -17,6 +17,8 @@ const MODE = process.env.BENCH_DBOS_MODE || 'direct';
 /** The queue's dispatch loop polls PostgreSQL; DBOS's default minimum interval is 1 s. */
 const POLL_MS = Number(process.env.BENCH_DBOS_POLL_MS || 50);
 const WORKER_CONCURRENCY = 4 * CONCURRENCY;
+/** The system database pool (DBOS's default: 10). */
+const POOL = Number(process.env.BENCH_DBOS_POOL || 10);
 
 let harness;
 
@@ -42,6 +44,7 @@ async function main() {
   DBOS.setConfig({
     name: 'baton-bench',
     systemDatabaseUrl: process.env.DATABASE_URL,
+    systemDatabasePoolSize: POOL,
     logLevel: 'warn',
   });
   const workflow = DBOS.registerWorkflow(benchWorkflow, { name: 'bench' });
