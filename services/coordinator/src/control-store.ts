@@ -85,6 +85,12 @@ export async function undeliveredEvents(pool: Pool, graceMs: number, limit: numb
   return rows.map((r) => r.id);
 }
 
+/** A stored event's payload (undefined when there is no such event). */
+export async function eventPayload(client: PoolClient, eventId: string): Promise<unknown> {
+  const { rows } = await client.query<{ payload: unknown }>('SELECT payload FROM events WHERE id = $1', [eventId]);
+  return rows[0]?.payload;
+}
+
 export async function markEventDelivered(pool: Pool, eventId: string): Promise<void> {
   await pool.query('UPDATE events SET delivered_at = now() WHERE id = $1 AND delivered_at IS NULL', [eventId]);
 }

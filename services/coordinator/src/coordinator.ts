@@ -12,7 +12,6 @@ import {
   evaluateCondition,
   injectTrace,
   inSpan,
-  traced,
   expressionContext,
   publishEvent,
   SLEEP_FUNCTION,
@@ -50,6 +49,7 @@ import {
   type WorkflowDefinition,
 } from '@baton/shared';
 import {
+  eventPayload,
   markEventDelivered,
   parkedWait,
   recordWaitChecks,
@@ -68,6 +68,7 @@ import {
   insertLogsOf,
   loadExecutions,
   loadExecutionsOf,
+  lockConcurrencyKey,
   lockRun,
   markFunctionSeen,
   lockAndRecord,
@@ -84,6 +85,7 @@ import {
   type NewExecution,
   type SuccessReport,
 } from './run-store';
+import { stepJobData } from './step-dispatch';
 
 /** What a committed transaction leaves to do. */
 interface Outcome {
@@ -394,8 +396,7 @@ export class Coordinator {
     for (const waiting of await waitsForEvent(this.deps.pool, eventId)) {
       await this.inRunTransaction(waiting.runId, async (client, run, writes) => {
         if (isTerminalRun(run.status)) return nothing();
-        const event = await client.query('SELECT payload FROM events WHERE id = $1', [eventId]);
-        const payload = event.rows[0]?.payload;
+        const payload = await eventPayload(client, eventId);
         if (!(await this.matcher(client, run, waiting)(payload))) return nothing();
         const changed = await completeBuiltin(client, waiting.id, 'succeeded', payload, null);
         return changed ? this.advanceLocked(client, run, writes) : nothing();
@@ -591,7 +592,7 @@ export class Coordinator {
     } else {
       writes.changeRun(run.id);
     }
-    outcome.jobs = started.map((e) => this.jobData(run, e, trace));
+    outcome.jobs = started.map((e) => stepJobData(run, e, trace ?? injectTrace()));
     return outcome;
   }
 
@@ -614,7 +615,7 @@ export class Coordinator {
     const key = typeof raw === 'string' ? raw : JSON.stringify(raw ?? null);
     // Serialises admissions per key, so two runs cannot both take the last slot. Written at once, not
     // buffered: the next admission of the key (in this batch or another) counts this run.
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`baton.concurrency:${run.workflow}:${key}`]);
+    await lockConcurrencyKey(client, run.workflow, key);
     await setRunStarted(client, run.id, key, definition.timeoutMs);
     if ((await runsAhead(client, run, key)) >= limit) return false;
     return true;
@@ -701,24 +702,6 @@ export class Coordinator {
       outcome.releasedKeys.push({ workflow: run.workflow, key: run.concurrencyKey, limit });
     }
     return outcome;
-  }
-
-  /** `trace`: the span that planned the step (a batch has one per run); the active one otherwise. */
-  private jobData(run: LockedRun, e: NewExecution, trace?: TraceCarrier): StepJobData {
-    return {
-      runId: run.id,
-      stepExecutionId: e.id,
-      stepId: e.stepId,
-      workflow: run.workflow,
-      kind: e.kind,
-      function: e.function,
-      input: e.input,
-      retry: e.retry,
-      ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
-      ...(e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : {}),
-      // The function's attempt spans become children of this coordinator span.
-      ...traced(trace ?? injectTrace()),
-    };
   }
 
   /**

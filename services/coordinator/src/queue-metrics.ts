@@ -11,6 +11,7 @@ import {
   type Pool,
   type QueueContext,
 } from '@baton/shared';
+import { functionsSeen } from './run-store';
 
 export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed'] as const;
 
@@ -36,11 +37,8 @@ const QUEUE_LIST_TTL_MS = 30_000;
 
 /** Every function queue worth reporting: functions that ever reported, and those definitions name. */
 export async function knownFunctionNames(pool: Pool): Promise<string[]> {
-  const [{ rows }, definitions] = await Promise.all([
-    pool.query<{ name: string }>('SELECT name FROM known_functions'),
-    listLatestDefinitions(pool),
-  ]);
-  const names = new Set(rows.map((r) => r.name));
+  const [seen, definitions] = await Promise.all([functionsSeen(pool), listLatestDefinitions(pool)]);
+  const names = new Set(seen);
   for (const d of definitions) {
     for (const step of d.definition.steps) {
       if (!step.function.startsWith('baton.')) names.add(step.function);

@@ -4,7 +4,6 @@ import {
   coordinatorJobId,
   getDefinition,
   metrics,
-  OUTSTANDING_STEP_STATUSES,
   SLEEP_FUNCTION,
   syncSchedules,
   type Logger,
@@ -14,6 +13,17 @@ import {
 } from '@baton/shared';
 import { isBuiltin, type Coordinator } from './coordinator';
 import { redriveControlRequests } from './control-outbox';
+import {
+  heldKeysPage,
+  idlePage,
+  outstandingJobData,
+  outstandingPage,
+  overduePage,
+  type Cursor,
+  type HeldKey,
+  type OutstandingRow,
+} from './reconcile-store';
+import { waitingRuns } from './run-store';
 
 /**
  * PostgreSQL is the truth, Redis is a work list. The reconciler compares the two and restores what
@@ -58,17 +68,6 @@ type FailureKind = 'step' | 'run_advance' | 'run_timeout' | 'schedules' | 'page'
 
 /** The walks a pass makes; each keeps its own cursor. */
 type WalkName = 'steps' | 'idle' | 'held' | 'overdue';
-
-/** A keyset position: the text of the ordering columns of the last row seen. */
-type Cursor = [string, string];
-
-interface OutstandingRow {
-  id: string;
-  run_id: string;
-  step_id: string;
-  function_name: string;
-  at: string;
-}
 
 /** A function job as Redis has it: `lost` (no job, or a job hash in no state list), finished, or fine. */
 type JobProbe = { state: 'lost'; orphan: boolean } | { state: 'completed' | 'failed' | 'present' };
@@ -118,21 +117,21 @@ export class Reconciler {
     await this.walk(
       'steps',
       result,
-      (after, limit) => this.outstandingPage(after, limit),
+      (after, limit) => outstandingPage(this.opts.pool, this.graceSecs(), after, limit),
       (rows) => this.checkSteps(rows, result, lists),
     );
     // 2. Active runs with nothing outstanding: a lost `run.start`, or a plan that was never acted on.
     await this.walk(
       'idle',
       result,
-      (after, limit) => this.idlePage(after, limit),
+      (after, limit) => idlePage(this.opts.pool, this.graceSecs(), after, limit),
       (rows) => this.advanceEach(rows, result),
     );
     // 2b. Runs a concurrency limit holds: only those a free slot would admit (a lost wake-up).
     await this.walk(
       'held',
       result,
-      (after, limit) => this.heldKeysPage(after, limit),
+      (after, limit) => heldKeysPage(this.opts.pool, this.graceSecs(), after, limit),
       (rows) => this.admitHeld(rows, result),
     );
     // 3. Schedules follow the latest definitions (a PUT elsewhere, a Redis wipe).
@@ -145,7 +144,7 @@ export class Reconciler {
     await this.walk(
       'overdue',
       result,
-      (after, limit) => this.overduePage(after, limit),
+      (after, limit) => overduePage(this.opts.pool, this.graceSecs(), after, limit),
       (rows) => this.timeOutEach(rows, result),
     );
 
@@ -215,34 +214,6 @@ export class Reconciler {
 
   // ---- 1. outstanding executions ------------------------------------------------------------
 
-  /**
-   * One page of outstanding executions past the grace period, in (updated_at, id) order, without
-   * their payloads (read only for the few that need a repair). The partial index
-   * step_executions_outstanding (updated_at) serves the range; ties are sorted incrementally.
-   */
-  private async outstandingPage(
-    after: Cursor | undefined,
-    limit: number,
-  ): Promise<(OutstandingRow & { cursor: Cursor })[]> {
-    // No cursor: $4 and $5 are NULL and the condition folds away (plans are custom per execution).
-    const params: unknown[] = [
-      OUTSTANDING_STEP_STATUSES,
-      this.graceSecs(),
-      limit,
-      after?.[0] ?? null,
-      after?.[1] ?? null,
-    ];
-    const { rows } = await this.opts.pool.query<OutstandingRow>(
-      `SELECT e.id, e.run_id, e.step_id, e.function_name, e.updated_at::text AS at
-         FROM step_executions e
-        WHERE e.status = ANY($1) AND e.updated_at < now() - make_interval(secs => $2)
-          AND ($4::timestamptz IS NULL OR (e.updated_at >= $4::timestamptz AND (e.updated_at, e.id) > ($4::timestamptz, $5::uuid)))
-        ORDER BY e.updated_at, e.id LIMIT $3`,
-      params,
-    );
-    return rows.map((r) => ({ ...r, cursor: [r.at, r.id] }));
-  }
-
   private async checkSteps(
     rows: OutstandingRow[],
     result: ReconcileResult,
@@ -287,7 +258,7 @@ export class Reconciler {
     if (!toArm.length && !toRepair.length) return;
 
     // The few that need a repair, with their payloads, if they are still outstanding.
-    const data = await this.jobData([...toArm.map((r) => r.id), ...toRepair]);
+    const data = await outstandingJobData(this.opts.pool, [...toArm.map((r) => r.id), ...toRepair]);
 
     for (const row of toArm) {
       const job = data.get(row.id);
@@ -362,34 +333,6 @@ export class Reconciler {
     return new Set(rows.filter((_, i) => replies[i] !== null).map((r) => r.id));
   }
 
-  /** The job data of executions still outstanding, by id (the same a first enqueue carries, trace aside). */
-  private async jobData(ids: string[]): Promise<Map<string, StepJobData>> {
-    const { rows } = await this.opts.pool.query(
-      `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.input, e.retry_policy, e.timeout_ms,
-              e.metadata->>'idempotencyKey' AS idempotency_key, r.workflow_name
-         FROM step_executions e JOIN runs r ON r.id = e.run_id
-        WHERE e.id = ANY($1::uuid[]) AND e.status = ANY($2)`,
-      [ids, OUTSTANDING_STEP_STATUSES],
-    );
-    return new Map(
-      rows.map((row): [string, StepJobData] => [
-        row.id,
-        {
-          runId: row.run_id,
-          stepExecutionId: row.id,
-          stepId: row.step_id,
-          workflow: row.workflow_name,
-          kind: row.kind,
-          function: row.function_name,
-          input: row.input,
-          retry: row.retry_policy,
-          ...(row.idempotency_key ? { idempotencyKey: row.idempotency_key } : {}),
-          ...(row.timeout_ms ? { timeoutMs: row.timeout_ms } : {}),
-        },
-      ]),
-    );
-  }
-
   /** Re-enqueues lost jobs: all at once (one addBulk per queue), one by one if that fails. */
   private async requeue(jobs: StepJobData[], result: ReconcileResult): Promise<void> {
     if (!jobs.length) return;
@@ -418,27 +361,6 @@ export class Reconciler {
 
   // ---- 2. idle and held runs ------------------------------------------------------------------
 
-  /**
-   * Active runs with nothing outstanding, in (updated_at, id) order (index runs_active). A pending
-   * run with a concurrency key went through admission and waits for a slot (section 2b); a pending
-   * run without one never did: its `run.start` was lost.
-   */
-  private async idlePage(after: Cursor | undefined, limit: number): Promise<{ id: string; cursor: Cursor }[]> {
-    const params: unknown[] = [this.graceSecs(), OUTSTANDING_STEP_STATUSES, limit];
-    params.push(after?.[0] ?? null, after?.[1] ?? null);
-    const { rows } = await this.opts.pool.query(
-      `SELECT r.id, r.updated_at::text AS at FROM runs r
-        WHERE r.status IN ('pending', 'running', 'compensating')
-          AND r.updated_at < now() - make_interval(secs => $1)
-            AND ($4::timestamptz IS NULL OR (r.updated_at >= $4::timestamptz AND (r.updated_at, r.id) > ($4::timestamptz, $5::uuid)))
-          AND NOT (r.status = 'pending' AND r.concurrency_key IS NOT NULL)
-          AND NOT EXISTS (SELECT 1 FROM step_executions e WHERE e.run_id = r.id AND e.status = ANY($2))
-        ORDER BY r.updated_at, r.id LIMIT $3`,
-      params,
-    );
-    return rows.map((r) => ({ id: r.id, cursor: [r.at, r.id] }));
-  }
-
   private async advanceEach(rows: { id: string }[], result: ReconcileResult): Promise<void> {
     for (const row of rows) {
       try {
@@ -452,59 +374,26 @@ export class Reconciler {
   }
 
   /**
-   * Concurrency keys with held runs (pending, admission done), with the version of the oldest held
-   * run (whose limit applies next) and how many runs of the key hold a slot (index runs_concurrency).
-   */
-  private async heldKeysPage(
-    after: Cursor | undefined,
-    limit: number,
-  ): Promise<{ workflow: string; key: string; version: number; holding: number; cursor: Cursor }[]> {
-    const params: unknown[] = [this.graceSecs(), limit, after?.[0] ?? null, after?.[1] ?? null];
-    const { rows } = await this.opts.pool.query(
-      `SELECT h.workflow_name, h.concurrency_key, h.version,
-              (SELECT count(*)::int FROM runs r
-                WHERE r.workflow_name = h.workflow_name AND r.concurrency_key = h.concurrency_key
-                  AND r.status IN ('running', 'compensating')) AS holding
-         FROM (SELECT workflow_name, concurrency_key,
-                      (array_agg(workflow_version ORDER BY created_at, id))[1] AS version
-                 FROM runs
-                WHERE status = 'pending' AND concurrency_key IS NOT NULL
-                  AND updated_at < now() - make_interval(secs => $1)
-                    AND ($3::text IS NULL OR (workflow_name, concurrency_key) > ($3::text, $4::text))
-                GROUP BY workflow_name, concurrency_key
-                ORDER BY workflow_name, concurrency_key LIMIT $2) h
-        ORDER BY h.workflow_name, h.concurrency_key`,
-      params,
-    );
-    return rows.map((r) => ({
-      workflow: r.workflow_name,
-      key: r.concurrency_key,
-      version: r.version,
-      holding: r.holding,
-      cursor: [r.workflow_name, r.concurrency_key],
-    }));
-  }
-
-  /**
    * A held run waits until a run of its key finishes and wakes it. If that wake-up was lost (a crash
    * after the commit), the key has free slots and held runs: advance as many of the oldest as there
    * are free slots. A key whose slots are all taken costs nothing more.
    */
-  private async admitHeld(
-    keys: { workflow: string; key: string; version: number; holding: number }[],
-    result: ReconcileResult,
-  ): Promise<void> {
+  private async admitHeld(keys: HeldKey[], result: ReconcileResult): Promise<void> {
     for (const k of keys) {
       try {
         const limit = await this.concurrencyLimit(k.workflow, k.version);
         const free = (limit ?? Infinity) - k.holding;
         if (free <= 0) continue;
-        const { rows } = await this.opts.pool.query(
-          `SELECT id FROM runs WHERE workflow_name = $1 AND concurrency_key = $2 AND status = 'pending'
-            ORDER BY created_at, id LIMIT $3`,
-          [k.workflow, k.key, Math.min(free, this.opts.batchSize ?? DEFAULT_BATCH_SIZE)],
+        const held = await waitingRuns(
+          this.opts.pool,
+          k.workflow,
+          k.key,
+          Math.min(free, this.opts.batchSize ?? DEFAULT_BATCH_SIZE),
         );
-        await this.advanceEach(rows, result);
+        await this.advanceEach(
+          held.map((id) => ({ id })),
+          result,
+        );
       } catch (err) {
         const where = { workflow: k.workflow, concurrencyKey: k.key };
         this.failed(result, 'run_advance', err, where, 'could not admit held runs');
@@ -522,22 +411,6 @@ export class Reconciler {
   }
 
   // ---- 4. overdue runs ----------------------------------------------------------------------
-
-  /** Running runs past their deadline, in (deadline_at, id) order (index runs_deadline). */
-  private async overduePage(
-    after: Cursor | undefined,
-    limit: number,
-  ): Promise<{ id: string; retries: number; cursor: Cursor }[]> {
-    const params: unknown[] = [this.graceSecs(), limit, after?.[0] ?? null, after?.[1] ?? null];
-    const { rows } = await this.opts.pool.query(
-      `SELECT id, retries, deadline_at::text AS at FROM runs
-        WHERE status = 'running' AND deadline_at < now() - make_interval(secs => $1)
-          AND ($3::timestamptz IS NULL OR (deadline_at >= $3::timestamptz AND (deadline_at, id) > ($3::timestamptz, $4::uuid)))
-        ORDER BY deadline_at, id LIMIT $2`,
-      params,
-    );
-    return rows.map((r) => ({ id: r.id, retries: r.retries, cursor: [r.at, r.id] }));
-  }
 
   private async timeOutEach(rows: { id: string; retries: number }[], result: ReconcileResult): Promise<void> {
     for (const row of rows) {

@@ -240,6 +240,14 @@ export async function setRunStarted(
 }
 
 /**
+ * Serialises admissions per (workflow, concurrency key) until the transaction ends, so two runs
+ * cannot both take the last slot.
+ */
+export async function lockConcurrencyKey(client: PoolClient, workflow: string, key: string): Promise<void> {
+  await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`baton.concurrency:${workflow}:${key}`]);
+}
+
+/**
  * Runs that hold or wait for a concurrency slot ahead of this one: the running ones, and the pending
  * ones created earlier (first come, first served). Called under an advisory lock on the key.
  */
@@ -261,6 +269,12 @@ export async function waitingRuns(pool: Pool, workflow: string, key: string, lim
     [workflow, key, limit],
   );
   return rows.map((r) => r.id);
+}
+
+/** Functions whose workers have reported (see markFunctionSeen). */
+export async function functionsSeen(pool: Pool): Promise<string[]> {
+  const { rows } = await pool.query<{ name: string }>('SELECT name FROM known_functions');
+  return rows.map((r) => r.name);
 }
 
 export async function markFunctionSeen(pool: Pool, name: string): Promise<void> {
