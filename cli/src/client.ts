@@ -3,6 +3,7 @@
  * an ApiError carrying the API's `{error: {code, message, details}}`; a gateway that cannot be
  * reached becomes a CliError naming the URL.
  */
+import { CliErrorCode } from './error-codes';
 
 export class CliError extends Error {
   constructor(
@@ -84,7 +85,7 @@ export class Client {
     if (!res.ok) {
       const error = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
       if (error && typeof error.message === 'string') {
-        throw new ApiError(res.status, String(error.code ?? 'ERROR'), error.message, error.details);
+        throw new ApiError(res.status, String(error.code ?? CliErrorCode.ERROR), error.message, error.details);
       }
       throw new ApiError(
         res.status,

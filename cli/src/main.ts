@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { ApiError, CliError, Client } from './client';
+import { CliErrorCode } from './error-codes';
 import { parseValue, readDefinitionFile } from './input';
 import { errorText, formatDuration, runFrame, type Style } from './render';
 import type { EventPublished, Run, RunAccepted, WorkflowSaved } from './types';
@@ -124,7 +125,7 @@ function reportError(err: unknown, json: boolean): void {
     return;
   }
   if (err instanceof CliError) {
-    warn(json ? JSON.stringify({ error: { code: 'CLI', message: err.message } }) : `error: ${err.message}`);
+    warn(json ? JSON.stringify({ error: { code: CliErrorCode.CLI, message: err.message } }) : `error: ${err.message}`);
     return;
   }
   warn(`error: ${(err as Error)?.stack ?? String(err)}`);

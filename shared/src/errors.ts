@@ -1,3 +1,5 @@
+import { ErrorCode } from './error-codes';
+
 /**
  * Baton's failure hierarchy. Every error has a stable `code` (part of the API and of step error
  * records) and says whether retrying can help. Handlers throw `NonRetryableError` for failures no
@@ -34,20 +36,20 @@ export class NonRetryableError extends BatonError {
 /** The attempt ran past the step's `timeoutMs`; retried per policy like any other failure. */
 export class StepTimeoutError extends BatonError {
   constructor(timeoutMs: number) {
-    super('STEP_TIMEOUT', `step attempt timed out after ${timeoutMs} ms`);
+    super(ErrorCode.STEP_TIMEOUT, `step attempt timed out after ${timeoutMs} ms`);
   }
 }
 
 /** The run was cancelled or timed out while this attempt ran: never retried. */
 export class CancelledError extends BatonError {
   constructor(reason = 'run cancelled') {
-    super('CANCELLED', reason, { retryable: false });
+    super(ErrorCode.CANCELLED, reason, { retryable: false });
   }
 }
 
 /** A value from outside (API body, definition, env) is invalid. `details` lists each problem. */
 export class ValidationError extends BatonError {
-  constructor(message: string, details?: ValidationProblem[], code = 'VALIDATION_FAILED') {
+  constructor(message: string, details?: ValidationProblem[], code: string = ErrorCode.VALIDATION_FAILED) {
     super(code, message, { retryable: false, details });
   }
 }
@@ -60,13 +62,13 @@ export interface ValidationProblem {
 
 export class NotFoundError extends BatonError {
   constructor(what: string, id: string) {
-    super('NOT_FOUND', `${what} '${id}' not found`, { retryable: false });
+    super(ErrorCode.NOT_FOUND, `${what} '${id}' not found`, { retryable: false });
   }
 }
 
 export class ConflictError extends BatonError {
   constructor(message: string) {
-    super('CONFLICT', message, { retryable: false });
+    super(ErrorCode.CONFLICT, message, { retryable: false });
   }
 }
 
@@ -76,14 +78,14 @@ export class ConflictError extends BatonError {
  */
 export class RedisUnavailableError extends BatonError {
   constructor(message: string, opts: { cause?: unknown } = {}) {
-    super('REDIS_UNAVAILABLE', message, { ...opts, retryable: true });
+    super(ErrorCode.REDIS_UNAVAILABLE, message, { ...opts, retryable: true });
   }
 }
 
 /** Bad environment: the process prints the one-line message and exits. */
 export class ConfigError extends BatonError {
   constructor(message: string) {
-    super('CONFIG_INVALID', message, { retryable: false });
+    super(ErrorCode.CONFIG_INVALID, message, { retryable: false });
   }
 }
 
@@ -106,8 +108,8 @@ export function serializeError(err: unknown): SerializedError {
   }
   if (err instanceof Error) {
     const maybeCode = (err as unknown as { code?: unknown }).code;
-    const code = typeof maybeCode === 'string' ? maybeCode : 'STEP_FAILED';
+    const code = typeof maybeCode === 'string' ? maybeCode : ErrorCode.STEP_FAILED;
     return { code, message: err.message || err.name, nonRetryable: false };
   }
-  return { code: 'STEP_FAILED', message: String(err), nonRetryable: false };
+  return { code: ErrorCode.STEP_FAILED, message: String(err), nonRetryable: false };
 }

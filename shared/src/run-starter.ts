@@ -10,6 +10,7 @@ import { boundedRedisCall } from './queues';
 import { traced, validateRunInput, type Queryable, type RunTrigger, type StartedRun } from './runs';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import { getDefinition, type StoredDefinition } from './workflow/store';
+import { ErrorCode } from './error-codes';
 
 export interface StartByNameRequest {
   workflow: string;
@@ -225,7 +226,7 @@ function unstorable(err: unknown): Error {
     return new ValidationError(
       `input cannot be stored: ${(err as Error).message} (remove NUL characters and invalid escapes)`,
       [{ path: 'input', message: (err as Error).message }],
-      'INVALID_INPUT',
+      ErrorCode.INVALID_INPUT,
     );
   }
   return err as Error;

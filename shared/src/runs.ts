@@ -9,6 +9,7 @@ import { coordinatorJobId, type CoordinatorMessage } from './protocol';
 import { appendToInbox, inboxOf, isInboxMessage } from './inbox';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import type { StoredDefinition } from './workflow/store';
+import { ErrorCode } from './error-codes';
 
 /**
  * Starting a run: the one path every trigger (HTTP, schedule, event) takes. The run row is the
@@ -59,7 +60,7 @@ export function validateRunInput(definition: StoredDefinition, input: unknown): 
   throw new ValidationError(
     `input does not match the input schema of workflow '${definition.name}': ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`,
     problems,
-    'INVALID_INPUT',
+    ErrorCode.INVALID_INPUT,
   );
 }
 

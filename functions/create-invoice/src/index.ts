@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
 import { z } from 'zod';
 
 export const CREATE_INVOICE = 'create-invoice';
@@ -77,10 +77,13 @@ export function taxFor(subtotalCents: number): number {
 
 /** Lines and totals of an invoice. Throws NonRetryableError when the orders cannot form one. */
 export function computeInvoice(orders: CreateInvoiceInput['orders']): InvoiceTotals {
-  if (orders.length === 0) throw new NonRetryableError('NO_OPEN_ORDERS', 'an invoice needs at least one order');
+  if (orders.length === 0) throw new NonRetryableError(ErrorCode.NO_OPEN_ORDERS, 'an invoice needs at least one order');
   const currencies = [...new Set(orders.map((o) => o.currency))];
   if (currencies.length > 1) {
-    throw new NonRetryableError('MIXED_CURRENCIES', `orders are in several currencies (${currencies.join(', ')})`);
+    throw new NonRetryableError(
+      ErrorCode.MIXED_CURRENCIES,
+      `orders are in several currencies (${currencies.join(', ')})`,
+    );
   }
   const lines = orders.map((o) => ({
     orderId: o.id,
@@ -93,7 +96,7 @@ export function computeInvoice(orders: CreateInvoiceInput['orders']): InvoiceTot
   const taxCents = taxFor(subtotalCents);
   const totalCents = subtotalCents + taxCents;
   if (totalCents > MAX_CENTS) {
-    throw new NonRetryableError('INVOICE_TOO_LARGE', `invoice total ${totalCents} cents exceeds ${MAX_CENTS}`);
+    throw new NonRetryableError(ErrorCode.INVOICE_TOO_LARGE, `invoice total ${totalCents} cents exceeds ${MAX_CENTS}`);
   }
   return { lines, subtotalCents, taxCents, totalCents, currency: currencies[0] };
 }
@@ -175,7 +178,9 @@ export function createCreateInvoice(deps: { pool: Pool }): FunctionDefinition<Cr
         inserted = result.rows[0];
       } catch (err) {
         if ((err as { code?: string }).code === '23503') {
-          throw new NonRetryableError('CUSTOMER_NOT_FOUND', `customer '${customer.id}' not found`, { cause: err });
+          throw new NonRetryableError(ErrorCode.CUSTOMER_NOT_FOUND, `customer '${customer.id}' not found`, {
+            cause: err,
+          });
         }
         throw err;
       }

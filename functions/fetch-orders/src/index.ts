@@ -1,4 +1,4 @@
-import { defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
 import { z } from 'zod';
 
 export const FETCH_ORDERS = 'fetch-orders';
@@ -58,7 +58,7 @@ export function createFetchOrders(deps: { pool: Pool }): FunctionDefinition<Fetc
         [customerId],
       );
       const customer = customers.rows[0];
-      if (!customer) throw new NonRetryableError('CUSTOMER_NOT_FOUND', `customer '${customerId}' not found`);
+      if (!customer) throw new NonRetryableError(ErrorCode.CUSTOMER_NOT_FOUND, `customer '${customerId}' not found`);
 
       const orders = await deps.pool.query<OrderRow>(
         `SELECT id, description, quantity, unit_price_cents, currency
@@ -68,7 +68,7 @@ export function createFetchOrders(deps: { pool: Pool }): FunctionDefinition<Fetc
         [customerId],
       );
       if (orders.rows.length === 0) {
-        throw new NonRetryableError('NO_OPEN_ORDERS', `customer '${customerId}' has no open orders to invoice`);
+        throw new NonRetryableError(ErrorCode.NO_OPEN_ORDERS, `customer '${customerId}' has no open orders to invoice`);
       }
       ctx.log.info('fetched open orders', { customerId, orders: orders.rows.length });
       return {

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
 import { z } from 'zod';
 import { invoiceFilename, renderInvoicePdf, type InvoiceDocument } from './pdf';
 
@@ -58,11 +58,14 @@ export async function loadInvoiceDocument(pool: Pool, invoiceId: string): Promis
     [invoiceId],
   );
   const row = rows[0];
-  if (!row) throw new NonRetryableError('INVOICE_NOT_FOUND', `invoice '${invoiceId}' not found`);
-  if (row.status === 'void') throw new NonRetryableError('INVOICE_VOID', `invoice ${row.number} is void`);
+  if (!row) throw new NonRetryableError(ErrorCode.INVOICE_NOT_FOUND, `invoice '${invoiceId}' not found`);
+  if (row.status === 'void') throw new NonRetryableError(ErrorCode.INVOICE_VOID, `invoice ${row.number} is void`);
   const lines = storedLines.safeParse(row.lines);
   if (!lines.success) {
-    throw new NonRetryableError('INVOICE_INVALID', `invoice ${row.number} has malformed lines: ${lines.error.message}`);
+    throw new NonRetryableError(
+      ErrorCode.INVOICE_INVALID,
+      `invoice ${row.number} has malformed lines: ${lines.error.message}`,
+    );
   }
   return {
     number: row.number,

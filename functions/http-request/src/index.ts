@@ -3,6 +3,7 @@ import https from 'node:https';
 import { pipeline, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import {
+  ErrorCode,
   BatonError,
   CancelledError,
   defineFunction,
@@ -109,7 +110,7 @@ export function createHttpRequest(deps: HttpRequestDeps = {}): FunctionDefinitio
       const timeoutMs = input.timeoutMs ?? DEFAULT_TIMEOUT_MS;
       const state: ExchangeState = { url: new URL(input.url), method: input.method, redirects: 0 };
       const timeout = new BatonError(
-        'HTTP_TIMEOUT',
+        ErrorCode.HTTP_TIMEOUT,
         `${input.method} ${redactUrl(state.url)} did not complete within ${timeoutMs} ms`,
       );
       // One signal for both ends of the attempt: the step's (timeout, cancel) and this request's own.
@@ -162,7 +163,7 @@ async function exchange(
       res.destroy();
       if (state.redirects >= MAX_REDIRECTS) {
         throw new NonRetryableError(
-          'HTTP_TOO_MANY_REDIRECTS',
+          ErrorCode.HTTP_TOO_MANY_REDIRECTS,
           `${method} ${redactUrl(url)}: more than ${MAX_REDIRECTS} redirects`,
         );
       }
@@ -217,11 +218,14 @@ function resolveRedirect(location: string, from: URL, method: string): URL {
   try {
     next = new URL(location, from);
   } catch {
-    throw new NonRetryableError('HTTP_BAD_REDIRECT', `${method} ${redactUrl(from)} redirected to an invalid URL`);
+    throw new NonRetryableError(
+      ErrorCode.HTTP_BAD_REDIRECT,
+      `${method} ${redactUrl(from)} redirected to an invalid URL`,
+    );
   }
   if (next.protocol !== 'http:' && next.protocol !== 'https:') {
     throw new NonRetryableError(
-      'HTTP_BAD_REDIRECT',
+      ErrorCode.HTTP_BAD_REDIRECT,
       `${method} ${redactUrl(from)} redirected to a '${next.protocol}' URL; only http: and https: are followed`,
     );
   }
@@ -281,7 +285,7 @@ async function readBody(
 ): Promise<Buffer> {
   const tooLarge = (): NonRetryableError =>
     new NonRetryableError(
-      'HTTP_BODY_TOO_LARGE',
+      ErrorCode.HTTP_BODY_TOO_LARGE,
       `${opts.method} ${redactUrl(opts.url)}: response body is larger than ${opts.limit} bytes (HTTP_REQUEST_MAX_BODY_BYTES); it was cut off`,
       { details: { limitBytes: opts.limit } },
     );
@@ -297,7 +301,7 @@ async function readBody(
   if (decoder === null) {
     res.destroy();
     throw new NonRetryableError(
-      'HTTP_UNSUPPORTED_ENCODING',
+      ErrorCode.HTTP_UNSUPPORTED_ENCODING,
       `${opts.method} ${redactUrl(opts.url)}: response Content-Encoding '${encoding}' is not supported`,
     );
   }
@@ -418,13 +422,13 @@ function toStepError(err: unknown, state: ExchangeState): Error {
     const address = refused[1] && refused[1] !== host ? `${host} (${refused[1]})` : host;
     const why = /denyIPAddressList/.test(refused[2]) ? 'a cloud metadata address' : 'not a public address';
     return new NonRetryableError(
-      'HTTP_ADDRESS_REFUSED',
+      ErrorCode.HTTP_ADDRESS_REFUSED,
       `${target} refused: ${address} is ${why} (loopback, private, link-local, CGNAT, unique-local and metadata addresses are blocked; list the host in HTTP_REQUEST_ALLOWED_HOSTS to allow it)`,
       { details: { host, ...(refused[1] ? { address: refused[1] } : {}) } },
     );
   }
   const code = (error as NodeJS.ErrnoException).code;
-  return new BatonError('HTTP_NETWORK', `${target} failed: ${error.message}`, {
+  return new BatonError(ErrorCode.HTTP_NETWORK, `${target} failed: ${error.message}`, {
     cause: error,
     details: { ...(code ? { errno: code } : {}) },
   });

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { BatonError, NonRetryableError, parseEnv } from '@baton/shared';
+import { ErrorCode, BatonError, NonRetryableError, parseEnv } from '@baton/shared';
 import { z } from 'zod';
 
 /**
@@ -151,7 +151,9 @@ export interface HttpRequestOutput {
 // Statuses and errors
 
 export type StatusOutcome =
-  { kind: 'ok' } | { kind: 'retry'; code: 'HTTP_5XX' | 'HTTP_429' } | { kind: 'fail'; code: 'HTTP_STATUS' };
+  | { kind: 'ok' }
+  | { kind: 'retry'; code: typeof ErrorCode.HTTP_5XX | typeof ErrorCode.HTTP_429 }
+  | { kind: 'fail'; code: typeof ErrorCode.HTTP_STATUS };
 
 /**
  * What a final (non-redirect) status means: expected (`expectStatus`, default any 2xx) → ok;
@@ -163,9 +165,9 @@ export function classifyStatus(statusCode: number, expectStatus?: number | numbe
       ? statusCode >= 200 && statusCode <= 299
       : (Array.isArray(expectStatus) ? expectStatus : [expectStatus]).includes(statusCode);
   if (expected) return { kind: 'ok' };
-  if (statusCode === 429) return { kind: 'retry', code: 'HTTP_429' };
-  if (statusCode >= 500 && statusCode <= 599) return { kind: 'retry', code: 'HTTP_5XX' };
-  return { kind: 'fail', code: 'HTTP_STATUS' };
+  if (statusCode === 429) return { kind: 'retry', code: ErrorCode.HTTP_429 };
+  if (statusCode >= 500 && statusCode <= 599) return { kind: 'retry', code: ErrorCode.HTTP_5XX };
+  return { kind: 'fail', code: ErrorCode.HTTP_STATUS };
 }
 
 /** A redirect is followed unless the caller asked for that status itself. */

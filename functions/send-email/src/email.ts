@@ -1,4 +1,4 @@
-import { BatonError, ConfigError, NonRetryableError, parseEnv } from '@baton/shared';
+import { ErrorCode, BatonError, ConfigError, NonRetryableError, parseEnv } from '@baton/shared';
 import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
 
@@ -135,12 +135,12 @@ export function classifySendError(err: unknown): BatonError {
   const message = err instanceof Error ? err.message : String(err);
   const permanent = e.permanent ?? (e.responseCode !== undefined && e.responseCode >= 500);
   if (permanent || (e.responseCode === undefined && (e.code === 'EENVELOPE' || e.code === 'ECONFIG'))) {
-    return new NonRetryableError('EMAIL_REJECTED', `SMTP server rejected the invoice e-mail: ${message}`, {
+    return new NonRetryableError(ErrorCode.EMAIL_REJECTED, `SMTP server rejected the invoice e-mail: ${message}`, {
       details: { smtpCode: e.code, responseCode: e.responseCode, response: e.response },
       cause: err,
     });
   }
-  return new BatonError('EMAIL_SEND_FAILED', `could not send the invoice e-mail: ${message}`, {
+  return new BatonError(ErrorCode.EMAIL_SEND_FAILED, `could not send the invoice e-mail: ${message}`, {
     details: { smtpCode: e.code, responseCode: e.responseCode },
     cause: err,
   });

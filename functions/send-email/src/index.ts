@@ -1,4 +1,4 @@
-import { defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
 import type { SMTPSentMessageInfo, Transporter } from 'nodemailer';
 import { z } from 'zod';
 import { classifySendError, composeInvoiceEmail, messageIdFor } from './email';
@@ -58,15 +58,16 @@ export function createSendEmail(deps: SendEmailDeps): FunctionDefinition<SendEma
         [invoiceId],
       );
       const invoice = invoices.rows[0];
-      if (!invoice) throw new NonRetryableError('INVOICE_NOT_FOUND', `invoice '${invoiceId}' not found`);
-      if (invoice.status === 'void') throw new NonRetryableError('INVOICE_VOID', `invoice ${invoice.number} is void`);
+      if (!invoice) throw new NonRetryableError(ErrorCode.INVOICE_NOT_FOUND, `invoice '${invoiceId}' not found`);
+      if (invoice.status === 'void')
+        throw new NonRetryableError(ErrorCode.INVOICE_VOID, `invoice ${invoice.number} is void`);
 
       const documents = await deps.pool.query<DocumentRow>(
         'SELECT filename, content_type, content FROM documents WHERE id = $1',
         [documentId],
       );
       const document = documents.rows[0];
-      if (!document) throw new NonRetryableError('DOCUMENT_NOT_FOUND', `document '${documentId}' not found`);
+      if (!document) throw new NonRetryableError(ErrorCode.DOCUMENT_NOT_FOUND, `document '${documentId}' not found`);
 
       const email = composeInvoiceEmail({
         number: invoice.number,

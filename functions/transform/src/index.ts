@@ -1,4 +1,10 @@
-import { compileExpression, defineFunction, NonRetryableError, type FunctionDefinition } from '@baton/shared';
+import {
+  ErrorCode,
+  compileExpression,
+  defineFunction,
+  NonRetryableError,
+  type FunctionDefinition,
+} from '@baton/shared';
 import { z } from 'zod';
 
 export const TRANSFORM = 'transform';
@@ -41,7 +47,7 @@ export async function runTransform(expression: string, data: unknown): Promise<u
     compiled = compileExpression(expression);
   } catch (err) {
     throw new NonRetryableError(
-      'TRANSFORM_FAILED',
+      ErrorCode.TRANSFORM_FAILED,
       `transform expression does not parse: ${describeJsonataError(err)}`,
     );
   }
@@ -49,7 +55,10 @@ export async function runTransform(expression: string, data: unknown): Promise<u
   try {
     value = await compiled.evaluate(data);
   } catch (err) {
-    throw new NonRetryableError('TRANSFORM_FAILED', `transform expression failed: ${describeJsonataError(err)}`);
+    throw new NonRetryableError(
+      ErrorCode.TRANSFORM_FAILED,
+      `transform expression failed: ${describeJsonataError(err)}`,
+    );
   }
   // JSONata marks arrays as sequences and answers undefined for "no match": make it plain JSON.
   return value === undefined ? null : ((JSON.parse(JSON.stringify(value)) as unknown) ?? null);

@@ -1,4 +1,4 @@
-import { defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
 import { z } from 'zod';
 
 export const VOID_INVOICE = 'void-invoice';
@@ -32,7 +32,7 @@ export function createVoidInvoice(deps: { pool: Pool }): FunctionDefinition<Void
         [invoiceId],
       );
       const row = rows[0];
-      if (!row) throw new NonRetryableError('INVOICE_NOT_FOUND', `invoice '${invoiceId}' not found`);
+      if (!row) throw new NonRetryableError(ErrorCode.INVOICE_NOT_FOUND, `invoice '${invoiceId}' not found`);
       ctx.log.info(row.already_void ? 'invoice was already void' : 'invoice voided', {
         invoiceId,
         number: row.number,

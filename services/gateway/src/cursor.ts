@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { ValidationError } from '@baton/shared';
+import { ErrorCode, ValidationError } from '@baton/shared';
 
 /**
  * Opaque page cursors: base64url JSON. Opaque so clients do not build them and the keyset can
@@ -21,7 +21,7 @@ export function decodeCursor<S extends z.ZodType>(schema: S, cursor: string): z.
     throw new ValidationError(
       'cursor is not one this API returned',
       [{ path: 'cursor', message: 'invalid cursor' }],
-      'INVALID_CURSOR',
+      ErrorCode.INVALID_CURSOR,
     );
   }
   return parsed.data;

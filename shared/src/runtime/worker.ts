@@ -21,6 +21,7 @@ import { eventName } from '../workflow/definition';
 import { backoffDelayMs, isRetryable } from '../workflow/retry';
 import { failpoint } from './failpoints';
 import type { FunctionContext, FunctionDefinition, StepLog } from './function';
+import { ErrorCode } from '../error-codes';
 
 export interface FunctionWorkerOptions {
   queues: QueueContext;
@@ -236,7 +237,7 @@ export function startFunctionWorker(
         // The handler ran: failing for good (no retry) keeps its side effect from being repeated for
         // an output that would be too large again. The coordinator applies the same limit.
         throw new NonRetryableError(
-          'OUTPUT_TOO_LARGE',
+          ErrorCode.OUTPUT_TOO_LARGE,
           `step output is ${outputBytes} bytes${events.length ? ' (with its emitted events)' : ''}, over the limit of ` +
             `${maxOutputBytes} (BATON_MAX_OUTPUT_BYTES): store a large result as a document and return its id`,
         );
@@ -353,7 +354,7 @@ async function runAttempt(
   if (!parsed.success) {
     const details = parsed.error.issues.map((i) => ({ path: ['input', ...i.path].join('.'), message: i.message }));
     throw new NonRetryableError(
-      'INVALID_INPUT',
+      ErrorCode.INVALID_INPUT,
       `invalid input for ${definition.name}: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`,
       { details },
     );
@@ -375,9 +376,12 @@ async function runAttempt(
     emit: (name, payload) => {
       const checked = eventName.safeParse(name);
       if (!checked.success)
-        throw new NonRetryableError('INVALID_EVENT', `event name '${name}': ${checked.error.issues[0].message}`);
+        throw new NonRetryableError(
+          ErrorCode.INVALID_EVENT,
+          `event name '${name}': ${checked.error.issues[0].message}`,
+        );
       if (attemptInfo.events.length >= MAX_EVENTS)
-        throw new NonRetryableError('TOO_MANY_EVENTS', `at most ${MAX_EVENTS} events per step`);
+        throw new NonRetryableError(ErrorCode.TOO_MANY_EVENTS, `at most ${MAX_EVENTS} events per step`);
       attemptInfo.events.push({ name, payload: payload ?? null });
     },
   };

@@ -2,6 +2,7 @@ import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { ValidationError, type ValidationProblem } from '../errors';
 import { compileExpression, templateExpressions } from './expressions';
+import { ErrorCode } from '../error-codes';
 
 /**
  * The workflow definition language. Definitions are YAML or JSON documents checked here in two
@@ -205,7 +206,7 @@ export function parseWorkflowDefinition(raw: unknown): WorkflowDefinition {
       path: zodPath(issue.path) || '(root)',
       message: issue.message,
     }));
-    throw new ValidationError('invalid workflow definition', problems, 'INVALID_DEFINITION');
+    throw new ValidationError('invalid workflow definition', problems, ErrorCode.INVALID_DEFINITION);
   }
   const steps = parsed.data.steps.map((step, index) => ({
     ...step,
@@ -214,7 +215,7 @@ export function parseWorkflowDefinition(raw: unknown): WorkflowDefinition {
   }));
   const definition: WorkflowDefinition = { ...parsed.data, steps };
   const problems = semanticProblems(definition);
-  if (problems.length) throw new ValidationError('invalid workflow definition', problems, 'INVALID_DEFINITION');
+  if (problems.length) throw new ValidationError('invalid workflow definition', problems, ErrorCode.INVALID_DEFINITION);
   return definition;
 }
 

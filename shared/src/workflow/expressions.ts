@@ -9,6 +9,7 @@ import {
   DEFAULT_EXPRESSION_LIMITS,
 } from '../config';
 import * as core from './expression-worker.js';
+import { ErrorCode } from '../error-codes';
 
 /**
  * JSONata expressions and `{{ }}` templates. JSONata evaluates over the data it is given and nothing
@@ -38,7 +39,7 @@ export function compileExpression(expression: string): jsonata.Expression {
 }
 
 export class ExpressionError extends Error {
-  readonly code = 'EXPRESSION_FAILED';
+  readonly code = ErrorCode.EXPRESSION_FAILED;
   constructor(
     readonly expression: string,
     message: string,

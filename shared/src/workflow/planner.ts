@@ -1,4 +1,5 @@
 import type { SerializedError } from '../errors';
+import { ErrorCode } from '../error-codes';
 import type { RetryPolicy, StepDefinition, WorkflowDefinition } from './definition';
 import { evaluateCondition, resolveTemplate } from './expressions';
 import { isOutstandingStep, isTerminalRun, type RunStatus, type StepStatus } from './states';
@@ -89,9 +90,9 @@ export function latestByStep(
 
 const DONE: readonly StepStatus[] = ['succeeded', 'compensating', 'compensated'];
 
-/** Run error codes for runs stopped from outside. */
-export const CANCELLED = 'CANCELLED';
-export const WORKFLOW_TIMEOUT = 'WORKFLOW_TIMEOUT';
+/** Run error codes for runs stopped from outside (aliases of the registry's). */
+export const CANCELLED = ErrorCode.CANCELLED;
+export const WORKFLOW_TIMEOUT = ErrorCode.WORKFLOW_TIMEOUT;
 
 export async function planRun(definition: WorkflowDefinition, run: RunState): Promise<Plan> {
   const plan: Plan = { start: [], skip: [] };
@@ -211,7 +212,16 @@ async function planCompensation(definition: WorkflowDefinition, run: RunState, p
   return plan;
 }
 
+/** A run's error from the step execution that failed it (`STEP_FAILED` when it recorded none). */
 export function runErrorOf(exec: StepExecutionState): RunError {
-  const error = exec.error ?? { code: 'STEP_FAILED', message: 'step failed', nonRetryable: false };
+  const error = exec.error ?? { code: ErrorCode.STEP_FAILED, message: 'step failed', nonRetryable: false };
   return { stepId: exec.stepId, function: exec.function, attempt: exec.attempt, ...error };
+}
+
+/**
+ * A run's error that no step caused (cancelled, timed out, an invalid definition or expression):
+ * it names no step, and retrying the same run cannot help.
+ */
+export function runError(code: ErrorCode, message: string): RunError {
+  return { stepId: '', function: '', attempt: 0, code, message, nonRetryable: true };
 }

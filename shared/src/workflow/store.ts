@@ -5,6 +5,7 @@ import YAML from 'yaml';
 import type { Pool } from '../db/pool';
 import { NotFoundError, ValidationError } from '../errors';
 import { parseWorkflowDefinition, type WorkflowDefinition } from './definition';
+import { ErrorCode } from '../error-codes';
 
 /**
  * Workflow definitions in PostgreSQL, versioned by the server: a new or changed definition gets the
@@ -151,7 +152,7 @@ export function parseDefinitionText(text: string, source = 'definition'): unknow
     throw new ValidationError(
       `${source} is not valid YAML/JSON: ${(err as Error).message}`,
       undefined,
-      'INVALID_DEFINITION',
+      ErrorCode.INVALID_DEFINITION,
     );
   }
 }

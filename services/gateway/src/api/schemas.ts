@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { eventName, RUN_STATUSES, STEP_STATUSES, workflowDefinitionSchema } from '@baton/shared';
+import { ErrorCode, eventName, RUN_STATUSES, STEP_STATUSES, workflowDefinitionSchema } from '@baton/shared';
 
 /**
  * The gateway's API in zod: what the routes validate requests with, and what they answer. The
@@ -174,7 +174,7 @@ export const errorResponse = response(
   z
     .object({
       error: z.object({
-        code: z.string().meta({ examples: ['INVALID_REQUEST', 'NOT_FOUND'] }),
+        code: z.string().meta({ examples: [ErrorCode.INVALID_REQUEST, ErrorCode.NOT_FOUND] }),
         message: z.string(),
         details: z
           .unknown()

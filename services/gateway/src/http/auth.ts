@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { ApiError } from './errors';
+import { ErrorCode } from '@baton/shared';
 
 const sha256 = (value: string): Buffer => crypto.createHash('sha256').update(value).digest();
 
@@ -21,7 +22,7 @@ export function requireApiKey(apiKeys: readonly string[], readOnlyKeys: readonly
   return (req, _res, next) => {
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
     if (!match) {
-      throw new ApiError(401, 'UNAUTHORIZED', 'missing bearer token (Authorization: Bearer <api key>)', {
+      throw new ApiError(401, ErrorCode.UNAUTHORIZED, 'missing bearer token (Authorization: Bearer <api key>)', {
         headers: { 'WWW-Authenticate': 'Bearer realm="baton"' },
       });
     }
@@ -31,12 +32,16 @@ export function requireApiKey(apiKeys: readonly string[], readOnlyKeys: readonly
     for (const digest of digests) full = crypto.timingSafeEqual(presented, digest) || full;
     for (const digest of readOnlyDigests) readOnly = crypto.timingSafeEqual(presented, digest) || readOnly;
     if (!full && !readOnly) {
-      throw new ApiError(401, 'UNAUTHORIZED', 'invalid API key', {
+      throw new ApiError(401, ErrorCode.UNAUTHORIZED, 'invalid API key', {
         headers: { 'WWW-Authenticate': 'Bearer realm="baton", error="invalid_token"' },
       });
     }
     if (!full && !READ_METHODS.has(req.method)) {
-      throw new ApiError(403, 'FORBIDDEN', `this API key is read-only: ${req.method} needs a key from BATON_API_KEYS`);
+      throw new ApiError(
+        403,
+        ErrorCode.FORBIDDEN,
+        `this API key is read-only: ${req.method} needs a key from BATON_API_KEYS`,
+      );
     }
     next();
   };

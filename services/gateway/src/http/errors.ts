@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import {
+  ErrorCode,
   BatonError,
   ConflictError,
   NotFoundError,
@@ -74,21 +75,21 @@ function classify(err: unknown): { status: number; code: string; message: string
   if (err instanceof NotFoundError) return { status: 404, code: err.code, message: err.message };
   if (err instanceof ConflictError) return { status: 409, code: err.code, message: err.message };
   const redis = redisUnavailable(err);
-  if (redis !== undefined) return { status: 503, code: 'REDIS_UNAVAILABLE', message: redis };
+  if (redis !== undefined) return { status: 503, code: ErrorCode.REDIS_UNAVAILABLE, message: redis };
   const e = err as BodyParserError;
   switch (e?.type) {
     case 'entity.too.large':
-      return { status: 413, code: 'PAYLOAD_TOO_LARGE', message: e.message };
+      return { status: 413, code: ErrorCode.PAYLOAD_TOO_LARGE, message: e.message };
     case 'entity.parse.failed':
-      return { status: 400, code: 'INVALID_JSON', message: `request body is not valid JSON: ${e.message}` };
+      return { status: 400, code: ErrorCode.INVALID_JSON, message: `request body is not valid JSON: ${e.message}` };
     case 'charset.unsupported':
     case 'encoding.unsupported':
-      return { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: e.message };
+      return { status: 415, code: ErrorCode.UNSUPPORTED_MEDIA_TYPE, message: e.message };
   }
   // Any other client error body-parser raises (aborted request, bad content length, ...).
   const status = e?.status ?? e?.statusCode;
   if (e?.expose && typeof status === 'number' && status >= 400 && status < 500) {
-    return { status, code: 'BAD_REQUEST', message: e.message };
+    return { status, code: ErrorCode.BAD_REQUEST, message: e.message };
   }
   return undefined;
 }
@@ -111,10 +112,10 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     (res.locals.log ?? logger).error({ err, method: req.method, path: req.path }, 'unhandled error in request');
-    res.status(500).json(errorBody('INTERNAL', 'internal server error'));
+    res.status(500).json(errorBody(ErrorCode.INTERNAL, 'internal server error'));
   };
 }
 
 export const notFoundHandler: RequestHandler = (req, _res, next) => {
-  next(new ApiError(404, 'NOT_FOUND', `no route for ${req.method} ${req.path}`));
+  next(new ApiError(404, ErrorCode.NOT_FOUND, `no route for ${req.method} ${req.path}`));
 };

@@ -7,6 +7,7 @@ import { RedisStore, type RedisReply } from 'rate-limit-redis';
 import type { Logger } from '@baton/shared';
 import { NOT_RATE_LIMITED } from '../api/openapi';
 import { ApiError } from './errors';
+import { ErrorCode } from '@baton/shared';
 
 /**
  * The CSP of everything that is not a dashboard page (JSON answers, errors, OpenAPI): nothing may
@@ -119,7 +120,7 @@ export function rateLimiter(opts: { limit: number; redis: Redis; prefix: string;
       next(
         new ApiError(
           429,
-          'RATE_LIMITED',
+          ErrorCode.RATE_LIMITED,
           `too many requests: at most ${String(options.limit)} per minute from one client; retry after the time in Retry-After`,
         ),
       );
@@ -160,7 +161,7 @@ export function createApiServer(
  */
 export const refuseNulInUrl: RequestHandler = (req, _res, next) => {
   if (/%00/i.test(req.url)) {
-    next(new ApiError(400, 'INVALID_REQUEST', 'the URL contains an encoded NUL character (%00)'));
+    next(new ApiError(400, ErrorCode.INVALID_REQUEST, 'the URL contains an encoded NUL character (%00)'));
     return;
   }
   next();

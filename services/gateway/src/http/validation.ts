@@ -1,6 +1,6 @@
 import type { Request } from 'express';
 import type { z } from 'zod';
-import { ValidationError, type ValidationProblem } from '@baton/shared';
+import { ErrorCode, ValidationError, type ValidationProblem } from '@baton/shared';
 import { uuid } from '../api/schemas';
 import { ApiError } from './errors';
 
@@ -33,7 +33,7 @@ export function parseOrThrow<S extends z.ZodType>(
 
 export function parseUuid(value: string, what: string): string {
   if (!uuid.safeParse(value).success)
-    throw new ValidationError(`${what} '${value}' is not a UUID`, undefined, 'INVALID_ID');
+    throw new ValidationError(`${what} '${value}' is not a UUID`, undefined, ErrorCode.INVALID_ID);
   return value.toLowerCase();
 }
 
@@ -59,7 +59,7 @@ export function checkBodyShape(body: unknown, what = 'request body'): void {
       throw new ValidationError(
         `${what} nests deeper than ${MAX_BODY_DEPTH} levels`,
         [{ path: path || '(root)', message: `nested deeper than ${MAX_BODY_DEPTH} levels` }],
-        'BODY_TOO_DEEP',
+        ErrorCode.BODY_TOO_DEEP,
       );
     }
     for (const [key, child] of Object.entries(value)) {
@@ -84,7 +84,7 @@ function unstorable(value: string, what: string, path: string): void {
   throw new ValidationError(
     `${what} contains ${problem} at ${shown}, which cannot be stored`,
     [{ path: shown, message: `contains ${problem}` }],
-    'INVALID_REQUEST',
+    ErrorCode.INVALID_REQUEST,
   );
 }
 
@@ -102,7 +102,7 @@ export function jsonBody(req: Request): unknown {
   if (hasBody) {
     throw new ApiError(
       415,
-      'UNSUPPORTED_MEDIA_TYPE',
+      ErrorCode.UNSUPPORTED_MEDIA_TYPE,
       `expected Content-Type application/json, got '${req.headers['content-type'] ?? '(none)'}'`,
     );
   }

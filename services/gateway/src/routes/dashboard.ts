@@ -4,6 +4,7 @@ import path from 'node:path';
 import express, { Router, type RequestHandler, type Response } from 'express';
 import type { Logger } from '@baton/shared';
 import { ApiError } from '../http/errors';
+import { ErrorCode } from '@baton/shared';
 
 /**
  * The web dashboard: static HTML, CSS and vanilla ES modules from services/gateway/public, no build
@@ -99,7 +100,11 @@ export function dashboardRouter(logger: Logger, publicDir = PUBLIC_DIR): Router 
     // An image built without public/: the API still serves; the pages say what is missing.
     logger.warn({ err: (err as Error).message, publicDir }, 'dashboard files not found; the web dashboard is off');
     router.get(['/', '/runs/:id', '/workflows', '/functions'], () => {
-      throw new ApiError(404, 'DASHBOARD_NOT_INSTALLED', `the dashboard's files are not installed (${publicDir})`);
+      throw new ApiError(
+        404,
+        ErrorCode.DASHBOARD_NOT_INSTALLED,
+        `the dashboard's files are not installed (${publicDir})`,
+      );
     });
     return router;
   }

@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { registry } from '@baton/shared';
+import { ErrorCode, registry } from '@baton/shared';
 import type { AppDeps } from '../deps';
 import { errorBody } from '../http/errors';
 
@@ -34,7 +34,7 @@ export function healthRouter(deps: AppDeps): Router {
 
   router.get('/readyz', async (_req, res) => {
     if (deps.isDraining?.()) {
-      res.status(503).json(errorBody('NOT_READY', 'shutting down', { shuttingDown: true }));
+      res.status(503).json(errorBody(ErrorCode.NOT_READY, 'shutting down', { shuttingDown: true }));
       return;
     }
     const [database, redis] = await Promise.all([
@@ -52,7 +52,7 @@ export function healthRouter(deps: AppDeps): Router {
     const down = Object.entries({ database, redis })
       .filter(([, problem]) => problem !== undefined)
       .map(([name, problem]) => `${name} unreachable (${problem})`);
-    res.status(503).json(errorBody('NOT_READY', `not ready: ${down.join(' and ')}`, checks));
+    res.status(503).json(errorBody(ErrorCode.NOT_READY, `not ready: ${down.join(' and ')}`, checks));
   });
 
   // With BATON_METRICS_PORT set, main.ts serves /metrics on that port and the API port has none

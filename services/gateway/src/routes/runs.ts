@@ -1,6 +1,7 @@
 import express, { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import {
+  ErrorCode,
   ConflictError,
   notifyCoordinator,
   NotFoundError,
@@ -42,14 +43,14 @@ function idempotencyKeyOf(req: Request, fromBody: string | undefined): string | 
     throw new ValidationError(
       'Idempotency-Key header must be 1 to 255 characters',
       [{ path: 'Idempotency-Key', message: 'must be 1 to 255 characters' }],
-      'INVALID_REQUEST',
+      ErrorCode.INVALID_REQUEST,
     );
   }
   if (fromBody !== undefined && fromBody !== header) {
     throw new ValidationError(
       'the Idempotency-Key header and body.idempotencyKey differ',
       [{ path: 'idempotencyKey', message: 'differs from the Idempotency-Key header' }],
-      'INVALID_REQUEST',
+      ErrorCode.INVALID_REQUEST,
     );
   }
   return header;
@@ -86,17 +87,20 @@ export function runsRouter(deps: AppDeps): Router {
 
   // The seed's entry point, kept for its curl example: the `invoice` workflow with {customerId}.
   router.post('/invoice/start', json, async (req, res) => {
-    const body = parseOrThrow(invoiceStartBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    const body = parseOrThrow(invoiceStartBody, jsonBody(req), {
+      code: ErrorCode.INVALID_REQUEST,
+      what: 'request body',
+    });
     await start(req, res, 'invoice', { customerId: body.customerId }, idempotencyKeyOf(req, undefined));
   });
 
   router.post('/v1/workflows/:name/runs', json, async (req, res) => {
-    const body = parseOrThrow(startRunBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    const body = parseOrThrow(startRunBody, jsonBody(req), { code: ErrorCode.INVALID_REQUEST, what: 'request body' });
     await start(req, res, req.params.name, body.input ?? {}, idempotencyKeyOf(req, body.idempotencyKey));
   });
 
   router.get('/v1/runs', async (req, res) => {
-    const q = parseOrThrow(listRunsQuery, req.query, { code: 'INVALID_QUERY', what: 'query' });
+    const q = parseOrThrow(listRunsQuery, req.query, { code: ErrorCode.INVALID_QUERY, what: 'query' });
     const after = q.cursor === undefined ? undefined : decodeCursor(runCursor, q.cursor);
     const page = await listRuns(pool, {
       limit: q.limit,
@@ -135,7 +139,7 @@ export function runsRouter(deps: AppDeps): Router {
   // URL shows the outcome within moments.
   router.post('/v1/runs/:id/cancel', json, async (req, res) => {
     const id = parseUuid(req.params.id, 'run id');
-    const body = parseOrThrow(cancelBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    const body = parseOrThrow(cancelBody, jsonBody(req), { code: ErrorCode.INVALID_REQUEST, what: 'request body' });
     const run = await recordCancelRequest(pool, id, body.compensate);
     if (!run) throw new NotFoundError('run', id);
     if (!run.requestId) throw new ConflictError(`run ${id} is already ${run.status}; nothing to cancel`);
@@ -146,7 +150,7 @@ export function runsRouter(deps: AppDeps): Router {
 
   router.post('/v1/runs/:id/retry', json, async (req, res) => {
     const id = parseUuid(req.params.id, 'run id');
-    const body = parseOrThrow(retryBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    const body = parseOrThrow(retryBody, jsonBody(req), { code: ErrorCode.INVALID_REQUEST, what: 'request body' });
     const run = await getRunControlState(pool, id);
     if (!run) throw new NotFoundError('run', id);
     if (!RETRYABLE.includes(run.status)) {
@@ -156,14 +160,14 @@ export function runsRouter(deps: AppDeps): Router {
       throw new ValidationError(
         `several steps failed (${run.failedSteps.join(', ')}): name the one the input is for`,
         [{ path: 'stepId', message: `required: one of ${run.failedSteps.join(', ')}` }],
-        'INVALID_REQUEST',
+        ErrorCode.INVALID_REQUEST,
       );
     }
     if (body.stepId !== undefined && !run.failedSteps.includes(body.stepId)) {
       throw new ValidationError(
         `step '${body.stepId}' did not fail in run ${id}`,
         [{ path: 'stepId', message: `must be one of the failed steps: ${run.failedSteps.join(', ') || '(none)'}` }],
-        'INVALID_REQUEST',
+        ErrorCode.INVALID_REQUEST,
       );
     }
     const retry = {
@@ -186,7 +190,7 @@ export function runsRouter(deps: AppDeps): Router {
 
   router.get('/v1/runs/:id/logs', async (req, res) => {
     const id = parseUuid(req.params.id, 'run id');
-    const q = parseOrThrow(listLogsQuery, req.query, { code: 'INVALID_QUERY', what: 'query' });
+    const q = parseOrThrow(listLogsQuery, req.query, { code: ErrorCode.INVALID_QUERY, what: 'query' });
     const after = q.cursor === undefined ? undefined : decodeCursor(logCursor, q.cursor);
     if (!(await runExists(pool, id))) throw new NotFoundError('run', id);
     const page = await listRunLogs(pool, {

@@ -1,5 +1,12 @@
 import express, { Router } from 'express';
-import { eventName, listSchedules, publishEventNow, setSchedulePaused, ValidationError } from '@baton/shared';
+import {
+  ErrorCode,
+  eventName,
+  listSchedules,
+  publishEventNow,
+  setSchedulePaused,
+  ValidationError,
+} from '@baton/shared';
 import { eventBody, scheduleBody } from '../api/schemas';
 import type { AppDeps } from '../deps';
 import { jsonBody, parseOrThrow } from '../http/validation';
@@ -16,10 +23,10 @@ export function triggersRouter(deps: AppDeps): Router {
       throw new ValidationError(
         `event name '${req.params.name}' is invalid: ${name.error.issues[0].message}`,
         [{ path: 'name', message: name.error.issues[0].message }],
-        'INVALID_REQUEST',
+        ErrorCode.INVALID_REQUEST,
       );
     }
-    const body = parseOrThrow(eventBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    const body = parseOrThrow(eventBody, jsonBody(req), { code: ErrorCode.INVALID_REQUEST, what: 'request body' });
     const key = body.idempotencyKey ?? req.get('Idempotency-Key');
     const published = await publishEventNow(pool, coordinator, {
       name: name.data,
@@ -45,7 +52,7 @@ export function triggersRouter(deps: AppDeps): Router {
   });
 
   router.put('/v1/schedules/:id', json, async (req, res) => {
-    const body = parseOrThrow(scheduleBody, jsonBody(req), { code: 'INVALID_REQUEST', what: 'request body' });
+    const body = parseOrThrow(scheduleBody, jsonBody(req), { code: ErrorCode.INVALID_REQUEST, what: 'request body' });
     const schedule = await setSchedulePaused(pool, coordinator, req.params.id, body.paused);
     res.locals.log.info({ scheduleId: schedule.id, paused: schedule.paused }, 'schedule updated');
     res.json(schedule);

@@ -1,5 +1,6 @@
 import express, { Router } from 'express';
 import {
+  ErrorCode,
   getDefinition,
   listLatestDefinitions,
   listVersions,
@@ -34,7 +35,7 @@ export function workflowsRouter(deps: AppDeps): Router {
   });
 
   router.get('/v1/workflows/:name', async (req, res) => {
-    const q = parseOrThrow(getWorkflowQuery, req.query, { code: 'INVALID_QUERY', what: 'query' });
+    const q = parseOrThrow(getWorkflowQuery, req.query, { code: ErrorCode.INVALID_QUERY, what: 'query' });
     const [definition, versions] = await Promise.all([
       getDefinition(pool, req.params.name, q.version),
       listVersions(pool, req.params.name),
@@ -65,7 +66,7 @@ export function workflowsRouter(deps: AppDeps): Router {
       throw new ValidationError(
         `definition name ${JSON.stringify(bodyName).slice(0, 100)} does not match the URL's '${name}'`,
         [{ path: 'name', message: `must equal '${name}', the workflow name in the URL` }],
-        'INVALID_DEFINITION',
+        ErrorCode.INVALID_DEFINITION,
       );
     }
     const saved = await saveDefinition(pool, raw);
