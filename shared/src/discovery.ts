@@ -30,6 +30,8 @@ export function advertiseHost(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 export function registerTarget(redis: Redis, prefix: string, target: ProcessTarget): { stop(): Promise<void> } {
+  // A failed beat is not an error to report: the next one (HEARTBEAT_INTERVAL_MS) writes it again,
+  // and readers only drop a target unseen for TARGET_TTL_MS.
   const beat = () =>
     redis
       .hset(targetsKey(prefix), target.instance, JSON.stringify({ ...target, seenAt: Date.now() }))
@@ -40,6 +42,7 @@ export function registerTarget(redis: Redis, prefix: string, target: ProcessTarg
   return {
     async stop() {
       clearInterval(timer);
+      // Shutting down: a target left behind expires after TARGET_TTL_MS.
       await redis.hdel(targetsKey(prefix), target.instance).catch(() => undefined);
     },
   };

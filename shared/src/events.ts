@@ -98,6 +98,8 @@ export async function publishEvent(
     duplicate: false,
     rejected,
     notify: async () => {
+      // Best effort, as in startRun: the runs and the event are committed, and the coordinator's
+      // reconciler re-sends `run.start` and `event.deliver` for what a lost notification missed.
       for (const run of started) {
         await notifyCoordinator(coordinator, { type: 'run.start', ...run }).catch(() => undefined);
       }

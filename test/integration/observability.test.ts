@@ -15,6 +15,7 @@ import {
   TARGET_TTL_MS,
 } from '@baton/shared';
 import type { Express } from 'express';
+import pino from 'pino';
 import request from 'supertest';
 import { z } from 'zod';
 import { exportQueueDepths } from '../../services/coordinator/src/queue-metrics';
@@ -162,6 +163,24 @@ describe('observability', () => {
       stub.closeAllConnections();
       await new Promise((r) => stub.close(r));
     }
+  });
+
+  it('lists functions when the Kubernetes API fails, replicas null, and logs the failure', async () => {
+    const lines: { level: number; msg: string; err?: { message?: string } }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const failing = appWith({
+      logger,
+      deployments: { replicasByFunction: () => Promise.reject(new Error('deployments is forbidden')) },
+    });
+    const res = await request(failing).get('/v1/functions').expect(200);
+    expect(res.body.kubernetes).toBe(true);
+    expect(res.body.functions.find((f: { name: string }) => f.name === 'echo').replicas).toBeNull();
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        msg: 'reading Deployment replicas failed; replicas shown as null',
+        err: expect.objectContaining({ message: 'deployments is forbidden' }),
+      }),
+    );
   });
 
   it('exports baton_* metrics that promtool accepts, queue depths counted by the coordinator', async () => {

@@ -1,5 +1,12 @@
 import crypto from 'node:crypto';
-import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import {
+  ErrorCode,
+  defineFunction,
+  SQLSTATE,
+  NonRetryableError,
+  type FunctionDefinition,
+  type Pool,
+} from '@baton/shared';
 import { z } from 'zod';
 
 export const CREATE_INVOICE = 'create-invoice';
@@ -177,7 +184,7 @@ export function createCreateInvoice(deps: { pool: Pool }): FunctionDefinition<Cr
         );
         inserted = result.rows[0];
       } catch (err) {
-        if ((err as { code?: string }).code === '23503') {
+        if ((err as { code?: string }).code === SQLSTATE.foreignKeyViolation) {
           throw new NonRetryableError(ErrorCode.CUSTOMER_NOT_FOUND, `customer '${customer.id}' not found`, {
             cause: err,
           });

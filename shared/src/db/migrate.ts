@@ -1,6 +1,7 @@
 import path from 'node:path';
 import fs from 'node:fs/promises';
 import pg from 'pg';
+import { SQLSTATE } from './sqlstate';
 
 /** Repository-level folders, found from both src/ (tests) and dist/ (built code, images). */
 export const MIGRATIONS_DIR = path.resolve(__dirname, '../../../migrations');
@@ -25,7 +26,7 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
     return true;
   } catch (err) {
     // Two processes racing to create it: the loser finds it there.
-    if ((err as { code?: string }).code === '42P04') return false;
+    if ((err as { code?: string }).code === SQLSTATE.duplicateDatabase) return false;
     throw err;
   } finally {
     await client.end();

@@ -4,6 +4,8 @@
  */
 export const SQLSTATE = {
   uniqueViolation: '23505',
+  /** A referenced row does not exist (e.g. an invoice for an unknown customer). */
+  foreignKeyViolation: '23503',
   /** jsonb/text refused a value: NUL (`\u0000`), an invalid escape. */
   untranslatableCharacter: '22P05',
   characterNotInRepertoire: '22021',
@@ -12,6 +14,8 @@ export const SQLSTATE = {
   programLimitExceeded: '54000',
   lockNotAvailable: '55P03',
   queryCanceled: '57014',
+  /** CREATE DATABASE of a database that exists (another process created it first). */
+  duplicateDatabase: '42P04',
 } as const;
 
 function codeOf(err: unknown): string | undefined {

@@ -46,7 +46,15 @@ export function operationsRouter(deps: AppDeps): Router {
         if (step.compensate) names.add(step.compensate.function);
       }
     }
-    const replicas = deps.deployments ? await deps.deployments.replicasByFunction().catch(() => undefined) : undefined;
+    // Replicas only add to the page: a Kubernetes API that fails (missing RBAC, an API-server
+    // outage) leaves them null rather than fail the listing, but is logged, so that it is not
+    // mistaken for functions without a Deployment.
+    const replicas = deps.deployments
+      ? await deps.deployments.replicasByFunction().catch((err: unknown) => {
+          res.locals.log.warn({ err }, 'reading Deployment replicas failed; replicas shown as null');
+          return undefined;
+        })
+      : undefined;
     // Job counts and workers come from Redis: bounded as a whole, 503 REDIS_UNAVAILABLE when it does not answer.
     const fromRedis = await boundedRedisCall(redis, 'reading the function queues', () =>
       Promise.all(
