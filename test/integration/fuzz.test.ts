@@ -38,7 +38,7 @@ const PROPERTY_TIME_LIMIT_MS = process.env.FUZZ_RUNS ? undefined : 7_000;
 const BODY_LIMIT = '256kb';
 const INVOICE_YAML = path.resolve(__dirname, '../../workflows/invoice.yaml');
 
-/** A workflow with a precise input schema (as in gateway.test.ts). */
+/** A workflow with a precise input schema (as GREET in test/support/gateway-suite.ts). */
 const GREET = {
   name: 'greet',
   input: {
