@@ -1,17 +1,16 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  coordinatorJobId,
   getDefinition,
   metrics,
-  SLEEP_FUNCTION,
   syncSchedules,
   type Logger,
   type Pool,
   type StepJobData,
   type StepReport,
 } from '@baton/shared';
-import { isBuiltin, type Coordinator } from './coordinator';
+import { isBuiltin } from './builtin-steps';
+import type { Coordinator } from './coordinator';
 import { redriveControlRequests } from './control-outbox';
 import {
   heldKeysPage,
@@ -245,6 +244,7 @@ export class Reconciler {
       try {
         const queue = coordinator.functionQueue(fn);
         const found = await probeJobs(
+          coordinator.client.redis,
           queue,
           list.map((r) => r.id),
           lists,
@@ -324,13 +324,9 @@ export class Reconciler {
 
   /** Ids of the built-in steps whose timer is still a delayed job on the coordinator queue. */
   private async delayedTimers(rows: OutstandingRow[]): Promise<Set<string>> {
-    const queue = this.opts.coordinator.queue;
-    const redis = redisOf(queue);
-    if (!rows.length || !redis) return new Set();
-    const pipeline = redis.pipeline();
-    for (const row of rows) pipeline.zscore(queue.keys.delayed, timerJobId(row));
-    const replies = await execPipeline(pipeline);
-    return new Set(rows.filter((_, i) => replies[i] !== null).map((r) => r.id));
+    return this.opts.coordinator.timers.armed(
+      rows.map((r) => ({ runId: r.run_id, stepExecutionId: r.id, function: r.function_name })),
+    );
   }
 
   /** Re-enqueues lost jobs: all at once (one addBulk per queue), one by one if that fails. */
@@ -425,19 +421,7 @@ export class Reconciler {
   }
 }
 
-/** The coordinator message that ends a built-in step (`step.wake_<id>` / `step.waitTimeout_<id>`). */
-function timerJobId(row: { id: string; run_id: string; function_name: string }): string {
-  const type = row.function_name === SLEEP_FUNCTION ? 'step.wake' : 'step.waitTimeout';
-  return coordinatorJobId({ type, runId: row.run_id, stepExecutionId: row.id });
-}
-
 type Pipeline = ReturnType<Redis['pipeline']>;
-
-/** The ioredis connection a queue was made with (Coordinator passes its shared one), if it is one. */
-function redisOf(queue: Queue): Pick<Redis, 'pipeline'> | undefined {
-  const connection = queue.opts.connection as { pipeline?: unknown } | undefined;
-  return typeof connection?.pipeline === 'function' ? (connection as Pick<Redis, 'pipeline'>) : undefined;
-}
 
 async function execPipeline(pipeline: Pipeline): Promise<unknown[]> {
   const replies = (await pipeline.exec()) ?? [];
@@ -453,24 +437,19 @@ async function execPipeline(pipeline: Pipeline): Promise<unknown[]> {
  * these must be in the wait or active list, which are read once a pass and queue (`lists`) rather than
  * searched per job (BullMQ's getState scans them whole for every job: quadratic on a backlog). A
  * job found nowhere is confirmed with getState before it counts as an orphan (it may have just
- * moved). Without a plain ioredis connection: getState for each job, concurrently.
+ * moved). `redis`: the connection the queue was made with (the coordinator client's).
  */
 async function probeJobs(
+  redis: Pick<Redis, 'pipeline'>,
   queue: Queue,
   ids: string[],
   lists: Map<string, Promise<Set<string>>>,
 ): Promise<Map<string, JobProbe>> {
   const probes = new Map<string, JobProbe>();
-  const redis = redisOf(queue);
   const fromState = (state: string): JobProbe =>
     state === 'unknown'
       ? { state: 'lost', orphan: true }
       : { state: state === 'completed' || state === 'failed' ? state : 'present' };
-  if (!redis) {
-    const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
-    ids.forEach((id, i) => probes.set(id, fromState(states[i])));
-    return probes;
-  }
   const { keys } = queue;
   const sets = [keys.completed, keys.failed, keys.delayed, keys.prioritized, keys['waiting-children']];
   const pipeline = redis.pipeline();

@@ -1,0 +1,156 @@
+import {
+  evaluateCondition,
+  ExpressionError,
+  expressionContext,
+  getDefinition,
+  isTerminalRun,
+  NotFoundError,
+  publishEvent,
+  startRun,
+  type Logger,
+  type Pool,
+  type PoolClient,
+  type StepExecutionState,
+} from '@baton/shared';
+import {
+  eventPayload,
+  markEventDelivered,
+  parkedWait,
+  storedEventsFor,
+  takeRequest,
+  waitsForEvent,
+  type WaitingStep,
+} from './control-store';
+import type { CoordinatorClient } from './coordinator-client';
+import { nothing } from './outcome';
+import type { RunAdvancer } from './run-advancer';
+import { completeBuiltin, loadExecutions, type LockedRun, type SuccessReport } from './run-store';
+
+/**
+ * Triggers: what starts runs or ends waits from outside a run's own steps — events (published by a
+ * step, delivered to parked `waitForEvent` steps, checked by a wait that begins) and schedule ticks.
+ *
+ * Immediate writes (not buffered in `RunWrites`), and why: `completeBuiltin` ends a wait before the
+ * run is planned, which reads it; `takeRequest` must commit with what it applied; `publishEvent`
+ * stores the event in the transaction that records the step's success (exactly once per step).
+ */
+export class Triggers {
+  constructor(
+    private readonly deps: {
+      pool: Pool;
+      logger: Logger;
+      advancer: RunAdvancer;
+      coordinator: CoordinatorClient;
+    },
+  ) {}
+
+  /**
+   * Events a step emitted, published in the transaction that records its success — so exactly once
+   * per step: a replayed report changes nothing and publishes nothing, and the keys
+   * `<stepExecutionId>.<n>` make a second publication a no-op anyway.
+   */
+  async publishEmitted(client: PoolClient, report: SuccessReport): Promise<(() => Promise<void>)[]> {
+    const notify: (() => Promise<void>)[] = [];
+    for (const [i, event] of (report.events ?? []).entries()) {
+      const published = await publishEvent(client, this.deps.coordinator.queue, {
+        name: event.name,
+        payload: event.payload,
+        idempotencyKey: `${report.stepExecutionId}.${i}`,
+        source: { type: 'step', runId: report.runId, stepExecutionId: report.stepExecutionId },
+      });
+      notify.push(published.notify);
+    }
+    return notify;
+  }
+
+  /**
+   * Offers an event to every run parked on `waitForEvent` for its name whose `match` accepts it, then
+   * records it delivered (`events.delivered_at`: until then the reconciler offers it again). Each run
+   * is its own transaction; offering twice changes nothing (a wait ends once).
+   */
+  async deliverEvent(eventId: string): Promise<void> {
+    const { advancer } = this.deps;
+    for (const waiting of await waitsForEvent(this.deps.pool, eventId)) {
+      await advancer.inRunTransaction(waiting.runId, async (client, run, writes) => {
+        if (isTerminalRun(run.status)) return nothing();
+        const payload = await eventPayload(client, eventId);
+        if (!(await this.matcher(client, run, waiting)(payload))) return nothing();
+        const changed = await completeBuiltin(client, waiting.id, 'succeeded', payload, null);
+        return changed ? advancer.advanceLocked(client, run, writes) : nothing();
+      });
+    }
+    await markEventDelivered(this.deps.pool, eventId);
+  }
+
+  /**
+   * A waitForEvent step that begins looks at the events already stored in its window (its name,
+   * stored since the step was queued): an event stored while the transaction that planned the step
+   * was still open found no parked run when it was delivered. The first that matches ends the wait.
+   * The check is the `wait.check` request recorded with the step, done in this transaction.
+   */
+  async checkWait(runId: string, stepExecutionId: string): Promise<void> {
+    const { advancer } = this.deps;
+    await advancer.inRunTransaction(runId, async (client, run, writes) => {
+      if (!(await takeRequest(client, stepExecutionId)) || isTerminalRun(run.status)) return nothing();
+      const wait = await parkedWait(client, stepExecutionId);
+      if (!wait) return nothing();
+      const matches = this.matcher(client, run, wait);
+      let after: string | undefined;
+      for (;;) {
+        const page = await storedEventsFor(client, wait, 100, after);
+        for (const event of page) {
+          if (!(await matches(event.payload))) continue;
+          const changed = await completeBuiltin(client, wait.id, 'succeeded', event.payload, null);
+          return changed ? advancer.advanceLocked(client, run, writes) : nothing();
+        }
+        if (page.length < 100) return nothing();
+        after = page[page.length - 1].id;
+      }
+    });
+  }
+
+  /**
+   * Whether a wait's `match` accepts an event payload (no `match`: every event of the name). The
+   * run's executions are loaded once, on the first payload. A `match` that fails on the data counts as
+   * no match, so one bad expression cannot stop an event's delivery to the other runs.
+   */
+  private matcher(client: PoolClient, run: LockedRun, wait: WaitingStep): (payload: unknown) => Promise<boolean> {
+    const match = wait.input.match;
+    if (!match) return async () => true;
+    let executions: StepExecutionState[] | undefined;
+    return async (payload) => {
+      executions ??= await loadExecutions(client, run.id);
+      try {
+        return await evaluateCondition(match, { ...expressionContext({ ...run, executions }), event: payload });
+      } catch (err) {
+        if (!(err instanceof ExpressionError)) throw err;
+        this.deps.logger.warn({ err, runId: run.id, stepExecutionId: wait.id }, 'waitForEvent match failed');
+        return false;
+      }
+    };
+  }
+
+  /** One schedule tick: one run of the workflow's latest version, keyed on the tick's job id. */
+  async fireSchedule(scheduleId: string, workflow: string, jobId: string | undefined): Promise<void> {
+    // Only "no such workflow" means the schedule is gone. Anything else (PostgreSQL unreachable, a
+    // statement timeout) fails the tick, which BullMQ retries with backoff: the tick is not lost.
+    const stored = await getDefinition(this.deps.pool, workflow).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    const index = Number(scheduleId.slice(workflow.length + 1));
+    const trigger = stored?.definition.triggers[index];
+    if (!stored || !trigger || !('schedule' in trigger)) {
+      this.deps.logger.warn({ scheduleId }, 'tick of a schedule that no longer exists; ignored');
+      return;
+    }
+    const started = await startRun(this.deps.pool, this.deps.coordinator.queue, {
+      definition: stored,
+      input: trigger.schedule.input ?? {},
+      trigger: { type: 'schedule', scheduleId, cron: trigger.schedule.cron, firedAt: new Date().toISOString() },
+      // A tick handled twice (a coordinator crash mid-message) still starts one run.
+      ...(jobId ? { idempotencyKey: `schedule:${jobId}` } : {}),
+    });
+    if (started.created) this.deps.logger.info({ runId: started.runId, scheduleId }, 'scheduled run started');
+  }
+}
