@@ -81,6 +81,13 @@ describe('poison outputs: what PostgreSQL cannot store never strands a run', () 
     });
     await saveDefinition(env.pool, { name: 'chatty', steps: [{ id: 'chatty', function: 'chatty' }] });
     await saveDefinition(env.pool, {
+      name: 'decode-into-input',
+      steps: [
+        { id: 'first', function: 'reserve' },
+        { id: 'second', function: 'reserve', input: { text: '{{ "a" & $base64decode("AA==") & "b" }}' } },
+      ],
+    });
+    await saveDefinition(env.pool, {
       name: 'decode',
       steps: [{ id: 'decode', function: 'transform', input: { expression: '$base64decode("AA==")' } }],
     });
@@ -112,6 +119,17 @@ describe('poison outputs: what PostgreSQL cannot store never strands a run', () 
       status: 'succeeded',
       output: { decode: { result: '\uFFFD' } },
     });
+  });
+
+  it('a template that produces a NUL in the next step input stores it as U+FFFD, and the run succeeds', async () => {
+    const runId = await engine.start('decode-into-input', {});
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('succeeded');
+    const { rows } = await env.pool.query(
+      `SELECT input FROM step_executions WHERE run_id = $1 AND step_id = 'second'`,
+      [runId],
+    );
+    expect(rows[0].input).toEqual({ text: 'a\uFFFDb' });
   });
 
   it('fails an output over BATON_MAX_OUTPUT_BYTES with OUTPUT_TOO_LARGE, once, and compensates what came before', async () => {

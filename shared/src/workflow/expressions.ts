@@ -10,6 +10,7 @@ import {
 } from '../config';
 import * as core from './expression-worker.js';
 import { ErrorCode } from '../error-codes';
+import { storableJson } from '../storable';
 
 /**
  * JSONata expressions and `{{ }}` templates. JSONata evaluates over the data it is given and nothing
@@ -53,17 +54,23 @@ export function templateExpressions(value: unknown, path: string): { path: strin
   return core.templateExpressions(value, path);
 }
 
+/**
+ * Results are made storable (shared/src/storable.ts): a template may produce a NUL character
+ * (`$base64decode("AA==")`) that PostgreSQL would refuse in the step input it becomes, failing the
+ * batch that planned it.
+ */
 export async function evaluate(expression: string, data: unknown): Promise<unknown> {
-  if (isCheap(expression)) return onThisThread(() => core.evaluate(expression, data, limits().maxResultBytes));
-  return inSandbox('expression', expression, data, expression);
+  if (isCheap(expression))
+    return storableJson(await onThisThread(() => core.evaluate(expression, data, limits().maxResultBytes)));
+  return storableJson(await inSandbox('expression', expression, data, expression));
 }
 
 /** Resolves every template in `value` (recursively) against `data`: one sandbox request at most. */
 export async function resolveTemplate(value: unknown, data: unknown): Promise<unknown> {
   if (allCheap(value)) {
-    return onThisThread(() => core.resolveTemplate(value, data, limits().maxResultBytes));
+    return storableJson(await onThisThread(() => core.resolveTemplate(value, data, limits().maxResultBytes)));
   }
-  return inSandbox('template', value, data, core.describeTemplate(value));
+  return storableJson(await inSandbox('template', value, data, core.describeTemplate(value)));
 }
 
 /** `if:` conditions: JSONata truthiness, with a missing value counting as false. */
