@@ -3,8 +3,11 @@ import type { TraceCarrier } from './tracing';
 import type { RetryPolicy } from './workflow/definition';
 
 /**
- * Messages between the coordinator and the function runtime. They travel as BullMQ job data, so
- * they are plain JSON. Changing them means a rolling upgrade sees old and new shapes side by side.
+ * Messages between the gateway, the coordinator and the function runtime, all plain JSON: step jobs
+ * are BullMQ job data on `{fn.<function>}`; run starts and step reports are entries of the
+ * coordinator's inbox stream (inbox.ts); timers, deadlines, schedule ticks and control requests are
+ * jobs on the BullMQ `{coordinator}` queue. Changing them means a rolling upgrade sees old and new
+ * shapes side by side.
  */
 
 /** Job data of a step on `fn.<function>`. The BullMQ job id is `stepExecutionId`. */
@@ -84,7 +87,11 @@ export type TriggerMessage =
   /** A schedule's tick, produced by a BullMQ job scheduler (`scheduleId` = `<workflow>:<trigger index>`). */
   | { type: 'schedule.fire'; scheduleId: string; workflow: string };
 
-/** Everything the coordinator queue carries. */
+/**
+ * Everything the coordinator receives: the `InboxMessage`s (run starts, step reports) on its inbox
+ * stream, the rest as jobs on its BullMQ queue (which still takes reports from functions older than
+ * the inbox).
+ */
 export type CoordinatorMessage =
   | { type: 'run.start'; runId: string; trace?: TraceCarrier }
   | RunControlMessage
@@ -93,8 +100,9 @@ export type CoordinatorMessage =
   | StepReport;
 
 /**
- * Job id of a coordinator message, so a message sent twice (a crash and a re-run, the reconciler
- * replaying a finished job) is enqueued once. BullMQ custom ids must not contain ':'.
+ * Job id of a coordinator message sent as a BullMQ job, so a message sent twice (a crash and a
+ * re-run, the reconciler replaying a finished job) is enqueued once. BullMQ custom ids must not
+ * contain ':'. (Inbox entries need none: applying one twice changes nothing.)
  */
 export function coordinatorJobId(message: CoordinatorMessage): string {
   if (message.type === 'run.start') return `start_${message.runId}`;

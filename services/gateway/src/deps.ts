@@ -8,7 +8,11 @@ import type { DeploymentReader } from './kubernetes';
 export interface AppDeps {
   pool: Pool;
   redis: Redis;
-  /** The coordinator queue: new runs are announced on it. */
+  /**
+   * The coordinator queue: cancel and retry wake-ups and event deliveries are jobs on it; new runs
+   * are announced on the inbox stream of its connection and prefix (`notifyCoordinator`,
+   * shared/src/inbox.ts).
+   */
   coordinator: Queue;
   config: GatewayConfig;
   logger: Logger;

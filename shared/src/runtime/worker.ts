@@ -82,7 +82,7 @@ class RetryLater extends Error {
 
 /**
  * Runs a function definition against its queue: validates input, calls the handler with a context,
- * enforces the step timeout, and reports every attempt's outcome to the coordinator queue.
+ * enforces the step timeout, and reports every attempt's outcome on the coordinator's inbox stream.
  * Retries are BullMQ's (attempts + a backoff strategy computed from the step's policy).
  */
 export function startFunctionWorker(
