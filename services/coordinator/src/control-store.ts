@@ -53,7 +53,13 @@ export async function dueRequests(
   limit: number,
   maxAttempts: number,
 ): Promise<ControlRequest[]> {
-  const { rows } = await pool.query(
+  const { rows } = await pool.query<{
+    id: string;
+    run_id: string;
+    type: ControlRequestType;
+    payload: Record<string, unknown> | null;
+    attempts: number;
+  }>(
     `SELECT id, run_id, type, payload, attempts FROM control_requests
       WHERE done_at IS NULL AND created_at < now() - make_interval(secs => $1) AND attempts < $3
       ORDER BY created_at LIMIT $2`,
@@ -64,7 +70,7 @@ export async function dueRequests(
 
 /** Counts a re-drive before it is tried (a request that kills the process still counts). */
 export async function countRedrive(pool: Pool, id: string): Promise<number> {
-  const { rows } = await pool.query(
+  const { rows } = await pool.query<{ attempts: number }>(
     'UPDATE control_requests SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts',
     [id],
   );
@@ -77,7 +83,7 @@ export async function noteRedriveError(pool: Pool, id: string, message: string):
 
 /** Events stored more than `graceMs` ago that were never offered to the runs parked on their name. */
 export async function undeliveredEvents(pool: Pool, graceMs: number, limit: number): Promise<string[]> {
-  const { rows } = await pool.query(
+  const { rows } = await pool.query<{ id: string }>(
     `SELECT id FROM events WHERE delivered_at IS NULL AND created_at < now() - make_interval(secs => $1)
       ORDER BY created_at LIMIT $2`,
     [graceMs / 1000, limit],
@@ -102,12 +108,18 @@ export interface WaitingStep {
   input: { name: string; match?: string; [key: string]: unknown };
 }
 
+interface WaitingRow {
+  id: string;
+  run_id: string;
+  input: WaitingStep['input'];
+}
+
 /**
  * The waitForEvent executions parked on an event's name whose window contains it: queued at or
  * before the event was stored (the same rule as `storedEventsSince`, seen from the event's side).
  */
 export async function waitsForEvent(pool: Pool, eventId: string): Promise<WaitingStep[]> {
-  const { rows } = await pool.query(
+  const { rows } = await pool.query<WaitingRow>(
     `SELECT e.id, e.run_id, e.input FROM step_executions e, events ev
       WHERE ev.id = $1 AND e.function_name = $2 AND e.status = 'running' AND e.superseded_at IS NULL
         AND e.input->>'name' = ev.name AND e.queued_at <= ev.created_at`,
@@ -118,7 +130,7 @@ export async function waitsForEvent(pool: Pool, eventId: string): Promise<Waitin
 
 /** A waitForEvent execution still parked (running, in force). */
 export async function parkedWait(client: PoolClient, stepExecutionId: string): Promise<WaitingStep | undefined> {
-  const { rows } = await client.query(
+  const { rows } = await client.query<WaitingRow>(
     `SELECT id, run_id, input FROM step_executions
       WHERE id = $1 AND function_name = $2 AND status = 'running' AND superseded_at IS NULL`,
     [stepExecutionId, WAIT_FOR_EVENT_FUNCTION],
@@ -143,7 +155,7 @@ export async function storedEventsFor(
   limit: number,
   afterEventId?: string,
 ): Promise<StoredEvent[]> {
-  const { rows } = await client.query(
+  const { rows } = await client.query<StoredEvent>(
     `SELECT ev.id, ev.payload FROM events ev, step_executions e
       WHERE e.id = $1 AND ev.name = $2 AND ev.created_at >= e.queued_at
         AND ($3::uuid IS NULL OR (ev.created_at, ev.id) > (SELECT created_at, id FROM events WHERE id = $3))

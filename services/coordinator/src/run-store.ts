@@ -28,7 +28,21 @@ export interface LockedRun {
   createdAt: Date;
 }
 
-function toLockedRun(row: Record<string, any>): LockedRun {
+/** A `runs` row as lockRun and lockAndRecord read it. */
+interface RunRow {
+  id: string;
+  workflow_name: string;
+  workflow_version: number;
+  status: RunStatus;
+  input: unknown;
+  error: RunError | null;
+  retries: number;
+  concurrency_key: string | null;
+  metadata: { inputOverrides?: Record<string, unknown> } | null;
+  created_at: Date;
+}
+
+function toLockedRun(row: RunRow): LockedRun {
   return {
     id: row.id,
     workflow: row.workflow_name,
@@ -44,7 +58,7 @@ function toLockedRun(row: Record<string, any>): LockedRun {
 }
 
 export async function lockRun(client: PoolClient, runId: string): Promise<LockedRun | undefined> {
-  const { rows } = await client.query(
+  const { rows } = await client.query<RunRow>(
     `SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at
        FROM runs WHERE id = $1 FOR UPDATE`,
     [runId],
@@ -52,7 +66,21 @@ export async function lockRun(client: PoolClient, runId: string): Promise<Locked
   return rows[0] ? toLockedRun(rows[0]) : undefined;
 }
 
-function toExecutionState(r: Record<string, any>): StepExecutionState {
+interface ExecutionRow {
+  id: string;
+  run_id: string;
+  step_id: string;
+  kind: StepExecutionState['kind'];
+  function_name: string;
+  status: StepStatus;
+  attempt: number;
+  output: unknown;
+  error: StepExecutionState['error'];
+  finished_at: Date | null;
+  created_at: Date;
+}
+
+function toExecutionState(r: ExecutionRow): StepExecutionState {
   return {
     id: r.id,
     stepId: r.step_id,
@@ -78,7 +106,7 @@ export async function loadExecutionsOf(
 ): Promise<Map<string, StepExecutionState[]>> {
   const byRun = new Map<string, StepExecutionState[]>(runIds.map((id) => [id, []]));
   if (!runIds.length) return byRun;
-  const { rows } = await client.query({
+  const { rows } = await client.query<ExecutionRow>({
     name: 'baton.load_executions',
     text: `SELECT id, run_id, step_id, kind, function_name, status, attempt, output, error, finished_at, created_at FROM step_executions
             WHERE run_id = ANY($1::uuid[]) AND superseded_at IS NULL ORDER BY run_id, created_at, id`,
@@ -147,7 +175,9 @@ export async function applyReport(client: PoolClient, report: OtherReport): Prom
 }
 
 export async function stepIdOf(client: PoolClient, stepExecutionId: string): Promise<string | undefined> {
-  const { rows } = await client.query('SELECT step_id FROM step_executions WHERE id = $1', [stepExecutionId]);
+  const { rows } = await client.query<{ step_id: string }>('SELECT step_id FROM step_executions WHERE id = $1', [
+    stepExecutionId,
+  ]);
   return rows[0]?.step_id;
 }
 
@@ -187,7 +217,7 @@ export async function cancelOutstanding(
   runId: string,
   error: RunError,
 ): Promise<{ id: string; function: string }[]> {
-  const { rows } = await client.query(
+  const { rows } = await client.query<{ id: string; function_name: string }>(
     `UPDATE step_executions SET status = 'cancelled', error = $3, finished_at = now(), updated_at = now()
       WHERE run_id = $1 AND superseded_at IS NULL AND status = ANY($2)
       RETURNING id, function_name`,
@@ -252,7 +282,7 @@ export async function lockConcurrencyKey(client: PoolClient, workflow: string, k
  * ones created earlier (first come, first served). Called under an advisory lock on the key.
  */
 export async function runsAhead(client: PoolClient, run: LockedRun, key: string): Promise<number> {
-  const { rows } = await client.query(
+  const { rows } = await client.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM runs
       WHERE workflow_name = $1 AND concurrency_key = $2 AND id <> $3
         AND (status IN ('running', 'compensating') OR (status = 'pending' AND (created_at, id) < ($4, $3::uuid)))`,
@@ -263,7 +293,7 @@ export async function runsAhead(client: PoolClient, run: LockedRun, key: string)
 
 /** The oldest runs waiting for a slot of this key. */
 export async function waitingRuns(pool: Pool, workflow: string, key: string, limit: number): Promise<string[]> {
-  const { rows } = await pool.query(
+  const { rows } = await pool.query<{ id: string }>(
     `SELECT id FROM runs WHERE workflow_name = $1 AND concurrency_key = $2 AND status = 'pending'
       ORDER BY created_at, id LIMIT $3`,
     [workflow, key, limit],
@@ -316,7 +346,10 @@ export async function finishBuiltin(
   if (message.type === 'step.wake') {
     return completeBuiltin(client, message.stepExecutionId, 'succeeded', { wokeAt: new Date().toISOString() }, null);
   }
-  const { rows } = await client.query('SELECT input FROM step_executions WHERE id = $1', [message.stepExecutionId]);
+  const { rows } = await client.query<{ input: { name?: string; timeoutMs?: number } | null }>(
+    'SELECT input FROM step_executions WHERE id = $1',
+    [message.stepExecutionId],
+  );
   const input = rows[0]?.input ?? {};
   return completeBuiltin(client, message.stepExecutionId, 'failed', null, {
     code: 'EVENT_TIMEOUT',
@@ -331,13 +364,13 @@ export async function finishBuiltin(
  * undone one (a voided invoice).
  */
 export async function undoGenerations(client: PoolClient, runId: string): Promise<Map<string, number>> {
-  const { rows } = await client.query(
+  const { rows } = await client.query<{ step_id: string; n: number }>(
     `SELECT step_id, count(*)::int AS n FROM step_executions
       WHERE run_id = $1 AND kind = 'compensation' AND superseded_at IS NOT NULL AND status = 'succeeded'
       GROUP BY step_id`,
     [runId],
   );
-  return new Map(rows.map((r) => [r.step_id as string, r.n as number]));
+  return new Map(rows.map((r) => [r.step_id, r.n]));
 }
 
 /** A success report, as `lockAndRecord` takes it. */
@@ -371,7 +404,10 @@ export async function lockAndRecord(
   reports: SuccessReport[],
 ): Promise<{ runs: Map<string, LockedRun>; recorded: Map<string, RecordedSuccess> }> {
   // Named: prepared once per connection, so PostgreSQL skips parsing and planning it every batch.
-  const { rows } = await client.query({
+  const { rows } = await client.query<
+    | { what: 'run'; row: Omit<RunRow, 'created_at'> & { created_at: string } }
+    | { what: 'recorded'; row: { id: string; run_id: string; step_id: string; kind: RecordedSuccess['kind'] } }
+  >({
     name: 'baton.lock_and_record',
     text: `WITH locked AS (
        SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
@@ -418,9 +454,9 @@ export async function lockAndRecord(
   });
   const runs = new Map<string, LockedRun>();
   const recorded = new Map<string, RecordedSuccess>();
-  for (const { what, row } of rows) {
-    if (what === 'run') runs.set(row.id, toLockedRun({ ...row, created_at: new Date(row.created_at) }));
-    else recorded.set(row.id, { runId: row.run_id, stepId: row.step_id, kind: row.kind });
+  for (const r of rows) {
+    if (r.what === 'run') runs.set(r.row.id, toLockedRun({ ...r.row, created_at: new Date(r.row.created_at) }));
+    else recorded.set(r.row.id, { runId: r.row.run_id, stepId: r.row.step_id, kind: r.row.kind });
   }
   // A compensation that succeeded has undone its step.
   const undone = [...recorded.values()].filter((r) => r.kind === 'compensation');
