@@ -13,8 +13,8 @@ import path from 'node:path';
  *    first cell is such a placeholder: they are relative to it (`src/index.ts` of `functions/<name>/`).
  * 3. A name is looked up from the repository root; else from its scope: the folders named in the
  *    first cell of its table row, and the folder a `## <folder>/ — …` heading names (each also with
- *    `src/` appended); else next to a path found earlier in the same row (`expression-worker.js`
- *    after `workflow/expressions.ts`).
+ *    `src/` appended); else inside a folder or next to a file found earlier in the same row
+ *    (`env.ts` after `support/`, `expression-worker.js` after `workflow/expressions.ts`).
  */
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -64,7 +64,8 @@ function missingPaths(text: string): { checked: Named[]; missing: Named[] } {
       if (!isCandidate(name) || PLACEHOLDER.test(name)) continue;
       checked.push({ line, name });
       const found = [name, ...[...bases, ...foundDirs].map((b) => path.posix.join(b, name))].find(exists);
-      if (found) foundDirs.push(path.posix.dirname(found.replace(/\/$/, '')));
+      // A folder: names after it may be inside it; a file: next to it.
+      if (found) foundDirs.push(found.endsWith('/') ? found : path.posix.dirname(found));
       else missing.push({ line, name });
     }
   });
@@ -91,6 +92,7 @@ describe('docs/ARCHITECTURE.md names only paths that exist', () => {
       expect(missingIn('## shared/ — x\n\n| `workflow/expressions.ts` | `expression-worker.js` |')).toEqual([]);
       expect(missingIn('See `shared/src/gone.ts`; `nowhere/`.')).toEqual(['shared/src/gone.ts', 'nowhere/']);
       expect(missingIn('## shared/ — x\n\n| `x` | `gone.ts` |')).toEqual(['gone.ts']);
+      expect(missingIn('| `test/` | `unit/` (`sql-safety.test.ts`), `support/` (`env.ts`) |')).toEqual([]);
     });
 
     it('skips placeholders, globs, code blocks and what is not a path', () => {
