@@ -1,5 +1,6 @@
 import os from 'node:os';
 import type { Redis } from 'ioredis';
+import { redisKeys } from './keys';
 
 /**
  * Every process that serves /metrics registers itself in Redis with a heartbeat, so the gateway
@@ -21,7 +22,7 @@ export const HEARTBEAT_INTERVAL_MS = 10_000;
 export const TARGET_TTL_MS = 3 * HEARTBEAT_INTERVAL_MS;
 
 function targetsKey(prefix: string): string {
-  return `${prefix}:targets`;
+  return redisKeys(prefix).targets;
 }
 
 /** The host other machines reach this process at: BATON_ADVERTISE_HOST (the pod IP in a cluster), else the host name. */

@@ -1,5 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { redisKeys } from './keys';
 import type { CoordinatorMessage } from './protocol';
 
 /**
@@ -18,7 +19,7 @@ import type { CoordinatorMessage } from './protocol';
 
 /** The stream's key; the `{coordinator}` hash tag keeps it in the coordinator queue's cluster slot. */
 export function inboxKey(prefix: string): string {
-  return `${prefix}:{coordinator}:inbox`;
+  return redisKeys(prefix).inbox;
 }
 
 /**
@@ -26,7 +27,7 @@ export function inboxKey(prefix: string): string {
  * they were set aside, for a person to look at; each failure's error is in the coordinator's log.
  */
 export function deadInboxKey(prefix: string): string {
-  return `${prefix}:{coordinator}:inbox:dead`;
+  return redisKeys(prefix).deadInbox;
 }
 
 export const INBOX_GROUP = 'coordinators';

@@ -10,6 +10,7 @@ export { createPool, withTransaction, type Pool, type PoolClient } from './db/po
 export { SQLSTATE, isDataError, isUnstorableText } from './db/sqlstate';
 export { storableJson, storableString, storableText, jsonByteLength, DEFAULT_MAX_OUTPUT_BYTES } from './storable';
 export { ensureDatabase, migrate, seedDemoData, MIGRATIONS_DIR, SEEDS_DIR } from './db/migrate';
+export { redisKeys, type RedisKeys } from './keys';
 export * from './queues';
 export * from './protocol';
 export * from './workflow/states';

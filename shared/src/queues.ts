@@ -2,23 +2,10 @@ import { Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { BaseConfig, RedisOptions } from './config';
 import { RedisUnavailableError } from './errors';
+import { COORDINATOR_QUEUE, redisKeys } from './keys';
 
-/**
- * Queue naming. Every queue's keys share a Redis Cluster hash tag of their own:
- * with prefix `baton`, the function queue `{fn.generate-pdf}` keeps its keys under
- * `baton:{fn.generate-pdf}:…`, so one queue lives in one slot and different queues spread over shards.
- */
-export const COORDINATOR_QUEUE = '{coordinator}';
-
-export function functionQueueName(functionName: string): string {
-  return `{fn.${functionName}}`;
-}
-
-/** The function name behind a queue name, or undefined when it is no function queue. */
-export function functionNameOfQueue(queueName: string): string | undefined {
-  const match = /^\{fn\.(.+)\}$/.exec(queueName);
-  return match?.[1];
-}
+/** Queue names, like every other key, are built in keys.ts. */
+export { COORDINATOR_QUEUE, functionNameOfQueue, functionQueueName } from './keys';
 
 /**
  * A Redis connection for BullMQ. `maxRetriesPerRequest: null` lets blocking worker commands wait
@@ -119,7 +106,7 @@ export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promis
   let cursor = '0';
   let deleted = 0;
   do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    const [next, keys] = await redis.scan(cursor, 'MATCH', redisKeys(prefix).all, 'COUNT', 500);
     cursor = next;
     if (keys.length) deleted += await redis.del(...keys);
   } while (cursor !== '0');
@@ -131,7 +118,7 @@ export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promis
  * cancelled, every function runtime aborts the attempts it is running for them.
  */
 export function cancelChannel(prefix: string): string {
-  return `${prefix}:cancel`;
+  return redisKeys(prefix).cancel;
 }
 
 export async function publishCancellation(redis: Redis, prefix: string, stepExecutionIds: string[]): Promise<void> {

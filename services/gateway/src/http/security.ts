@@ -4,7 +4,7 @@ import { rateLimit, type Store } from 'express-rate-limit';
 import helmet from 'helmet';
 import type { Redis } from 'ioredis';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
-import type { Logger } from '@baton/shared';
+import { redisKeys, type Logger } from '@baton/shared';
 import { NOT_RATE_LIMITED } from '../api/openapi';
 import { ApiError } from './errors';
 import { ErrorCode } from '@baton/shared';
@@ -96,7 +96,7 @@ class SharedRedisStore extends RedisStore {
  * terms, and /readyz reports Redis): a limiter must not become the outage.
  */
 export function rateLimiter(opts: { limit: number; redis: Redis; prefix: string; logger: Logger }): RequestHandler {
-  const store: Store = new SharedRedisStore(opts.redis, `${opts.prefix}:ratelimit:`);
+  const store: Store = new SharedRedisStore(opts.redis, redisKeys(opts.prefix).rateLimit);
   let lastStoreWarning = 0;
   return rateLimit({
     windowMs: 60_000,
