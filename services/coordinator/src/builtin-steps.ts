@@ -11,12 +11,8 @@ import type { CoordinatorClient } from './coordinator-client';
  * Built-in steps (`baton.sleep`, `baton.waitForEvent`): they never reach a function queue. They start
  * `running`, their due time is fixed in their input when they start (`dueAt`), and a delayed
  * coordinator message ends them (`step.wake`, `step.waitTimeout`), re-armed by the reconciler when
- * Redis lost it. What ends them is in run-store.ts (`finishBuiltin`) and triggers.ts (an event).
+ * Redis lost it. Which functions are built-ins: `isBuiltinFunction` (@baton/shared). What ends them is in run-store.ts (`finishBuiltin`) and triggers.ts (an event).
  */
-
-export function isBuiltin(functionName: string): boolean {
-  return functionName === SLEEP_FUNCTION || functionName === WAIT_FOR_EVENT_FUNCTION;
-}
 
 /**
  * A built-in step's input with its due time fixed when it starts: `dueAt` (epoch ms) is when a sleep

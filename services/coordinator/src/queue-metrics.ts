@@ -6,12 +6,11 @@ import {
   inboxKey,
   INBOX_GROUP,
   functionQueueName,
-  listLatestDefinitions,
+  knownFunctions,
   registry,
   type Pool,
   type QueueContext,
 } from '@baton/shared';
-import { functionsSeen } from './run-store';
 
 export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed'] as const;
 
@@ -34,19 +33,6 @@ export async function inboxDepth(queues: QueueContext): Promise<{ waiting: numbe
 
 /** Refreshing the list of queues is a DB query: do it at most this often, not per scrape. */
 const QUEUE_LIST_TTL_MS = 30_000;
-
-/** Every function queue worth reporting: functions that ever reported, and those definitions name. */
-export async function knownFunctionNames(pool: Pool): Promise<string[]> {
-  const [seen, definitions] = await Promise.all([functionsSeen(pool), listLatestDefinitions(pool)]);
-  const names = new Set(seen);
-  for (const d of definitions) {
-    for (const step of d.definition.steps) {
-      if (!step.function.startsWith('baton.')) names.add(step.function);
-      if (step.compensate) names.add(step.compensate.function);
-    }
-  }
-  return [...names].sort();
-}
 
 /**
  * `baton_queue_jobs{queue,state}`: read from Redis when Prometheus scrapes the coordinator (and only
@@ -78,7 +64,7 @@ export function exportQueueDepths(pool: Pool, queues: QueueContext): { close(): 
     registers: [registry],
     async collect() {
       if (Date.now() - listedAt > QUEUE_LIST_TTL_MS) {
-        names = [COORDINATOR_QUEUE, ...(await knownFunctionNames(pool)).map(functionQueueName)];
+        names = [COORDINATOR_QUEUE, ...(await knownFunctions(pool)).map((f) => functionQueueName(f.name))];
         listedAt = Date.now();
       }
       this.reset();

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
+  isBuiltinFunction,
   getDefinition,
   metrics,
   syncSchedules,
@@ -9,7 +10,6 @@ import {
   type StepJobData,
   type StepReport,
 } from '@baton/shared';
-import { isBuiltin } from './builtin-steps';
 import type { Coordinator } from './coordinator';
 import { redriveControlRequests } from './control-outbox';
 import {
@@ -227,7 +227,7 @@ export class Reconciler {
     });
 
     // Built-ins: a timer still delayed is fine, whenever it is due (one pipelined ZSCORE each).
-    const builtins = rows.filter((r) => isBuiltin(r.function_name));
+    const builtins = rows.filter((r) => isBuiltinFunction(r.function_name));
     const armed = await this.delayedTimers(builtins);
     const toArm = builtins.filter((r) => !armed.has(r.id));
 
@@ -235,7 +235,7 @@ export class Reconciler {
     const probes = new Map<string, JobProbe>();
     const byFunction = new Map<string, OutstandingRow[]>();
     for (const row of rows) {
-      if (isBuiltin(row.function_name)) continue;
+      if (isBuiltinFunction(row.function_name)) continue;
       const list = byFunction.get(row.function_name);
       if (list) list.push(row);
       else byFunction.set(row.function_name, [row]);

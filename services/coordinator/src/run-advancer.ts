@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import {
+  isBuiltinFunction,
   ExpressionError,
   evaluate,
   getDefinition,
@@ -21,7 +22,7 @@ import {
   type TraceCarrier,
   type WorkflowDefinition,
 } from '@baton/shared';
-import { builtinInput, isBuiltin } from './builtin-steps';
+import { builtinInput } from './builtin-steps';
 import { recordWaitChecks } from './control-store';
 import type { CoordinatorClient } from './coordinator-client';
 import { merge, nothing, type Outcome } from './outcome';
@@ -178,7 +179,7 @@ export class RunAdvancer {
       };
     });
     writes.insertExecutions(run.id, started);
-    writes.startBuiltins(started.filter((e) => isBuiltin(e.function)).map((e) => e.id));
+    writes.startBuiltins(started.filter((e) => isBuiltinFunction(e.function)).map((e) => e.id));
     await recordWaitChecks(
       client,
       run.id,

@@ -301,12 +301,6 @@ export async function waitingRuns(pool: Pool, workflow: string, key: string, lim
   return rows.map((r) => r.id);
 }
 
-/** Functions whose workers have reported (see markFunctionSeen). */
-export async function functionsSeen(pool: Pool): Promise<string[]> {
-  const { rows } = await pool.query<{ name: string }>('SELECT name FROM known_functions');
-  return rows.map((r) => r.name);
-}
-
 export async function markFunctionSeen(pool: Pool, name: string): Promise<void> {
   await pool.query(
     `INSERT INTO known_functions (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET last_seen_at = now()`,

@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import {
+  isBuiltinFunction,
   functionQueueName,
   KEEP_FINISHED_JOBS,
   publishCancellation,
@@ -8,7 +9,7 @@ import {
   type StepJobData,
   type TraceCarrier,
 } from '@baton/shared';
-import { isBuiltin, type BuiltinTimers } from './builtin-steps';
+import type { BuiltinTimers } from './builtin-steps';
 
 /**
  * Step dispatch, for the coordinator and the reconciler: the job data of a step, its enqueue on
@@ -69,7 +70,7 @@ export class StepDispatcher {
     const byFunction = new Map<string, StepJobData[]>();
     const timers: Promise<void>[] = [];
     for (const data of jobs) {
-      if (isBuiltin(data.function)) timers.push(this.timers.arm(data));
+      if (isBuiltinFunction(data.function)) timers.push(this.timers.arm(data));
       else if (byFunction.has(data.function)) byFunction.get(data.function)?.push(data);
       else byFunction.set(data.function, [data]);
     }

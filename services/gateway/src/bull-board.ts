@@ -3,7 +3,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
 import type { Express, RequestHandler } from 'express';
-import { COORDINATOR_QUEUE, functionQueueName, type Pool } from '@baton/shared';
+import { COORDINATOR_QUEUE, functionQueueName, knownFunctions, type Pool } from '@baton/shared';
 import type { AppDeps } from './deps';
 import { requireApiKey } from './http/auth';
 import { ApiError } from './http/errors';
@@ -22,25 +22,11 @@ const REFRESH_INTERVAL_MS = 5_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * Every function that has a queue: the ones a worker has reported (`known_functions`) and the ones
- * any stored definition names, compensations included, whether or not a worker runs yet (work
- * waiting for a missing worker is exactly what one wants to see). Built-in steps (`baton.sleep`,
- * `baton.waitForEvent`) never reach a queue.
+ * Every function that has a queue, whether or not a worker runs yet (work waiting for a missing
+ * worker is exactly what one wants to see): `knownFunctions`, the one list (workflow/store.ts).
  */
 export async function queuedFunctionNames(pool: Pick<Pool, 'query'>): Promise<string[]> {
-  const { rows } = await pool.query<{ name: string }>(
-    `SELECT name FROM known_functions
-     UNION
-     SELECT step->>'function' FROM workflow_definitions, jsonb_array_elements(spec->'steps') AS step
-      WHERE step->>'function' IS NOT NULL
-     UNION
-     SELECT step->'compensate'->>'function' FROM workflow_definitions, jsonb_array_elements(spec->'steps') AS step
-      WHERE step->'compensate'->>'function' IS NOT NULL`,
-  );
-  return rows
-    .map((r) => r.name)
-    .filter((name) => !name.startsWith('baton.'))
-    .sort();
+  return (await knownFunctions(pool)).map((f) => f.name);
 }
 
 /**

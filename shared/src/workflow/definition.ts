@@ -55,6 +55,15 @@ export const eventName = z
 export const SLEEP_FUNCTION = 'baton.sleep';
 export const WAIT_FOR_EVENT_FUNCTION = 'baton.waitForEvent';
 
+/**
+ * Whether a function name is a built-in step kind (the coordinator's own, never a queue or a worker).
+ * The one test for it: function names a definition may give are identifiers without a dot, so only
+ * the built-ins start with `baton.`.
+ */
+export function isBuiltinFunction(name: string): boolean {
+  return name.startsWith('baton.');
+}
+
 const sleepSchema = z
   .object({
     /** A number, or a template resolving to one. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import type { Pool } from '../db/pool';
 import { NotFoundError, ValidationError } from '../errors';
-import { parseWorkflowDefinition, type WorkflowDefinition } from './definition';
+import { isBuiltinFunction, parseWorkflowDefinition, type WorkflowDefinition } from './definition';
 import { ErrorCode } from '../error-codes';
 
 /**
@@ -122,6 +122,36 @@ export async function listVersions(pool: Pool, name: string): Promise<{ version:
   return rows.map((r) => ({ version: r.version, createdAt: r.created_at }));
 }
 
+export interface KnownFunction {
+  name: string;
+  /** When a worker of it last reported; null for a function only definitions name so far. */
+  lastSeenAt: Date | null;
+}
+
+/**
+ * Every step function Baton knows of, by name — the one list behind the queue metrics, Bull Board and
+ * GET /v1/functions: the ones a worker has reported (`known_functions`) and the ones any stored
+ * definition version names (a run pinned to an older version still enqueues on its functions),
+ * compensations included, whether or not a worker runs yet. Built-in steps never reach a queue.
+ */
+export async function knownFunctions(pool: Pick<Pool, 'query'>): Promise<KnownFunction[]> {
+  const { rows } = await pool.query<{ name: string; last_seen_at: Date | null }>(
+    `SELECT n.name, k.last_seen_at FROM (
+       SELECT name FROM known_functions
+       UNION
+       SELECT step->>'function' FROM workflow_definitions, jsonb_array_elements(spec->'steps') AS step
+        WHERE step->>'function' IS NOT NULL
+       UNION
+       SELECT step->'compensate'->>'function' FROM workflow_definitions, jsonb_array_elements(spec->'steps') AS step
+        WHERE step->'compensate'->>'function' IS NOT NULL
+     ) n LEFT JOIN known_functions k ON k.name = n.name`,
+  );
+  return rows
+    .filter((r) => !isBuiltinFunction(r.name))
+    .map((r) => ({ name: r.name, lastSeenAt: r.last_seen_at }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
 /**
  * Functions the definition names that no worker has ever reported: a warning, not an error, since
  * functions deploy independently of definitions.
@@ -132,7 +162,7 @@ export async function unknownFunctionWarnings(
 ): Promise<{ path: string; message: string }[]> {
   const named = definition.steps.flatMap((step, i) => [
     // Built-in kinds (sleep, waitForEvent) are the coordinator's own.
-    ...(step.function.startsWith('baton.') ? [] : [{ path: `steps[${i}].function`, name: step.function }]),
+    ...(isBuiltinFunction(step.function) ? [] : [{ path: `steps[${i}].function`, name: step.function }]),
     ...(step.compensate ? [{ path: `steps[${i}].compensate.function`, name: step.compensate.function }] : []),
   ]);
   const { rows } = await pool.query<{ name: string }>('SELECT name FROM known_functions WHERE name = ANY($1)', [

@@ -5,7 +5,7 @@ import {
   functionQueueName,
   listTargets,
   toHttpServiceDiscovery,
-  listLatestDefinitions,
+  knownFunctions,
 } from '@baton/shared';
 import type { AppDeps } from '../deps';
 
@@ -34,21 +34,9 @@ export function operationsRouter(deps: AppDeps): Router {
   };
 
   router.get('/v1/functions', async (_req, res) => {
-    const [{ rows }, definitions] = await Promise.all([
-      pool.query<{ name: string; last_seen_at: Date }>('SELECT name, last_seen_at FROM known_functions'),
-      listLatestDefinitions(pool),
-    ]);
-    const lastSeen = new Map(rows.map((r) => [r.name, r.last_seen_at]));
+    const known = await knownFunctions(pool);
+    const lastSeen = new Map(known.map((f) => [f.name, f.lastSeenAt]));
     const names = new Set(lastSeen.keys());
-    for (const d of definitions) {
-      for (const step of d.definition.steps) {
-        if (!step.function.startsWith('baton.')) names.add(step.function);
-        if (step.compensate) names.add(step.compensate.function);
-      }
-    }
-    // Replicas only add to the page: a Kubernetes API that fails (missing RBAC, an API-server
-    // outage) leaves them null rather than fail the listing, but is logged, so that it is not
-    // mistaken for functions without a Deployment.
     const replicas = deps.deployments
       ? await deps.deployments.replicasByFunction().catch((err: unknown) => {
           res.locals.log.warn({ err }, 'reading Deployment replicas failed; replicas shown as null');
