@@ -30,6 +30,19 @@ export interface StepJobData {
   trace?: TraceCarrier;
 }
 
+/**
+ * A step's idempotency key (`ctx.idempotencyKey`): `<runId>:<stepId>`, plus `:compensate` for its
+ * compensation, stable across attempts and retries of the run. A step run again after its effect was
+ * undone gets a generation (`:<n>`, n > 0), carried in the job data (`StepJobData.idempotencyKey`).
+ */
+export function stepIdempotencyKey(
+  step: { runId: string; stepId: string; kind: 'action' | 'compensation' },
+  generation = 0,
+): string {
+  const base = `${step.runId}:${step.stepId}${step.kind === 'compensation' ? ':compensate' : ''}`;
+  return generation > 0 ? `${base}:${generation}` : base;
+}
+
 export interface StepLogLine {
   level: 'debug' | 'info' | 'warn' | 'error';
   message: string;

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import {
   isBuiltinFunction,
+  stepIdempotencyKey,
   ExpressionError,
   evaluate,
   getDefinition,
@@ -170,12 +171,12 @@ export class RunAdvancer {
     const generations = run.retries > 0 && plan.start.length ? await undoGenerations(client, run.id) : undefined;
     const started: NewExecution[] = plan.start.map((p) => {
       const generation = generations?.get(p.stepId) ?? 0;
-      const base = `${run.id}:${p.stepId}${p.kind === 'compensation' ? ':compensate' : ''}`;
       return {
         ...p,
         id: crypto.randomUUID(),
         input: builtinInput(p),
-        ...(generation > 0 ? { idempotencyKey: `${base}:${generation}` } : {}),
+        // Without a generation the runtime derives the same key from the job (stepIdempotencyKey).
+        ...(generation > 0 ? { idempotencyKey: stepIdempotencyKey({ runId: run.id, ...p }, generation) } : {}),
       };
     });
     writes.insertExecutions(run.id, started);

@@ -12,7 +12,7 @@ import {
 import type { Logger } from '../logger';
 import { metrics } from '../metrics';
 import { appendEncodedToInbox, encodeInboxMessage } from '../inbox';
-import type { StepJobData, StepLogLine, StepReport } from '../protocol';
+import { stepIdempotencyKey, type StepJobData, type StepLogLine, type StepReport } from '../protocol';
 import { cancelChannel, functionQueueName, type QueueContext } from '../queues';
 import { DEFAULT_MAX_OUTPUT_BYTES, jsonByteLength } from '../storable';
 import { traced } from '../runs';
@@ -368,8 +368,7 @@ async function runAttempt(
     kind: data.kind,
     attempt: attemptInfo.attempt,
     maxAttempts: attemptInfo.maxAttempts,
-    idempotencyKey:
-      data.idempotencyKey ?? `${data.runId}:${data.stepId}${data.kind === 'compensation' ? ':compensate' : ''}`,
+    idempotencyKey: data.idempotencyKey ?? stepIdempotencyKey(data),
     signal: controller.signal,
     log: stepLog(attemptInfo.logger, attemptInfo.logs),
     logger: attemptInfo.logger,
