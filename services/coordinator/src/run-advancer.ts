@@ -33,7 +33,7 @@ import {
   lockRun,
   runsAhead,
   RunWrites,
-  setRunStarted,
+  setConcurrencyKey,
   undoGenerations,
   waitingRuns,
   type LockedRun,
@@ -47,7 +47,7 @@ import { stepJobData, type StepDispatcher } from './step-dispatch';
  * once committed, carry out the outcome (enqueue, stop cancelled jobs, deadlines, wake-ups).
  *
  * Writes go through the buffered `RunWrites` (one statement per kind at commit), except two that
- * must be immediate: admission's `setRunStarted` under the key's advisory lock (the next admission
+ * must be immediate: admission's `setConcurrencyKey` under the key's advisory lock (the next admission
  * of the key, in this batch or another, counts this run) and `recordWaitChecks` (the wait's check
  * request must exist in the transaction that plans it; see control-store.ts).
  */
@@ -217,11 +217,12 @@ export class RunAdvancer {
     }
     const raw = definition.concurrency?.key ? await evaluate(definition.concurrency.key, { input: run.input }) : '';
     const key = typeof raw === 'string' ? raw : JSON.stringify(raw ?? null);
-    // Serialises admissions per key, so two runs cannot both take the last slot. Written at once, not
-    // buffered: the next admission of the key (in this batch or another) counts this run.
+    // Serialises admissions per key, so two runs cannot both take the last slot. The key is written
+    // at once, not buffered: the next admission of the key (in this batch or another) counts this run.
     await lockConcurrencyKey(client, run.workflow, key);
-    await setRunStarted(client, run.id, key, definition.timeoutMs);
+    await setConcurrencyKey(client, run.id, key);
     if ((await runsAhead(client, run, key)) >= limit) return false;
+    writes.changeRun(run.id, { admitted: { concurrencyKey: key, deadlineMs: definition.timeoutMs } });
     return true;
   }
 

@@ -85,7 +85,9 @@ export class RunControl {
     if (message.input !== undefined) {
       for (const stepId of message.stepId ? [message.stepId] : failed) overrides[stepId] = message.input;
     }
-    await resetForRetry(client, run.id, overrides, definition.timeoutMs);
+    await resetForRetry(client, run.id, overrides);
+    // A new deadline for the new attempt; the run keeps its concurrency key.
+    writes.changeRun(run.id, { admitted: { concurrencyKey: run.concurrencyKey, deadlineMs: definition.timeoutMs } });
     this.logger.info({ runId: run.id, rerun, attempt: run.retries + 1 }, 'run retried from its failed steps');
     const resumed: LockedRun = {
       ...run,

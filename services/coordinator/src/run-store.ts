@@ -238,35 +238,28 @@ export async function supersedeForRetry(client: PoolClient, runId: string, stepI
   );
 }
 
+/** A retried run back to running; its new deadline is buffered with its admission (RunWrites). */
 export async function resetForRetry(
   client: PoolClient,
   runId: string,
   inputOverrides: Record<string, unknown>,
-  deadlineMs: number | undefined,
 ): Promise<void> {
   await client.query(
     `UPDATE runs
         SET status = 'running', error = NULL, output = NULL, finished_at = NULL, retries = retries + 1,
             metadata = jsonb_set(metadata, '{inputOverrides}', $2::jsonb),
-            deadline_at = CASE WHEN $3::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $3::bigint / 1000.0) END,
             updated_at = now()
       WHERE id = $1`,
-    [runId, JSON.stringify(inputOverrides), deadlineMs ?? null],
+    [runId, JSON.stringify(inputOverrides)],
   );
 }
 
-export async function setRunStarted(
-  client: PoolClient,
-  runId: string,
-  concurrencyKey: string | null,
-  deadlineMs: number | undefined,
-): Promise<void> {
-  await client.query(
-    `UPDATE runs SET concurrency_key = $2,
-            deadline_at = CASE WHEN $3::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $3::bigint / 1000.0) END
-      WHERE id = $1`,
-    [runId, concurrencyKey, deadlineMs ?? null],
-  );
+/**
+ * The concurrency key of a run asking for a slot, written at once: the next admission of the key
+ * (counting with `runsAhead`) must see it. Its deadline is set when it is admitted (RunWrites).
+ */
+export async function setConcurrencyKey(client: PoolClient, runId: string, concurrencyKey: string): Promise<void> {
+  await client.query('UPDATE runs SET concurrency_key = $2 WHERE id = $1', [runId, concurrencyKey]);
 }
 
 /**
@@ -495,7 +488,10 @@ export interface RunChange {
   terminal?: boolean;
   output?: unknown;
   error?: RunError;
-  /** Set when the run is admitted: its concurrency key and its workflow deadline. */
+  /**
+   * Set when the run is admitted (or retried): its concurrency key and its workflow deadline, now()
+   * + `deadlineMs` (none without). The one place a deadline is computed.
+   */
   admitted?: { concurrencyKey: string | null; deadlineMs: number | undefined };
 }
 
