@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { Queue } from 'bullmq';
+import type { CoordinatorClient } from './coordinator-client';
 import type { Pool, PoolClient } from './db/pool';
 import { evaluateCondition, ExpressionError } from './workflow/expressions';
 import { ValidationError } from './errors';
@@ -33,7 +33,7 @@ export interface PublishedEvent {
 
 export async function publishEvent(
   db: Queryable,
-  coordinator: Queue,
+  coordinator: CoordinatorClient,
   req: PublishEventRequest,
 ): Promise<PublishedEvent> {
   const eventId = crypto.randomUUID();
@@ -111,7 +111,7 @@ export async function publishEvent(
 /** Publishes outside any transaction, notifying the coordinator at once. */
 export async function publishEventNow(
   pool: Pool | PoolClient,
-  coordinator: Queue,
+  coordinator: CoordinatorClient,
   req: PublishEventRequest,
 ): Promise<PublishedEvent> {
   const published = await publishEvent(pool, coordinator, req);

@@ -1,4 +1,3 @@
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { redisKeys } from './keys';
 import type { CoordinatorMessage } from './protocol';
@@ -74,12 +73,4 @@ export async function appendToInbox(redis: Redis, prefix: string, messages: Inbo
   const results = (await pipeline.exec()) ?? [];
   const failed = results.find(([err]) => err);
   if (failed) throw failed[0];
-}
-
-/**
- * The inbox that goes with a coordinator queue: the same Redis connection and key prefix. Baton
- * always builds its queues on an ioredis connection of its own (queues.ts), which is what this reads.
- */
-export function inboxOf(coordinator: Queue): { redis: Redis; prefix: string } {
-  return { redis: coordinator.opts.connection as Redis, prefix: coordinator.opts.prefix ?? 'bull' };
 }

@@ -12,6 +12,7 @@ export { storableJson, storableString, storableText, jsonByteLength, DEFAULT_MAX
 export { ensureDatabase, migrate, seedDemoData, MIGRATIONS_DIR, SEEDS_DIR } from './db/migrate';
 export { redisKeys, type RedisKeys } from './keys';
 export * from './queues';
+export * from './coordinator-client';
 export * from './protocol';
 export * from './workflow/states';
 export * from './workflow/definition';

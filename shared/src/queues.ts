@@ -1,8 +1,8 @@
-import { Queue, type JobsOptions } from 'bullmq';
+import type { JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { BaseConfig, RedisOptions } from './config';
 import { RedisUnavailableError } from './errors';
-import { COORDINATOR_QUEUE, redisKeys } from './keys';
+import { redisKeys } from './keys';
 
 /** Queue names, like every other key, are built in keys.ts. */
 export { COORDINATOR_QUEUE, functionNameOfQueue, functionQueueName } from './keys';
@@ -96,10 +96,6 @@ export const COORDINATOR_JOB_OPTIONS: JobsOptions = {
   removeOnComplete: { age: 3600, count: 10_000 },
   removeOnFail: KEEP_FINISHED_JOBS,
 };
-
-export function coordinatorQueue(ctx: QueueContext): Queue {
-  return new Queue(COORDINATOR_QUEUE, { connection: ctx.connection, prefix: ctx.prefix });
-}
 
 /** Deletes every key under `prefix` (test suites clean up their own prefix with it). */
 export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {

@@ -1,12 +1,10 @@
 import crypto from 'node:crypto';
-import type { Queue } from 'bullmq';
+import type { CoordinatorClient } from './coordinator-client';
 import type { Pool } from './db/pool';
 import { isUnstorableText } from './db/sqlstate';
 import { NotFoundError, ValidationError } from './errors';
 import { GroupCommit } from './group-commit';
-import { appendToInbox, inboxOf } from './inbox';
 import type { Logger } from './logger';
-import { boundedRedisCall } from './queues';
 import { traced, validateRunInput, type Queryable, type RunTrigger, type StartedRun } from './runs';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import { getDefinition, type StoredDefinition } from './workflow/store';
@@ -47,7 +45,7 @@ export class RunStarter {
    */
   constructor(
     private readonly pool: Pool,
-    private readonly coordinator: Queue | undefined,
+    private readonly coordinator: CoordinatorClient | undefined,
     opts: { maxBatch?: number; maxInFlight?: number; logger?: Logger } = {},
   ) {
     this.logger = opts.logger;
@@ -129,19 +127,17 @@ export class RunStarter {
     // request either: the append is bounded by the connection's command timeout (the gateway's).
     const started = final.filter((r): r is StartedRun => !(r instanceof Error) && r.created);
     if (attempt === 1 && this.coordinator && started.length) {
-      const { redis, prefix } = inboxOf(this.coordinator);
-      await boundedRedisCall(redis, 'appending run.start to the coordinator inbox', () =>
-        appendToInbox(
-          redis,
-          prefix,
+      await this.coordinator
+        .sendToInbox(
           started.map((r) => ({ type: 'run.start' as const, runId: r.runId, ...traced(r.trace ?? {}) })),
-        ),
-      ).catch((err: unknown) =>
-        this.logger?.warn(
-          { err: (err as Error).message, runs: started.length, runIds: started.slice(0, 20).map((r) => r.runId) },
-          'run.start not appended to the coordinator inbox; the reconciler starts these runs',
-        ),
-      );
+          'appending run.start to the coordinator inbox',
+        )
+        .catch((err: unknown) =>
+          this.logger?.warn(
+            { err: (err as Error).message, runs: started.length, runIds: started.slice(0, 20).map((r) => r.runId) },
+            'run.start not appended to the coordinator inbox; the reconciler starts these runs',
+          ),
+        );
     }
     return final;
   }

@@ -1,12 +1,10 @@
 import crypto from 'node:crypto';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import type { Queue } from 'bullmq';
 import type { Pool } from './db/pool';
 import { ValidationError } from './errors';
-import { boundedRedisCall, COORDINATOR_JOB_OPTIONS } from './queues';
-import { coordinatorJobId, type CoordinatorMessage } from './protocol';
-import { appendToInbox, inboxOf, isInboxMessage } from './inbox';
+import type { CoordinatorClient } from './coordinator-client';
+import type { CoordinatorMessage } from './protocol';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import type { StoredDefinition } from './workflow/store';
 import { ErrorCode } from './error-codes';
@@ -73,7 +71,7 @@ export type Queryable = Pick<Pool, 'query'>;
  */
 export async function startRun(
   pool: Queryable,
-  coordinator: Queue | undefined,
+  coordinator: CoordinatorClient | undefined,
   req: StartRunRequest,
 ): Promise<StartedRun> {
   validateRunInput(req.definition, req.input);
@@ -118,19 +116,7 @@ export function traced(trace: TraceCarrier): { trace?: TraceCarrier } {
   return Object.keys(trace).length ? { trace } : {};
 }
 
-/**
- * Hands a message to the coordinator: run starts and step reports through the inbox stream (see
- * inbox.ts), everything else as a job on the coordinator queue.
- */
-export async function notifyCoordinator(coordinator: Queue, message: CoordinatorMessage): Promise<void> {
-  const { redis, prefix } = inboxOf(coordinator);
-  // Bounded by the connection's command timeout when it has one (the gateway's, answering a client),
-  // which also covers BullMQ waiting for a connection that is not ready; fails as RedisUnavailableError.
-  await boundedRedisCall(redis, `notifying the coordinator (${message.type})`, async () => {
-    if (isInboxMessage(message)) {
-      await appendToInbox(redis, prefix, [message]);
-      return;
-    }
-    await coordinator.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
-  });
+/** Hands a message to the coordinator (CoordinatorClient.send). */
+export async function notifyCoordinator(coordinator: CoordinatorClient, message: CoordinatorMessage): Promise<void> {
+  await coordinator.send(message);
 }

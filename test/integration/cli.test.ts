@@ -4,9 +4,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { Queue } from 'bullmq';
 import { z } from 'zod';
-import { coordinatorQueue, createLogger, defineFunction, NonRetryableError } from '@baton/shared';
+import {
+  coordinatorQueue,
+  createLogger,
+  defineFunction,
+  NonRetryableError,
+  type CoordinatorClient,
+} from '@baton/shared';
 import { createApp } from '../../services/gateway/src/app';
 import type { GatewayConfig } from '../../services/gateway/src/config';
 import { startEngine, type Engine } from '../support/engine';
@@ -77,7 +82,7 @@ output: '{{ steps.shout.output.text }}'
 
 describe('baton CLI', () => {
   let env: TestEnv;
-  let coordinator: Queue;
+  let coordinator: CoordinatorClient;
   let engine: Engine;
   let config: GatewayConfig;
   let url: string;

@@ -1,4 +1,3 @@
-import type { Queue } from 'bullmq';
 import {
   coordinatorQueue,
   createLogger,
@@ -9,6 +8,7 @@ import {
   startFunctionWorker,
   type FunctionWorker,
   type PoolClient,
+  type CoordinatorClient,
 } from '@baton/shared';
 import type { Express } from 'express';
 import request from 'supertest';
@@ -51,7 +51,7 @@ const work = defineFunction({
 describe('durable control requests', () => {
   let env: TestEnv;
   let app: Express;
-  let queue: Queue;
+  let queue: CoordinatorClient;
   let worker: FunctionWorker;
   let coordinator: Coordinator | undefined;
   let reconciler: Reconciler;

@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Server } from 'node:http';
-import type { Queue } from 'bullmq';
 import fc from 'fast-check';
 import {
   coordinatorQueue,
@@ -12,6 +11,7 @@ import {
   parseDefinitionText,
   resolveTemplate,
   saveDefinition,
+  type CoordinatorClient,
 } from '@baton/shared';
 import { createApp } from '../../services/gateway/src/app';
 import type { GatewayConfig } from '../../services/gateway/src/config';
@@ -212,7 +212,7 @@ const uuidLike = fc.oneof(
 
 describe('gateway fuzz: bad input never breaks it, and nothing is stored for a 4xx', () => {
   let env: TestEnv;
-  let coordinator: Queue;
+  let coordinator: CoordinatorClient;
   let server: Server;
   let base: string;
   let counts: string;

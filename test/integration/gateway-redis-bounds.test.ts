@@ -1,6 +1,5 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
@@ -10,6 +9,7 @@ import {
   defineFunction,
   queueContext,
   saveDefinition,
+  type CoordinatorClient,
 } from '@baton/shared';
 import { createApp } from '../../services/gateway/src/app';
 import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS, loadGatewayConfig } from '../../services/gateway/src/config';
@@ -59,7 +59,7 @@ describe('gateway with a frozen Redis', () => {
   let server: PrivateRedis;
   let gatewayRedis: Redis;
   let engineRedis: Redis;
-  let coordinator: Queue;
+  let coordinator: CoordinatorClient;
   let engine: Engine;
   let api: http.Server;
   let base: string;

@@ -1,11 +1,16 @@
 import { validate } from '@readme/openapi-parser';
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
-import type { Queue } from 'bullmq';
 import type { Express } from 'express';
 import request, { type Response } from 'supertest';
 import { z } from 'zod';
-import { coordinatorQueue, createLogger, defineFunction, NonRetryableError } from '@baton/shared';
+import {
+  coordinatorQueue,
+  createLogger,
+  defineFunction,
+  NonRetryableError,
+  type CoordinatorClient,
+} from '@baton/shared';
 import { NOT_IN_API } from '../../services/gateway/src/api/openapi';
 import { createApp } from '../../services/gateway/src/app';
 import type { GatewayConfig } from '../../services/gateway/src/config';
@@ -85,7 +90,7 @@ steps:
 
 describe('OpenAPI description', () => {
   let env: TestEnv;
-  let coordinator: Queue;
+  let coordinator: CoordinatorClient;
   let config: GatewayConfig;
   let app: Express;
   let engine: Engine;

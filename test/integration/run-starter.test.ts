@@ -1,4 +1,3 @@
-import type { Queue } from 'bullmq';
 import {
   coordinatorQueue,
   createPool,
@@ -9,6 +8,7 @@ import {
   ValidationError,
   type Pool,
   type StartedRun,
+  type CoordinatorClient,
 } from '@baton/shared';
 import { createTestEnv, type TestEnv } from '../support/env';
 
@@ -43,7 +43,7 @@ interface RunRow {
 
 describe('RunStarter (group commit of run starts)', () => {
   let env: TestEnv;
-  let queue: Queue;
+  let queue: CoordinatorClient;
   /** The starters' pool: every run INSERT (one autocommit transaction each) sent on it is counted. */
   let pool: Pool;
   let commits = 0;

@@ -1,11 +1,10 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import type { Queue } from 'bullmq';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { coordinatorQueue, createLogger } from '@baton/shared';
+import { coordinatorQueue, createLogger, type CoordinatorClient } from '@baton/shared';
 import { createApp } from '../../services/gateway/src/app';
 import { DEFAULT_RATE_LIMIT, loadGatewayConfig, type GatewayConfig } from '../../services/gateway/src/config';
 import { DASHBOARD_CSP } from '../../services/gateway/src/routes/dashboard';
@@ -18,7 +17,7 @@ import { createTestEnv, type TestEnv } from '../support/env';
  */
 describe('gateway security', () => {
   let env: TestEnv;
-  let coordinator: Queue;
+  let coordinator: CoordinatorClient;
   let config: GatewayConfig;
   const logger = createLogger('security-test', 'silent');
   let suffix = 0;

@@ -1,4 +1,3 @@
-import { Queue } from 'bullmq';
 import {
   closeExpressionPool,
   coordinatorQueue,
@@ -10,6 +9,7 @@ import {
   type FunctionDefinition,
   type FunctionWorker,
   type RunTrigger,
+  type CoordinatorClient,
 } from '@baton/shared';
 import { Coordinator, Reconciler } from '../../services/coordinator/src';
 import { waitFor, type TestEnv } from './env';
@@ -21,7 +21,7 @@ import { waitFor, type TestEnv } from './env';
 export interface Engine {
   coordinator: Coordinator;
   reconciler: Reconciler;
-  coordinatorQueue: Queue;
+  coordinatorQueue: CoordinatorClient;
   workers: FunctionWorker[];
   start(workflow: string, input: unknown, opts?: { idempotencyKey?: string; trigger?: RunTrigger }): Promise<string>;
   waitForRun(runId: string, statuses?: string[], timeoutMs?: number): Promise<RunRow>;

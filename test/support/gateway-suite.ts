@@ -1,9 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Queue } from 'bullmq';
 import type { Express } from 'express';
 import type { Redis } from 'ioredis';
-import { coordinatorQueue, createLogger, parseDefinitionText, saveDefinition, type Pool } from '@baton/shared';
+import {
+  coordinatorQueue,
+  createLogger,
+  parseDefinitionText,
+  saveDefinition,
+  type Pool,
+  type CoordinatorClient,
+} from '@baton/shared';
 import { createApp } from '../../services/gateway/src/app';
 import type { GatewayConfig } from '../../services/gateway/src/config';
 import { createTestEnv, type TestEnv } from './env';
@@ -54,7 +60,7 @@ export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 export interface GatewaySuite {
   /** Set in the suite's beforeAll. */
   readonly env: TestEnv;
-  readonly coordinator: Queue;
+  readonly coordinator: CoordinatorClient;
   /** The app with the suite's config: no API keys, a 1 MB body limit. */
   readonly app: Express;
   /** Another app over the same suite, with config overrides or another pool or Redis connection. */
@@ -66,7 +72,7 @@ export interface GatewaySuite {
 /** Registers the suite's beforeAll/afterAll (call it inside the suite's describe). */
 export function useGatewaySuite(suite: string): GatewaySuite {
   let env: TestEnv | undefined;
-  let coordinator: Queue | undefined;
+  let coordinator: CoordinatorClient | undefined;
   let config: GatewayConfig | undefined;
   let app: Express | undefined;
   const logger = createLogger('gateway-test', 'silent');

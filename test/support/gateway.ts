@@ -1,5 +1,4 @@
-import type { Queue } from 'bullmq';
-import { createLogger } from '@baton/shared';
+import { createLogger, type CoordinatorClient } from '@baton/shared';
 import type { Express } from 'express';
 import { createApp, type AppDeps } from '../../services/gateway/src/app';
 import { loadGatewayConfig, type GatewayConfig } from '../../services/gateway/src/config';
@@ -11,7 +10,7 @@ import type { TestEnv } from './env';
  */
 export function testApp(
   env: TestEnv,
-  coordinator: Queue,
+  coordinator: CoordinatorClient,
   opts: { config?: Partial<GatewayConfig>; deps?: Partial<AppDeps> } = {},
 ): Express {
   return createApp({

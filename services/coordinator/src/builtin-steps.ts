@@ -2,10 +2,10 @@ import {
   SLEEP_FUNCTION,
   WAIT_FOR_EVENT_FUNCTION,
   type BuiltinStepMessage,
+  type CoordinatorClient,
   type PlannedExecution,
   type StepJobData,
 } from '@baton/shared';
-import type { CoordinatorClient } from './coordinator-client';
 
 /**
  * Built-in steps (`baton.sleep`, `baton.waitForEvent`): they never reach a function queue. They start
@@ -47,7 +47,7 @@ export class BuiltinTimers {
 
   /** The delayed message that ends a sleep or a wait; its due time was fixed when the step started. */
   async arm(data: StepJobData): Promise<void> {
-    await this.coordinator.send({ message: timerMessage(data), delayMs: builtinDueAt(data.input) - Date.now() });
+    await this.coordinator.sendDelayed({ message: timerMessage(data), delayMs: builtinDueAt(data.input) - Date.now() });
   }
 
   /**
@@ -62,7 +62,7 @@ export class BuiltinTimers {
 
   /** Which of these running built-in steps still have their timer delayed (one round trip). */
   async armed(steps: { runId: string; stepExecutionId: string; function: string }[]): Promise<Set<string>> {
-    const delayed = await this.coordinator.delayed(steps.map(timerMessage));
+    const delayed = await this.coordinator.delayedStill(steps.map(timerMessage));
     return new Set(steps.filter((_, i) => delayed[i]).map((s) => s.stepExecutionId));
   }
 }

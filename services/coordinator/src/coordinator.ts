@@ -1,7 +1,9 @@
 import { Worker, type Job, type Queue } from 'bullmq';
 import {
+  coordinatorQueue,
   inSpan,
   isInboxMessage,
+  type CoordinatorClient,
   type CoordinatorMessage,
   type InboxMessage,
   type Logger,
@@ -13,7 +15,6 @@ import {
 import { BatchApplier } from './batch-apply';
 import { BuiltinTimers } from './builtin-steps';
 import { takeRequest } from './control-store';
-import { CoordinatorClient } from './coordinator-client';
 import { InboxConsumer, type InboxConsumerOptions } from './inbox-consumer';
 import { nothing } from './outcome';
 import { RunAdvancer } from './run-advancer';
@@ -44,7 +45,7 @@ export interface CoordinatorDeps {
  * (batch-apply.ts), run control to `RunControl` (run-control.ts), events and schedule ticks to
  * `Triggers` (triggers.ts), built-in timers to `RunAdvancer` (run-advancer.ts), which all of them
  * use to plan a run; `StepDispatcher` (step-dispatch.ts) and `BuiltinTimers` (builtin-steps.ts)
- * enqueue, shared with the reconciler; `CoordinatorClient` (coordinator-client.ts) sends the
+ * enqueue, shared with the reconciler; `CoordinatorClient` (shared) sends the
  * coordinator's own messages.
  */
 export class Coordinator {
@@ -61,7 +62,7 @@ export class Coordinator {
 
   constructor(private readonly deps: CoordinatorDeps) {
     const { pool, logger } = deps;
-    this.client = new CoordinatorClient(deps.queues);
+    this.client = coordinatorQueue(deps.queues);
     this.timers = new BuiltinTimers(this.client);
     this.dispatcher = new StepDispatcher(deps.queues, this.timers);
     this.advancer = new RunAdvancer({
@@ -85,7 +86,7 @@ export class Coordinator {
   start(): void {
     const { queues, logger } = this.deps;
     this.worker = new Worker<CoordinatorMessage>(
-      this.client.queue.name,
+      this.client.name,
       (job: Job<CoordinatorMessage>) => this.handle(job.data, job.id),
       {
         connection: queues.connection,
@@ -186,8 +187,8 @@ export class Coordinator {
   }
 
   /** The coordinator's own queue (schedules live on it). */
-  get queue(): Queue {
-    return this.client.queue;
+  get queue(): CoordinatorClient {
+    return this.client;
   }
 
   functionQueue(functionName: string): Queue {

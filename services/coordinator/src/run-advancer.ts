@@ -12,6 +12,7 @@ import {
   planRun,
   WAIT_FOR_EVENT_FUNCTION,
   withTransaction,
+  type CoordinatorClient,
   type Logger,
   type Plan,
   type Pool,
@@ -25,7 +26,6 @@ import {
 } from '@baton/shared';
 import { builtinInput } from './builtin-steps';
 import { recordWaitChecks } from './control-store';
-import type { CoordinatorClient } from './coordinator-client';
 import { merge, nothing, type Outcome } from './outcome';
 import {
   loadExecutions,
@@ -108,7 +108,7 @@ export class RunAdvancer {
         ),
     );
     for (const notify of outcome.notify) await notify();
-    await this.deps.coordinator.sendAll(
+    await this.deps.coordinator.sendAllDelayed(
       outcome.deadlines.map(({ runId, attempt, delayMs }) => ({
         message: { type: 'run.timeout', runId, attempt },
         delayMs,

@@ -7,6 +7,7 @@ import {
   NotFoundError,
   publishEvent,
   startRun,
+  type CoordinatorClient,
   type Logger,
   type Pool,
   type PoolClient,
@@ -21,7 +22,6 @@ import {
   waitsForEvent,
   type WaitingStep,
 } from './control-store';
-import type { CoordinatorClient } from './coordinator-client';
 import { nothing } from './outcome';
 import type { RunAdvancer } from './run-advancer';
 import { completeBuiltin, loadExecutions, type LockedRun, type SuccessReport } from './run-store';
@@ -52,7 +52,7 @@ export class Triggers {
   async publishEmitted(client: PoolClient, report: SuccessReport): Promise<(() => Promise<void>)[]> {
     const notify: (() => Promise<void>)[] = [];
     for (const [i, event] of (report.events ?? []).entries()) {
-      const published = await publishEvent(client, this.deps.coordinator.queue, {
+      const published = await publishEvent(client, this.deps.coordinator, {
         name: event.name,
         payload: event.payload,
         idempotencyKey: `${report.stepExecutionId}.${i}`,
@@ -144,7 +144,7 @@ export class Triggers {
       this.deps.logger.warn({ scheduleId }, 'tick of a schedule that no longer exists; ignored');
       return;
     }
-    const started = await startRun(this.deps.pool, this.deps.coordinator.queue, {
+    const started = await startRun(this.deps.pool, this.deps.coordinator, {
       definition: stored,
       input: trigger.schedule.input ?? {},
       trigger: { type: 'schedule', scheduleId, cron: trigger.schedule.cron, firedAt: new Date().toISOString() },

@@ -1,6 +1,5 @@
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Logger, Pool } from '@baton/shared';
+import type { CoordinatorClient, Logger, Pool } from '@baton/shared';
 import type { GatewayConfig } from './config';
 import type { DeploymentReader } from './kubernetes';
 
@@ -9,11 +8,10 @@ export interface AppDeps {
   pool: Pool;
   redis: Redis;
   /**
-   * The coordinator queue: cancel and retry wake-ups and event deliveries are jobs on it; new runs
-   * are announced on the inbox stream of its connection and prefix (`notifyCoordinator`,
-   * shared/src/inbox.ts).
+   * The coordinator's client (shared/src/coordinator-client.ts): cancel and retry wake-ups and event
+   * deliveries are jobs on its queue; new runs are announced on the inbox stream.
    */
-  coordinator: Queue;
+  coordinator: CoordinatorClient;
   config: GatewayConfig;
   logger: Logger;
   /** Reads Deployment replicas when running in Kubernetes; absent elsewhere. */
