@@ -1,5 +1,3 @@
-import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import {
   isBuiltinFunction,
   getDefinition,
@@ -23,6 +21,7 @@ import {
   type OutstandingRow,
 } from './reconcile-store';
 import { waitingRuns } from './run-store';
+import type { JobProbe } from './step-dispatch';
 
 /**
  * PostgreSQL is the truth, Redis is a work list. The reconciler compares the two and restores what
@@ -68,9 +67,6 @@ type FailureKind = 'step' | 'run_advance' | 'run_timeout' | 'schedules' | 'page'
 /** The walks a pass makes; each keeps its own cursor. */
 type WalkName = 'steps' | 'idle' | 'held' | 'overdue';
 
-/** A function job as Redis has it: `lost` (no job, or a job hash in no state list), finished, or fine. */
-type JobProbe = { state: 'lost'; orphan: boolean } | { state: 'completed' | 'failed' | 'present' };
-
 const DEFAULT_BATCH_SIZE = 500;
 const DEFAULT_MAX_PAGES = 20;
 
@@ -109,7 +105,7 @@ export class Reconciler {
       stepsChecked: 0,
       failures: 0,
     };
-    // Wait and active lists of function queues, read once a pass and only when needed (see probeJobs).
+    // Wait and active lists of function queues, read once a pass and only when needed (see StepDispatcher.probeJobs).
     const lists = new Map<string, Promise<Set<string>>>();
 
     // 1. Executions the DB says are outstanding: is their job (or timer) still in Redis?
@@ -242,10 +238,8 @@ export class Reconciler {
     }
     for (const [fn, list] of byFunction) {
       try {
-        const queue = coordinator.functionQueue(fn);
-        const found = await probeJobs(
-          coordinator.client.redis,
-          queue,
+        const found = await coordinator.dispatcher.probeJobs(
+          fn,
           list.map((r) => r.id),
           lists,
         );
@@ -419,65 +413,4 @@ export class Reconciler {
       }
     }
   }
-}
-
-type Pipeline = ReturnType<Redis['pipeline']>;
-
-async function execPipeline(pipeline: Pipeline): Promise<unknown[]> {
-  const replies = (await pipeline.exec()) ?? [];
-  return replies.map(([err, value]) => {
-    if (err) throw err;
-    return value;
-  });
-}
-
-/**
- * Where each job is, for a page of one function queue, in one round trip: the job hash exists?
- * finished (completed/failed sets)? delayed, prioritized or waiting for children? A job in none of
- * these must be in the wait or active list, which are read once a pass and queue (`lists`) rather than
- * searched per job (BullMQ's getState scans them whole for every job: quadratic on a backlog). A
- * job found nowhere is confirmed with getState before it counts as an orphan (it may have just
- * moved). `redis`: the connection the queue was made with (the coordinator client's).
- */
-async function probeJobs(
-  redis: Pick<Redis, 'pipeline'>,
-  queue: Queue,
-  ids: string[],
-  lists: Map<string, Promise<Set<string>>>,
-): Promise<Map<string, JobProbe>> {
-  const probes = new Map<string, JobProbe>();
-  const fromState = (state: string): JobProbe =>
-    state === 'unknown'
-      ? { state: 'lost', orphan: true }
-      : { state: state === 'completed' || state === 'failed' ? state : 'present' };
-  const { keys } = queue;
-  const sets = [keys.completed, keys.failed, keys.delayed, keys.prioritized, keys['waiting-children']];
-  const pipeline = redis.pipeline();
-  for (const id of ids) {
-    pipeline.exists(queue.toKey(id));
-    for (const set of sets) pipeline.zscore(set, id);
-  }
-  const replies = await execPipeline(pipeline);
-  const unplaced: string[] = [];
-  ids.forEach((id, i) => {
-    const [exists, completed, failed, ...waiting] = replies.slice(i * 6, i * 6 + 6);
-    if (!exists) probes.set(id, { state: 'lost', orphan: false });
-    else if (completed !== null) probes.set(id, { state: 'completed' });
-    else if (failed !== null) probes.set(id, { state: 'failed' });
-    else if (waiting.some((score) => score !== null)) probes.set(id, { state: 'present' });
-    else unplaced.push(id);
-  });
-  if (!unplaced.length) return probes;
-  let listed = lists.get(queue.name);
-  if (!listed) {
-    const read = redis.pipeline();
-    for (const list of [keys.active, keys.wait, keys.paused]) read.lrange(list, 0, -1);
-    listed = execPipeline(read).then((r) => new Set((r as string[][]).flat()));
-    lists.set(queue.name, listed);
-  }
-  const inLists = await listed;
-  for (const id of unplaced) {
-    probes.set(id, inLists.has(id) ? { state: 'present' } : fromState(await queue.getJobState(id)));
-  }
-  return probes;
 }
