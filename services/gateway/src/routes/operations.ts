@@ -37,6 +37,9 @@ export function operationsRouter(deps: AppDeps): Router {
     const known = await knownFunctions(pool);
     const lastSeen = new Map(known.map((f) => [f.name, f.lastSeenAt]));
     const names = new Set(lastSeen.keys());
+    // Replicas only add to the page: a Kubernetes API that fails (missing RBAC, an API-server
+    // outage) leaves them null rather than fail the listing, but is logged, so that it is not
+    // mistaken for functions without a Deployment.
     const replicas = deps.deployments
       ? await deps.deployments.replicasByFunction().catch((err: unknown) => {
           res.locals.log.warn({ err }, 'reading Deployment replicas failed; replicas shown as null');
