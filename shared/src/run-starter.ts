@@ -5,7 +5,8 @@ import { isUnstorableText } from './db/sqlstate';
 import { NotFoundError, ValidationError } from './errors';
 import { GroupCommit } from './group-commit';
 import type { Logger } from './logger';
-import { traced, validateRunInput, type Queryable, type RunTrigger, type StartedRun } from './runs';
+import { existingRuns, insertRuns, runKey } from './run-rows';
+import { traced, validateRunInput, type RunTrigger, type StartedRun } from './runs';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import { getDefinition, type StoredDefinition } from './workflow/store';
 import { ErrorCode } from './error-codes';
@@ -97,7 +98,19 @@ export class RunStarter {
       }
     });
     const valid = checked.filter((c): c is Pending => !(c instanceof Error));
-    const created = await insertRuns(this.pool, valid, latest);
+    const created = await insertRuns(
+      this.pool,
+      valid.map((v) => ({
+        id: v.runId,
+        workflow: v.workflow,
+        version: latest.get(v.workflow)?.version,
+        input: v.input,
+        trigger: v.trigger,
+        idempotencyKey: v.idempotencyKey,
+        metadata: traced(v.trace),
+      })),
+      { onlyLatest: true },
+    );
     const existing = await existingRuns(
       this.pool,
       valid.filter((v) => !created.has(v.runId) && v.idempotencyKey !== undefined),
@@ -108,7 +121,7 @@ export class RunStarter {
     const results = checked.map((c, i): StartedRun | Error => {
       if (c instanceof Error) return c;
       if (created.has(c.runId)) return { runId: c.runId, status: 'pending', created: true, ...traced(c.trace) };
-      const found = existing.get(`${c.workflow}\u0000${c.idempotencyKey}`);
+      const found = existing.get(runKey(c.workflow, c.idempotencyKey));
       if (found) return { ...found, created: false };
       again.add(items[i].runId);
       return new Error('replaced below by the second attempt');
@@ -159,61 +172,6 @@ export class RunStarter {
     }
     return latest;
   }
-}
-
-async function insertRuns(
-  client: Queryable,
-  items: Pending[],
-  latest: Map<string, StoredDefinition>,
-): Promise<Set<string>> {
-  if (!items.length) return new Set();
-  // A repeated idempotency key (an earlier run, or an earlier item of this batch) inserts nothing.
-  // Named statements: prepared once per connection instead of parsed and planned every batch.
-  const { rows } = await client.query<{ id: string }>({
-    name: 'baton.insert_runs',
-    text: `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata)
-     SELECT r.id, r.workflow_name, r.workflow_version, 'pending', r.input::jsonb, r.trigger, r.idempotency_key, r.metadata
-       FROM jsonb_to_recordset($1::jsonb)
-            AS r(id uuid, workflow_name text, workflow_version int, input text, trigger jsonb, idempotency_key text, metadata jsonb)
-      WHERE r.workflow_version = (SELECT max(d.version) FROM workflow_definitions d WHERE d.name = r.workflow_name)
-     ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-     RETURNING id`,
-    values: [
-      JSON.stringify(
-        items.map((i) => ({
-          id: i.runId,
-          workflow_name: i.workflow,
-          workflow_version: latest.get(i.workflow)?.version,
-          // As text, so a JSON null input stays JSON null rather than SQL NULL.
-          input: JSON.stringify(i.input ?? null),
-          trigger: i.trigger,
-          idempotency_key: i.idempotencyKey ?? null,
-          metadata: traced(i.trace),
-        })),
-      ),
-    ],
-  });
-  return new Set(rows.map((r) => r.id));
-}
-
-async function existingRuns(
-  client: Queryable,
-  items: Pending[],
-): Promise<Map<string, { runId: string; status: string }>> {
-  if (!items.length) return new Map();
-  const { rows } = await client.query<{ id: string; status: string; workflow_name: string; idempotency_key: string }>(
-    // The arrays let PostgreSQL use the idempotency index rather than scan runs (see run-store.ts).
-    `SELECT r.id, r.status, r.workflow_name, r.idempotency_key
-       FROM runs r JOIN jsonb_to_recordset($1::jsonb) AS k(workflow_name text, idempotency_key text)
-         ON r.workflow_name = k.workflow_name AND r.idempotency_key = k.idempotency_key
-      WHERE r.workflow_name = ANY($2::text[]) AND r.idempotency_key = ANY($3::text[])`,
-    [
-      JSON.stringify(items.map((i) => ({ workflow_name: i.workflow, idempotency_key: i.idempotencyKey }))),
-      [...new Set(items.map((i) => i.workflow))],
-      items.map((i) => i.idempotencyKey ?? ''),
-    ],
-  );
-  return new Map(rows.map((r) => [`${r.workflow_name}\u0000${r.idempotency_key}`, { runId: r.id, status: r.status }]));
 }
 
 /** PostgreSQL's "this text cannot be stored" errors (a NUL character in jsonb) are the input's fault. */

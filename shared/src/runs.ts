@@ -4,6 +4,7 @@ import addFormats from 'ajv-formats';
 import type { Pool } from './db/pool';
 import { ValidationError } from './errors';
 import type { CoordinatorClient } from './coordinator-client';
+import { existingRuns, insertRuns, runKey } from './run-rows';
 import type { CoordinatorMessage } from './protocol';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import type { StoredDefinition } from './workflow/store';
@@ -80,27 +81,27 @@ export async function startRun(
   return inSpan('baton.run.create', undefined, attributes, async () => {
     const runId = crypto.randomUUID();
     const trace = injectTrace();
-    const inserted = await pool.query<{ id: string; status: string }>(
-      `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata)
-       VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7)
-       ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-       RETURNING id, status`,
+    const created = await insertRuns(
+      pool,
       [
-        runId,
-        req.definition.name,
-        req.definition.version,
-        JSON.stringify(req.input ?? null),
-        JSON.stringify(req.trigger),
-        req.idempotencyKey ?? null,
-        JSON.stringify(traced(trace)),
+        {
+          id: runId,
+          workflow: req.definition.name,
+          version: req.definition.version,
+          input: req.input,
+          trigger: req.trigger,
+          idempotencyKey: req.idempotencyKey,
+          metadata: traced(trace),
+        },
       ],
+      { onlyLatest: false },
     );
-    if (!inserted.rows[0]) {
-      const existing = await pool.query<{ id: string; status: string }>(
-        'SELECT id, status FROM runs WHERE workflow_name = $1 AND idempotency_key = $2',
-        [req.definition.name, req.idempotencyKey],
-      );
-      return { runId: existing.rows[0].id, status: existing.rows[0].status, created: false };
+    if (!created.has(runId)) {
+      const existing = await existingRuns(pool, [
+        { workflow: req.definition.name, idempotencyKey: req.idempotencyKey },
+      ]);
+      const found = existing.get(runKey(req.definition.name, req.idempotencyKey)) as { runId: string; status: string };
+      return { ...found, created: false };
     }
     // The run is committed and will start even if Redis is unreachable now: the reconciler re-sends
     // `run.start` for pending runs. So a failed notification does not fail the request.

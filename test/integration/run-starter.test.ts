@@ -1,10 +1,12 @@
 import {
   coordinatorQueue,
   createPool,
+  getDefinition,
   inboxKey,
   NotFoundError,
   RunStarter,
   saveDefinition,
+  startRun,
   ValidationError,
   type Pool,
   type StartedRun,
@@ -315,5 +317,34 @@ describe('RunStarter (group commit of run starts)', () => {
     expect(version.get(second.runId)).toBe(v2.version);
     const announced = (await inboxMessages()).map((m) => m.runId);
     expect(announced).toContain(second.runId);
+  });
+
+  it('startRun (schedules, events) inserts through the same statement, on the version it is given', async () => {
+    const v1 = await saveDefinition(env.pool, { ...GREET, name: 'rs-start-run' });
+    await saveDefinition(env.pool, {
+      ...GREET,
+      name: 'rs-start-run',
+      steps: [{ id: 'hello-again', function: 'say-hello', input: { name: '{{ input.name }}' } }],
+    });
+    const held = await getDefinition(env.pool, 'rs-start-run', v1.version);
+    commits = 0;
+    const request = {
+      definition: held,
+      input: { name: 'tick' },
+      trigger: {
+        type: 'schedule' as const,
+        scheduleId: 'rs-start-run:0',
+        cron: '* * * * *',
+        firedAt: '2026-01-01T00:00:00Z',
+      },
+      idempotencyKey: 'schedule:rs-tick-1',
+    };
+    const first = await startRun(pool, queue, request);
+    const again = await startRun(pool, queue, request);
+    expect(commits).toBe(2);
+    expect(first.created).toBe(true);
+    expect(again).toEqual({ runId: first.runId, status: 'pending', created: false });
+    // Not the latest version, and still inserted: startRun starts the definition it holds.
+    expect((await runsByIds([first.runId]))[0].workflow_version).toBe(v1.version);
   });
 });
