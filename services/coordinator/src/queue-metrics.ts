@@ -15,7 +15,7 @@ import {
 export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed'] as const;
 
 /** How the coordinator inbox stream appears in `baton_queue_jobs`. */
-export const INBOX_QUEUE_LABEL = '{coordinator}:inbox';
+export const INBOX_QUEUE_LABEL = `${COORDINATOR_QUEUE}:inbox`;
 
 /** waiting: appended, not yet read; active: read by a coordinator, not yet applied; failed: dead letters. */
 export async function inboxDepth(queues: QueueContext): Promise<{ waiting: number; active: number; failed: number }> {
