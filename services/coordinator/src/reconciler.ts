@@ -286,7 +286,11 @@ export class Reconciler {
         // The job finished but its report never reached the coordinator (lost with a flushed or
         // restarted coordinator queue): replay the report from the job itself.
         const finished = await queue.getJob(id);
-        if (!finished) {
+        // A job that finished without this execution's data ran nothing: its hash was emptied by a
+        // wipe while its id stayed in a list, and the runtime skipped it. Replaying it would record
+        // a step that never ran (a success with no output), so it is removed and enqueued anew.
+        if (!finished || finished.data?.stepExecutionId !== id) {
+          if (finished) await queue.remove(id).catch(() => undefined);
           lost.push(job);
           continue;
         }

@@ -173,7 +173,18 @@ export function startFunctionWorker(
   };
 
   // One span per attempt, a child of the coordinator span that planned the step.
-  const processJob = (job: Job<StepJobData>): Promise<unknown> =>
+  const processJob = async (job: Job<StepJobData>): Promise<unknown> => {
+    if (typeof job.data?.stepExecutionId !== 'string' || typeof job.data.runId !== 'string') {
+      // A job whose hash a Redis wipe emptied while its id stayed in the wait list: there is nothing
+      // to run and no step to report for. Completing it with nothing lets the reconciler see a
+      // finished job without its execution's data and enqueue the step again from PostgreSQL.
+      opts.logger.warn({ jobId: job.id }, 'job without step data (its Redis hash was lost): skipped');
+      return null;
+    }
+    return processStep(job);
+  };
+
+  const processStep = (job: Job<StepJobData>): Promise<unknown> =>
     inSpan(
       `baton.step ${definition.name}`,
       job.data.trace,
@@ -199,7 +210,8 @@ export function startFunctionWorker(
     const started = performance.now();
     const startedAt = new Date().toISOString();
     // Queue wait is measured once per step: later attempts wait on purpose (backoff).
-    if (attempt === 1)
+    // (A job without its creation time, a partly wiped hash, is not measured: NaN would throw.)
+    if (attempt === 1 && Number.isFinite(job.timestamp))
       metrics.stepWait.observe({ function: definition.name }, Math.max(0, Date.now() - job.timestamp) / 1000);
     // A quick attempt sends one report, with its start time; a slow one says it started meanwhile, so
     // the run shows it running (and which worker has it).
