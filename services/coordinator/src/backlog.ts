@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { functionQueueName, type Logger, type QueueContext } from '@baton/shared';
+import { functionQueueName, type Logger, type QueueContext, ErrorCode } from '@baton/shared';
 
 /**
  * A function queue's backlog, the metric KEDA scales each function's Deployment on
@@ -114,12 +114,12 @@ export function backlogRoute(
       res.end(JSON.stringify(body));
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      json(405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'use GET' } });
+      json(405, { error: { code: ErrorCode.METHOD_NOT_ALLOWED, message: 'use GET' } });
       return;
     }
     const name = new URL(req.url ?? '/', 'http://localhost').searchParams.get('function') ?? '';
     if (!isValidFunctionName(name)) {
-      json(400, { error: { code: 'BAD_REQUEST', message: 'query parameter function=<name> is required' } });
+      json(400, { error: { code: ErrorCode.BAD_REQUEST, message: 'query parameter function=<name> is required' } });
       return;
     }
     let timer: NodeJS.Timeout | undefined;
@@ -134,7 +134,7 @@ export function backlogRoute(
         (err: unknown) => {
           // KEDA then keeps the current replicas (or its fallback) instead of scaling on a guess.
           logger.warn({ err: (err as Error).message, function: name }, 'backlog read failed');
-          json(503, { error: { code: 'UNAVAILABLE', message: 'queue counts unavailable' } });
+          json(503, { error: { code: ErrorCode.UNAVAILABLE, message: 'queue counts unavailable' } });
         },
       );
   };

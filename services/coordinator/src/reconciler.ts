@@ -7,6 +7,7 @@ import {
   type Pool,
   type StepJobData,
   type StepReport,
+  ErrorCode,
 } from '@baton/shared';
 import type { Coordinator } from './coordinator';
 import { redriveControlRequests } from './control-outbox';
@@ -307,7 +308,11 @@ export class Reconciler {
             : {
                 type: 'step.failed',
                 ...base,
-                error: { code: 'STEP_FAILED', message: finished.failedReason || 'step failed', nonRetryable: false },
+                error: {
+                  code: ErrorCode.STEP_FAILED,
+                  message: finished.failedReason || 'step failed',
+                  nonRetryable: false,
+                },
               };
         await coordinator.handle(report);
         result.reportsReplayed += 1;

@@ -7,6 +7,7 @@ import {
   type SerializedError,
   type StepLogLine,
   type StepReport,
+  ErrorCode,
 } from '@baton/shared';
 
 /**
@@ -61,7 +62,7 @@ export function guardReport(received: InboxMessage, limits: ReportLimits): Inbox
           ...rest,
           type: 'step.failed',
           error: {
-            code: 'OUTPUT_TOO_LARGE',
+            code: ErrorCode.OUTPUT_TOO_LARGE,
             message:
               `step output is ${bytes} bytes${events?.length ? ' (with its emitted events)' : ''}, over the limit of ` +
               `${limits.maxOutputBytes} (BATON_MAX_OUTPUT_BYTES): store a large result as a document and return its id`,
@@ -110,7 +111,7 @@ export function quarantineReport(message: InboxMessage, reason: string): InboxMe
       ...base,
       type: 'step.failed',
       error: {
-        code: 'UNSTORABLE_OUTPUT',
+        code: ErrorCode.UNSTORABLE_OUTPUT,
         message: `PostgreSQL refused to store this step's output (${why}); the step's handler did return`,
         nonRetryable: true,
       },

@@ -1,3 +1,4 @@
+import { ErrorCode } from '@baton/shared';
 import type {
   Pool,
   PoolClient,
@@ -339,7 +340,7 @@ export async function finishBuiltin(
   );
   const input = rows[0]?.input ?? {};
   return completeBuiltin(client, message.stepExecutionId, 'failed', null, {
-    code: 'EVENT_TIMEOUT',
+    code: ErrorCode.EVENT_TIMEOUT,
     message: `no '${input.name}' event arrived within ${input.timeoutMs} ms`,
     nonRetryable: true,
   });
@@ -581,7 +582,7 @@ export class RunWrites {
         JSON.stringify(
           this.cancelled.map((c) => ({
             id: c.id,
-            error: { code: 'CANCELLED', message: c.reason, nonRetryable: true },
+            error: { code: ErrorCode.CANCELLED, message: c.reason, nonRetryable: true },
           })),
         ),
         JSON.stringify(
