@@ -44,6 +44,8 @@ export const ErrorCode = {
   CONFLICT: 'CONFLICT',
   /** Redis did not answer in time or refused (frozen, failing over). Retryable (HTTP 503). */
   REDIS_UNAVAILABLE: 'REDIS_UNAVAILABLE',
+  /** PostgreSQL cannot be reached or take the statement now (down, out of connections, a timeout). Retryable (HTTP 503). */
+  DATABASE_UNAVAILABLE: 'DATABASE_UNAVAILABLE',
   /** The environment is invalid: the process prints the message and exits. Not retryable. */
   CONFIG_INVALID: 'CONFIG_INVALID',
 

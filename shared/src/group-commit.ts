@@ -1,3 +1,5 @@
+import { types } from 'node:util';
+
 /**
  * Group commit: callers submit items one at a time; items that arrive while a flush is under way are
  * flushed together by the next one. Idle, an item is flushed at once (no added latency); busy, batches
@@ -53,7 +55,9 @@ export class GroupCommit<T, R> {
           (results) =>
             batch.forEach((w, i) => {
               const result = results[i];
-              if (result instanceof Error) w.reject(result);
+              // isNativeError as well: an error made by Node itself (a refused socket) comes from
+              // another realm than this module's Error under a VM context such as jest's.
+              if (result instanceof Error || types.isNativeError(result)) w.reject(result);
               else w.resolve(result as R);
             }),
           (err: unknown) => batch.forEach((w) => w.reject(err)),

@@ -7,7 +7,7 @@ export * from './config';
 export { createLogger, type Logger } from './logger';
 export { registry, metrics, collectProcessMetrics, startMetricsServer } from './metrics';
 export { createPool, withTransaction, type Pool, type PoolClient } from './db/pool';
-export { SQLSTATE, isDataError, isUnstorableText } from './db/sqlstate';
+export { SQLSTATE, isDataError, isDatabaseUnavailable, isUnstorableText } from './db/sqlstate';
 export { storableJson, storableString, storableText, jsonByteLength, DEFAULT_MAX_OUTPUT_BYTES } from './storable';
 export { ensureDatabase, migrate, seedDemoData, MIGRATIONS_DIR, SEEDS_DIR } from './db/migrate';
 export { redisKeys, type RedisKeys } from './keys';

@@ -140,9 +140,14 @@ describe('gateway HTTP API: config, health, auth, errors and metrics', () => {
     });
 
     it('an unexpected failure is a 500 with a generic message', async () => {
-      const broken = createPool('postgres://postgres@127.0.0.1:1/baton');
+      // A statement PostgreSQL refuses as wrong (a bug), not for want of the server: the real error
+      // (and its SQL) stays in the log. (An unreachable server is a 503: gateway-database-bounds.test.ts.)
+      const broken = createPool(env.databaseUrl, { max: 1 });
       extraPools.push(broken);
-      const res = await request(appWith({}, broken)).get('/v1/workflows').expect(500);
+      const wrong = Object.assign(Object.create(broken) as typeof broken, {
+        query: () => broken.query('SELECT no_such_column FROM workflow_definitions'),
+      });
+      const res = await request(appWith({}, wrong)).get('/v1/workflows').expect(500);
       expect(res.body).toEqual({ error: { code: 'INTERNAL', message: 'internal server error' } });
     });
 

@@ -16,7 +16,54 @@ export const SQLSTATE = {
   queryCanceled: '57014',
   /** CREATE DATABASE of a database that exists (another process created it first). */
   duplicateDatabase: '42P04',
+  /** The server has no connection slot left (max_connections). */
+  tooManyConnections: '53300',
+  /** The server is shutting down, crashed, or starting (its backends are being terminated). */
+  adminShutdown: '57P01',
+  crashShutdown: '57P02',
+  cannotConnectNow: '57P03',
 } as const;
+
+/** Node's socket errors of a connection that could not be made or was cut. */
+const SOCKET_FAILURES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+/** pg and pg-pool's own messages for a connection that could not be made, was cut, or was not given. */
+const CLIENT_FAILURES = [
+  'timeout exceeded when trying to connect',
+  'Connection terminated',
+  'Client has encountered a connection error and is not queryable',
+  'Client was closed and is not queryable',
+];
+
+/**
+ * PostgreSQL cannot be reached or cannot take the statement now (down, restarting, out of
+ * connections, a lock or statement timeout): the request may succeed later, unlike a bad statement.
+ * A caller answering someone says 503 (retry), not 500 (bug).
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const code = codeOf(err);
+  if (code !== undefined) {
+    if (code.startsWith('08') || SOCKET_FAILURES.has(code)) return true;
+    if (
+      code === SQLSTATE.tooManyConnections ||
+      code === SQLSTATE.adminShutdown ||
+      code === SQLSTATE.crashShutdown ||
+      code === SQLSTATE.cannotConnectNow ||
+      code === SQLSTATE.lockNotAvailable ||
+      code === SQLSTATE.queryCanceled
+    )
+      return true;
+  }
+  const message = (err as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && CLIENT_FAILURES.some((m) => message.startsWith(m));
+}
 
 function codeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;

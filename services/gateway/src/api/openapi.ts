@@ -71,6 +71,8 @@ const JSON_BODY_ERRORS = {
 const BAD_ID = 'the id is not a UUID (INVALID_ID)';
 const REDIS_UNAVAILABLE =
   'Redis did not answer within BATON_REDIS_COMMAND_TIMEOUT_MS, or refused (REDIS_UNAVAILABLE); try again in a few seconds';
+const DATABASE_UNAVAILABLE =
+  'PostgreSQL is unreachable or out of connections (DATABASE_UNAVAILABLE): nothing was done; try again in a few seconds';
 const STARTED: Record<number, ResponseSpec> = {
   202: {
     description: 'the run was created; `statusUrl` shows its progress',
@@ -411,6 +413,10 @@ function responsesOf(op: Operation, authenticated: boolean, readOnlyKeys: boolea
   if (authenticated) errors[401] = 'missing or invalid API key (`Authorization: Bearer <key>`)';
   if (authenticated && readOnlyKeys && op.method !== 'get') {
     errors[403] = 'a read-only key (BATON_READONLY_API_KEYS) on a method that changes something (FORBIDDEN)';
+  }
+  // Every API route reads or writes PostgreSQL: one it cannot reach is a 503, nothing done.
+  if (op.path.startsWith('/v1/') || op.path === '/invoice/start') {
+    errors[503] = errors[503] ? `${errors[503]}; or ${DATABASE_UNAVAILABLE}` : DATABASE_UNAVAILABLE;
   }
   const limited = !(NOT_RATE_LIMITED as readonly string[]).includes(op.path);
   if (limited) errors[429] = RATE_LIMITED;

@@ -3,6 +3,7 @@ import {
   ErrorCode,
   BatonError,
   ConflictError,
+  isDatabaseUnavailable,
   NotFoundError,
   RedisUnavailableError,
   ValidationError,
@@ -76,6 +77,14 @@ function classify(err: unknown): { status: number; code: string; message: string
   if (err instanceof ConflictError) return { status: 409, code: err.code, message: err.message };
   const redis = redisUnavailable(err);
   if (redis !== undefined) return { status: 503, code: ErrorCode.REDIS_UNAVAILABLE, message: redis };
+  if (isDatabaseUnavailable(err)) {
+    return {
+      status: 503,
+      code: ErrorCode.DATABASE_UNAVAILABLE,
+      // Nothing was written: a request refused this way may be sent again (with its idempotency key).
+      message: `PostgreSQL is unavailable (${(err as Error).message}): nothing was done; try again in a few seconds (GET /readyz answers 200 again once it is back)`,
+    };
+  }
   const e = err as BodyParserError;
   switch (e?.type) {
     case 'entity.too.large':
