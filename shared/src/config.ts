@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_OUTPUT_BYTES } from './storable';
 import { z } from 'zod';
 import { ConfigError } from './errors';
 
@@ -48,6 +49,19 @@ export const DEFAULT_EXPRESSION_LIMITS: ExpressionSandboxLimits = {
   maxMemoryMb: 128,
   maxResultBytes: 4 * 1024 * 1024,
 };
+
+/**
+ * BATON_MAX_OUTPUT_BYTES: the largest step output (with its emitted events), read by the function
+ * runtime (refused before it reaches Redis) and the coordinator (refused before PostgreSQL).
+ */
+export const outputLimitEnv = z.object({
+  BATON_MAX_OUTPUT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(DEFAULT_MAX_OUTPUT_BYTES),
+});
 
 /** Read by every process that evaluates expressions; part of `baseEnv` so a bad value stops the start. */
 export const expressionEnv = z.object({

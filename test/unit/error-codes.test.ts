@@ -3,6 +3,7 @@ import path from 'node:path';
 import ts from 'typescript';
 import { ErrorCode, isErrorCode, runError } from '@baton/shared';
 import { CliErrorCode } from '../../cli/src/error-codes';
+import { ROOT, shippedSourceFiles } from '../support/sources';
 
 /**
  * Error codes come from one registry, `ErrorCode` in shared/src/error-codes.ts. The scan parses
@@ -20,8 +21,6 @@ import { CliErrorCode } from '../../cli/src/error-codes';
  * reported unless they sit in one of the positions above.
  */
 
-const ROOT = path.resolve(__dirname, '../..');
-const SOURCE_DIRS = ['shared/src', 'services', 'functions', 'cli/src'];
 const REGISTRY = 'shared/src/error-codes.ts';
 /** The CLI ships without @baton/shared: its own codes are mirrored here (checked below). */
 const CLI_MIRROR = 'cli/src/error-codes.ts';
@@ -47,32 +46,6 @@ interface Finding {
   line: number;
   literal: string;
   problem: string;
-}
-
-function sourceFiles(): string[] {
-  const files: string[] = [];
-  const walk = (dir: string): void => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      if (entry.name === 'node_modules' || entry.name === 'dist' || entry.name.startsWith('.')) continue;
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) files.push(full);
-    }
-  };
-  for (const dir of SOURCE_DIRS) {
-    const full = path.join(ROOT, dir);
-    if (!fs.existsSync(full)) continue;
-    if (dir === 'services' || dir === 'functions') {
-      // Only each workspace's src/: its tests and scripts are not shipped.
-      for (const ws of fs.readdirSync(full)) {
-        const src = path.join(full, ws, 'src');
-        if (fs.existsSync(src)) walk(src);
-      }
-    } else {
-      walk(full);
-    }
-  }
-  return files.map((f) => path.relative(ROOT, f)).sort();
 }
 
 /** Whether `node` sits where an error code goes (see the rules at the top). */
@@ -136,7 +109,7 @@ function scanSource(file: string, text: string): Finding[] {
 const allowedFolderOf = (file: string) => ALLOWED_FOLDERS.find((a) => file.startsWith(a.folder));
 
 describe('error codes come from the registry', () => {
-  const files = sourceFiles();
+  const files = shippedSourceFiles();
 
   it('finds the sources', () => {
     expect(files).toContain(REGISTRY);

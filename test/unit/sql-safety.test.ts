@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
+import { ROOT, shippedSourceFiles } from '../support/sources';
 
 /**
  * Parameterised SQL only. Every `.query(...)` call in the TypeScript sources must take its SQL as a
@@ -12,9 +13,6 @@ import ts from 'typescript';
  * The scan parses the sources with the TypeScript compiler (not a regex), so multi-line calls, type
  * arguments (`query<Row>(...)`) and queries kept in a variable are all seen.
  */
-
-const ROOT = path.resolve(__dirname, '../..');
-const SOURCE_DIRS = ['shared/src', 'services', 'functions', 'cli/src'];
 
 interface Allowed {
   file: string;
@@ -72,32 +70,6 @@ interface Finding {
   line: number;
   problem: string;
   expression: string;
-}
-
-function sourceFiles(): string[] {
-  const files: string[] = [];
-  const walk = (dir: string): void => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      if (entry.name === 'node_modules' || entry.name === 'dist' || entry.name.startsWith('.')) continue;
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) files.push(full);
-    }
-  };
-  for (const dir of SOURCE_DIRS) {
-    const full = path.join(ROOT, dir);
-    if (!fs.existsSync(full)) continue;
-    if (dir === 'services' || dir === 'functions') {
-      // Only each workspace's src/: its tests and scripts are not shipped.
-      for (const ws of fs.readdirSync(full)) {
-        const src = path.join(full, ws, 'src');
-        if (fs.existsSync(src)) walk(src);
-      }
-    } else {
-      walk(full);
-    }
-  }
-  return files.sort();
 }
 
 /** Scans one file's text; `file` is its repository-relative path (for the allow-list and messages). */
@@ -184,7 +156,7 @@ function scanSource(file: string, text: string, allowed: readonly Allowed[] = AL
 }
 
 describe('parameterised SQL only', () => {
-  const files = sourceFiles();
+  const files = shippedSourceFiles().map((f) => path.join(ROOT, f));
 
   it('finds the sources', () => {
     const relative = files.map((f) => path.relative(ROOT, f));

@@ -1,7 +1,6 @@
 import { z } from 'zod';
-import { baseEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/shared';
+import { baseEnv, outputLimitEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/shared';
 import { INBOX_BATCH_SIZE, INBOX_CLAIM_IDLE_MS, INBOX_LOOPS } from './inbox-consumer';
-import { DEFAULT_MAX_OUTPUT_BYTES } from './report-guard';
 
 const coordinatorEnv = baseEnv.extend({
   /** Folder of workflow definitions saved at start (the chart mounts a ConfigMap there). */
@@ -19,12 +18,7 @@ const coordinatorEnv = baseEnv.extend({
   /** Rows younger than this are left alone: their enqueue may simply not have happened yet. */
   RECONCILE_GRACE_MS: z.coerce.number().int().min(0).default(5_000),
   /** Largest step output (with its emitted events) stored; larger fails the step with OUTPUT_TOO_LARGE. */
-  BATON_MAX_OUTPUT_BYTES: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .max(64 * 1024 * 1024)
-    .default(DEFAULT_MAX_OUTPUT_BYTES),
+  ...outputLimitEnv.shape,
 });
 
 export interface CoordinatorConfig extends BaseConfig {

@@ -1,11 +1,18 @@
 import { z } from 'zod';
-import { baseEnv, loadConfigOrExit, loadConfigOrExitAsync, parseEnv, toBaseConfig, type BaseConfig } from '../config';
+import {
+  baseEnv,
+  outputLimitEnv,
+  loadConfigOrExit,
+  loadConfigOrExitAsync,
+  parseEnv,
+  toBaseConfig,
+  type BaseConfig,
+} from '../config';
 import { advertiseHost, registerTarget } from '../discovery';
 import { createLogger, type Logger } from '../logger';
 import { startTracing } from '../tracing';
 import { collectProcessMetrics, startMetricsServer } from '../metrics';
 import { createRedis, queueContext } from '../queues';
-import { DEFAULT_MAX_OUTPUT_BYTES } from '../storable';
 import { concurrencyEnvName, type FunctionDefinition } from './function';
 import { startFunctionWorker } from './worker';
 
@@ -39,19 +46,7 @@ export async function runFunctionMain(
         .BATON_STEP_LOCK_MS,
   );
   // The largest output a step may report (the coordinator applies the same limit when storing it).
-  const maxOutputBytes = loadConfigOrExit(
-    () =>
-      parseEnv(
-        z.object({
-          BATON_MAX_OUTPUT_BYTES: z.coerce
-            .number()
-            .int()
-            .min(1024)
-            .max(64 * 1024 * 1024)
-            .default(DEFAULT_MAX_OUTPUT_BYTES),
-        }),
-      ).BATON_MAX_OUTPUT_BYTES,
-  );
+  const maxOutputBytes = loadConfigOrExit(() => parseEnv(outputLimitEnv).BATON_MAX_OUTPUT_BYTES);
   const config = toBaseConfig(env);
   const logger = createLogger(`fn.${name}`, config.logLevel, { function: name });
   const fn = await loadConfigOrExitAsync(async () => build({ config, logger }));
