@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { seededRandom } from '../../shared/src/runtime/failpoints';
 
 /**
  * Load during faults, Jepsen style: run starts at a fixed rate (with seeded jitter) for the whole
@@ -10,17 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
  *   at the end it is looked up by its idempotency key and, if it exists, checked like an ok one.
  */
 
-/** mulberry32: a small seeded generator; the seed fixes fault timing and load jitter. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a small seeded generator; the seed fixes fault timing and load jitter (the failpoints' own). */
+export const rng = seededRandom;
 
 export type Outcome = 'ok' | 'failed' | 'unknown';
 

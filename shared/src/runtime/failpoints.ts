@@ -54,7 +54,7 @@ export function parseFailpoints(spec: string): Rule[] {
 }
 
 /** A small seeded generator (mulberry32), so a seeded failpoint fires at the same passes every run. */
-function seeded(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -74,7 +74,7 @@ export function failpoint(point: FailpointName, env: NodeJS.ProcessEnv = process
     parsedFrom = spec;
     passes.clear();
     const seed = Number(env.BATON_FAILPOINT_SEED);
-    draw = env.BATON_FAILPOINT_SEED && Number.isFinite(seed) ? seeded(seed) : Math.random;
+    draw = env.BATON_FAILPOINT_SEED && Number.isFinite(seed) ? seededRandom(seed) : Math.random;
   }
   const pass = (passes.get(point) ?? 0) + 1;
   passes.set(point, pass);
