@@ -1,4 +1,4 @@
-import { flushRedis, killCoordinator, sigtermFunction, type ScenarioResult } from './scenarios';
+import { flushRedis, killCoordinator, PRECONDITION_MISSED, sigtermFunction, type ScenarioResult } from './scenarios';
 
 /**
  * The fast subset of the chaos suite (in `npm test`): real processes, real PostgreSQL and Redis, one
@@ -15,6 +15,8 @@ function expectClean({ row, report, violations }: ScenarioResult): void {
     throw new Error(`invariants broken:\n${evidence}`);
   expect(row.faults).toBeGreaterThan(0);
   expect(row.ok).toBeGreaterThan(0);
+  // The fault landed where the scenario's name says (e.g. a step was running when it was killed).
+  expect(row.notes.filter((n) => n.startsWith(PRECONDITION_MISSED))).toEqual([]);
 }
 
 describe('chaos (fast subset)', () => {

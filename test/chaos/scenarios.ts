@@ -159,9 +159,17 @@ const define =
   (seed) =>
     scenario({ ...build(size), size }, seed);
 
-/** Waits (up to 30 s) until a worker holds a step of `fn`; notes `missed` if none showed, and goes on. */
+/** How a scenario's notes mark a fault that did not land where its name says (chaos.fast asserts none). */
+export const PRECONDITION_MISSED = 'precondition not met:';
+
+/**
+ * Waits (up to 30 s) until a worker holds a step of `fn`. If none showed, the fault is injected
+ * anyway, but the row says its precondition was not met (`PRECONDITION_MISSED`): a scenario named
+ * "mid-step" whose fault landed between steps proved nothing, and the fast suite fails on it.
+ */
 async function untilMidStep(system: ChaosSystem, fn: string, missed: string): Promise<void> {
-  if (!(await system.waitForStep({ function: fn, status: 'running' }, 30_000))) system.notes.push(missed);
+  if (!(await system.waitForStep({ function: fn, status: 'running' }, 30_000)))
+    system.notes.push(`${PRECONDITION_MISSED} ${missed}`);
 }
 
 /** Polls a count query until it reaches `target` (or the timeout); returns the last count. */
