@@ -244,7 +244,12 @@ export function startFunctionWorker(
       // Encoded here, so an output JSON cannot carry fails the attempt (as BullMQ could not store it
       // either), while a report Redis refuses below does not.
       const encoded = encodeReport(message);
-      const outputBytes = jsonByteLength(output ?? null) + (events.length ? jsonByteLength(events) : 0);
+      // The encoded report holds the output and events, so only a report over the limit needs them
+      // measured apart (serialising every output twice would tax each step for the rare large one).
+      const outputBytes =
+        Buffer.byteLength(encoded) <= maxOutputBytes
+          ? 0
+          : jsonByteLength(output ?? null) + (events.length ? jsonByteLength(events) : 0);
       if (outputBytes > maxOutputBytes) {
         // The handler ran: failing for good (no retry) keeps its side effect from being repeated for
         // an output that would be too large again. The coordinator applies the same limit.
