@@ -1,4 +1,5 @@
 import {
+  DEFAULT_MAX_OUTPUT_BYTES,
   isDataError,
   metrics,
   openSpan,
@@ -10,7 +11,7 @@ import {
   type PoolClient,
 } from '@baton/shared';
 import { merge, nothing, type Outcome } from './outcome';
-import { DEFAULT_MAX_OUTPUT_BYTES, guardReport, quarantineReport, withoutLogs } from './report-guard';
+import { guardReport, quarantineReport, withoutLogs } from './report-guard';
 import type { RunAdvancer } from './run-advancer';
 import {
   applyReport,

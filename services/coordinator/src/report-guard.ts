@@ -29,7 +29,6 @@ import {
  * again would repeat its side effect and most likely return the same value.
  */
 
-export { DEFAULT_MAX_OUTPUT_BYTES } from '@baton/shared';
 const MAX_ERROR_MESSAGE_CHARS = 8_192;
 const MAX_ERROR_DETAILS_BYTES = 64 * 1024;
 const MAX_LOG_LINES = 500;
