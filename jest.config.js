@@ -8,7 +8,10 @@
 const tsJest = ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }];
 const shared = {
   transform: { '^.+\\.ts$': tsJest },
-  moduleNameMapper: { '^@baton/shared$': '<rootDir>/shared/src/index.ts' },
+  moduleNameMapper: {
+    '^@baton/shared$': '<rootDir>/shared/src/index.ts',
+    '^@baton/sdk$': '<rootDir>/sdk/src/index.ts',
+  },
   // Local tool and dev-server folders (helm, image build storage, embedded PostgreSQL) hold copies of
   // the workspaces: jest must not index them.
   modulePathIgnorePatterns: ['<rootDir>/.tools/', '<rootDir>/.dev/'],

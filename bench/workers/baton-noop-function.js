@@ -6,7 +6,7 @@
  */
 const { performance } = require('node:perf_hooks');
 const { z } = require('zod');
-const { defineFunction, runFunctionMain } = require('@baton/shared');
+const { defineFunction, runFunctionMain } = require('@baton/sdk');
 
 const NAME = 'bench-noop';
 

@@ -1,37 +1,30 @@
+import { StepErrorCode } from '@baton/sdk';
+
 /**
  * Every error code Baton produces: in API error bodies (`error.code`), in run and step error records
  * (`error.code`), and in step reports. The strings are part of the public API (README,
  * docs/WORKFLOWS.md, the OpenAPI document): never change one, add a new one instead.
- * test/unit/error-codes.test.ts fails when a quoted UPPER_SNAKE code appears in the sources outside
- * this file. PostgreSQL's SQLSTATEs are not here: see `SQLSTATE` in db/sqlstate.ts.
+ * The function runtime's own codes are the SDK's (`StepErrorCode` in sdk/src/error-codes.ts), spread
+ * in here. test/unit/error-codes.test.ts fails when a quoted UPPER_SNAKE code appears in the sources
+ * outside these two files (or a function's mirror). PostgreSQL's SQLSTATEs are not here: see
+ * `SQLSTATE` in db/sqlstate.ts.
  *
  * "Retryable" says whether trying the same thing again can help: for a step, whether the step's
  * retry policy applies; for an API call, whether the client may repeat the request unchanged.
  */
 export const ErrorCode = {
+  // --- The function runtime's own (sdk/src/error-codes.ts, documented there) ---
+  ...StepErrorCode,
+
   // --- Runs and steps (run/step `error.code`) ---
-  /** The run was cancelled on request (or a step attempt was aborted by it). Not retryable. */
-  CANCELLED: 'CANCELLED',
   /** The run passed its workflow `timeoutMs`. Not retryable (a retried run gets a fresh deadline). */
   WORKFLOW_TIMEOUT: 'WORKFLOW_TIMEOUT',
   /** A `waitForEvent` step's event did not arrive within its `timeoutMs`. Not retryable. */
   EVENT_TIMEOUT: 'EVENT_TIMEOUT',
-  /** A step attempt ran past the step's `timeoutMs`. Retryable (per the step's policy). */
-  STEP_TIMEOUT: 'STEP_TIMEOUT',
-  /** A step failed with an error that carries no code of its own (a crash, a plain Error). Retryable. */
-  STEP_FAILED: 'STEP_FAILED',
-  /** A step's output (with its emitted events) is over BATON_MAX_OUTPUT_BYTES. Not retryable. */
-  OUTPUT_TOO_LARGE: 'OUTPUT_TOO_LARGE',
   /** A step's output holds text PostgreSQL cannot store (NUL, a lone surrogate). Not retryable. */
   UNSTORABLE_OUTPUT: 'UNSTORABLE_OUTPUT',
   /** A `${…}` template or `if` expression failed (error, time, memory, result size). Not retryable. */
   EXPRESSION_FAILED: 'EXPRESSION_FAILED',
-  /** A step's input does not match the function's input schema. Not retryable. */
-  INVALID_INPUT: 'INVALID_INPUT',
-  /** A step emitted an event with an invalid name. Not retryable. */
-  INVALID_EVENT: 'INVALID_EVENT',
-  /** A step emitted more events than one step may. Not retryable. */
-  TOO_MANY_EVENTS: 'TOO_MANY_EVENTS',
 
   // --- Shared failures (BatonError subclasses) ---
   /** A value from outside (body, definition, env) is invalid; `details` lists the problems. Not retryable. */
@@ -46,8 +39,6 @@ export const ErrorCode = {
   REDIS_UNAVAILABLE: 'REDIS_UNAVAILABLE',
   /** PostgreSQL cannot be reached or take the statement now (down, out of connections, a timeout). Retryable (HTTP 503). */
   DATABASE_UNAVAILABLE: 'DATABASE_UNAVAILABLE',
-  /** The environment is invalid: the process prints the message and exits. Not retryable. */
-  CONFIG_INVALID: 'CONFIG_INVALID',
 
   // --- HTTP API (gateway; the coordinator's backlog endpoint) ---
   /** The request body or parameters are invalid (HTTP 400). Not retryable. */

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { appendEncodedToInbox, INBOX_MESSAGE_FIELD } from '@baton/sdk';
 import { redisKeys } from './keys';
 import type { CoordinatorMessage } from './protocol';
 
@@ -53,23 +54,21 @@ export function encodeInboxMessage(message: InboxMessage): string {
 }
 
 /**
- * Appends one message already encoded with `encodeInboxMessage`: a caller that retries delivery
- * encodes once, so an encoding error is told apart from Redis refusing the XADD.
+ * Appends one message already encoded with `encodeInboxMessage` (the SDK's: function processes
+ * append their reports with it).
  */
-export async function appendEncodedToInbox(redis: Redis, prefix: string, encoded: string): Promise<void> {
-  await redis.xadd(inboxKey(prefix), '*', 'm', encoded);
-}
+export { appendEncodedToInbox, INBOX_MESSAGE_FIELD };
 
 /** Appends messages in one round trip (a pipeline of XADDs). */
 export async function appendToInbox(redis: Redis, prefix: string, messages: InboxMessage[]): Promise<void> {
   if (!messages.length) return;
   const key = inboxKey(prefix);
   if (messages.length === 1) {
-    await redis.xadd(key, '*', 'm', encodeInboxMessage(messages[0]));
+    await redis.xadd(key, '*', INBOX_MESSAGE_FIELD, encodeInboxMessage(messages[0]));
     return;
   }
   const pipeline = redis.pipeline();
-  for (const message of messages) pipeline.xadd(key, '*', 'm', encodeInboxMessage(message));
+  for (const message of messages) pipeline.xadd(key, '*', INBOX_MESSAGE_FIELD, encodeInboxMessage(message));
   const results = (await pipeline.exec()) ?? [];
   const failed = results.find(([err]) => err);
   if (failed) throw failed[0];

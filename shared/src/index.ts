@@ -1,5 +1,6 @@
 /**
- * @baton/shared — the runtime library every Baton deployable imports.
+ * @baton/shared — the engine library the gateway and the coordinator import. What a function process
+ * needs is @baton/sdk (sdk/), which this package builds on and never the reverse.
  */
 export * from './errors';
 export * from './error-codes';
@@ -20,9 +21,20 @@ export * from './workflow/expressions';
 export * from './workflow/planner';
 export * from './workflow/retry';
 export * from './workflow/store';
-export * from './runtime/function';
-export { startFunctionWorker, type FunctionWorker, type FunctionWorkerOptions } from './runtime/worker';
-export { runFunctionMain, SHUTDOWN_TIMEOUT_MS, type FunctionProcess } from './runtime/main';
+// The function runtime is the SDK's (@baton/sdk): re-exported for the engine's tests and tools.
+export {
+  concurrencyEnvName,
+  defineFunction,
+  runFunctionMain,
+  startFunctionWorker,
+  SHUTDOWN_TIMEOUT_MS,
+  type FunctionContext,
+  type FunctionDefinition,
+  type FunctionProcess,
+  type FunctionWorker,
+  type FunctionWorkerOptions,
+  type StepLog,
+} from '@baton/sdk';
 export * from './runs';
 export { RunStarter, RUN_START_BATCH, type StartByNameRequest } from './run-starter';
 export * from './events';

@@ -1,6 +1,5 @@
-import type { SerializedError } from './errors';
+import type { StepReport } from '@baton/sdk';
 import type { TraceCarrier } from './tracing';
-import type { RetryPolicy } from './workflow/definition';
 
 /**
  * Messages between the gateway, the coordinator and the function runtime, all plain JSON: step jobs
@@ -10,70 +9,18 @@ import type { RetryPolicy } from './workflow/definition';
  * shapes side by side.
  */
 
-/** Job data of a step on `fn.<function>`. The BullMQ job id is `stepExecutionId`. */
-export interface StepJobData {
-  runId: string;
-  stepExecutionId: string;
-  stepId: string;
-  workflow: string;
-  kind: 'action' | 'compensation';
-  function: string;
-  input: unknown;
-  retry: RetryPolicy;
-  timeoutMs?: number;
-  /**
-   * Set only when the step runs again after its effect was undone by compensation (a retried run):
-   * then the key gains a generation, so the side effect is made anew instead of found.
-   */
-  idempotencyKey?: string;
-  /** W3C trace context of the span that planned this step (tracing on only). */
-  trace?: TraceCarrier;
-}
-
 /**
- * A step's idempotency key (`ctx.idempotencyKey`): `<runId>:<stepId>`, plus `:compensate` for its
- * compensation, stable across attempts and retries of the run. A step run again after its effect was
- * undone gets a generation (`:<n>`, n > 0), carried in the job data (`StepJobData.idempotencyKey`).
+ * What travels between the coordinator and function processes (step job data, step reports, the
+ * idempotency key) is the SDK's versioned wire protocol (sdk/src/protocol.ts).
  */
-export function stepIdempotencyKey(
-  step: { runId: string; stepId: string; kind: 'action' | 'compensation' },
-  generation = 0,
-): string {
-  const base = `${step.runId}:${step.stepId}${step.kind === 'compensation' ? ':compensate' : ''}`;
-  return generation > 0 ? `${base}:${generation}` : base;
-}
-
-export interface StepLogLine {
-  level: 'debug' | 'info' | 'warn' | 'error';
-  message: string;
-  data?: Record<string, unknown>;
-  time: string;
-}
-
-interface StepReportBase {
-  runId: string;
-  stepExecutionId: string;
-  attempt: number;
-  workerId: string;
-  at: string;
-  /**
-   * When the attempt started. A step that finishes quickly sends no `step.started` (one message per
-   * step, not two): its final report carries the start time instead.
-   */
-  startedAt?: string;
-  /** The reporting function (lets the coordinator note which functions have live workers). */
-  function?: string;
-  logs?: StepLogLine[];
-  /** The attempt's span, so the coordinator's handling joins the run's trace. */
-  trace?: TraceCarrier;
-}
-
-export type StepReport =
-  | (StepReportBase & { type: 'step.started' })
-  | (StepReportBase & { type: 'step.retrying'; error: SerializedError; delayMs: number })
-  /** `events`: what the handler emitted with ctx.emit, published once the success is recorded. */
-  | (StepReportBase & { type: 'step.succeeded'; output: unknown; events?: { name: string; payload: unknown }[] })
-  | (StepReportBase & { type: 'step.failed'; error: SerializedError });
+export {
+  PROTOCOL_VERSION,
+  stepIdempotencyKey,
+  type StepJobData,
+  type StepLogLine,
+  type StepReport,
+  type StepRetryPolicy,
+} from '@baton/sdk';
 
 /**
  * Requests to change a run from outside (API, deadline). `requestId`: the `control_requests` row the

@@ -1,41 +1,15 @@
 import type { JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
-import type { BaseConfig, RedisOptions } from './config';
+import type { Redis } from 'ioredis';
+import type { QueueContext } from '@baton/sdk';
+import type { BaseConfig } from './config';
 import { RedisUnavailableError } from './errors';
 import { redisKeys } from './keys';
 
 /** Queue names, like every other key, are built in keys.ts. */
 export { COORDINATOR_QUEUE, functionNameOfQueue, functionQueueName } from './keys';
 
-/**
- * A Redis connection for BullMQ. `maxRetriesPerRequest: null` lets blocking worker commands wait
- * through a Redis restart instead of failing; BullMQ requires it for workers.
- *
- * `commandTimeoutMs` bounds every command of the connection (ioredis' commandTimeout): for callers
- * that answer someone who is waiting (the gateway), never for worker connections, whose blocking
- * commands wait on purpose.
- */
-export function createRedis(
-  opts: RedisOptions,
-  connectionName = 'baton',
-  extra: { commandTimeoutMs?: number } = {},
-): Redis {
-  return new Redis({
-    host: opts.host,
-    port: opts.port,
-    db: opts.db,
-    username: opts.username,
-    password: opts.password,
-    tls: opts.tls,
-    connectionName,
-    maxRetriesPerRequest: null,
-    enableReadyCheck: true,
-    retryStrategy: (times) => Math.min(times * 200, 2_000),
-    // A server that vanished without closing the connection is noticed instead of waited for.
-    keepAlive: 10_000,
-    ...(extra.commandTimeoutMs ? { commandTimeout: extra.commandTimeoutMs } : {}),
-  });
-}
+/** Connections are the SDK's (sdk/src/redis.ts): function processes open them the same way. */
+export { createRedis, type QueueContext } from '@baton/sdk';
 
 /** The connection's command timeout (ms), when it was created with one. */
 export function commandTimeoutOf(redis: Redis): number | undefined {
@@ -75,11 +49,6 @@ export async function boundedRedisCall<T>(
   } finally {
     clearTimeout(timer);
   }
-}
-
-export interface QueueContext {
-  connection: Redis;
-  prefix: string;
 }
 
 export function queueContext(config: Pick<BaseConfig, 'queuePrefix'>, connection: Redis): QueueContext {

@@ -6,6 +6,7 @@ import { ValidationError } from './errors';
 import type { CoordinatorClient } from './coordinator-client';
 import { existingRuns, insertRuns, runKey } from './run-rows';
 import type { CoordinatorMessage } from './protocol';
+import { traced } from '@baton/sdk';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import type { StoredDefinition } from './workflow/store';
 import { ErrorCode } from './error-codes';
@@ -112,10 +113,8 @@ export async function startRun(
   });
 }
 
-/** `{trace}` when tracing is on, nothing otherwise (keeps messages and rows small). */
-export function traced(trace: TraceCarrier): { trace?: TraceCarrier } {
-  return Object.keys(trace).length ? { trace } : {};
-}
+/** `{trace}` when tracing is on, nothing otherwise (keeps messages and rows small): the SDK's. */
+export { traced };
 
 /** Hands a message to the coordinator (CoordinatorClient.send). */
 export async function notifyCoordinator(coordinator: CoordinatorClient, message: CoordinatorMessage): Promise<void> {

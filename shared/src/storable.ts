@@ -67,17 +67,11 @@ function clean(value: unknown, depth: number): unknown {
 }
 
 /**
- * Largest step output (with its emitted events) Baton stores, by default (BATON_MAX_OUTPUT_BYTES):
- * the function runtime refuses a larger one before it travels through Redis, the coordinator before
- * it reaches PostgreSQL. Large results belong in a documents store, with their id in the output.
+ * The default output limit (BATON_MAX_OUTPUT_BYTES) and the JSON byte size are the SDK's: the
+ * function runtime refuses a larger output before it travels through Redis, the coordinator before
+ * it reaches PostgreSQL.
  */
-export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
-
-/** Bytes of `value` as PostgreSQL receives it (the JSON text pg sends), or 0 for undefined. */
-export function jsonByteLength(value: unknown): number {
-  const text = JSON.stringify(value);
-  return text === undefined ? 0 : Buffer.byteLength(text, 'utf8');
-}
+export { DEFAULT_MAX_OUTPUT_BYTES, jsonByteLength } from '@baton/sdk';
 
 /** Caps a text for a column meant for people (error messages, log lines), keeping it valid. */
 export function storableText(s: string, maxChars: number): string {

@@ -1,4 +1,5 @@
-import { context, propagation, SpanStatusCode, trace, type Attributes, type Context } from '@opentelemetry/api';
+import { context, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api';
+import { extractTrace, injectTrace, type TraceCarrier } from '@baton/sdk';
 
 /**
  * Tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; then each process starts the
@@ -7,69 +8,9 @@ import { context, propagation, SpanStatusCode, trace, type Attributes, type Cont
  * step job data. Without the SDK the API calls below are no-ops, so the code paths stay the same.
  */
 
-/** A W3C trace-context carrier (`traceparent`, `tracestate`): plain JSON, fit for job data. */
-export type TraceCarrier = Record<string, string>;
+export { extractTrace, injectTrace, inSpan, startTracing, type TraceCarrier, type TracingHandle } from '@baton/sdk';
 
 const tracer = () => trace.getTracer('baton');
-
-export interface TracingHandle {
-  shutdown(): Promise<void>;
-}
-
-/** Starts the SDK when an OTLP endpoint is configured. Loaded lazily: no cost when tracing is off. */
-export async function startTracing(
-  serviceName: string,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<TracingHandle | undefined> {
-  if (!env.OTEL_EXPORTER_OTLP_ENDPOINT) return undefined;
-  const { NodeSDK } = await import('@opentelemetry/sdk-node');
-  const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
-  const sdk = new NodeSDK({
-    serviceName: env.OTEL_SERVICE_NAME ?? serviceName,
-    // From the given environment (not only process.env), per the OTLP exporter spec's precedence.
-    traceExporter: new OTLPTraceExporter({
-      url: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces`,
-    }),
-    // Only Baton's own spans: automatic instrumentation of every library would drown the run's trace.
-    instrumentations: [],
-  });
-  sdk.start();
-  return { shutdown: () => sdk.shutdown() };
-}
-
-/** The current context as a carrier, for a message or a row. Empty when tracing is off. */
-export function injectTrace(ctx: Context = context.active()): TraceCarrier {
-  const carrier: TraceCarrier = {};
-  propagation.inject(ctx, carrier);
-  return carrier;
-}
-
-export function extractTrace(carrier: TraceCarrier | undefined | null): Context {
-  return carrier ? propagation.extract(context.active(), carrier) : context.active();
-}
-
-/**
- * Runs `fn` in a span that is a child of `parent` (a carrier from a message or a row), recording an
- * error and ending the span however `fn` ends.
- */
-export async function inSpan<T>(
-  name: string,
-  parent: TraceCarrier | undefined | null,
-  attributes: Attributes,
-  fn: () => Promise<T>,
-): Promise<T> {
-  return tracer().startActiveSpan(name, { attributes }, extractTrace(parent), async (span) => {
-    try {
-      return await fn();
-    } catch (err) {
-      span.recordException(err as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-      throw err;
-    } finally {
-      span.end();
-    }
-  });
-}
 
 /** A span not made current: one per message of a coordinator batch, ended when the batch is done. */
 export interface OpenSpan {

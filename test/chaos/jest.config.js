@@ -10,7 +10,10 @@ module.exports = {
   rootDir: path.resolve(__dirname, '..', '..'),
   displayName: 'chaos',
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }] },
-  moduleNameMapper: { '^@baton/shared$': '<rootDir>/shared/src/index.ts' },
+  moduleNameMapper: {
+    '^@baton/shared$': '<rootDir>/shared/src/index.ts',
+    '^@baton/sdk$': '<rootDir>/sdk/src/index.ts',
+  },
   modulePathIgnorePatterns: ['<rootDir>/.tools/', '<rootDir>/.dev/'],
   testEnvironment: 'node',
   testMatch: ['<rootDir>/test/chaos/**/*.chaos.ts'],

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { seededRandom } from '../../shared/src/runtime/failpoints';
+import { seededRandom } from '../../sdk/src/failpoints';
 
 /**
  * Load during faults, Jepsen style: run starts at a fixed rate (with seeded jitter) for the whole

@@ -2,13 +2,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import { ErrorCode, isErrorCode, runError } from '@baton/shared';
+import { StepErrorCode } from '@baton/sdk';
 import { CliErrorCode } from '../../cli/src/error-codes';
 import { ROOT, shippedSourceFiles } from '../support/sources';
 
 /**
- * Error codes come from one registry, `ErrorCode` in shared/src/error-codes.ts. The scan parses
- * every TypeScript source (shared/src, services/<name>/src, functions/<name>/src, cli/src) and fails on a
- * quoted code written anywhere else:
+ * Error codes come from one registry, `ErrorCode` in shared/src/error-codes.ts, which spreads in the
+ * function runtime's own codes from the SDK (`StepErrorCode` in sdk/src/error-codes.ts: the SDK
+ * depends on nothing of the engine). The scan parses every TypeScript source (sdk/src, shared/src,
+ * services/<name>/src, functions/<name>/src, cli/src) and fails on a quoted code written anywhere
+ * else:
  *
  * - a string literal equal to a registry code (`'NOT_FOUND'`): write `ErrorCode.NOT_FOUND`;
  * - an UPPER_SNAKE / UPPERCASE string literal where an error code goes (an argument of
@@ -22,8 +25,22 @@ import { ROOT, shippedSourceFiles } from '../support/sources';
  */
 
 const REGISTRY = 'shared/src/error-codes.ts';
+/** The runtime's codes, spread into the registry: documented in their own file. */
+const SDK_REGISTRY = 'sdk/src/error-codes.ts';
+const REGISTRIES = [REGISTRY, SDK_REGISTRY];
 /** The CLI ships without @baton/shared: its own codes are mirrored here (checked below). */
 const CLI_MIRROR = 'cli/src/error-codes.ts';
+/**
+ * A function depends on @baton/sdk only, as one written outside this repository: each mirrors the
+ * registry codes it produces in its own `src/error-codes.ts` (checked below).
+ */
+const FUNCTION_MIRROR = /^functions\/[^/]+\/src\/error-codes\.ts$/;
+const isMirror = (file: string) => file === CLI_MIRROR || FUNCTION_MIRROR.test(file);
+
+/** The `ErrorCode` object a function's mirror exports. */
+function functionMirror(file: string): Record<string, string> {
+  return (require(path.join(ROOT, file)) as { ErrorCode: Record<string, string> }).ErrorCode;
+}
 
 interface AllowedFolder {
   /** Repository-relative folder, ending in `/`. */
@@ -113,6 +130,7 @@ describe('error codes come from the registry', () => {
 
   it('finds the sources', () => {
     expect(files).toContain(REGISTRY);
+    expect(files).toContain(SDK_REGISTRY);
     expect(files).toContain('services/gateway/src/routes/runs.ts');
     expect(files.some((f) => f.startsWith('functions/'))).toBe(true);
     expect(files.some((f) => f.startsWith('cli/src/'))).toBe(true);
@@ -120,7 +138,7 @@ describe('error codes come from the registry', () => {
 
   it('no quoted code outside the registry, except the allowed folders', () => {
     const findings = files
-      .filter((f) => f !== REGISTRY && f !== CLI_MIRROR && !allowedFolderOf(f))
+      .filter((f) => !REGISTRIES.includes(f) && !isMirror(f) && !allowedFolderOf(f))
       .flatMap((f) => scanSource(f, fs.readFileSync(path.join(ROOT, f), 'utf8')));
     expect(findings.map((f) => `${f.file}:${f.line}: '${f.literal}': ${f.problem}`)).toEqual([]);
   });
@@ -142,17 +160,19 @@ describe('error codes come from the registry', () => {
     });
 
     it('says for each code what it means and whether it is retryable', () => {
-      const text = fs.readFileSync(path.join(ROOT, REGISTRY), 'utf8');
-      const source = ts.createSourceFile(REGISTRY, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
       const documented = new Map<string, string>();
-      const visit = (node: ts.Node): void => {
-        if (ts.isPropertyAssignment(node) && ts.isObjectLiteralExpression(node.parent)) {
-          const comments = ts.getLeadingCommentRanges(text, node.getFullStart()) ?? [];
-          documented.set(node.name.getText(source), comments.map((c) => text.slice(c.pos, c.end)).join('\n'));
-        }
-        ts.forEachChild(node, visit);
-      };
-      visit(source);
+      for (const file of REGISTRIES) {
+        const text = fs.readFileSync(path.join(ROOT, file), 'utf8');
+        const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+        const visit = (node: ts.Node): void => {
+          if (ts.isPropertyAssignment(node) && ts.isObjectLiteralExpression(node.parent)) {
+            const comments = ts.getLeadingCommentRanges(text, node.getFullStart()) ?? [];
+            documented.set(node.name.getText(source), comments.map((c) => text.slice(c.pos, c.end)).join('\n'));
+          }
+          ts.forEachChild(node, visit);
+        };
+        visit(source);
+      }
       expect([...documented.keys()].sort()).toEqual(Object.keys(ErrorCode).sort());
       const undocumented = [...documented].filter(([, comment]) => !/\/\*\*.*retryable/is.test(comment));
       expect(undocumented.map(([name]) => name)).toEqual([]);
@@ -161,6 +181,22 @@ describe('error codes come from the registry', () => {
     it("the CLI's mirror holds registry codes only, as the same strings", () => {
       for (const [name, code] of Object.entries(CliErrorCode))
         expect(code).toBe(ErrorCode[name as keyof typeof ErrorCode]);
+    });
+
+    it('holds every code of the SDK, as the same strings', () => {
+      for (const [name, code] of Object.entries(StepErrorCode))
+        expect(ErrorCode[name as keyof typeof ErrorCode]).toBe(code);
+    });
+
+    it("each function's mirror holds registry codes only, as the same strings", () => {
+      const mirrors = files.filter((f) => FUNCTION_MIRROR.test(f));
+      expect(mirrors).toContain('functions/fetch-orders/src/error-codes.ts');
+      for (const file of mirrors) {
+        const codes = functionMirror(file);
+        expect(Object.keys(codes).length).toBeGreaterThan(0);
+        for (const [name, code] of Object.entries(codes))
+          expect({ file, name, code }).toEqual({ file, name, code: ErrorCode[name as keyof typeof ErrorCode] });
+      }
     });
 
     it('keeps the documented public codes', () => {

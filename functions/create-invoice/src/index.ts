@@ -1,13 +1,8 @@
 import crypto from 'node:crypto';
-import {
-  ErrorCode,
-  defineFunction,
-  SQLSTATE,
-  NonRetryableError,
-  type FunctionDefinition,
-  type Pool,
-} from '@baton/shared';
+import { defineFunction, NonRetryableError, type FunctionDefinition } from '@baton/sdk';
+import type pg from 'pg';
 import { z } from 'zod';
+import { ErrorCode } from './error-codes';
 
 export const CREATE_INVOICE = 'create-invoice';
 
@@ -18,6 +13,9 @@ export const CREATE_INVOICE = 'create-invoice';
  */
 export const TAX_RATE = 0.2;
 const TAX_RATE_BASIS_POINTS = Math.round(TAX_RATE * 10_000);
+
+/** PostgreSQL's foreign_key_violation (SQLSTATE 23503): the customer row is missing. */
+const FOREIGN_KEY_VIOLATION = '23503';
 
 /** invoices.*_cents are PostgreSQL `integer`. */
 const MAX_CENTS = 2_147_483_647;
@@ -137,7 +135,9 @@ function toOutput(row: InvoiceRow): CreateInvoiceOutput {
  * Issues the invoice for fetch-orders' output. Keyed on ctx.idempotencyKey: another attempt of the
  * same step (a retry, a redelivered job, a retried run) returns the invoice the first one created.
  */
-export function createCreateInvoice(deps: { pool: Pool }): FunctionDefinition<CreateInvoiceInput, CreateInvoiceOutput> {
+export function createCreateInvoice(deps: {
+  pool: pg.Pool;
+}): FunctionDefinition<CreateInvoiceInput, CreateInvoiceOutput> {
   const byKey = async (key: string): Promise<InvoiceRow | undefined> =>
     (await deps.pool.query<InvoiceRow>(`SELECT ${RETURNING} FROM invoices WHERE idempotency_key = $1`, [key])).rows[0];
 
@@ -158,8 +158,9 @@ export function createCreateInvoice(deps: { pool: Pool }): FunctionDefinition<Cr
 
       const totals = computeInvoice(orders);
       const issuedAt = new Date();
-      const { rows } = await deps.pool.query<{ n: number }>("SELECT nextval('invoice_number_seq') AS n");
-      const number = formatInvoiceNumber(issuedAt.getUTCFullYear(), rows[0].n);
+      // nextval is a bigint, which pg returns as a string.
+      const { rows } = await deps.pool.query<{ n: string }>("SELECT nextval('invoice_number_seq') AS n");
+      const number = formatInvoiceNumber(issuedAt.getUTCFullYear(), Number(rows[0].n));
       let inserted: InvoiceRow | undefined;
       try {
         const result = await deps.pool.query<InvoiceRow>(
@@ -184,7 +185,7 @@ export function createCreateInvoice(deps: { pool: Pool }): FunctionDefinition<Cr
         );
         inserted = result.rows[0];
       } catch (err) {
-        if ((err as { code?: string }).code === SQLSTATE.foreignKeyViolation) {
+        if ((err as { code?: string }).code === FOREIGN_KEY_VIOLATION) {
           throw new NonRetryableError(ErrorCode.CUSTOMER_NOT_FOUND, `customer '${customer.id}' not found`, {
             cause: err,
           });

@@ -1,5 +1,10 @@
-import { defineFunction, eventName, type FunctionDefinition } from '@baton/shared';
+import { defineFunction, EVENT_NAME_PATTERN, type FunctionDefinition } from '@baton/sdk';
 import { z } from 'zod';
+
+/** An event name, as ctx.emit and `POST /v1/events/:name` accept it. */
+const eventName = z
+  .string()
+  .regex(EVENT_NAME_PATTERN, 'use lowercase letters, digits, dots, dashes and underscores (max 128)');
 
 export const EMIT_EVENTS = 'emit-events';
 

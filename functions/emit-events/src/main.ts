@@ -1,4 +1,4 @@
-import { runFunctionMain } from '@baton/shared';
+import { runFunctionMain } from '@baton/sdk';
 import { createEmitEvents, EMIT_EVENTS } from './index';
 
 runFunctionMain(EMIT_EVENTS, () => ({ definition: createEmitEvents() })).catch((err: unknown) => {

@@ -1,5 +1,7 @@
-import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import { defineFunction, NonRetryableError, type FunctionDefinition } from '@baton/sdk';
+import type pg from 'pg';
 import { z } from 'zod';
+import { ErrorCode } from './error-codes';
 
 export const FETCH_ORDERS = 'fetch-orders';
 
@@ -47,7 +49,7 @@ export function toOrder(row: OrderRow): Order {
 }
 
 /** First step of the invoice workflow: the customer and the orders still open for them. */
-export function createFetchOrders(deps: { pool: Pool }): FunctionDefinition<FetchOrdersInput, FetchOrdersOutput> {
+export function createFetchOrders(deps: { pool: pg.Pool }): FunctionDefinition<FetchOrdersInput, FetchOrdersOutput> {
   return defineFunction({
     name: FETCH_ORDERS,
     description: "Reads a customer and their open orders (the invoice's lines)",

@@ -1,13 +1,10 @@
-import { createPool, runFunctionMain } from '@baton/shared';
-import { createFetchOrders, FETCH_ORDERS } from './index';
+import { createPostgresPool, runFunctionMain } from '@baton/sdk';
+import pg from 'pg';
+import { FETCH_ORDERS, createFetchOrders } from './index';
 
-runFunctionMain(FETCH_ORDERS, ({ config }) => {
-  // Business data only: workflow state is the coordinator's.
-  const pool = createPool(config.databaseUrl, {
-    max: 2,
-    applicationName: `fn.${FETCH_ORDERS}`,
-    database: config.database,
-  });
+runFunctionMain(FETCH_ORDERS, () => {
+  // Business data only (DATABASE_URL): workflow state is the coordinator's.
+  const pool = createPostgresPool(pg.Pool, { applicationName: `fn.${FETCH_ORDERS}`, max: 2 });
   return { definition: createFetchOrders({ pool }), close: () => pool.end() };
 }).catch((err: unknown) => {
   process.stderr.write(`${FETCH_ORDERS} failed to start: ${(err as Error).message}\n`);

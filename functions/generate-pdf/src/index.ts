@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
-import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import { defineFunction, NonRetryableError, type FunctionDefinition } from '@baton/sdk';
+import type pg from 'pg';
 import { z } from 'zod';
+import { ErrorCode } from './error-codes';
 import { invoiceFilename, renderInvoicePdf, type InvoiceDocument } from './pdf';
 
 export * from './pdf';
@@ -49,7 +51,7 @@ interface DocumentRow {
 }
 
 /** Reads an invoice and its customer into the renderer's model. */
-export async function loadInvoiceDocument(pool: Pool, invoiceId: string): Promise<InvoiceDocument> {
+export async function loadInvoiceDocument(pool: pg.Pool, invoiceId: string): Promise<InvoiceDocument> {
   const { rows } = await pool.query<InvoiceRow>(
     `SELECT i.number, i.status, i.lines, i.subtotal_cents, i.tax_cents, i.total_cents, i.currency, i.issued_at,
             c.id AS customer_id, c.name AS customer_name, c.email AS customer_email, c.address AS customer_address
@@ -92,7 +94,7 @@ function toOutput(row: DocumentRow): GeneratePdfOutput {
  * Renders the invoice PDF into the documents table; the step output carries only its id. Keyed on
  * ctx.idempotencyKey: a repeated attempt returns the stored document instead of adding another.
  */
-export function createGeneratePdf(deps: { pool: Pool }): FunctionDefinition<GeneratePdfInput, GeneratePdfOutput> {
+export function createGeneratePdf(deps: { pool: pg.Pool }): FunctionDefinition<GeneratePdfInput, GeneratePdfOutput> {
   const byKey = async (key: string): Promise<DocumentRow | undefined> =>
     (
       await deps.pool.query<DocumentRow>('SELECT id, filename, size_bytes FROM documents WHERE idempotency_key = $1', [

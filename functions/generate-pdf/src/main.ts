@@ -1,13 +1,10 @@
-import { createPool, runFunctionMain } from '@baton/shared';
-import { createGeneratePdf, GENERATE_PDF } from './index';
+import { createPostgresPool, runFunctionMain } from '@baton/sdk';
+import pg from 'pg';
+import { GENERATE_PDF, createGeneratePdf } from './index';
 
-runFunctionMain(GENERATE_PDF, ({ config }) => {
-  // Business data only: workflow state is the coordinator's.
-  const pool = createPool(config.databaseUrl, {
-    max: 2,
-    applicationName: `fn.${GENERATE_PDF}`,
-    database: config.database,
-  });
+runFunctionMain(GENERATE_PDF, () => {
+  // Business data only (DATABASE_URL): workflow state is the coordinator's.
+  const pool = createPostgresPool(pg.Pool, { applicationName: `fn.${GENERATE_PDF}`, max: 2 });
   return { definition: createGeneratePdf({ pool }), close: () => pool.end() };
 }).catch((err: unknown) => {
   process.stderr.write(`${GENERATE_PDF} failed to start: ${(err as Error).message}\n`);

@@ -3,14 +3,14 @@ import https from 'node:https';
 import { pipeline, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import {
-  ErrorCode,
   BatonError,
   CancelledError,
   defineFunction,
   NonRetryableError,
   type FunctionContext,
   type FunctionDefinition,
-} from '@baton/shared';
+} from '@baton/sdk';
+import { ErrorCode } from './error-codes';
 import {
   DEFAULT_MAX_BODY_BYTES,
   DEFAULT_TIMEOUT_MS,

@@ -1,4 +1,4 @@
-import { runFunctionMain } from '@baton/shared';
+import { runFunctionMain } from '@baton/sdk';
 import { createHttpRequest, HTTP_REQUEST, parseHttpRequestConfig } from './index';
 
 runFunctionMain(HTTP_REQUEST, ({ logger }) => {

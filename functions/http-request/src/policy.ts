@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
-import { ErrorCode, BatonError, NonRetryableError, parseEnv } from '@baton/shared';
+import { BatonError, NonRetryableError, parseEnv } from '@baton/sdk';
 import { z } from 'zod';
+import { ErrorCode } from './error-codes';
 
 /**
  * Pure parts of http-request: configuration, input, status classification, Retry-After, redirect

@@ -1,6 +1,7 @@
-import { ErrorCode, BatonError, ConfigError, NonRetryableError, parseEnv } from '@baton/shared';
+import { BatonError, ConfigError, NonRetryableError, parseEnv } from '@baton/sdk';
 import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
+import { ErrorCode } from './error-codes';
 
 /** Pure parts of send-email: configuration, message composition, SMTP error classification. */
 

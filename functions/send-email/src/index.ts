@@ -1,6 +1,8 @@
-import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import { defineFunction, NonRetryableError, type FunctionDefinition } from '@baton/sdk';
+import type pg from 'pg';
 import type { SMTPSentMessageInfo, Transporter } from 'nodemailer';
 import { z } from 'zod';
+import { ErrorCode } from './error-codes';
 import { classifySendError, composeInvoiceEmail, messageIdFor } from './email';
 
 export * from './email';
@@ -16,7 +18,7 @@ export interface SendEmailOutput {
 }
 
 export interface SendEmailDeps {
-  pool: Pool;
+  pool: pg.Pool;
   transport: Transporter<SMTPSentMessageInfo>;
   /** The From header, e.g. `Baton Invoices <invoices@baton.local>`. */
   from: string;

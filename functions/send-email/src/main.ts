@@ -1,15 +1,12 @@
-import { createPool, runFunctionMain } from '@baton/shared';
+import { createPostgresPool, runFunctionMain } from '@baton/sdk';
 import nodemailer from 'nodemailer';
+import pg from 'pg';
 import { createSendEmail, parseSendEmailConfig, SEND_EMAIL } from './index';
 
-runFunctionMain(SEND_EMAIL, ({ config, logger }) => {
+runFunctionMain(SEND_EMAIL, ({ logger }) => {
   const mail = parseSendEmailConfig();
-  // Business data only: workflow state is the coordinator's.
-  const pool = createPool(config.databaseUrl, {
-    max: 2,
-    applicationName: `fn.${SEND_EMAIL}`,
-    database: config.database,
-  });
+  // Business data only (DATABASE_URL): workflow state is the coordinator's.
+  const pool = createPostgresPool(pg.Pool, { applicationName: `fn.${SEND_EMAIL}`, max: 2 });
   const transport = nodemailer.createTransport({
     url: mail.smtpUrl,
     // Fail an unreachable server well within a step timeout; the step's retry policy takes over.

@@ -1,11 +1,7 @@
-import {
-  ErrorCode,
-  compileExpression,
-  defineFunction,
-  NonRetryableError,
-  type FunctionDefinition,
-} from '@baton/shared';
+import { defineFunction, NonRetryableError, type FunctionDefinition } from '@baton/sdk';
+import jsonata from 'jsonata';
 import { z } from 'zod';
+import { ErrorCode } from './error-codes';
 
 export const TRANSFORM = 'transform';
 
@@ -38,13 +34,34 @@ export function describeJsonataError(err: unknown): string {
 }
 
 /**
- * The JSONata evaluation of `expression` over `data`. Compiled by the shared expression engine, so
- * the same guard rails apply as for templates (stack depth, time, sequence length).
+ * JSONata's own guard rails, the same the engine applies to workflow templates
+ * (shared/src/workflow/expression-worker.js): a deep recursion, an endless loop or a huge range fails
+ * with a clear error. The step's `timeoutMs` bounds the rest.
  */
+export const TRANSFORM_LIMITS: Readonly<jsonata.JsonataOptions> = Object.freeze({
+  stack: 200,
+  timeout: 1_000,
+  sequence: 100_000,
+});
+
+const cache = new Map<string, jsonata.Expression>();
+
+/** A compiled expression, cached by its text. Throws JSONata's syntax error. */
+export function compileTransform(expression: string): jsonata.Expression {
+  let compiled = cache.get(expression);
+  if (!compiled) {
+    compiled = jsonata(expression, { ...TRANSFORM_LIMITS });
+    if (cache.size > 1_000) cache.clear();
+    cache.set(expression, compiled);
+  }
+  return compiled;
+}
+
+/** The JSONata evaluation of `expression` over `data`, with the guard rails above. */
 export async function runTransform(expression: string, data: unknown): Promise<unknown> {
-  let compiled: ReturnType<typeof compileExpression>;
+  let compiled: jsonata.Expression;
   try {
-    compiled = compileExpression(expression);
+    compiled = compileTransform(expression);
   } catch (err) {
     throw new NonRetryableError(
       ErrorCode.TRANSFORM_FAILED,

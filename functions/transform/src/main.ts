@@ -1,4 +1,4 @@
-import { runFunctionMain } from '@baton/shared';
+import { runFunctionMain } from '@baton/sdk';
 import { createTransform, TRANSFORM } from './index';
 
 runFunctionMain(TRANSFORM, () => ({ definition: createTransform() })).catch((err: unknown) => {

@@ -1,5 +1,7 @@
-import { ErrorCode, defineFunction, NonRetryableError, type FunctionDefinition, type Pool } from '@baton/shared';
+import { defineFunction, NonRetryableError, type FunctionDefinition } from '@baton/sdk';
+import type pg from 'pg';
 import { z } from 'zod';
+import { ErrorCode } from './error-codes';
 
 export const VOID_INVOICE = 'void-invoice';
 
@@ -15,7 +17,7 @@ export interface VoidInvoiceOutput {
  * Compensation of create-invoice: an issued invoice is voided, never deleted (its number stays
  * used). Idempotent: voiding a void invoice keeps its first voided_at and succeeds.
  */
-export function createVoidInvoice(deps: { pool: Pool }): FunctionDefinition<VoidInvoiceInput, VoidInvoiceOutput> {
+export function createVoidInvoice(deps: { pool: pg.Pool }): FunctionDefinition<VoidInvoiceInput, VoidInvoiceOutput> {
   return defineFunction({
     name: VOID_INVOICE,
     description: 'Voids an invoice (compensation of create-invoice)',

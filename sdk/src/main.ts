@@ -1,19 +1,19 @@
 import { z } from 'zod';
 import {
-  baseEnv,
-  outputLimitEnv,
   loadConfigOrExit,
   loadConfigOrExitAsync,
+  outputLimitEnv,
   parseEnv,
-  toBaseConfig,
-  type BaseConfig,
-} from '../config';
-import { advertiseHost, registerTarget } from '../discovery';
-import { createLogger, type Logger } from '../logger';
-import { startTracing } from '../tracing';
-import { collectProcessMetrics, startMetricsServer } from '../metrics';
-import { createRedis, queueContext } from '../queues';
+  redisEnv,
+  toFunctionConfig,
+  type FunctionConfig,
+} from './config';
+import { advertiseHost, registerTarget } from './discovery';
 import { concurrencyEnvName, type FunctionDefinition } from './function';
+import { createLogger, type Logger } from './logger';
+import { collectProcessMetrics, startMetricsServer } from './metrics';
+import { createRedis } from './redis';
+import { startTracing } from './tracing';
 import { startFunctionWorker } from './worker';
 
 export interface FunctionProcess {
@@ -26,15 +26,24 @@ export interface FunctionProcess {
 export const SHUTDOWN_TIMEOUT_MS = 25_000;
 
 /**
- * Entry point of a function container: config, worker, metrics, graceful shutdown. `build` reads the
- * function's own environment (throwing ConfigError on a bad value) and opens what it needs.
+ * Entry point of a function process (a container's `node dist/main.js`): configuration, the worker,
+ * /metrics and /healthz on METRICS_PORT, graceful shutdown on SIGTERM. `build` reads the function's
+ * own environment (`parseEnv`, throwing ConfigError on a bad value: one line on stderr, exit 1) and
+ * opens what it needs; it may return a definition alone.
+ *
+ * The runtime reads REDIS_URL (or REDIS_HOST/REDIS_PORT), BATON_QUEUE_PREFIX, LOG_LEVEL,
+ * METRICS_PORT, BATON_STEP_LOCK_MS, BATON_MAX_OUTPUT_BYTES, `<NAME>_CONCURRENCY` and, when set,
+ * OTEL_EXPORTER_OTLP_ENDPOINT. Nothing else: a function without a database needs no DATABASE_URL.
  */
 export async function runFunctionMain(
   name: string,
-  build: (ctx: { config: BaseConfig; logger: Logger }) => FunctionProcess | Promise<FunctionProcess>,
+  build: (ctx: {
+    config: FunctionConfig;
+    logger: Logger;
+  }) => FunctionProcess | FunctionDefinition<any, any> | Promise<FunctionProcess | FunctionDefinition<any, any>>,
 ): Promise<void> {
   const envName = concurrencyEnvName(name);
-  const env = loadConfigOrExit(() => parseEnv(baseEnv));
+  const env = loadConfigOrExit(() => parseEnv(redisEnv));
   const concurrency = loadConfigOrExit(
     () => parseEnv(z.object({ [envName]: z.coerce.number().int().min(1).max(1_000).optional() }))[envName],
   );
@@ -47,16 +56,17 @@ export async function runFunctionMain(
   );
   // The largest output a step may report (the coordinator applies the same limit when storing it).
   const maxOutputBytes = loadConfigOrExit(() => parseEnv(outputLimitEnv).BATON_MAX_OUTPUT_BYTES);
-  const config = toBaseConfig(env);
+  const config = toFunctionConfig(env);
   const logger = createLogger(`fn.${name}`, config.logLevel, { function: name });
-  const fn = await loadConfigOrExitAsync(async () => build({ config, logger }));
+  const built = await loadConfigOrExitAsync(async () => build({ config, logger }));
+  const fn: FunctionProcess = 'definition' in built ? built : { definition: built };
   collectProcessMetrics(`fn.${name}`);
   const tracing = await startTracing(`baton-fn-${name}`);
   const metricsServer = config.metricsPort === undefined ? undefined : await startMetricsServer(config.metricsPort);
 
   const connection = createRedis(config.redis, `baton:fn.${name}`);
   const worker = startFunctionWorker(fn.definition, {
-    queues: queueContext(config, connection),
+    queues: { connection, prefix: config.queuePrefix },
     logger,
     lockDurationMs: lockMs,
     stalledIntervalMs: lockMs,

@@ -1,27 +1,27 @@
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError, Worker, type Job, type MinimalJob } from 'bullmq';
-import {
-  BatonError,
-  CancelledError,
-  NonRetryableError,
-  StepTimeoutError,
-  serializeError,
-  type SerializedError,
-} from '../errors';
-import type { Logger } from '../logger';
-import { metrics } from '../metrics';
-import { appendEncodedToInbox, encodeInboxMessage } from '../inbox';
-import { stepIdempotencyKey, type StepJobData, type StepLogLine, type StepReport } from '../protocol';
-import { cancelChannel, functionQueueName, type QueueContext } from '../queues';
-import { DEFAULT_MAX_OUTPUT_BYTES, jsonByteLength } from '../storable';
-import { traced } from '../runs';
-import { injectTrace, inSpan } from '../tracing';
-import { eventName } from '../workflow/definition';
-import { backoffDelayMs, isRetryable } from '../workflow/retry';
+import { jsonByteLength, DEFAULT_MAX_OUTPUT_BYTES } from './config';
+import { StepErrorCode } from './error-codes';
+import { BatonError, CancelledError, NonRetryableError, StepTimeoutError, serializeError } from './errors';
 import { failpoint } from './failpoints';
 import type { FunctionContext, FunctionDefinition, StepLog } from './function';
-import { ErrorCode } from '../error-codes';
+import { functionQueueName, redisKeys } from './keys';
+import type { Logger } from './logger';
+import { stepMetrics as metrics } from './metrics';
+import {
+  appendEncodedToInbox,
+  backoffDelayMs,
+  EVENT_NAME_PATTERN,
+  isRetryable,
+  PROTOCOL_VERSION,
+  stepIdempotencyKey,
+  type StepJobData,
+  type StepLogLine,
+  type StepReport,
+} from './protocol';
+import type { QueueContext } from './redis';
+import { injectTrace, inSpan, traced } from './tracing';
 
 export interface FunctionWorkerOptions {
   queues: QueueContext;
@@ -96,11 +96,11 @@ export function startFunctionWorker(
   cancellations.on('message', (_channel: string, message: string) => {
     for (const id of JSON.parse(message) as string[]) inflight.get(id)?.abort(new CancelledError());
   });
-  cancellations.subscribe(cancelChannel(opts.queues.prefix)).catch((err: unknown) => {
+  cancellations.subscribe(redisKeys(opts.queues.prefix).cancel).catch((err: unknown) => {
     opts.logger.error({ err }, 'cannot subscribe to cancellations');
   });
   const report = (message: StepReport): Promise<void> =>
-    appendEncodedToInbox(opts.queues.connection, opts.queues.prefix, encodeInboxMessage(message));
+    appendEncodedToInbox(opts.queues.connection, opts.queues.prefix, JSON.stringify(message));
 
   const retryMinMs = opts.reportRetry?.minMs ?? REPORT_RETRY_MIN_MS;
   const retryMaxMs = Math.max(retryMinMs, opts.reportRetry?.maxMs ?? REPORT_RETRY_MAX_MS);
@@ -200,6 +200,7 @@ export function startFunctionWorker(
     const logs: StepLogLine[] = [];
     const events: { name: string; payload: unknown }[] = [];
     const base = {
+      v: PROTOCOL_VERSION,
       runId: data.runId,
       stepExecutionId: data.stepExecutionId,
       attempt,
@@ -254,7 +255,7 @@ export function startFunctionWorker(
         // The handler ran: failing for good (no retry) keeps its side effect from being repeated for
         // an output that would be too large again. The coordinator applies the same limit.
         throw new NonRetryableError(
-          ErrorCode.OUTPUT_TOO_LARGE,
+          StepErrorCode.OUTPUT_TOO_LARGE,
           `step output is ${outputBytes} bytes${events.length ? ' (with its emitted events)' : ''}, over the limit of ` +
             `${maxOutputBytes} (BATON_MAX_OUTPUT_BYTES): store a large result as a document and return its id`,
         );
@@ -339,14 +340,14 @@ function untilDeadline(deadline: number): Promise<void> {
  */
 function encodeReport(message: StepReport): string {
   try {
-    return encodeInboxMessage(message);
+    return JSON.stringify(message);
   } catch {
     const slim = {
       ...message,
       ...(message.logs ? { logs: message.logs.map(({ data: _data, ...line }) => line) } : {}),
       ...('error' in message ? { error: { ...message.error, details: undefined } } : {}),
     } as StepReport;
-    return encodeInboxMessage(slim);
+    return JSON.stringify(slim);
   }
 }
 
@@ -371,7 +372,7 @@ async function runAttempt(
   if (!parsed.success) {
     const details = parsed.error.issues.map((i) => ({ path: ['input', ...i.path].join('.'), message: i.message }));
     throw new NonRetryableError(
-      ErrorCode.INVALID_INPUT,
+      StepErrorCode.INVALID_INPUT,
       `invalid input for ${definition.name}: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`,
       { details },
     );
@@ -390,14 +391,13 @@ async function runAttempt(
     log: stepLog(attemptInfo.logger, attemptInfo.logs),
     logger: attemptInfo.logger,
     emit: (name, payload) => {
-      const checked = eventName.safeParse(name);
-      if (!checked.success)
+      if (typeof name !== 'string' || !EVENT_NAME_PATTERN.test(name))
         throw new NonRetryableError(
-          ErrorCode.INVALID_EVENT,
-          `event name '${name}': ${checked.error.issues[0].message}`,
+          StepErrorCode.INVALID_EVENT,
+          `event name '${String(name)}': use lowercase letters, digits, dots, dashes and underscores (max 128)`,
         );
       if (attemptInfo.events.length >= MAX_EVENTS)
-        throw new NonRetryableError(ErrorCode.TOO_MANY_EVENTS, `at most ${MAX_EVENTS} events per step`);
+        throw new NonRetryableError(StepErrorCode.TOO_MANY_EVENTS, `at most ${MAX_EVENTS} events per step`);
       attemptInfo.events.push({ name, payload: payload ?? null });
     },
   };
@@ -447,5 +447,3 @@ function stepLog(logger: Logger, lines: StepLogLine[]): StepLog {
     };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
-
-export type { SerializedError };

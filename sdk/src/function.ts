@@ -1,8 +1,8 @@
 import type { z } from 'zod';
-import type { Logger } from '../logger';
+import type { Logger } from './logger';
 
 /**
- * What a step function author writes: a name (its queue is `fn.<name>`), an input schema, and a
+ * What a step function author writes: a name (its queue is `{fn.<name>}`), an input schema, and a
  * handler. Everything else — taking jobs, retries, timeouts, reporting — is the runtime's.
  */
 export interface FunctionDefinition<I = unknown, O = unknown> {
@@ -21,6 +21,7 @@ export interface StepLog {
   error(message: string, data?: Record<string, unknown>): void;
 }
 
+/** What a handler gets besides its input: `ctx`. */
 export interface FunctionContext {
   runId: string;
   stepId: string;
@@ -48,8 +49,11 @@ export interface FunctionContext {
   emit(name: string, payload?: unknown): void;
 }
 
+/** Function names: they become queue names, metric labels and environment variable names. */
+export const FUNCTION_NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
+
 export function defineFunction<I, O>(definition: FunctionDefinition<I, O>): FunctionDefinition<I, O> {
-  if (!/^[a-z][a-z0-9-]{0,62}$/.test(definition.name)) {
+  if (!FUNCTION_NAME_PATTERN.test(definition.name)) {
     throw new Error(`function name '${definition.name}' must be lowercase letters, digits and dashes`);
   }
   return definition;

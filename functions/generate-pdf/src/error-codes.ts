@@ -1,0 +1,13 @@
+/**
+ * The error codes this function produces. They are Baton's public codes (README, docs/WORKFLOWS.md),
+ * listed in its registry (shared/src/error-codes.ts); the function depends only on @baton/sdk, so it
+ * mirrors them here, and test/unit/error-codes.test.ts checks each is the registry's string.
+ */
+export const ErrorCode = {
+  /** The stored invoice's lines are malformed. Not retryable. */
+  INVOICE_INVALID: 'INVOICE_INVALID',
+  /** The invoice does not exist. Not retryable. */
+  INVOICE_NOT_FOUND: 'INVOICE_NOT_FOUND',
+  /** The invoice was voided. Not retryable. */
+  INVOICE_VOID: 'INVOICE_VOID',
+} as const;

@@ -1,0 +1,146 @@
+import { z } from 'zod';
+import { ConfigError } from './errors';
+
+/**
+ * Environment parsing for function processes. `runFunctionMain` reads what the runtime needs (Redis,
+ * key prefix, log level, metrics port, step lock, output limit, concurrency); a function reads its
+ * own variables with `parseEnv` in its `build` callback: a missing or bad value becomes one clear
+ * line and exit code 1. Nothing here reads DATABASE_URL: a function with a database of its own reads
+ * it itself.
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+
+/**
+ * Largest step output (with its emitted events) Baton stores, by default (BATON_MAX_OUTPUT_BYTES):
+ * the function runtime refuses a larger one before it travels through Redis, the coordinator before
+ * it reaches PostgreSQL. Large results belong in a documents store, with their id in the output.
+ */
+export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+
+/** Bytes of `value` as JSON (what a report carries and PostgreSQL receives), or 0 for undefined. */
+export function jsonByteLength(value: unknown): number {
+  const text = JSON.stringify(value);
+  return text === undefined ? 0 : Buffer.byteLength(text, 'utf8');
+}
+
+/**
+ * BATON_MAX_OUTPUT_BYTES: the largest step output (with its emitted events), read by the function
+ * runtime (refused before it reaches Redis) and the coordinator (refused before PostgreSQL).
+ */
+export const outputLimitEnv = z.object({
+  BATON_MAX_OUTPUT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(DEFAULT_MAX_OUTPUT_BYTES),
+});
+
+/** Where Redis is and what Baton's keys start with: every process reads these. */
+export const redisEnv = z.object({
+  REDIS_URL: z.string().url().optional(),
+  REDIS_HOST: z.string().min(1).default('127.0.0.1'),
+  REDIS_PORT: port.default(6379),
+  /** Prefix of every Redis key Baton writes; lets several installs (or test suites) share a Redis. */
+  BATON_QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, dot, dash and underscore only')
+    .default('baton'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Port of the /metrics endpoint of processes that serve no HTTP API; 0 picks a free one. */
+  METRICS_PORT: port.optional(),
+});
+
+export type RedisEnv = z.infer<typeof redisEnv>;
+export type LogLevel = RedisEnv['LOG_LEVEL'];
+
+export interface RedisOptions {
+  host: string;
+  port: number;
+  db: number;
+  username?: string;
+  password?: string;
+  tls?: object;
+}
+
+/** What a function process is configured with (runFunctionMain passes it to `build`). */
+export interface FunctionConfig {
+  redis: RedisOptions;
+  queuePrefix: string;
+  logLevel: LogLevel;
+  metricsPort?: number;
+}
+
+export function redisOptionsFrom(env: Pick<RedisEnv, 'REDIS_URL' | 'REDIS_HOST' | 'REDIS_PORT'>): RedisOptions {
+  if (!env.REDIS_URL) return { host: env.REDIS_HOST, port: env.REDIS_PORT, db: 0 };
+  const url = new URL(env.REDIS_URL);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got '${url.protocol}'`);
+  }
+  const dbPath = url.pathname.replace(/^\//, '');
+  const db = dbPath === '' ? 0 : Number(dbPath);
+  if (!Number.isInteger(db) || db < 0)
+    throw new ConfigError(`REDIS_URL database index must be a number, got '${dbPath}'`);
+  return {
+    host: url.hostname,
+    port: url.port ? Number(url.port) : 6379,
+    db,
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+export function toFunctionConfig(env: RedisEnv): FunctionConfig {
+  return {
+    redis: redisOptionsFrom(env),
+    queuePrefix: env.BATON_QUEUE_PREFIX,
+    logLevel: env.LOG_LEVEL,
+    ...(env.METRICS_PORT === undefined ? {} : { metricsPort: env.METRICS_PORT }),
+  };
+}
+
+/** Parses `env` with `schema`; throws a ConfigError naming every bad variable on one line. */
+export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const name = issue.path.join('.') || '(environment)';
+    const value = env[name];
+    return value === undefined
+      ? `${name} is missing (${issue.message})`
+      : `${name}=${JSON.stringify(maskCredentials(value))} is invalid: ${issue.message}`;
+  });
+  throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+}
+
+/** Hides `user:password@` in URL-shaped values, so a rejected DATABASE_URL never prints its password. */
+export function maskCredentials(value: string): string {
+  return value.replace(/\/\/[^/@\s]*@/, '//***@');
+}
+
+/** For entry points: parse, or print one line to stderr and exit 1. */
+export function loadConfigOrExit<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    exitOnConfigError(err);
+  }
+}
+
+/** The async form, for set-up that opens resources while it reads its configuration. */
+export async function loadConfigOrExitAsync<T>(load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    exitOnConfigError(err);
+  }
+}
+
+function exitOnConfigError(err: unknown): never {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}

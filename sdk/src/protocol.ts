@@ -1,0 +1,145 @@
+import type { Redis } from 'ioredis';
+import type { SerializedError } from './errors';
+import { redisKeys } from './keys';
+import type { TraceCarrier } from './tracing';
+
+/**
+ * The wire protocol between the coordinator and function processes, all plain JSON:
+ *
+ * - a step is a BullMQ job on `{fn.<function>}` (keys.ts) whose data is `StepJobData` and whose id
+ *   is its `stepExecutionId`; its `attempts` and backoff are the step's retry policy;
+ * - an attempt's outcome is a `StepReport`, appended (XADD, field `m`, the JSON) to the coordinator's
+ *   inbox stream `<prefix>:{coordinator}:inbox`;
+ * - a cancellation is a JSON array of execution ids published on `<prefix>:cancel`.
+ *
+ * Versioning. `PROTOCOL_VERSION` names this shape. Within a version, changes are additive: a new
+ * field is optional and a reader ignores fields it does not know, so a coordinator and functions of
+ * different releases work side by side during a rolling upgrade (and functions built on an older
+ * @baton/sdk keep working). A change a reader cannot ignore bumps the version; reports carry it in
+ * `v`, and the coordinator keeps reading the previous version for at least one release. Job data
+ * without `v` is version 1.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** The step's retry policy, as the workflow definition gave it (defaults filled in). */
+export interface StepRetryPolicy {
+  /** Every try, the first included. */
+  attempts: number;
+  backoff: {
+    type: 'fixed' | 'exponential';
+    delayMs: number;
+    maxDelayMs: number;
+    /** 0..1: each delay is scaled by a random factor in [1 - jitter, 1]. */
+    jitter: number;
+  };
+  /** Error codes that fail the step at once, like a NonRetryableError. */
+  nonRetryableErrors: string[];
+}
+
+/** Job data of a step on `{fn.<function>}`. The BullMQ job id is `stepExecutionId`. */
+export interface StepJobData {
+  /** The protocol version the coordinator wrote (absent: 1). */
+  v?: number;
+  runId: string;
+  stepExecutionId: string;
+  stepId: string;
+  workflow: string;
+  kind: 'action' | 'compensation';
+  function: string;
+  input: unknown;
+  retry: StepRetryPolicy;
+  timeoutMs?: number;
+  /**
+   * Set only when the step runs again after its effect was undone by compensation (a retried run):
+   * then the key gains a generation, so the side effect is made anew instead of found.
+   */
+  idempotencyKey?: string;
+  /** W3C trace context of the span that planned this step (tracing on only). */
+  trace?: TraceCarrier;
+}
+
+/**
+ * A step's idempotency key (`ctx.idempotencyKey`): `<runId>:<stepId>`, plus `:compensate` for its
+ * compensation, stable across attempts and retries of the run. A step run again after its effect was
+ * undone gets a generation (`:<n>`, n > 0), carried in the job data (`StepJobData.idempotencyKey`).
+ */
+export function stepIdempotencyKey(
+  step: { runId: string; stepId: string; kind: 'action' | 'compensation' },
+  generation = 0,
+): string {
+  const base = `${step.runId}:${step.stepId}${step.kind === 'compensation' ? ':compensate' : ''}`;
+  return generation > 0 ? `${base}:${generation}` : base;
+}
+
+export interface StepLogLine {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  message: string;
+  data?: Record<string, unknown>;
+  time: string;
+}
+
+interface StepReportBase {
+  /** The protocol version of the reporting runtime (absent: 1, a runtime older than versioning). */
+  v?: number;
+  runId: string;
+  stepExecutionId: string;
+  attempt: number;
+  workerId: string;
+  at: string;
+  /**
+   * When the attempt started. A step that finishes quickly sends no `step.started` (one message per
+   * step, not two): its final report carries the start time instead.
+   */
+  startedAt?: string;
+  /** The reporting function (lets the coordinator note which functions have live workers). */
+  function?: string;
+  logs?: StepLogLine[];
+  /** The attempt's span, so the coordinator's handling joins the run's trace. */
+  trace?: TraceCarrier;
+}
+
+export type StepReport =
+  | (StepReportBase & { type: 'step.started' })
+  | (StepReportBase & { type: 'step.retrying'; error: SerializedError; delayMs: number })
+  /** `events`: what the handler emitted with ctx.emit, published once the success is recorded. */
+  | (StepReportBase & { type: 'step.succeeded'; output: unknown; events?: { name: string; payload: unknown }[] })
+  | (StepReportBase & { type: 'step.failed'; error: SerializedError });
+
+/** The field of an inbox stream entry that holds the message's JSON. */
+export const INBOX_MESSAGE_FIELD = 'm';
+
+/**
+ * Appends one message, already encoded as JSON, to the coordinator inbox: a caller that retries
+ * delivery encodes once, so an encoding error is told apart from Redis refusing the XADD.
+ */
+export async function appendEncodedToInbox(redis: Redis, prefix: string, encoded: string): Promise<void> {
+  await redis.xadd(redisKeys(prefix).inbox, '*', INBOX_MESSAGE_FIELD, encoded);
+}
+
+/**
+ * Event names (`ctx.emit`, `POST /v1/events/:name`, `waitForEvent`): lowercase letters, digits,
+ * dots, dashes and underscores, at most 128 characters.
+ */
+export const EVENT_NAME_PATTERN = /^[a-z][a-z0-9._-]{0,127}$/;
+
+/**
+ * Delay before the next attempt, after `attemptsMade` failed ones (1 after the first failure).
+ * `random` is injectable so tests are deterministic.
+ */
+export function backoffDelayMs(
+  policy: StepRetryPolicy,
+  attemptsMade: number,
+  random: () => number = Math.random,
+): number {
+  const { type, delayMs, maxDelayMs, jitter } = policy.backoff;
+  const raw = type === 'fixed' ? delayMs : delayMs * 2 ** Math.max(0, attemptsMade - 1);
+  const capped = Math.min(raw, maxDelayMs);
+  // "Equal jitter" towards zero: spreads retries of many failing steps apart without ever
+  // waiting longer than the cap.
+  return Math.round(capped * (1 - jitter * random()));
+}
+
+/** Whether an error with this code and retryability may be tried again under `policy`. */
+export function isRetryable(policy: StepRetryPolicy, error: { code: string; nonRetryable: boolean }): boolean {
+  return !error.nonRetryable && !policy.nonRetryableErrors.includes(error.code);
+}
