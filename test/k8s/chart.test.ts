@@ -29,7 +29,7 @@ import {
  * KEDA schemas, and the properties the chart promises (hardening, scaling, least privilege).
  */
 
-/** Metrics the dashboard must chart (shared/src/metrics.ts and prom-client's defaults). */
+/** Metrics the dashboard must chart (sdk/src/metrics.ts, shared/src/metrics.ts and prom-client's defaults). */
 const DASHBOARD_METRICS = [
   'baton_runs_total',
   'baton_run_duration_seconds',
@@ -65,7 +65,16 @@ const custom = helmTemplate({
     'functions.generate-pdf.image.tag=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
   ],
 });
-const RENDERS: Record<string, K8sObject[]> = { bare, full, dev, custom };
+/**
+ * A function built outside this repository on @baton/sdk, deployed by listing it: the values snippet
+ * templates/function/ gives its users (`acme-shout`, image ghcr.io/acme/shout:1.0.0).
+ */
+const external = helmTemplate({
+  apis: ALL_APIS,
+  set: ['image.registry=registry.example.com/baton', 'image.tag=2.0.0'],
+  values: [path.join(ROOT, 'templates/function/chart-values.yaml')],
+});
+const RENDERS: Record<string, K8sObject[]> = { bare, full, dev, custom, external };
 
 const workloads = (objects: K8sObject[]): K8sObject[] => objects.filter((o) => WORKLOAD_KINDS.includes(o.kind));
 const containersOf = (obj: K8sObject): any[] => podSpecOf(obj)?.containers ?? [];
@@ -329,6 +338,53 @@ describe('scaling with KEDA', () => {
     expect(policy.spec.ingress[0].from).toContainEqual({
       namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'keda' } },
     });
+  });
+});
+
+describe('a function from its own repository, listed in `functions`', () => {
+  const deployment = () => find(external, 'Deployment', 'baton-fn-acme-shout');
+  const container = () => containersOf(deployment())[0];
+
+  it('runs its image as written, whatever image.registry prefixes to Baton’s own', () => {
+    expect(container().image).toBe('ghcr.io/acme/shout:1.0.0');
+    expect(containersOf(find(external, 'Deployment', 'baton-fn-transform'))[0].image).toBe(
+      'registry.example.com/baton/baton-fn-transform:2.0.0',
+    );
+  });
+
+  it('gets the probes, hardening and environment of a built-in, and no DATABASE_URL', () => {
+    const builtin = containersOf(find(external, 'Deployment', 'baton-fn-transform'))[0];
+    for (const key of ['livenessProbe', 'readinessProbe', 'securityContext', 'ports', 'resources'])
+      expect({ key, value: container()[key] }).toEqual({ key, value: builtin[key] });
+    expect(podSpecOf(deployment()).securityContext).toEqual(
+      podSpecOf(find(external, 'Deployment', 'baton-fn-transform')).securityContext,
+    );
+    const env = envOf(container());
+    expect(env).toMatchObject({ METRICS_PORT: '9464', BATON_QUEUE_PREFIX: 'baton', REDIS_HOST: 'redis' });
+    expect(env.DATABASE_URL).toBeUndefined();
+    expect(env.SMTP_URL).toBeUndefined();
+  });
+
+  it('scales on its backlog with a ScaledObject, and has a PodDisruptionBudget and a NetworkPolicy', () => {
+    const so = find(external, 'ScaledObject', 'baton-fn-acme-shout');
+    expect(so.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: 'baton-fn-acme-shout' });
+    expect(so.spec.minReplicaCount).toBe(0);
+    expect(so.spec.triggers[0].metadata.url).toBe(
+      'http://baton-coordinator.baton.svc.cluster.local:9464/backlog?function=acme-shout',
+    );
+    const pdb = find(external, 'PodDisruptionBudget', 'baton-fn-acme-shout');
+    expect(matchesSelector(podLabelsOf(deployment()), pdb.spec.selector.matchLabels)).toBe(true);
+    const policy = find(external, 'NetworkPolicy', 'baton-fn-acme-shout');
+    expect(matchesSelector(podLabelsOf(deployment()), policy.spec.podSelector.matchLabels)).toBe(true);
+    // DNS and Redis only, as a built-in that needs nothing else: it asked for nothing more.
+    expect(policy.spec.egress).toEqual(find(external, 'NetworkPolicy', 'baton-fn-transform').spec.egress);
+  });
+
+  it('is accepted by values.schema.json with nothing but its image; a name that is no function name is refused', () => {
+    expect(find(external, 'Service', 'baton-fn-acme-shout').spec.ports[0].targetPort).toBe('metrics');
+    expect(helmTemplateError({ set: ['functions.Acme_Shout.image.repository=ghcr.io/acme/shout'] })).toMatch(
+      /Acme_Shout/,
+    );
   });
 });
 
@@ -673,8 +729,9 @@ describe('PostgreSQL connection budget', () => {
     // With KEDA: every function at its maxReplicaCount (the table in docs/SCALING.md).
     expect(worstCase(full)).toBe(80);
     expect(worstCase(bare)).toBe(54);
-    // Adding one function with the default settings still fits.
-    expect(worstCase(helmTemplate({ apis: ALL_APIS, set: ['functions.resize-image.concurrency=2'] }))).toBe(88);
+    // A function with the default settings needs no PostgreSQL and costs nothing; one that does still fits.
+    expect(worstCase(helmTemplate({ apis: ALL_APIS, set: ['functions.resize-image.concurrency=2'] }))).toBe(80);
+    expect(worstCase(helmTemplate({ apis: ALL_APIS, set: ['functions.resize-image.needs.postgres=true'] }))).toBe(88);
   });
 
   it('fails the render with one clear message when the worst case exceeds the budget', () => {
@@ -827,10 +884,10 @@ describe('helm test script (files/tests/run-invoice.js) against a stub gateway',
   }, 20_000);
 });
 
-/** Metric names defined in shared/src/metrics.ts (the public contract dashboards and alerts use). */
+/** Metric names defined in sdk/src/metrics.ts and shared/src/metrics.ts (the public contract dashboards and alerts use). */
 /** Every baton_* metric the code declares: the shared ones and the coordinator's queue gauges. */
 function definedMetrics(): string[] {
-  const files = ['shared/src/metrics.ts', 'services/coordinator/src/queue-metrics.ts'];
+  const files = ['sdk/src/metrics.ts', 'shared/src/metrics.ts', 'services/coordinator/src/queue-metrics.ts'];
   return files.flatMap((file) => {
     const source = fs.readFileSync(path.join(ROOT, file), 'utf8');
     return [...source.matchAll(/name: '(baton_[a-z_]+)'/g)].map((m) => m[1]);

@@ -48,10 +48,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/* registry/repository:tag (or @digest) of a component's image. */}}
+{{- /* A repository that names its registry (ghcr.io/acme/shout, localhost:5000/x: a dot, a colon or
+localhost before the first slash) is used as written: image.registry prefixes Baton's own images only. */ -}}
 {{- define "baton.image" -}}
 {{- $img := .image -}}
 {{- $repo := $img.repository -}}
-{{- with .root.Values.image.registry }}{{ $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}{{ end -}}
+{{- $first := index (splitList "/" $repo) 0 -}}
+{{- $qualified := and (contains "/" $repo) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- if not $qualified }}{{ with .root.Values.image.registry }}{{ $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}{{ end }}{{ end -}}
 {{- $tag := $img.tag | default .root.Values.image.tag | default .root.Chart.AppVersion -}}
 {{- if hasPrefix "sha256:" $tag -}}
 {{- printf "%s@%s" $repo $tag -}}
