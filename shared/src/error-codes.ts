@@ -25,6 +25,18 @@ export const ErrorCode = {
   UNSTORABLE_OUTPUT: 'UNSTORABLE_OUTPUT',
   /** A `${…}` template or `if` expression failed (error, time, memory, result size). Not retryable. */
   EXPRESSION_FAILED: 'EXPRESSION_FAILED',
+  /** A `forEach` template resolved to something other than a JSON array. Not retryable. */
+  FOREACH_NOT_A_LIST: 'FOREACH_NOT_A_LIST',
+  /** A `forEach` list has more items than BATON_FOREACH_MAX_ITEMS. Not retryable. */
+  FOREACH_TOO_MANY_ITEMS: 'FOREACH_TOO_MANY_ITEMS',
+  /** A `workflow:` step's child run ended failed, compensated or cancelled (`details`: the child's run id, status and error). Not retryable. */
+  CHILD_RUN_FAILED: 'CHILD_RUN_FAILED',
+  /** A child run would be deeper than BATON_MAX_CHILD_DEPTH (a workflow calling itself). Not retryable. */
+  CHILD_DEPTH_EXCEEDED: 'CHILD_DEPTH_EXCEEDED',
+  /** A `workflow:` step names a workflow that has no definition. Not retryable. */
+  WORKFLOW_NOT_FOUND: 'WORKFLOW_NOT_FOUND',
+  /** A `repeat` step reached `maxIterations` without its `until` becoming true. Not retryable. */
+  REPEAT_EXHAUSTED: 'REPEAT_EXHAUSTED',
 
   // --- Shared failures (BatonError subclasses) ---
   /** A value from outside (body, definition, env) is invalid; `details` lists the problems. Not retryable. */

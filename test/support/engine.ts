@@ -42,7 +42,13 @@ export const TERMINAL = ['succeeded', 'failed', 'compensated', 'compensation_fai
 export async function startEngine(
   env: TestEnv,
   functions: FunctionDefinition<any, any>[],
-  opts: { reconcileIntervalMs?: number; reconcileGraceMs?: number; maxOutputBytes?: number } = {},
+  opts: {
+    reconcileIntervalMs?: number;
+    reconcileGraceMs?: number;
+    maxOutputBytes?: number;
+    maxForEachItems?: number;
+    maxChildDepth?: number;
+  } = {},
 ): Promise<Engine> {
   const logger = createLogger('test', env.config.logLevel);
   const coordinator = new Coordinator({
@@ -51,6 +57,8 @@ export async function startEngine(
     logger,
     concurrency: 8,
     ...(opts.maxOutputBytes ? { maxOutputBytes: opts.maxOutputBytes } : {}),
+    ...(opts.maxForEachItems ? { maxForEachItems: opts.maxForEachItems } : {}),
+    ...(opts.maxChildDepth !== undefined ? { maxChildDepth: opts.maxChildDepth } : {}),
   });
   coordinator.start();
   const reconciler = new Reconciler({

@@ -1,5 +1,13 @@
 import { z } from 'zod';
-import { baseEnv, outputLimitEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/shared';
+import {
+  baseEnv,
+  DEFAULT_FOREACH_MAX_ITEMS,
+  outputLimitEnv,
+  parseEnv,
+  toBaseConfig,
+  type BaseConfig,
+} from '@baton/shared';
+import { DEFAULT_MAX_CHILD_DEPTH } from './child-runs';
 import { INBOX_BATCH_SIZE, INBOX_CLAIM_IDLE_MS, INBOX_LOOPS } from './inbox-consumer';
 
 const coordinatorEnv = baseEnv.extend({
@@ -19,6 +27,10 @@ const coordinatorEnv = baseEnv.extend({
   RECONCILE_GRACE_MS: z.coerce.number().int().min(0).default(5_000),
   /** Largest step output (with its emitted events) stored; larger fails the step with OUTPUT_TOO_LARGE. */
   ...outputLimitEnv.shape,
+  /** Most items a forEach list may have; more fails the step with FOREACH_TOO_MANY_ITEMS. */
+  BATON_FOREACH_MAX_ITEMS: z.coerce.number().int().min(1).max(1_000_000).default(DEFAULT_FOREACH_MAX_ITEMS),
+  /** Deepest child run (a top-level run is 0); deeper fails the step with CHILD_DEPTH_EXCEEDED. */
+  BATON_MAX_CHILD_DEPTH: z.coerce.number().int().min(0).max(1_000).default(DEFAULT_MAX_CHILD_DEPTH),
 });
 
 export interface CoordinatorConfig extends BaseConfig {
@@ -30,6 +42,8 @@ export interface CoordinatorConfig extends BaseConfig {
   reconcileIntervalMs: number;
   reconcileGraceMs: number;
   maxOutputBytes: number;
+  maxForEachItems: number;
+  maxChildDepth: number;
 }
 
 export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
@@ -44,5 +58,7 @@ export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): Coo
     reconcileIntervalMs: parsed.RECONCILE_INTERVAL_MS,
     reconcileGraceMs: parsed.RECONCILE_GRACE_MS,
     maxOutputBytes: parsed.BATON_MAX_OUTPUT_BYTES,
+    maxForEachItems: parsed.BATON_FOREACH_MAX_ITEMS,
+    maxChildDepth: parsed.BATON_MAX_CHILD_DEPTH,
   };
 }

@@ -33,6 +33,9 @@ export interface CoordinatorDeps {
   inbox?: Partial<Pick<InboxConsumerOptions, 'batchSize' | 'loops' | 'claimIdleMs' | 'maxDeliveries'>>;
   /** Largest step output stored (BATON_MAX_OUTPUT_BYTES); report-guard.ts. */
   maxOutputBytes?: number;
+  /** BATON_FOREACH_MAX_ITEMS and BATON_MAX_CHILD_DEPTH (defaults: 10 000 and 16). */
+  maxForEachItems?: number;
+  maxChildDepth?: number;
 }
 
 /**
@@ -71,6 +74,8 @@ export class Coordinator {
       dispatcher: this.dispatcher,
       coordinator: this.client,
       checkWait: (runId, stepExecutionId) => this.triggers.checkWait(runId, stepExecutionId),
+      maxForEachItems: deps.maxForEachItems,
+      maxChildDepth: deps.maxChildDepth,
     });
     this.control = new RunControl(this.advancer, logger);
     this.triggers = new Triggers({ pool, logger, advancer: this.advancer, coordinator: this.client });

@@ -1,11 +1,21 @@
-import type { StepJobData, RunStatus } from '@baton/shared';
-import type { LockedRun } from './run-store';
+import type { StepJobData, RunStatus, StepReport } from '@baton/shared';
+import type { CancelledExecution, LockedRun } from './run-store';
 
 /** What a committed transaction leaves to do (run-advancer.ts carries it out after the commit). */
 export interface Outcome {
   jobs: StepJobData[];
+  /** repeat iterations: how long each of these jobs waits before it runs (by step execution id). */
+  delays: Map<string, number>;
   /** Executions cancelled in the transaction: remove their jobs, abort their running attempts. */
-  cancelled: { id: string; function: string }[];
+  cancelled: CancelledExecution[];
+  /** Child runs to cancel (their parent step was cancelled), compensating them or not. */
+  cancelChildren: { runId: string; compensate: boolean }[];
+  /** Child runs inserted in the transaction: start them (after `delayMs` for a repeat iteration). */
+  childStarts: { runId: string; delayMs: number }[];
+  /** Child runs that ended: their reports to the parent's step. */
+  childReports: StepReport[];
+  /** Runs to plan again in a new transaction (a forEach/repeat step settled). */
+  readvance: string[];
   finished: { run: LockedRun; status: RunStatus }[];
   /** Runs took a concurrency slot or freed one: wake the next waiting run(s) of the key. */
   releasedKeys: { workflow: string; key: string; limit: number }[];
@@ -17,7 +27,12 @@ export interface Outcome {
 
 export const nothing = (): Outcome => ({
   jobs: [],
+  delays: new Map(),
   cancelled: [],
+  cancelChildren: [],
+  childStarts: [],
+  childReports: [],
+  readvance: [],
   finished: [],
   releasedKeys: [],
   deadlines: [],
@@ -26,7 +41,12 @@ export const nothing = (): Outcome => ({
 
 export function merge(into: Outcome, from: Outcome): Outcome {
   into.jobs.push(...from.jobs);
+  for (const [id, ms] of from.delays) into.delays.set(id, ms);
   into.cancelled.push(...from.cancelled);
+  into.cancelChildren.push(...from.cancelChildren);
+  into.childStarts.push(...from.childStarts);
+  into.childReports.push(...from.childReports);
+  into.readvance.push(...from.readvance);
   into.finished.push(...from.finished);
   into.releasedKeys.push(...from.releasedKeys);
   into.deadlines.push(...from.deadlines);

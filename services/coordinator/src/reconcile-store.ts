@@ -37,6 +37,8 @@ export async function outstandingPage(
        FROM step_executions e
       WHERE e.status = ANY($1) AND e.updated_at < now() - make_interval(secs => $2)
         AND ($4::timestamptz IS NULL OR (e.updated_at >= $4::timestamptz AND (e.updated_at, e.id) > ($4::timestamptz, $5::uuid)))
+        -- A forEach/repeat step's own execution has no job: its items do (they are checked here).
+        AND NOT EXISTS (SELECT 1 FROM step_fanouts f WHERE f.execution_id = e.id)
       ORDER BY e.updated_at, e.id LIMIT $3`,
     params,
   );
@@ -177,4 +179,30 @@ export async function overduePage(
     params,
   );
   return rows.map((r) => ({ id: r.id, retries: r.retries, cursor: [r.at, r.id] }));
+}
+
+/**
+ * Active child runs whose parent step (or item) has ended without them — cancelled, failed, its
+ * run stopped — in (updated_at, id) order: their cancellation was lost (index runs_active).
+ */
+export async function orphanedChildrenPage(
+  pool: Pool,
+  graceSecs: number,
+  after: Cursor | undefined,
+  limit: number,
+): Promise<{ id: string; compensate: boolean; cursor: Cursor }[]> {
+  const params: unknown[] = [graceSecs, OUTSTANDING_STEP_STATUSES, limit, after?.[0] ?? null, after?.[1] ?? null];
+  const { rows } = await pool.query<{ id: string; at: string; compensate: boolean }>(
+    `SELECT c.id, c.updated_at::text AS at, (p.status <> 'cancelled') AS compensate
+       FROM runs c
+       JOIN step_executions e ON e.id = c.parent_execution_id
+       JOIN runs p ON p.id = c.parent_run_id
+      WHERE c.status IN ('pending', 'running', 'compensating') AND c.parent_execution_id IS NOT NULL
+        AND c.updated_at < now() - make_interval(secs => $1)
+        AND ($4::timestamptz IS NULL OR (c.updated_at >= $4::timestamptz AND (c.updated_at, c.id) > ($4::timestamptz, $5::uuid)))
+        AND NOT (e.status = ANY($2))
+      ORDER BY c.updated_at, c.id LIMIT $3`,
+    params,
+  );
+  return rows.map((r) => ({ id: r.id, compensate: r.compensate, cursor: [r.at, r.id] }));
 }

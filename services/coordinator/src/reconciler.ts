@@ -1,4 +1,5 @@
 import {
+  CHILD_WORKFLOW_FUNCTION,
   isBuiltinFunction,
   getDefinition,
   metrics,
@@ -10,11 +11,14 @@ import {
   ErrorCode,
 } from '@baton/shared';
 import type { Coordinator } from './coordinator';
+import { childReport } from './child-runs';
+import { endedChildren } from './child-store';
 import { redriveControlRequests } from './control-outbox';
 import {
   heldKeysPage,
   idlePage,
   outstandingJobData,
+  orphanedChildrenPage,
   outstandingPage,
   overduePage,
   type Cursor,
@@ -63,10 +67,10 @@ export interface ReconcileResult {
 }
 
 /** What a failure was about: the `kind` label of `baton_reconcile_failures_total`. */
-type FailureKind = 'step' | 'run_advance' | 'run_timeout' | 'schedules' | 'page';
+type FailureKind = 'step' | 'run_advance' | 'run_timeout' | 'schedules' | 'page' | 'child';
 
 /** The walks a pass makes; each keeps its own cursor. */
-type WalkName = 'steps' | 'idle' | 'held' | 'overdue';
+type WalkName = 'steps' | 'idle' | 'held' | 'overdue' | 'orphans';
 
 const DEFAULT_BATCH_SIZE = 500;
 const DEFAULT_MAX_PAGES = 20;
@@ -129,6 +133,13 @@ export class Reconciler {
       result,
       (after, limit) => heldKeysPage(this.opts.pool, this.graceSecs(), after, limit),
       (rows) => this.admitHeld(rows, result),
+    );
+    // 2c. Child runs still active whose parent step ended: their cancellation was lost.
+    await this.walk(
+      'orphans',
+      result,
+      (after, limit) => orphanedChildrenPage(this.opts.pool, this.graceSecs(), after, limit),
+      (rows) => this.cancelEach(rows, result),
     );
     // 3. Schedules follow the latest definitions (a PUT elsewhere, a Redis wipe).
     try {
@@ -223,8 +234,15 @@ export class Reconciler {
       stepExecutionId: row.id,
     });
 
+    // Child-workflow steps: a child that ended without its report applied gets it re-sent.
+    await this.reportEndedChildren(
+      rows.filter((r) => r.function_name === CHILD_WORKFLOW_FUNCTION),
+      result,
+    );
     // Built-ins: a timer still delayed is fine, whenever it is due (one pipelined ZSCORE each).
-    const builtins = rows.filter((r) => isBuiltinFunction(r.function_name));
+    const builtins = rows.filter(
+      (r) => isBuiltinFunction(r.function_name) && r.function_name !== CHILD_WORKFLOW_FUNCTION,
+    );
     const armed = await this.delayedTimers(builtins);
     const toArm = builtins.filter((r) => !armed.has(r.id));
 
@@ -323,6 +341,38 @@ export class Reconciler {
       }
     }
     await this.requeue(lost, result);
+  }
+
+  /** Re-sends the reports of child runs that ended while their parent's step still waits. */
+  private async reportEndedChildren(rows: OutstandingRow[], result: ReconcileResult): Promise<void> {
+    if (!rows.length) return;
+    for (const child of await endedChildren(
+      this.opts.pool,
+      rows.map((r) => r.id),
+    )) {
+      const where = { runId: child.parentRunId, stepExecutionId: child.parentExecutionId, childRunId: child.id };
+      try {
+        await this.opts.coordinator.handle(childReport(child));
+        result.reportsReplayed += 1;
+        metrics.reconciledTotal.inc({ kind: 'report_replayed' });
+        this.opts.logger.warn(where, 'child run ended without its report applied: re-sent');
+      } catch (err) {
+        this.failed(result, 'child', err, where, 'could not report a child run');
+      }
+    }
+  }
+
+  /** Cancels child runs whose parent step ended without them. */
+  private async cancelEach(rows: { id: string; compensate: boolean }[], result: ReconcileResult): Promise<void> {
+    for (const row of rows) {
+      try {
+        await this.opts.coordinator.handle({ type: 'run.cancel', runId: row.id, compensate: row.compensate });
+        result.runsAdvanced += 1;
+        this.opts.logger.warn({ runId: row.id }, 'child run outlived its parent step: cancelled');
+      } catch (err) {
+        this.failed(result, 'child', err, { runId: row.id }, 'could not cancel an orphaned child run');
+      }
+    }
   }
 
   /** Ids of the built-in steps whose timer is still a delayed job on the coordinator queue. */

@@ -1,6 +1,10 @@
 import crypto from 'node:crypto';
 import {
+  CHILD_WORKFLOW_FUNCTION,
+  ErrorCode,
   isBuiltinFunction,
+  validateRunInput,
+  type SerializedError,
   stepIdempotencyKey,
   ExpressionError,
   evaluate,
@@ -16,8 +20,10 @@ import {
   type Logger,
   type Plan,
   type Pool,
+  type PlannedExecution,
   type PoolClient,
   type RunError,
+  type StoredDefinition,
   type RunStatus,
   type StepExecutionState,
   type StepJobData,
@@ -25,7 +31,18 @@ import {
   type WorkflowDefinition,
 } from '@baton/shared';
 import { builtinInput } from './builtin-steps';
+import { childReport, DEFAULT_MAX_CHILD_DEPTH } from './child-runs';
+import { insertChildRuns, latestVersions, type NewChildRun } from './child-store';
 import { recordWaitChecks } from './control-store';
+import {
+  cancelItems,
+  failItems,
+  insertItems,
+  promoteItems,
+  settleFanout,
+  type DispatchedItem,
+  type NewItem,
+} from './fanout-store';
 import { merge, nothing, type Outcome } from './outcome';
 import {
   loadExecutions,
@@ -58,10 +75,25 @@ export interface RunAdvancerDeps {
   coordinator: CoordinatorClient;
   /** A waitForEvent step that began looks at the events already stored (triggers.ts). */
   checkWait: (runId: string, stepExecutionId: string) => Promise<void>;
+  /** BATON_FOREACH_MAX_ITEMS (default 10 000). */
+  maxForEachItems?: number;
+  /** BATON_MAX_CHILD_DEPTH (default 16). */
+  maxChildDepth?: number;
+}
+
+/** An execution about to be dispatched whose step is a child workflow: what starting its child needs. */
+interface ChildToStart {
+  id: string;
+  stepId: string;
+  workflow: string;
+  input: unknown;
+  delayMs: number;
+  /** An item (forEach/repeat): failed by its own update when its child cannot start. */
+  item: boolean;
 }
 
 export class RunAdvancer {
-  private readonly definitions = new Map<string, WorkflowDefinition>();
+  private readonly definitions = new Map<string, StoredDefinition>();
 
   constructor(private readonly deps: RunAdvancerDeps) {}
 
@@ -92,8 +124,28 @@ export class RunAdvancer {
   /** Effects that must follow a successful commit. */
   async afterCommit(outcome: Outcome): Promise<void> {
     for (const { run, status } of outcome.finished) observeFinished(run, status);
-    if (outcome.cancelled.length) await this.deps.dispatcher.stopJobs(outcome.cancelled);
-    await this.deps.dispatcher.enqueue(outcome.jobs);
+    const jobsToStop = outcome.cancelled.filter((e) => e.function !== CHILD_WORKFLOW_FUNCTION);
+    if (jobsToStop.length) await this.deps.dispatcher.stopJobs(jobsToStop);
+    await this.deps.dispatcher.enqueue(outcome.jobs, outcome.delays);
+    // Child runs: started, stopped, reported on. Each is durable without these messages (the
+    // reconciler finds a pending child, a child whose parent step ended, a report not applied).
+    const { coordinator } = this.deps;
+    const now = outcome.childStarts.filter((c) => c.delayMs <= 0);
+    if (now.length) {
+      await coordinator.sendToInbox(
+        now.map((c) => ({ type: 'run.start' as const, runId: c.runId })),
+        'starting child runs',
+      );
+    }
+    await coordinator.sendAllDelayed(
+      outcome.childStarts
+        .filter((c) => c.delayMs > 0)
+        .map((c) => ({ message: { type: 'run.start' as const, runId: c.runId }, delayMs: c.delayMs })),
+    );
+    for (const { runId, compensate } of outcome.cancelChildren) {
+      await coordinator.send({ type: 'run.cancel', runId, compensate });
+    }
+    if (outcome.childReports.length) await coordinator.sendToInbox(outcome.childReports, 'reporting child runs');
     // Waits that began look at the events already stored; a check that fails here is re-driven by
     // the reconciler (its request is recorded with the step).
     await Promise.all(
@@ -117,6 +169,7 @@ export class RunAdvancer {
     for (const { workflow, key, limit } of outcome.releasedKeys) {
       for (const runId of await waitingRuns(this.deps.pool, workflow, key, limit)) await this.advance(runId);
     }
+    for (const runId of new Set(outcome.readvance)) await this.advance(runId);
   }
 
   /**
@@ -152,35 +205,101 @@ export class RunAdvancer {
     const current = executions ?? (await loadExecutions(client, run.id));
     let plan: Plan;
     try {
-      plan = await planRun(definition, { ...run, executions: current });
+      plan = await planRun(definition, { ...run, executions: current }, { maxForEachItems: this.deps.maxForEachItems });
     } catch (err) {
       if (!(err instanceof ExpressionError)) throw err;
       // A template that fails on this run's data fails the run; retrying cannot change the data.
       plan = { start: [], skip: [], status: 'failed', error: runError(err.code, err.message) };
     }
     const toCancel = new Set(plan.cancel ?? []);
-    outcome.cancelled = current
-      .filter((e) => toCancel.has(e.id) && OUTSTANDING_STEP_STATUSES.includes(e.status))
-      .map((e) => ({ id: e.id, function: e.function }));
+    const cancelledSteps = current.filter((e) => toCancel.has(e.id) && OUTSTANDING_STEP_STATUSES.includes(e.status));
+    outcome.cancelled = cancelledSteps.map((e) => ({
+      id: e.id,
+      function: e.function,
+      ...(e.childRunId ? { childRunId: e.childRunId } : {}),
+    }));
     writes.cancel(
       outcome.cancelled.map((e) => e.id),
       'a sibling step failed (failFast)',
     );
+    await this.applyFanoutMoves(client, run, definition, plan, cancelledSteps, outcome);
 
     // Only a retried run can have steps whose effect was undone; others skip the query.
     const generations = run.retries > 0 && plan.start.length ? await undoGenerations(client, run.id) : undefined;
-    const started: NewExecution[] = plan.start.map((p) => {
+    const keyOf = (p: { stepId: string; kind: 'action' | 'compensation' }): string | undefined => {
       const generation = generations?.get(p.stepId) ?? 0;
-      return {
-        ...p,
-        id: crypto.randomUUID(),
-        input: builtinInput(p),
-        // Without a generation the runtime derives the same key from the job (stepIdempotencyKey).
-        ...(generation > 0 ? { idempotencyKey: stepIdempotencyKey({ runId: run.id, ...p }, generation) } : {}),
-      };
-    });
+      // Without a generation the runtime derives the same key from the job (stepIdempotencyKey).
+      return generation > 0 ? stepIdempotencyKey({ runId: run.id, ...p }, generation) : undefined;
+    };
+    const children: ChildToStart[] = [];
+    const itemJobs: DispatchedItem[] = [];
+    const started: NewExecution[] = [];
+    for (const p of plan.start) {
+      const id = crypto.randomUUID();
+      const key = keyOf(p);
+      if (p.item) {
+        // A repeat step's next iteration, under its step's execution.
+        const item = this.newItem(run, p.stepId, key, p.item.index, p.input, true);
+        await insertItems(client, this.itemParent(run, p, p.item.parentExecutionId, 'repeat'), [item]);
+        this.dispatchItem(p, item, p.item.delayMs, children, itemJobs, outcome);
+        continue;
+      }
+      const execution: NewExecution = { ...p, id, input: builtinInput(p), ...(key ? { idempotencyKey: key } : {}) };
+      started.push(execution);
+      if (p.fanout && !p.error) {
+        // forEach: the list is kept as the step's input; the first `concurrency` items go now.
+        if (p.fanout.list) execution.input = p.fanout.list;
+        const first =
+          p.fanout.mode === 'repeat' ? 1 : Math.min(p.fanout.concurrency ?? Infinity, p.fanout.items.length);
+        const items = p.fanout.items.map((it) =>
+          this.newItem(run, p.stepId, key, it.index, it.input, it.index < first),
+        );
+        await insertItems(client, this.itemParent(run, p, id, p.fanout.mode), items);
+        for (const item of items.filter((i) => i.dispatched))
+          this.dispatchItem(p, item, 0, children, itemJobs, outcome);
+        // No item will report: the next plan finds the step done (an empty list's output is []).
+        if (!items.length) outcome.readvance.push(run.id);
+      } else if (p.function === CHILD_WORKFLOW_FUNCTION && !p.error && p.workflow) {
+        children.push({ id, stepId: p.stepId, workflow: p.workflow, input: p.input, delayMs: 0, item: false });
+      }
+    }
+    // Items the plan dispatches under a concurrency cap (forEach).
+    for (const { executionId, count } of plan.promote ?? []) {
+      for (const item of await promoteItems(client, executionId, count)) {
+        const step = definition.steps.find((s) => s.id === item.stepId);
+        if (item.function === CHILD_WORKFLOW_FUNCTION && step?.workflow) {
+          children.push({
+            id: item.id,
+            stepId: item.stepId,
+            workflow: step.workflow,
+            input: item.input,
+            delayMs: 0,
+            item: true,
+          });
+        } else {
+          itemJobs.push(item);
+        }
+      }
+    }
+    // Child runs whose start fails (no such workflow, too deep, input refused) fail their step.
+    const refused = await this.startChildren(client, run, children, outcome);
+    for (const e of started) {
+      const error = refused.get(e.id);
+      if (error) e.error = error;
+    }
+    const failedItems = children.filter((c) => c.item && refused.has(c.id));
+    if (failedItems.length) {
+      await failItems(
+        client,
+        failedItems.map((c) => ({ id: c.id, error: refused.get(c.id) as SerializedError })),
+      );
+      outcome.readvance.push(run.id);
+    }
+    if (started.some((e) => e.error)) outcome.readvance.push(run.id);
     writes.insertExecutions(run.id, started);
-    writes.startBuiltins(started.filter((e) => isBuiltinFunction(e.function)).map((e) => e.id));
+    writes.startBuiltins(
+      started.filter((e) => isBuiltinFunction(e.function) && !e.fanout && !e.error).map((e) => e.id),
+    );
     await recordWaitChecks(
       client,
       run.id,
@@ -196,8 +315,163 @@ export class RunAdvancer {
     } else {
       writes.changeRun(run.id);
     }
-    outcome.jobs = started.map((e): StepJobData => stepJobData(run, e, trace ?? injectTrace()));
+    const carrier = trace ?? injectTrace();
+    outcome.jobs = [
+      ...started
+        .filter((e) => !e.error && !e.fanout && e.function !== CHILD_WORKFLOW_FUNCTION)
+        .map((e): StepJobData => stepJobData(run, e, carrier)),
+      ...itemJobs.map((item): StepJobData => stepJobData(run, { ...item, kind: 'action' }, carrier)),
+    ];
     return outcome;
+  }
+
+  /** What the plan decided for forEach/repeat steps in progress: stop items, settle steps. */
+  private async applyFanoutMoves(
+    client: PoolClient,
+    run: LockedRun,
+    definition: WorkflowDefinition,
+    plan: Plan,
+    cancelledSteps: StepExecutionState[],
+    outcome: Outcome,
+  ): Promise<void> {
+    const stopAll = [...cancelledSteps.filter((e) => e.fanout).map((e) => e.id), ...(plan.cancelItemsOf ?? [])];
+    const stopped = [
+      ...(await cancelItems(client, stopAll, 'its step was stopped')),
+      ...(await cancelItems(client, plan.cancelPendingOf ?? [], 'a sibling step failed', true)),
+    ];
+    outcome.cancelled.push(...stopped);
+    // A child stopped with its step is unwound: its parent is unwinding too (failFast, failure).
+    for (const e of [...outcome.cancelled]) {
+      if (e.childRunId) outcome.cancelChildren.push({ runId: e.childRunId, compensate: true });
+    }
+    for (const settlement of plan.settle ?? []) {
+      if (await settleFanout(client, settlement)) {
+        this.deps.logger.info(
+          { runId: run.id, workflow: definition.name, stepId: settlement.stepId, status: settlement.status },
+          'forEach/repeat step ended',
+        );
+      }
+    }
+    if (plan.readvance) outcome.readvance.push(run.id);
+  }
+
+  /** An item row to insert, with its idempotency key (stable per run, step and index). */
+  private newItem(
+    run: LockedRun,
+    stepId: string,
+    stepKey: string | undefined,
+    index: number,
+    input: unknown,
+    dispatched: boolean,
+  ): NewItem {
+    const base = stepKey ?? stepIdempotencyKey({ runId: run.id, stepId, kind: 'action' });
+    return { id: crypto.randomUUID(), index, input, dispatched, idempotencyKey: `${base}:${index}` };
+  }
+
+  private itemParent(
+    run: LockedRun,
+    p: PlannedExecution,
+    executionId: string,
+    mode: 'forEach' | 'repeat',
+  ): Parameters<typeof insertItems>[1] {
+    return {
+      executionId,
+      runId: run.id,
+      stepId: p.stepId,
+      function: p.function,
+      retry: p.retry,
+      ...(p.timeoutMs === undefined ? {} : { timeoutMs: p.timeoutMs }),
+      mode,
+      ...(p.fanout?.concurrency === undefined ? {} : { concurrency: p.fanout.concurrency }),
+    };
+  }
+
+  /** An item dispatched at insertion: a function job, or a child run. */
+  private dispatchItem(
+    p: PlannedExecution,
+    item: NewItem,
+    delayMs: number,
+    children: ChildToStart[],
+    jobs: DispatchedItem[],
+    outcome: Outcome,
+  ): void {
+    if (p.function === CHILD_WORKFLOW_FUNCTION && p.workflow) {
+      children.push({ id: item.id, stepId: p.stepId, workflow: p.workflow, input: item.input, delayMs, item: true });
+      return;
+    }
+    jobs.push({
+      id: item.id,
+      stepId: p.stepId,
+      function: p.function,
+      input: item.input,
+      retry: p.retry,
+      ...(p.timeoutMs === undefined ? {} : { timeoutMs: p.timeoutMs }),
+      idempotencyKey: item.idempotencyKey,
+      index: item.index,
+    });
+    if (delayMs > 0) outcome.delays.set(item.id, delayMs);
+  }
+
+  /**
+   * Inserts the child runs of executions being dispatched, in this transaction; returns why those
+   * that cannot start cannot (WORKFLOW_NOT_FOUND, CHILD_DEPTH_EXCEEDED, INVALID_INPUT), by id.
+   */
+  private async startChildren(
+    client: PoolClient,
+    run: LockedRun,
+    children: ChildToStart[],
+    outcome: Outcome,
+  ): Promise<Map<string, SerializedError>> {
+    const refused = new Map<string, SerializedError>();
+    if (!children.length) return refused;
+    const maxDepth = this.deps.maxChildDepth ?? DEFAULT_MAX_CHILD_DEPTH;
+    const versions = await latestVersions(client, [...new Set(children.map((c) => c.workflow))]);
+    const rows: NewChildRun[] = [];
+    for (const child of children) {
+      const version = versions.get(child.workflow);
+      let error: SerializedError | undefined;
+      if (run.depth + 1 > maxDepth) {
+        error = {
+          code: ErrorCode.CHILD_DEPTH_EXCEEDED,
+          message: `a child run of '${child.workflow}' would be ${run.depth + 1} levels deep; BATON_MAX_CHILD_DEPTH is ${maxDepth}`,
+          nonRetryable: true,
+        };
+      } else if (version === undefined) {
+        error = {
+          code: ErrorCode.WORKFLOW_NOT_FOUND,
+          message: `no workflow named '${child.workflow}' is defined`,
+          nonRetryable: true,
+        };
+      } else {
+        try {
+          validateRunInput(await this.storedDefinition(child.workflow, version), child.input);
+        } catch (err) {
+          error = {
+            code: ErrorCode.INVALID_INPUT,
+            message: (err as Error).message,
+            nonRetryable: true,
+            details: (err as { details?: unknown }).details,
+          };
+        }
+      }
+      if (error || version === undefined) {
+        refused.set(child.id, error as SerializedError);
+        continue;
+      }
+      rows.push({
+        id: child.id,
+        workflow: child.workflow,
+        version,
+        input: child.input,
+        parentRunId: run.id,
+        parentStepId: child.stepId,
+        depth: run.depth + 1,
+        metadata: {},
+      });
+      outcome.childStarts.push({ runId: child.id, delayMs: child.delayMs });
+    }
+    await insertChildRuns(client, rows);
+    return refused;
   }
 
   /**
@@ -241,6 +515,18 @@ export class RunAdvancer {
     const outcome = nothing();
     if (!terminal) return outcome;
     outcome.finished.push({ run, status });
+    if (run.parent) {
+      outcome.childReports.push(
+        childReport({
+          id: run.id,
+          status,
+          output: output ?? null,
+          error: error ?? run.error,
+          parentRunId: run.parent.runId,
+          parentExecutionId: run.parent.executionId,
+        }),
+      );
+    }
     const limit = definition.concurrency?.limit;
     if (limit !== undefined && run.concurrencyKey !== null) {
       outcome.releasedKeys.push({ workflow: run.workflow, key: run.concurrencyKey, limit });
@@ -249,14 +535,18 @@ export class RunAdvancer {
   }
 
   async definition(name: string, version: number): Promise<WorkflowDefinition> {
+    return (await this.storedDefinition(name, version)).definition;
+  }
+
+  private async storedDefinition(name: string, version: number): Promise<StoredDefinition> {
     const key = `${name}@${version}`;
-    let definition = this.definitions.get(key);
-    if (!definition) {
+    let stored = this.definitions.get(key);
+    if (!stored) {
       // Stored versions never change, so caching them forever is safe.
-      definition = (await getDefinition(this.deps.pool, name, version)).definition;
-      this.definitions.set(key, definition);
+      stored = await getDefinition(this.deps.pool, name, version);
+      this.definitions.set(key, stored);
     }
-    return definition;
+    return stored;
   }
 }
 

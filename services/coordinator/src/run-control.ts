@@ -50,13 +50,21 @@ export class RunControl {
     const cancelled = await cancelOutstanding(client, run.id, error);
     const compensate = message.type === 'run.timeout' || message.compensate;
     this.logger.info({ runId: run.id, code: error.code, cancelled: cancelled.length, compensate }, 'run stopped');
+    // Its running children (and theirs, in turn) are stopped the way the run is.
+    const cancelChildren = cancelled
+      .filter((e) => e.childRunId)
+      .map((e) => ({ runId: e.childRunId as string, compensate }));
     if (!compensate) {
       const outcome = this.advancer.transition(run, definition, writes, 'cancelled', undefined, error);
-      return { ...outcome, cancelled };
+      return { ...outcome, cancelled, cancelChildren };
     }
     await updateRun(client, run.id, { status: 'compensating', terminal: false, error });
     const outcome = await this.advancer.advanceLocked(client, { ...run, status: 'compensating', error }, writes);
-    return { ...outcome, cancelled: [...cancelled, ...outcome.cancelled] };
+    return {
+      ...outcome,
+      cancelled: [...cancelled, ...outcome.cancelled],
+      cancelChildren: [...cancelChildren, ...outcome.cancelChildren],
+    };
   }
 
   /** Retry from failure: the failed and undone steps and their dependants run again. */

@@ -1,5 +1,8 @@
-import { ErrorCode } from '@baton/shared';
+import { CHILD_WORKFLOW_FUNCTION, ErrorCode } from '@baton/shared';
 import type {
+  FanoutCounts,
+  ItemFailure,
+  LastIteration,
   Pool,
   PoolClient,
   RunStatus,
@@ -27,6 +30,10 @@ export interface LockedRun {
   concurrencyKey: string | null;
   inputOverrides: Record<string, unknown>;
   createdAt: Date;
+  /** 0 for a top-level run; a child run is its parent's depth + 1. */
+  depth: number;
+  /** A child run: the execution of its parent's `workflow:` step (or item) it reports to. */
+  parent: { runId: string; executionId: string } | null;
 }
 
 /** A `runs` row as lockRun and lockAndRecord read it. */
@@ -41,6 +48,9 @@ interface RunRow {
   concurrency_key: string | null;
   metadata: { inputOverrides?: Record<string, unknown> } | null;
   created_at: Date;
+  depth: number;
+  parent_run_id: string | null;
+  parent_execution_id: string | null;
 }
 
 function toLockedRun(row: RunRow): LockedRun {
@@ -55,12 +65,18 @@ function toLockedRun(row: RunRow): LockedRun {
     concurrencyKey: row.concurrency_key,
     inputOverrides: row.metadata?.inputOverrides ?? {},
     createdAt: row.created_at,
+    depth: row.depth ?? 0,
+    parent:
+      row.parent_run_id && row.parent_execution_id
+        ? { runId: row.parent_run_id, executionId: row.parent_execution_id }
+        : null,
   };
 }
 
 export async function lockRun(client: PoolClient, runId: string): Promise<LockedRun | undefined> {
   const { rows } = await client.query<RunRow>(
-    `SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at
+    `SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at,
+            depth, parent_run_id, parent_execution_id
        FROM runs WHERE id = $1 FOR UPDATE`,
     [runId],
   );
@@ -79,10 +95,18 @@ interface ExecutionRow {
   error: StepExecutionState['error'];
   finished_at: Date | null;
   created_at: Date;
+  child_run_id: string | null;
+  fanout: (Omit<FanoutCounts, 'mode'> & { mode: FanoutCounts['mode'] }) | null;
+  first_failure: ItemFailure | null;
+  last: LastIteration | null;
 }
 
 function toExecutionState(r: ExecutionRow): StepExecutionState {
   return {
+    ...(r.fanout ? { fanout: r.fanout } : {}),
+    ...(r.first_failure ? { firstFailure: r.first_failure } : {}),
+    ...(r.last ? { last: r.last } : {}),
+    ...(r.child_run_id ? { childRunId: r.child_run_id } : {}),
     id: r.id,
     stepId: r.step_id,
     kind: r.kind,
@@ -100,7 +124,12 @@ export async function loadExecutions(client: PoolClient, runId: string): Promise
   return (await loadExecutionsOf(client, [runId])).get(runId) ?? [];
 }
 
-/** The current executions of several runs in one query, by run. */
+/**
+ * The current executions of several runs in one query, by run: each step's own executions, never the
+ * items of a forEach/repeat step — their counts come with it (step_fanouts), with the earliest failed
+ * item when one failed and a repeat step's newest iteration. The partial index
+ * step_executions_steps_by_run keeps a run with 10 000 items as cheap to load as one without.
+ */
 export async function loadExecutionsOf(
   client: PoolClient,
   runIds: string[],
@@ -109,8 +138,24 @@ export async function loadExecutionsOf(
   if (!runIds.length) return byRun;
   const { rows } = await client.query<ExecutionRow>({
     name: 'baton.load_executions',
-    text: `SELECT id, run_id, step_id, kind, function_name, status, attempt, output, error, finished_at, created_at FROM step_executions
-            WHERE run_id = ANY($1::uuid[]) AND superseded_at IS NULL ORDER BY run_id, created_at, id`,
+    text: `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.status, e.attempt, e.output, e.error, e.finished_at,
+                  e.created_at, e.child_run_id,
+                  CASE WHEN f.execution_id IS NOT NULL THEN jsonb_build_object(
+                    'mode', f.mode, 'total', f.total, 'pending', f.pending, 'succeeded', f.succeeded, 'failed', f.failed,
+                    'cancelled', f.cancelled, 'undone', f.undone, 'concurrency', f.concurrency) END AS fanout,
+                  CASE WHEN f.failed > 0 THEN (
+                    SELECT jsonb_build_object('index', i.item_index, 'attempt', i.attempt, 'error', i.error)
+                      FROM step_executions i
+                     WHERE i.parent_execution_id = e.id AND i.status = 'failed' AND i.superseded_at IS NULL
+                     ORDER BY i.finished_at, i.item_index LIMIT 1) END AS first_failure,
+                  CASE WHEN f.mode = 'repeat' THEN (
+                    SELECT jsonb_build_object('index', i.item_index, 'status', i.status, 'output', i.output)
+                      FROM step_executions i
+                     WHERE i.parent_execution_id = e.id AND i.superseded_at IS NULL
+                     ORDER BY i.item_index DESC LIMIT 1) END AS last
+             FROM step_executions e LEFT JOIN step_fanouts f ON f.execution_id = e.id
+            WHERE e.run_id = ANY($1::uuid[]) AND e.superseded_at IS NULL AND e.parent_execution_id IS NULL
+            ORDER BY e.run_id, e.created_at, e.id`,
     values: [runIds],
   });
   for (const row of rows) byRun.get(row.run_id)?.push(toExecutionState(row));
@@ -188,6 +233,13 @@ export interface NewExecution extends PlannedExecution {
   idempotencyKey?: string;
 }
 
+/** The status a new execution is written with. */
+function initialStatus(e: NewExecution, builtin: boolean): StepStatus {
+  if (e.error) return 'failed';
+  // A forEach/repeat step's own execution runs while its items do; built-ins run from the start.
+  return e.fanout || builtin ? 'running' : 'queued';
+}
+
 export async function updateRun(
   client: PoolClient,
   runId: string,
@@ -212,19 +264,37 @@ export async function updateRun(
   );
 }
 
-/** Marks every outstanding execution of a run cancelled; returns them so their jobs can be stopped. */
+/** An execution cancelled in a transaction: its job to stop, or its child run to cancel. */
+export interface CancelledExecution {
+  id: string;
+  function: string;
+  childRunId?: string;
+}
+
+/**
+ * Marks every outstanding execution of a run cancelled, forEach items not yet dispatched included;
+ * returns them so their jobs can be stopped and their child runs cancelled.
+ */
 export async function cancelOutstanding(
   client: PoolClient,
   runId: string,
   error: RunError,
-): Promise<{ id: string; function: string }[]> {
-  const { rows } = await client.query<{ id: string; function_name: string }>(
+): Promise<CancelledExecution[]> {
+  const { rows } = await client.query<{ id: string; function_name: string; child_run_id: string | null }>(
     `UPDATE step_executions SET status = 'cancelled', error = $3, finished_at = now(), updated_at = now()
       WHERE run_id = $1 AND superseded_at IS NULL AND status = ANY($2)
-      RETURNING id, function_name`,
-    [runId, NOT_FINISHED, JSON.stringify({ code: error.code, message: error.message, nonRetryable: true })],
+      RETURNING id, function_name, child_run_id`,
+    [
+      runId,
+      [...NOT_FINISHED, 'pending'],
+      JSON.stringify({ code: error.code, message: error.message, nonRetryable: true }),
+    ],
   );
-  return rows.map((r) => ({ id: r.id, function: r.function_name }));
+  return rows.map(toCancelled);
+}
+
+export function toCancelled(r: { id: string; function_name: string; child_run_id: string | null }): CancelledExecution {
+  return { id: r.id, function: r.function_name, ...(r.child_run_id ? { childRunId: r.child_run_id } : {}) };
 }
 
 /**
@@ -398,7 +468,9 @@ export async function lockAndRecord(
   >({
     name: 'baton.lock_and_record',
     text: `WITH locked AS (
-       SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+       SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at,
+              depth, parent_run_id, parent_execution_id
+         FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
      ), r AS (
        SELECT r.* FROM jsonb_to_recordset($2::jsonb)
            AS r(id uuid, run_id uuid, attempt int, worker_id text, started_at timestamptz, at timestamptz, output text)
@@ -544,14 +616,17 @@ export class RunWrites {
        ), inserted AS (
          -- Built-in steps (sleep, waitForEvent) are running from the moment they are planned.
          INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, attempt, max_attempts,
-                                      retry_policy, timeout_ms, metadata, queued_at, started_at, worker_id)
-         SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, CASE WHEN e.builtin THEN 'running' ELSE 'queued' END,
+                                      retry_policy, timeout_ms, metadata, queued_at, started_at, worker_id, error,
+                                      finished_at, child_run_id)
+         SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.status,
                 e.input::jsonb, CASE WHEN e.builtin THEN 1 ELSE 0 END, e.max_attempts, e.retry_policy, e.timeout_ms,
-                COALESCE(e.metadata, '{}'::jsonb), now(), CASE WHEN e.builtin THEN now() END,
-                CASE WHEN e.builtin THEN 'coordinator' END
+                COALESCE(e.metadata, '{}'::jsonb), now(), CASE WHEN e.status <> 'queued' THEN now() END,
+                CASE WHEN e.builtin THEN 'coordinator' END, e.error,
+                CASE WHEN e.status = 'failed' THEN now() END, e.child_run_id
            FROM jsonb_to_recordset($2::jsonb) AS e(id uuid, run_id uuid, step_id text, kind text, function_name text,
-                                                   input text, max_attempts int, retry_policy jsonb, timeout_ms int,
-                                                   metadata jsonb, builtin boolean)
+                                                   status text, input text, max_attempts int, retry_policy jsonb,
+                                                   timeout_ms int, metadata jsonb, builtin boolean, error jsonb,
+                                                   child_run_id uuid)
        ), compensating AS (
          -- A compensation starting means its step's effect is being undone.
          UPDATE step_executions a SET status = 'compensating', updated_at = now()
@@ -592,6 +667,10 @@ export class RunWrites {
             step_id: e.stepId,
             kind: e.kind,
             function_name: e.function,
+            status: initialStatus(e, builtins.has(e.id)),
+            error: e.error ?? null,
+            // A child run's id is the id of the execution that awaits it (one child per execution).
+            child_run_id: e.function === CHILD_WORKFLOW_FUNCTION && !e.error && !e.fanout ? e.id : null,
             // As text, so a JSON null input stays JSON null rather than SQL NULL.
             input: JSON.stringify(e.input ?? null),
             max_attempts: e.retry.attempts,

@@ -67,8 +67,9 @@ export class StepDispatcher {
   /**
    * Enqueues step jobs; a job id already present (a re-enqueue) is a no-op in BullMQ. Built-in kinds
    * (sleep, waitForEvent) are the coordinator's own delayed messages instead of a function job.
+   * `delays`: how long some jobs wait first, by step execution id.
    */
-  async enqueue(jobs: StepJobData[]): Promise<void> {
+  async enqueue(jobs: StepJobData[], delays?: Map<string, number>): Promise<void> {
     const byFunction = new Map<string, StepJobData[]>();
     const timers: Promise<void>[] = [];
     for (const data of jobs) {
@@ -91,6 +92,8 @@ export class StepDispatcher {
               backoff: { type: 'baton' },
               removeOnComplete: KEEP_FINISHED_JOBS,
               removeOnFail: KEEP_FINISHED_JOBS,
+              // A repeat step's next iteration waits its `delayMs` (durably: a delayed job).
+              ...(delays?.get(data.stepExecutionId) ? { delay: delays.get(data.stepExecutionId) } : {}),
             },
           })),
         ),

@@ -54,6 +54,13 @@ export const eventName = z
 /** Built-in step kinds run by the coordinator itself, not by a function worker. */
 export const SLEEP_FUNCTION = 'baton.sleep';
 export const WAIT_FOR_EVENT_FUNCTION = 'baton.waitForEvent';
+/** A `workflow:` step: the coordinator starts a child run and the step ends when the child does. */
+export const CHILD_WORKFLOW_FUNCTION = 'baton.workflow';
+
+/** forEach `concurrency` bounds (docs/WORKFLOWS.md). */
+export const FOREACH_MAX_CONCURRENCY = 1_000;
+/** repeat `maxIterations` bounds. */
+export const REPEAT_MAX_ITERATIONS = 10_000;
 
 /**
  * Whether a function name is a built-in step kind (the coordinator's own, never a queue or a worker).
@@ -96,14 +103,32 @@ const waitForEventSchema = z
   })
   .strict();
 
+const repeatSchema = z
+  .object({
+    /** JSONata over `{ output, iteration, input, steps }`: true ends the loop with that iteration's output. */
+    until: z.string().min(1),
+    maxIterations: z.number().int().min(1).max(REPEAT_MAX_ITERATIONS),
+    /** The durable wait between two iterations. */
+    delayMs: z.number().int().min(0).max(86_400_000).default(0),
+  })
+  .strict();
+
 const stepSchema = z
   .object({
     /** Step ids are referenced from expressions (`steps.createInvoice.output`), so camelCase is allowed. */
     id: stepId,
-    /** A function to call — or one of the built-in kinds `sleep` and `waitForEvent`. */
+    /** A function to call — or one of the built-in kinds `sleep` and `waitForEvent`, or a child `workflow`. */
     function: identifier.optional(),
     sleep: sleepSchema.optional(),
     waitForEvent: waitForEventSchema.optional(),
+    /** A child run of the latest version of this workflow; its output is the step's output. */
+    workflow: identifier.optional(),
+    /** A template resolving to a JSON array: the step runs once per item (`item`, `index` in scope). */
+    forEach: z.string().min(1).optional(),
+    /** forEach only: at most this many items in flight. */
+    concurrency: z.number().int().min(1).max(FOREACH_MAX_CONCURRENCY).optional(),
+    /** Runs the step again (after `delayMs`) until `until` holds over its output. */
+    repeat: repeatSchema.optional(),
     description: z.string().max(1_000).optional(),
     /** Steps this one waits for. Omitted: the previous step in the list (a plain sequence). */
     needs: z.array(stepId).optional(),
@@ -120,14 +145,23 @@ const stepSchema = z
   })
   .strict()
   .superRefine((step, ctx) => {
-    const kinds = [step.function, step.sleep, step.waitForEvent].filter((k) => k !== undefined).length;
+    const kinds = [step.function, step.sleep, step.waitForEvent, step.workflow].filter((k) => k !== undefined).length;
     if (kinds !== 1) {
       ctx.addIssue({
         code: 'custom',
         path: ['function'],
-        message: 'give exactly one of function, sleep and waitForEvent',
+        message: 'give exactly one of function, workflow, sleep and waitForEvent',
       });
     }
+    const callsSomething = step.function !== undefined || step.workflow !== undefined;
+    if (step.forEach !== undefined && !callsSomething)
+      ctx.addIssue({ code: 'custom', path: ['forEach'], message: 'forEach runs a function or a workflow per item' });
+    if (step.concurrency !== undefined && step.forEach === undefined)
+      ctx.addIssue({ code: 'custom', path: ['concurrency'], message: 'concurrency applies to forEach steps only' });
+    if (step.repeat !== undefined && !callsSomething)
+      ctx.addIssue({ code: 'custom', path: ['repeat'], message: 'repeat runs a function or a workflow' });
+    if (step.repeat !== undefined && step.forEach !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['repeat'], message: 'a step cannot have both forEach and repeat' });
   });
 
 const triggerSchema = z.union([
@@ -193,7 +227,10 @@ export const workflowDefinitionSchema = z
 
 /** A definition as written (defaults not applied). */
 export type WorkflowDefinitionInput = z.input<typeof workflowDefinitionSchema>;
-/** A step after parsing: `function` is set for every kind (built-ins get SLEEP_FUNCTION / WAIT_FOR_EVENT_FUNCTION). */
+/**
+ * A step after parsing: `function` is set for every kind (built-ins get SLEEP_FUNCTION /
+ * WAIT_FOR_EVENT_FUNCTION, a `workflow:` step CHILD_WORKFLOW_FUNCTION).
+ */
 export type StepDefinition = z.infer<typeof stepSchema> & { needs: string[]; function: string };
 export type WorkflowDefinition = Omit<z.infer<typeof workflowDefinitionSchema>, 'steps'> & { steps: StepDefinition[] };
 
@@ -219,7 +256,9 @@ export function parseWorkflowDefinition(raw: unknown): WorkflowDefinition {
   }
   const steps = parsed.data.steps.map((step, index) => ({
     ...step,
-    function: step.function ?? (step.sleep ? SLEEP_FUNCTION : WAIT_FOR_EVENT_FUNCTION),
+    function:
+      step.function ??
+      (step.sleep ? SLEEP_FUNCTION : step.workflow !== undefined ? CHILD_WORKFLOW_FUNCTION : WAIT_FOR_EVENT_FUNCTION),
     needs: step.needs ?? (index === 0 ? [] : [parsed.data.steps[index - 1].id]),
   }));
   const definition: WorkflowDefinition = { ...parsed.data, steps };
@@ -249,6 +288,8 @@ function semanticProblems(def: WorkflowDefinition): ValidationProblem[] {
     if (step.compensate) checkTemplates(step.compensate.input, `steps[${i}].compensate.input`, problems);
     if (step.sleep) checkTemplates(step.sleep, `steps[${i}].sleep`, problems);
     if (step.waitForEvent?.match) checkExpression(step.waitForEvent.match, `steps[${i}].waitForEvent.match`, problems);
+    if (step.forEach !== undefined) checkTemplates(step.forEach, `steps[${i}].forEach`, problems);
+    if (step.repeat) checkExpression(step.repeat.until, `steps[${i}].repeat.until`, problems);
   });
   def.triggers.forEach((trigger, i) => {
     if ('schedule' in trigger) {

@@ -1,7 +1,19 @@
 import type { SerializedError } from '../errors';
 import { ErrorCode } from '../error-codes';
-import type { RetryPolicy, StepDefinition, WorkflowDefinition } from './definition';
+import { CHILD_WORKFLOW_FUNCTION, type RetryPolicy, type StepDefinition, type WorkflowDefinition } from './definition';
 import { evaluateCondition, resolveTemplate } from './expressions';
+import {
+  decideFanout,
+  DEFAULT_FOREACH_MAX_ITEMS,
+  inFlight,
+  inputTemplate,
+  listProblem,
+  planItems,
+  type FanoutCounts,
+  type ItemFailure,
+  type LastIteration,
+  type PlannedItem,
+} from './fanout';
 import { isOutstandingStep, isTerminalRun, type RunStatus, type StepStatus } from './states';
 
 /**
@@ -21,6 +33,14 @@ export interface StepExecutionState {
   /** Completion order is compensation order (reversed). */
   finishedAt?: Date | null;
   createdAt: Date;
+  /** A forEach/repeat step: its items' counts (the items themselves are never loaded). */
+  fanout?: FanoutCounts;
+  /** A forEach/repeat step with a failed item: the earliest one. */
+  firstFailure?: ItemFailure;
+  /** A repeat step: its newest iteration, once ended. */
+  last?: LastIteration;
+  /** A `workflow:` step: the child run it started. */
+  childRunId?: string | null;
 }
 
 export interface RunState {
@@ -41,6 +61,8 @@ export interface RunError extends SerializedError {
   stepId: string;
   function: string;
   attempt: number;
+  /** A forEach step's failed item (a repeat step's iteration, from 0). */
+  itemIndex?: number;
 }
 
 export interface PlannedExecution {
@@ -50,6 +72,29 @@ export interface PlannedExecution {
   input: unknown;
   retry: RetryPolicy;
   timeoutMs?: number;
+  /** A `workflow:` step (or item): the child workflow to start. */
+  workflow?: string;
+  /** Set when the step fails as it starts (a forEach that is not a list…): recorded failed, not run. */
+  error?: SerializedError;
+  /**
+   * A forEach or repeat step's own execution, with the items to create under it (a repeat step
+   * starts with its first iteration). `list`: the forEach list, kept as the execution's input.
+   */
+  fanout?: { mode: 'forEach' | 'repeat'; items: PlannedItem[]; concurrency?: number; list?: unknown[] };
+  /** An item of an existing forEach/repeat execution (a repeat step's next iteration). */
+  item?: { parentExecutionId: string; index: number; delayMs: number };
+}
+
+/** A forEach/repeat step that is done: the coordinator writes its status and output. */
+export interface Settlement {
+  executionId: string;
+  stepId: string;
+  /** `cancelled`: stopped with nothing in flight because a sibling step failed (waitForAll). */
+  status: 'succeeded' | 'failed' | 'cancelled';
+  /** forEach: the output is the items' outputs in list order, assembled by the store. */
+  collect?: boolean;
+  output?: unknown;
+  error?: SerializedError & { itemIndex?: number };
 }
 
 export interface Plan {
@@ -59,6 +104,16 @@ export interface Plan {
   skip: string[];
   /** Outstanding executions to cancel (fail-fast: a sibling failed for good). */
   cancel?: string[];
+  /** forEach steps whose next pending items to dispatch (in list order), and how many. */
+  promote?: { executionId: string; count: number }[];
+  /** forEach/repeat steps that are done. Planning goes on in a new transaction (`readvance`). */
+  settle?: Settlement[];
+  /** forEach/repeat steps whose pending and in-flight items must be cancelled. */
+  cancelItemsOf?: string[];
+  /** forEach steps whose pending items (only) must be cancelled: a sibling failed (waitForAll). */
+  cancelPendingOf?: string[];
+  /** Plan the run again once this plan is committed (a step settled here). */
+  readvance?: boolean;
   /** A new run status, when it changes. */
   status?: RunStatus;
   output?: unknown;
@@ -94,12 +149,21 @@ const DONE: readonly StepStatus[] = ['succeeded', 'compensating', 'compensated']
 export const CANCELLED = ErrorCode.CANCELLED;
 export const WORKFLOW_TIMEOUT = ErrorCode.WORKFLOW_TIMEOUT;
 
-export async function planRun(definition: WorkflowDefinition, run: RunState): Promise<Plan> {
+export interface PlanOptions {
+  /** BATON_FOREACH_MAX_ITEMS. */
+  maxForEachItems?: number;
+}
+
+export async function planRun(definition: WorkflowDefinition, run: RunState, options: PlanOptions = {}): Promise<Plan> {
   const plan: Plan = { start: [], skip: [] };
   if (isTerminalRun(run.status)) return plan;
   if (run.status === 'compensating') return planCompensation(definition, run, plan);
 
   const actions = latestByStep(run.executions, 'action');
+  // forEach/repeat steps in progress: their counts say what to do next. A step that settles here is
+  // written by the coordinator, and the run is planned again against it (its output included).
+  await progressFanouts(definition, run, [...actions.values()], plan);
+  if (plan.readvance) return plan;
   const failed = [...actions.values()].filter((e) => e.status === 'failed');
   const active = [...actions.values()].some((e) => isOutstandingStep(e.status));
   if (failed.length) {
@@ -131,7 +195,7 @@ export async function planRun(definition: WorkflowDefinition, run: RunState): Pr
         progressed = true;
         continue;
       }
-      plan.start.push(await actionExecution(step, context, run.inputOverrides));
+      plan.start.push(await actionExecution(step, context, run.inputOverrides, options));
       settled.set(step.id, 'queued');
     }
   }
@@ -153,18 +217,112 @@ async function actionExecution(
   step: StepDefinition,
   context: Record<string, unknown>,
   overrides: Record<string, unknown> = {},
+  options: PlanOptions = {},
 ): Promise<PlannedExecution> {
-  // Built-in kinds take their spec as input: templates in it are resolved like any input.
-  const template = step.sleep ?? step.waitForEvent ?? step.input ?? {};
-  const input = step.id in overrides ? overrides[step.id] : await resolveTemplate(template, context);
-  return {
+  const override = step.id in overrides ? { value: overrides[step.id] } : undefined;
+  const base: PlannedExecution = {
     stepId: step.id,
     kind: 'action',
     function: step.function,
-    input: input ?? {},
+    input: {},
     retry: step.retry,
     ...(step.timeoutMs === undefined ? {} : { timeoutMs: step.timeoutMs }),
+    ...(step.function === CHILD_WORKFLOW_FUNCTION && step.workflow ? { workflow: step.workflow } : {}),
   };
+  if (step.forEach !== undefined) {
+    const list = await resolveTemplate(step.forEach, context);
+    const error = listProblem(list, options.maxForEachItems ?? DEFAULT_FOREACH_MAX_ITEMS);
+    if (error) return { ...base, input: null, error };
+    const items = await planItems(step, list as unknown[], context, override);
+    return {
+      ...base,
+      input: null,
+      fanout: {
+        mode: 'forEach',
+        items,
+        list: list as unknown[],
+        ...(step.concurrency === undefined ? {} : { concurrency: step.concurrency }),
+      },
+    };
+  }
+  // Built-in kinds take their spec as input: templates in it are resolved like any input.
+  const input = (override ? override.value : await resolveTemplate(inputTemplate(step), context)) ?? {};
+  if (step.repeat) return { ...base, input: null, fanout: { mode: 'repeat', items: [{ index: 0, input }] } };
+  return { ...base, input };
+}
+
+/** The next moves of the forEach/repeat steps in progress, into `plan`. */
+async function progressFanouts(
+  definition: WorkflowDefinition,
+  run: RunState,
+  actions: StepExecutionState[],
+  plan: Plan,
+): Promise<void> {
+  const steps = new Map(definition.steps.map((s) => [s.id, s]));
+  // A step failed for good: a step in progress starts nothing new (failFast cancels it anyway).
+  const stopping = actions.some((e) => e.status === 'failed');
+  let context: Record<string, unknown> | undefined;
+  for (const exec of actions) {
+    const step = steps.get(exec.stepId);
+    if (!exec.fanout || exec.status !== 'running' || !step) continue;
+    if (stopping && exec.fanout.failed === 0) {
+      if (exec.fanout.pending > 0) (plan.cancelPendingOf ??= []).push(exec.id);
+      if (inFlight(exec.fanout) === 0) {
+        (plan.settle ??= []).push({ executionId: exec.id, stepId: exec.stepId, status: 'cancelled' });
+        plan.readvance = true;
+      }
+      continue;
+    }
+    context ??= expressionContext(run);
+    const decision = await decideFanout(
+      step,
+      exec.fanout,
+      definition.onStepFailure,
+      context,
+      exec.firstFailure,
+      exec.last,
+    );
+    switch (decision.kind) {
+      case 'wait':
+        break;
+      case 'promote':
+        (plan.promote ??= []).push({ executionId: exec.id, count: decision.count });
+        break;
+      case 'succeed':
+        (plan.settle ??= []).push({
+          executionId: exec.id,
+          stepId: exec.stepId,
+          status: 'succeeded',
+          ...(decision.collect ? { collect: true } : { output: decision.output }),
+        });
+        plan.readvance = true;
+        break;
+      case 'fail':
+        if (decision.cancelItems) (plan.cancelItemsOf ??= []).push(exec.id);
+        (plan.settle ??= []).push({
+          executionId: exec.id,
+          stepId: exec.stepId,
+          status: 'failed',
+          error: decision.error,
+        });
+        plan.readvance = true;
+        break;
+      case 'iterate': {
+        const input = (await resolveTemplate(inputTemplate(step), { ...context, iteration: decision.index })) ?? {};
+        plan.start.push({
+          stepId: step.id,
+          kind: 'action',
+          function: step.function,
+          input,
+          retry: step.retry,
+          ...(step.timeoutMs === undefined ? {} : { timeoutMs: step.timeoutMs }),
+          ...(step.workflow ? { workflow: step.workflow } : {}),
+          item: { parentExecutionId: exec.id, index: decision.index, delayMs: decision.delayMs },
+        });
+        break;
+      }
+    }
+  }
 }
 
 async function runOutput(definition: WorkflowDefinition, context: Record<string, unknown>): Promise<unknown> {
@@ -217,6 +375,9 @@ export function runErrorOf(exec: StepExecutionState): RunError {
   const error = exec.error ?? { code: ErrorCode.STEP_FAILED, message: 'step failed', nonRetryable: false };
   return { stepId: exec.stepId, function: exec.function, attempt: exec.attempt, ...error };
 }
+
+export type { FanoutCounts, ItemFailure, LastIteration, PlannedItem } from './fanout';
+export { inFlight, DEFAULT_FOREACH_MAX_ITEMS } from './fanout';
 
 /**
  * A run's error that no step caused (cancelled, timed out, an invalid definition or expression):

@@ -1,0 +1,203 @@
+import { CHILD_WORKFLOW_FUNCTION, ErrorCode, type PoolClient, type RetryPolicy, type Settlement } from '@baton/shared';
+import { toCancelled, type CancelledExecution } from './run-store';
+
+/**
+ * SQL of forEach and repeat items (see shared/src/workflow/fanout.ts for what they are). Items are
+ * step_executions rows under their step's execution (`parent_execution_id`, `item_index`); their
+ * counts are in step_fanouts. The counts of the items a statement here inserts are set by that
+ * statement; every later change of an item's status is counted by the trigger of migration 006.
+ *
+ * Every function takes the transaction's client under the run's lock, and writes at once (not
+ * buffered in RunWrites): the items' rows and counts are what the next statements of the same
+ * transaction (promotion, dispatch, child runs) read.
+ */
+
+/** An item to insert: dispatched now (`queued`, or `running` for a child run) or `pending`. */
+export interface NewItem {
+  id: string;
+  index: number;
+  input: unknown;
+  dispatched: boolean;
+  idempotencyKey: string;
+}
+
+/** The step an item belongs to, as its item rows repeat it. */
+export interface ItemParent {
+  executionId: string;
+  runId: string;
+  stepId: string;
+  function: string;
+  retry: RetryPolicy;
+  timeoutMs?: number;
+  mode: 'forEach' | 'repeat';
+  concurrency?: number;
+}
+
+/** An item as dispatching needs it (job data, child run). */
+export interface DispatchedItem {
+  id: string;
+  stepId: string;
+  function: string;
+  input: unknown;
+  retry: RetryPolicy;
+  timeoutMs?: number;
+  idempotencyKey?: string;
+  index: number;
+}
+
+/**
+ * Inserts items under their step (creating its step_fanouts row the first time) in one statement,
+ * with their counts. A child-workflow item that is dispatched is `running` from the start, its child
+ * run's id being its own.
+ */
+export async function insertItems(client: PoolClient, parent: ItemParent, items: NewItem[]): Promise<void> {
+  const child = parent.function === CHILD_WORKFLOW_FUNCTION;
+  const pending = items.filter((i) => !i.dispatched).length;
+  await client.query({
+    name: 'baton.insert_items',
+    text: `WITH items AS (
+       INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, attempt, max_attempts,
+                                    retry_policy, timeout_ms, metadata, queued_at, started_at, worker_id,
+                                    parent_execution_id, item_index, child_run_id)
+       SELECT i.id, $2, $3, 'action', $4, CASE WHEN NOT i.dispatched THEN 'pending' WHEN $9 THEN 'running' ELSE 'queued' END,
+              i.input::jsonb, CASE WHEN i.dispatched AND $9 THEN 1 ELSE 0 END, $5, $6, $7,
+              jsonb_build_object('idempotencyKey', i.key), CASE WHEN i.dispatched THEN now() END,
+              CASE WHEN i.dispatched AND $9 THEN now() END, CASE WHEN i.dispatched AND $9 THEN 'coordinator' END,
+              $1, i.index, CASE WHEN $9 THEN i.id END
+         FROM jsonb_to_recordset($8::jsonb) AS i(id uuid, index int, input text, dispatched boolean, key text)
+       RETURNING 1
+     )
+     INSERT INTO step_fanouts (execution_id, run_id, mode, total, pending, concurrency)
+     VALUES ($1, $2, $10, (SELECT count(*) FROM items), $11, $12)
+     ON CONFLICT (execution_id) DO UPDATE
+       SET total = step_fanouts.total + EXCLUDED.total, pending = step_fanouts.pending + EXCLUDED.pending`,
+    values: [
+      parent.executionId,
+      parent.runId,
+      parent.stepId,
+      parent.function,
+      parent.retry.attempts,
+      parent.retry,
+      parent.timeoutMs ?? null,
+      JSON.stringify(
+        items.map((i) => ({
+          id: i.id,
+          index: i.index,
+          // As text, so a JSON null input stays JSON null rather than SQL NULL.
+          input: JSON.stringify(i.input ?? null),
+          dispatched: i.dispatched,
+          key: i.idempotencyKey,
+        })),
+      ),
+      child,
+      parent.mode,
+      pending,
+      parent.concurrency ?? null,
+    ],
+  });
+}
+
+interface ItemRow {
+  id: string;
+  step_id: string;
+  function_name: string;
+  input: unknown;
+  retry_policy: RetryPolicy;
+  timeout_ms: number | null;
+  idempotency_key: string | null;
+  item_index: number;
+}
+
+/** Dispatches the next `count` pending items of a step, in list order; returns them. */
+export async function promoteItems(client: PoolClient, executionId: string, count: number): Promise<DispatchedItem[]> {
+  const { rows } = await client.query<ItemRow>({
+    name: 'baton.promote_items',
+    text: `UPDATE step_executions e
+        SET status = CASE WHEN e.function_name = $3 THEN 'running' ELSE 'queued' END,
+            attempt = CASE WHEN e.function_name = $3 THEN 1 ELSE 0 END,
+            started_at = CASE WHEN e.function_name = $3 THEN now() END,
+            worker_id = CASE WHEN e.function_name = $3 THEN 'coordinator' END,
+            queued_at = now(), updated_at = now()
+       FROM (SELECT id FROM step_executions
+              WHERE parent_execution_id = $1 AND status = 'pending'
+              ORDER BY item_index LIMIT $2 FOR UPDATE) next
+      WHERE e.id = next.id
+      RETURNING e.id, e.step_id, e.function_name, e.input, e.retry_policy, e.timeout_ms,
+                e.metadata->>'idempotencyKey' AS idempotency_key, e.item_index`,
+    values: [executionId, count, CHILD_WORKFLOW_FUNCTION],
+  });
+  return rows
+    .sort((a, b) => a.item_index - b.item_index)
+    .map((r) => ({
+      id: r.id,
+      stepId: r.step_id,
+      function: r.function_name,
+      input: r.input,
+      retry: r.retry_policy,
+      ...(r.timeout_ms === null ? {} : { timeoutMs: r.timeout_ms }),
+      ...(r.idempotency_key ? { idempotencyKey: r.idempotency_key } : {}),
+      index: r.item_index,
+    }));
+}
+
+/**
+ * Ends a forEach/repeat step: succeeded (with its output; a forEach's is its items' outputs in list
+ * order, assembled here once), failed (its error naming the item) or cancelled. False when it had
+ * already ended.
+ */
+export async function settleFanout(client: PoolClient, settlement: Settlement): Promise<boolean> {
+  const { rowCount } = await client.query({
+    name: 'baton.settle_fanout',
+    text: `UPDATE step_executions p
+        SET status = $2,
+            output = CASE WHEN $3 THEN (SELECT COALESCE(jsonb_agg(i.output ORDER BY i.item_index), '[]'::jsonb)
+                                          FROM step_executions i
+                                         WHERE i.parent_execution_id = p.id AND i.superseded_at IS NULL)
+                          ELSE $4::jsonb END,
+            error = $5::jsonb, finished_at = now(), updated_at = now()
+      WHERE p.id = $1 AND p.status = 'running'`,
+    values: [
+      settlement.executionId,
+      settlement.status,
+      Boolean(settlement.collect),
+      settlement.output === undefined ? null : JSON.stringify(settlement.output),
+      settlement.error ? JSON.stringify(settlement.error) : null,
+    ],
+  });
+  return (rowCount ?? 0) > 0;
+}
+
+/**
+ * Cancels the items of these steps: those not yet dispatched, and (unless `pendingOnly`) those in
+ * flight. Returns them, so jobs can be stopped and child runs cancelled.
+ */
+export async function cancelItems(
+  client: PoolClient,
+  executionIds: string[],
+  reason: string,
+  pendingOnly = false,
+): Promise<CancelledExecution[]> {
+  if (!executionIds.length) return [];
+  const { rows } = await client.query<{ id: string; function_name: string; child_run_id: string | null }>(
+    `UPDATE step_executions SET status = 'cancelled', error = $3, finished_at = now(), updated_at = now()
+      WHERE parent_execution_id = ANY($1::uuid[]) AND superseded_at IS NULL AND status = ANY($2)
+      RETURNING id, function_name, child_run_id`,
+    [
+      executionIds,
+      pendingOnly ? ['pending'] : ['pending', 'queued', 'running', 'retrying'],
+      JSON.stringify({ code: ErrorCode.CANCELLED, message: reason, nonRetryable: true }),
+    ],
+  );
+  return rows.map(toCancelled);
+}
+
+/** Fails items that could not be dispatched (their child run cannot start), each with its error. */
+export async function failItems(client: PoolClient, items: { id: string; error: unknown }[]): Promise<void> {
+  if (!items.length) return;
+  await client.query(
+    `UPDATE step_executions e SET status = 'failed', error = f.error, finished_at = now(), updated_at = now()
+       FROM jsonb_to_recordset($1::jsonb) AS f(id uuid, error jsonb)
+      WHERE e.id = f.id AND e.id = ANY($2::uuid[]) AND e.status IN ('pending', 'queued', 'running')`,
+    [JSON.stringify(items), items.map((i) => i.id)],
+  );
+}
