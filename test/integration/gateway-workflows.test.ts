@@ -74,6 +74,27 @@ describe('gateway HTTP API: workflows', () => {
       expect(v1.body.definition.steps).toHaveLength(1);
     });
 
+    it('PUT warns about a workflow step naming an undefined workflow, and 400s a bad forEach concurrency', async () => {
+      const def = {
+        name: 'caller',
+        steps: [
+          { id: 'a', workflow: 'not-yet-defined' },
+          { id: 'b', workflow: 'greet', input: { name: 'x' } },
+          { id: 'c', workflow: 'caller' },
+        ],
+      };
+      const res = await request(app).put('/v1/workflows/caller').send(def).expect(201);
+      // greet exists and a workflow may call itself (depth-limited): only the undefined one warns.
+      expect(res.body.warnings).toEqual([
+        { path: 'steps[0].workflow', message: "no workflow named 'not-yet-defined' is defined yet" },
+      ]);
+      const bad = await request(app)
+        .put('/v1/workflows/fanned')
+        .send({ name: 'fanned', steps: [{ id: 'a', function: 'fn-a', forEach: '{{ [1] }}', concurrency: 0 }] })
+        .expect(400);
+      expect(bad.body.error.details).toEqual([expect.objectContaining({ path: 'steps[0].concurrency' })]);
+    });
+
     it('PUT answers 400, not 500, for a body name that is not a string (found by the fuzz test)', async () => {
       const res = await request(app)
         .put('/v1/workflows/fuzzed')

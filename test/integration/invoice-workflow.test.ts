@@ -13,7 +13,7 @@ import { createEmitEvents } from '../../functions/emit-events/src/index';
 import { createHttpRequest } from '../../functions/http-request/src/index';
 import { createTransform } from '../../functions/transform/src/index';
 import { startEngine, type Engine } from '../support/engine';
-import { createTestEnv, waitFor, type TestEnv } from '../support/env';
+import { createTestEnv, type TestEnv } from '../support/env';
 import { pdfText, startSmtp, type TestSmtp } from '../support/mail';
 
 /**
@@ -118,7 +118,7 @@ describe('the invoice workflow', () => {
     expect(invoices.rows[0].n).toBe(0);
   });
 
-  it('orders-feed: fetches a feed over HTTP, transforms it and starts one invoice run per customer by event', async () => {
+  it('orders-feed: fetches a feed over HTTP and invoices each customer with a child invoice run', async () => {
     const feed = http.createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(
         JSON.stringify({
@@ -137,14 +137,26 @@ describe('the invoice workflow', () => {
       const runId = await engine.start('orders-feed', { feedUrl });
       const run = await engine.waitForRun(runId);
       expect(run.status).toBe('succeeded');
-      expect(run.output).toEqual({ customers: ['cust-02', 'cust-03'], invoicesRequested: 2 });
-      const started = await waitFor(async () => {
-        const { rows } = await env.pool.query(
-          "SELECT id, input, status FROM runs WHERE workflow_name = 'invoice' AND trigger->>'type' = 'event' ORDER BY input->>'customerId'",
-        );
-        return rows.length === 2 && rows.every((r) => r.status === 'succeeded') ? rows : undefined;
+      const { rows: children } = await env.pool.query(
+        `SELECT r.id, r.input, r.status, r.output, r.trigger FROM runs r WHERE r.parent_run_id = $1
+          ORDER BY r.input->>'customerId'`,
+        [runId],
+      );
+      // One child invoice run per customer with open orders, each finished before the batch was.
+      expect(children.map((r) => [r.input, r.status])).toEqual([
+        [{ customerId: 'cust-02' }, 'succeeded'],
+        [{ customerId: 'cust-03' }, 'succeeded'],
+      ]);
+      expect(children[0].trigger).toMatchObject({ type: 'parent', runId, stepId: 'invoices' });
+      expect(run.output).toEqual({
+        customers: ['cust-02', 'cust-03'],
+        invoiceCount: 2,
+        invoiced: children.map((c) => ({
+          customerId: c.input.customerId,
+          invoiceNumber: c.output.invoiceNumber,
+          emailedTo: c.output.emailedTo,
+        })),
       });
-      expect(started.map((r) => r.input)).toEqual([{ customerId: 'cust-02' }, { customerId: 'cust-03' }]);
       expect(smtp.received.filter((m) => m.envelope.to.includes('grace@example.com'))).toHaveLength(1);
     } finally {
       await new Promise((r) => feed.close(r));

@@ -1,6 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseDefinitionText, parseWorkflowDefinition, ValidationError, findCycle } from '@baton/shared';
+import {
+  CHILD_WORKFLOW_FUNCTION,
+  parseDefinitionText,
+  parseWorkflowDefinition,
+  ValidationError,
+  findCycle,
+} from '@baton/shared';
 
 function problemsOf(raw: unknown): { path: string; message: string }[] {
   try {
@@ -86,5 +92,63 @@ describe('workflow definition validation', () => {
 
   it('rejects text that is not YAML', () => {
     expect(() => parseDefinitionText('name: [unclosed', 'x.yaml')).toThrow(/x.yaml is not valid YAML/);
+  });
+
+  describe('forEach, workflow and repeat', () => {
+    it('accepts them and marks a workflow step as a child-workflow step', () => {
+      const def = parseWorkflowDefinition({
+        name: 'x',
+        steps: [
+          { id: 'each', forEach: '{{ input.list }}', concurrency: 5, function: 'noop', input: { v: '{{ item }}' } },
+          { id: 'child', workflow: 'other', input: {} },
+          { id: 'poll', function: 'noop', repeat: { until: 'output.done', maxIterations: 3 } },
+        ],
+      });
+      expect(def.steps[1].function).toBe(CHILD_WORKFLOW_FUNCTION);
+      expect(def.steps[2].repeat).toEqual({ until: 'output.done', maxIterations: 3, delayMs: 0 });
+    });
+
+    it('names steps[i].concurrency when it is out of 1..1000 or not on a forEach', () => {
+      for (const concurrency of [0, 1001, 2.5]) {
+        expect(problemsOf({ name: 'x', steps: [step('a', { forEach: '{{ [1] }}', concurrency })] })).toEqual([
+          expect.objectContaining({ path: 'steps[0].concurrency' }),
+        ]);
+      }
+      expect(problemsOf({ name: 'x', steps: [step('a', { concurrency: 2 })] })).toEqual([
+        { path: 'steps[0].concurrency', message: 'concurrency applies to forEach steps only' },
+      ]);
+    });
+
+    it('names a broken until, a bad maxIterations and a bad delayMs', () => {
+      expect(
+        problemsOf({ name: 'x', steps: [step('a', { repeat: { until: 'output.(', maxIterations: 3 } })] }),
+      ).toEqual([expect.objectContaining({ path: 'steps[0].repeat.until' })]);
+      for (const maxIterations of [0, 10_001]) {
+        expect(problemsOf({ name: 'x', steps: [step('a', { repeat: { until: 'true', maxIterations } })] })).toEqual([
+          expect.objectContaining({ path: 'steps[0].repeat.maxIterations' }),
+        ]);
+      }
+      expect(
+        problemsOf({ name: 'x', steps: [step('a', { repeat: { until: 'true', maxIterations: 2, delayMs: -1 } })] }),
+      ).toEqual([expect.objectContaining({ path: 'steps[0].repeat.delayMs' })]);
+    });
+
+    it('refuses a forEach template that does not parse, and kinds that cannot go together', () => {
+      expect(problemsOf({ name: 'x', steps: [step('a', { forEach: '{{ input.( }}' })] })).toEqual([
+        expect.objectContaining({ path: 'steps[0].forEach' }),
+      ]);
+      expect(problemsOf({ name: 'x', steps: [{ id: 'a', function: 'f', workflow: 'w' }] })[0].path).toBe(
+        'steps[0].function',
+      );
+      expect(problemsOf({ name: 'x', steps: [{ id: 'a', sleep: { durationMs: 1 }, forEach: '{{ [1] }}' }] })).toEqual([
+        expect.objectContaining({ path: 'steps[0].forEach' }),
+      ]);
+      expect(
+        problemsOf({
+          name: 'x',
+          steps: [step('a', { forEach: '{{ [1] }}', repeat: { until: 'true', maxIterations: 2 } })],
+        }),
+      ).toEqual([expect.objectContaining({ path: 'steps[0].repeat' })]);
+    });
   });
 });

@@ -153,8 +153,9 @@ export async function knownFunctions(pool: Pick<Pool, 'query'>): Promise<KnownFu
 }
 
 /**
- * Functions the definition names that no worker has ever reported: a warning, not an error, since
- * functions deploy independently of definitions.
+ * Functions the definition names that no worker has ever reported, and child workflows it names
+ * that have no definition: warnings, not errors, since functions and definitions deploy
+ * independently of each other.
  */
 export async function unknownFunctionWarnings(
   pool: Pool,
@@ -169,9 +170,26 @@ export async function unknownFunctionWarnings(
     named.map((n) => n.name),
   ]);
   const known = new Set(rows.map((r) => r.name));
-  return named
+  const warnings = named
     .filter((n) => !known.has(n.name))
     .map((n) => ({ path: n.path, message: `no worker of function '${n.name}' has reported yet` }));
+  // `workflow:` steps naming a workflow not defined (yet): the run would fail with WORKFLOW_NOT_FOUND.
+  const children = definition.steps.flatMap((step, i) =>
+    step.workflow !== undefined && step.workflow !== definition.name
+      ? [{ path: `steps[${i}].workflow`, name: step.workflow }]
+      : [],
+  );
+  if (children.length) {
+    const defined = await pool.query<{ name: string }>(
+      'SELECT DISTINCT name FROM workflow_definitions WHERE name = ANY($1)',
+      [children.map((c) => c.name)],
+    );
+    const names = new Set(defined.rows.map((r) => r.name));
+    for (const c of children.filter((c) => !names.has(c.name))) {
+      warnings.push({ path: c.path, message: `no workflow named '${c.name}' is defined yet` });
+    }
+  }
+  return warnings;
 }
 
 /** Parses a YAML or JSON document (JSON is YAML). */
