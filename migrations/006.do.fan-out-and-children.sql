@@ -12,7 +12,9 @@ ALTER TABLE step_executions
   -- The item's position in the list (forEach), or the iteration number from 0 (repeat).
   ADD COLUMN item_index integer,
   -- A `workflow:` step (or item): the child run it started.
-  ADD COLUMN child_run_id uuid;
+  ADD COLUMN child_run_id uuid,
+  -- A compensation item: the forEach item whose effect it undoes.
+  ADD COLUMN undoes_execution_id uuid;
 
 -- `pending`: an item created but not yet dispatched (waiting for a slot under forEach `concurrency`).
 ALTER TABLE step_executions DROP CONSTRAINT step_executions_status_check;

@@ -15,4 +15,4 @@ ALTER TABLE step_executions DROP CONSTRAINT step_executions_status_check;
 ALTER TABLE step_executions ADD CONSTRAINT step_executions_status_check
   CHECK (status IN ('queued', 'running', 'retrying', 'succeeded', 'failed', 'skipped', 'compensating',
                     'compensated', 'cancelled'));
-ALTER TABLE step_executions DROP COLUMN child_run_id, DROP COLUMN item_index, DROP COLUMN parent_execution_id;
+ALTER TABLE step_executions DROP COLUMN undoes_execution_id, DROP COLUMN child_run_id, DROP COLUMN item_index, DROP COLUMN parent_execution_id;

@@ -55,6 +55,16 @@ const poll = defineFunction({
   },
 });
 
+const undone: { key: string; item: unknown; index: number }[] = [];
+const undo = defineFunction({
+  name: 'fanout-undo',
+  input: z.object({ item: z.unknown(), index: z.number() }),
+  handler: async (input, ctx) => {
+    undone.push({ key: ctx.idempotencyKey, item: input.item, index: input.index });
+    return { undid: input.index };
+  },
+});
+
 const fast = { attempts: 1 };
 
 async function runItems(env: TestEnv, runId: string) {
@@ -72,7 +82,7 @@ describe('forEach, child workflows and repeat', () => {
 
   beforeAll(async () => {
     env = await createTestEnv('fanout');
-    engine = await startEngine(env, [item, poll], { maxForEachItems: 50, maxChildDepth: 3 });
+    engine = await startEngine(env, [item, poll, undo], { maxForEachItems: 50, maxChildDepth: 3 });
     await saveDefinition(env.pool, {
       name: 'each',
       steps: [
@@ -131,6 +141,7 @@ describe('forEach, child workflows and repeat', () => {
 
   beforeEach(() => {
     effects.length = 0;
+    undone.length = 0;
     maxInFlight = 0;
   });
 
@@ -304,5 +315,101 @@ describe('forEach, child workflows and repeat', () => {
     expect(run.status).toBe('failed');
     expect(run.error).toMatchObject({ code: ErrorCode.REPEAT_EXHAUSTED, stepId: 'settled' });
     expect(polls.get('t2')).toBe(2);
+  });
+
+  describe('compensation and retry of a forEach step', () => {
+    beforeAll(async () => {
+      await saveDefinition(env.pool, {
+        name: 'each-undo',
+        steps: [
+          {
+            id: 'items',
+            forEach: '{{ input.values }}',
+            concurrency: 1,
+            function: 'fanout-item',
+            input: { value: '{{ item }}', fail: '{{ item = $$.input.broken }}' },
+            retry: fast,
+            compensate: { function: 'fanout-undo', input: { item: '{{ item }}', index: '{{ index }}' }, retry: fast },
+          },
+          { id: 'last', function: 'fanout-item', input: { value: 0, fail: '{{ input.failLast }}' }, retry: fast },
+        ],
+      });
+    });
+
+    it('undoes each succeeded item with its own item and index, newest first, once', async () => {
+      const runId = await engine.start('each-undo', { values: [10, 20, 30], failLast: true });
+      const run = await engine.waitForRun(runId);
+      expect(run.status).toBe('compensated');
+      // concurrency 1: items finished in list order, so newest first is 2, 1, 0.
+      expect(undone.map((u) => [u.index, u.item])).toEqual([
+        [2, 30],
+        [1, 20],
+        [0, 10],
+      ]);
+      expect(new Set(undone.map((u) => u.key)).size).toBe(3);
+      const { rows } = await env.pool.query(
+        `SELECT item_index, status FROM step_executions
+          WHERE run_id = $1 AND kind = 'action' AND parent_execution_id IS NOT NULL ORDER BY item_index`,
+        [runId],
+      );
+      expect(rows.map((r) => r.status)).toEqual(['compensated', 'compensated', 'compensated']);
+    });
+
+    it('a step whose item failed undoes its succeeded items; a retry runs only the others', async () => {
+      const runId = await engine.start('each-undo', { values: [1, 2, 3, 4], broken: 3 });
+      const run = await engine.waitForRun(runId);
+      expect(run.status).toBe('compensated');
+      expect(run.error).toMatchObject({ stepId: 'items', itemIndex: 2 });
+      expect(undone.map((u) => u.index)).toEqual([1, 0]);
+
+      // Retry: the compensated items, the failed one and the cancelled one run again; the list is
+      // not resolved again.
+      effects.length = 0;
+      // Item inputs were resolved when the step started; the fix is in what the failed item was sent.
+      await env.pool.query(
+        `UPDATE step_executions SET input = jsonb_set(input, '{fail}', 'false')
+          WHERE run_id = $1 AND item_index = 2 AND status = 'failed'`,
+        [runId],
+      );
+      await engine.coordinator.handle({ type: 'run.retry', runId, attempt: 0 });
+      const retried = await engine.waitForRun(runId, ['succeeded', 'failed', 'compensated']);
+      expect(retried.status).toBe('succeeded');
+      // Items 0 and 1 were undone: they run again under new keys; items 2 and 3 never succeeded.
+      const keys = effects.filter((e) => e.key.startsWith(`${runId}:items:`)).map((e) => e.key);
+      expect(keys.sort()).toEqual([`${runId}:items:0:1`, `${runId}:items:1:1`, `${runId}:items:2`, `${runId}:items:3`]);
+      expect(retried.output.items.map((o: { doubled: number }) => o.doubled)).toEqual([2, 4, 6, 8]);
+    });
+
+    it('a retry after a failure without compensation re-runs only the items that did not succeed', async () => {
+      await saveDefinition(env.pool, {
+        name: 'each-retry',
+        steps: [
+          {
+            id: 'items',
+            forEach: '{{ input.values }}',
+            function: 'fanout-item',
+            input: { value: '{{ item }}', fail: '{{ item = $$.input.broken }}' },
+            retry: fast,
+          },
+        ],
+      });
+      const runId = await engine.start('each-retry', { values: [1, 2, 3, 4, 5], broken: 4 });
+      expect((await engine.waitForRun(runId)).status).toBe('failed');
+      const firstKeys = effects.map((e) => e.key);
+      expect(firstKeys).toHaveLength(4);
+      effects.length = 0;
+      // The input template was resolved when the step started: the retry re-sends the same input,
+      // so the broken item is fixed by fixing what it calls — here, the function's own data.
+      await env.pool.query(
+        `UPDATE step_executions SET input = jsonb_set(input, '{fail}', 'false')
+          WHERE run_id = $1 AND item_index = 3 AND status = 'failed'`,
+        [runId],
+      );
+      await engine.coordinator.handle({ type: 'run.retry', runId, attempt: 0 });
+      const retried = await engine.waitForRun(runId, ['succeeded', 'failed']);
+      expect(retried.status).toBe('succeeded');
+      expect(effects.map((e) => e.key)).toEqual([`${runId}:items:3`]);
+      expect(retried.output.items.map((o: { doubled: number }) => o.doubled)).toEqual([2, 4, 6, 8, 10]);
+    });
   });
 });

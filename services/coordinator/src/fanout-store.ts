@@ -19,6 +19,8 @@ export interface NewItem {
   input: unknown;
   dispatched: boolean;
   idempotencyKey: string;
+  /** A compensation item: the action item it undoes. */
+  undoes?: string;
 }
 
 /** The step an item belongs to, as its item rows repeat it. */
@@ -26,6 +28,7 @@ export interface ItemParent {
   executionId: string;
   runId: string;
   stepId: string;
+  kind: 'action' | 'compensation';
   function: string;
   retry: RetryPolicy;
   timeoutMs?: number;
@@ -37,6 +40,7 @@ export interface ItemParent {
 export interface DispatchedItem {
   id: string;
   stepId: string;
+  kind: 'action' | 'compensation';
   function: string;
   input: unknown;
   retry: RetryPolicy;
@@ -58,13 +62,14 @@ export async function insertItems(client: PoolClient, parent: ItemParent, items:
     text: `WITH items AS (
        INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, attempt, max_attempts,
                                     retry_policy, timeout_ms, metadata, queued_at, started_at, worker_id,
-                                    parent_execution_id, item_index, child_run_id)
-       SELECT i.id, $2, $3, 'action', $4, CASE WHEN NOT i.dispatched THEN 'pending' WHEN $9 THEN 'running' ELSE 'queued' END,
+                                    parent_execution_id, item_index, child_run_id, undoes_execution_id)
+       SELECT i.id, $2, $3, $13, $4, CASE WHEN NOT i.dispatched THEN 'pending' WHEN $9 THEN 'running' ELSE 'queued' END,
               i.input::jsonb, CASE WHEN i.dispatched AND $9 THEN 1 ELSE 0 END, $5, $6, $7,
               jsonb_build_object('idempotencyKey', i.key), CASE WHEN i.dispatched THEN now() END,
               CASE WHEN i.dispatched AND $9 THEN now() END, CASE WHEN i.dispatched AND $9 THEN 'coordinator' END,
-              $1, i.index, CASE WHEN $9 THEN i.id END
-         FROM jsonb_to_recordset($8::jsonb) AS i(id uuid, index int, input text, dispatched boolean, key text)
+              $1, i.index, CASE WHEN $9 THEN i.id END, i.undoes
+         FROM jsonb_to_recordset($8::jsonb)
+           AS i(id uuid, index int, input text, dispatched boolean, key text, undoes uuid)
        RETURNING 1
      )
      INSERT INTO step_fanouts (execution_id, run_id, mode, total, pending, concurrency)
@@ -87,12 +92,14 @@ export async function insertItems(client: PoolClient, parent: ItemParent, items:
           input: JSON.stringify(i.input ?? null),
           dispatched: i.dispatched,
           key: i.idempotencyKey,
+          undoes: i.undoes ?? null,
         })),
       ),
       child,
       parent.mode,
       pending,
       parent.concurrency ?? null,
+      parent.kind,
     ],
   });
 }
@@ -100,6 +107,7 @@ export async function insertItems(client: PoolClient, parent: ItemParent, items:
 interface ItemRow {
   id: string;
   step_id: string;
+  kind: 'action' | 'compensation';
   function_name: string;
   input: unknown;
   retry_policy: RetryPolicy;
@@ -122,7 +130,7 @@ export async function promoteItems(client: PoolClient, executionId: string, coun
               WHERE parent_execution_id = $1 AND status = 'pending'
               ORDER BY item_index LIMIT $2 FOR UPDATE) next
       WHERE e.id = next.id
-      RETURNING e.id, e.step_id, e.function_name, e.input, e.retry_policy, e.timeout_ms,
+      RETURNING e.id, e.step_id, e.kind, e.function_name, e.input, e.retry_policy, e.timeout_ms,
                 e.metadata->>'idempotencyKey' AS idempotency_key, e.item_index`,
     values: [executionId, count, CHILD_WORKFLOW_FUNCTION],
   });
@@ -131,6 +139,7 @@ export async function promoteItems(client: PoolClient, executionId: string, coun
     .map((r) => ({
       id: r.id,
       stepId: r.step_id,
+      kind: r.kind,
       function: r.function_name,
       input: r.input,
       retry: r.retry_policy,
@@ -200,4 +209,84 @@ export async function failItems(client: PoolClient, items: { id: string; error: 
       WHERE e.id = f.id AND e.id = ANY($2::uuid[]) AND e.status IN ('pending', 'queued', 'running')`,
     [JSON.stringify(items), items.map((i) => i.id)],
   );
+}
+
+/** The succeeded items of a forEach step, newest first: what its compensation undoes, in order. */
+export async function itemsToUndo(
+  client: PoolClient,
+  executionId: string,
+): Promise<{ list: unknown; items: { id: string; index: number; output: unknown }[] }> {
+  const [step, items] = await Promise.all([
+    client.query<{ input: unknown }>('SELECT input FROM step_executions WHERE id = $1', [executionId]),
+    client.query<{ id: string; item_index: number; output: unknown }>(
+      `SELECT id, item_index, output FROM step_executions
+        WHERE parent_execution_id = $1 AND kind = 'action' AND status = 'succeeded' AND superseded_at IS NULL
+        ORDER BY finished_at DESC, item_index DESC`,
+      [executionId],
+    ),
+  ]);
+  return {
+    list: step.rows[0]?.input ?? null,
+    items: items.rows.map((r) => ({ id: r.id, index: r.item_index, output: r.output })),
+  };
+}
+
+/** Compensation items dispatched: the items they undo are being undone (`compensating`). */
+export async function markUndoing(client: PoolClient, compensationIds: string[]): Promise<void> {
+  if (!compensationIds.length) return;
+  await client.query(
+    `UPDATE step_executions a SET status = 'compensating', updated_at = now()
+       FROM step_executions c
+      WHERE c.id = ANY($1::uuid[]) AND a.id = c.undoes_execution_id AND a.status = 'succeeded'`,
+    [compensationIds],
+  );
+}
+
+/** A forEach step's compensation succeeded: the step's own execution is `compensated`. */
+export async function markStepCompensated(client: PoolClient, runId: string, stepId: string): Promise<void> {
+  await client.query(
+    `UPDATE step_executions SET status = 'compensated', updated_at = now()
+      WHERE run_id = $1 AND step_id = $2 AND kind = 'action' AND parent_execution_id IS NULL
+        AND superseded_at IS NULL AND status = 'compensating'`,
+    [runId, stepId],
+  );
+}
+
+/**
+ * Retry from failure of a forEach step: its items that did not succeed (failed, cancelled, undone by
+ * compensation, never dispatched) are superseded and created again `pending`, and the step runs
+ * again, its succeeded items keeping their output. A re-created failed or cancelled item keeps its
+ * idempotency key (its effect may not have happened); an undone one gets a new one (`:<retry>`), so
+ * its effect is made anew rather than found. Returns how many items run again.
+ */
+export async function reopenFanout(client: PoolClient, executionId: string, retry: number): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(
+    `WITH old AS (
+       UPDATE step_executions SET superseded_at = now(), updated_at = now()
+        WHERE parent_execution_id = $1 AND superseded_at IS NULL AND kind = 'action'
+          AND status IN ('failed', 'cancelled', 'compensating', 'compensated', 'pending')
+       RETURNING run_id, step_id, function_name, input, max_attempts, retry_policy, timeout_ms, metadata,
+                 item_index, status
+     ), copies AS (
+       INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, attempt, max_attempts,
+                                    retry_policy, timeout_ms, metadata, parent_execution_id, item_index)
+       SELECT gen_random_uuid(), run_id, step_id, 'action', function_name, 'pending', input, 0, max_attempts,
+              retry_policy, timeout_ms,
+              CASE WHEN status IN ('compensating', 'compensated')
+                   THEN jsonb_build_object('idempotencyKey', (metadata->>'idempotencyKey') || ':' || $2::text)
+                   ELSE metadata END,
+              $1, item_index
+         FROM old
+       RETURNING 1
+     ), counted AS (
+       UPDATE step_fanouts SET total = total + (SELECT count(*) FROM copies),
+                               pending = pending + (SELECT count(*) FROM copies)
+        WHERE execution_id = $1
+     )
+     UPDATE step_executions SET status = 'running', error = NULL, output = NULL, finished_at = NULL, updated_at = now()
+      WHERE id = $1
+     RETURNING (SELECT count(*)::int FROM copies) AS n`,
+    [executionId, retry],
+  );
+  return rows[0]?.n ?? 0;
 }

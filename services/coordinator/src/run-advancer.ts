@@ -2,6 +2,8 @@ import crypto from 'node:crypto';
 import {
   CHILD_WORKFLOW_FUNCTION,
   ErrorCode,
+  expressionContext,
+  resolveTemplate,
   isBuiltinFunction,
   validateRunInput,
   type SerializedError,
@@ -38,6 +40,9 @@ import {
   cancelItems,
   failItems,
   insertItems,
+  itemsToUndo,
+  markStepCompensated,
+  markUndoing,
   promoteItems,
   settleFanout,
   type DispatchedItem,
@@ -246,7 +251,14 @@ export class RunAdvancer {
       }
       const execution: NewExecution = { ...p, id, input: builtinInput(p), ...(key ? { idempotencyKey: key } : {}) };
       started.push(execution);
-      if (p.fanout && !p.error) {
+      if (p.fanout?.undoes) {
+        // A forEach step's compensation: an item per succeeded item, newest first, one at a time.
+        const items = await this.undoItems(client, run, definition, current, p, p.fanout.undoes, key);
+        await insertItems(client, this.itemParent(run, p, id, 'forEach'), items);
+        for (const item of items.filter((i) => i.dispatched))
+          this.dispatchItem(p, item, 0, children, itemJobs, outcome);
+        if (!items.length) outcome.readvance.push(run.id);
+      } else if (p.fanout && !p.error) {
         // forEach: the list is kept as the step's input; the first `concurrency` items go now.
         if (p.fanout.list) execution.input = p.fanout.list;
         const first =
@@ -281,6 +293,11 @@ export class RunAdvancer {
         }
       }
     }
+    // Compensation items dispatched: the items they undo are being undone.
+    await markUndoing(
+      client,
+      itemJobs.filter((j) => j.kind === 'compensation').map((j) => j.id),
+    );
     // Child runs whose start fails (no such workflow, too deep, input refused) fail their step.
     const refused = await this.startChildren(client, run, children, outcome);
     for (const e of started) {
@@ -320,7 +337,7 @@ export class RunAdvancer {
       ...started
         .filter((e) => !e.error && !e.fanout && e.function !== CHILD_WORKFLOW_FUNCTION)
         .map((e): StepJobData => stepJobData(run, e, carrier)),
-      ...itemJobs.map((item): StepJobData => stepJobData(run, { ...item, kind: 'action' }, carrier)),
+      ...itemJobs.map((item): StepJobData => stepJobData(run, item, carrier)),
     ];
     return outcome;
   }
@@ -346,6 +363,9 @@ export class RunAdvancer {
     }
     for (const settlement of plan.settle ?? []) {
       if (await settleFanout(client, settlement)) {
+        if (settlement.kind === 'compensation' && settlement.status === 'succeeded') {
+          await markStepCompensated(client, run.id, settlement.stepId);
+        }
         this.deps.logger.info(
           { runId: run.id, workflow: definition.name, stepId: settlement.stepId, status: settlement.status },
           'forEach/repeat step ended',
@@ -353,6 +373,43 @@ export class RunAdvancer {
       }
     }
     if (plan.readvance) outcome.readvance.push(run.id);
+  }
+
+  /**
+   * The compensation items of a forEach step: one per succeeded item, newest first (item_index is
+   * the undo order), each input resolved with that item's `item` and `index`.
+   */
+  private async undoItems(
+    client: PoolClient,
+    run: LockedRun,
+    definition: WorkflowDefinition,
+    executions: StepExecutionState[],
+    p: PlannedExecution,
+    actionExecutionId: string,
+    stepKey: string | undefined,
+  ): Promise<NewItem[]> {
+    const step = definition.steps.find((s) => s.id === p.stepId);
+    const { list, items } = await itemsToUndo(client, actionExecutionId);
+    const context = expressionContext({ ...run, executions });
+    const base = stepKey ?? stepIdempotencyKey({ runId: run.id, stepId: p.stepId, kind: 'compensation' });
+    const undo: NewItem[] = [];
+    for (const [position, item] of items.entries()) {
+      const value = Array.isArray(list) ? list[item.index] : undefined;
+      const input = await resolveTemplate(step?.compensate?.input ?? {}, {
+        ...context,
+        item: value,
+        index: item.index,
+      });
+      undo.push({
+        id: crypto.randomUUID(),
+        index: position,
+        input: input ?? {},
+        dispatched: position === 0,
+        idempotencyKey: `${base}:${item.index}`,
+        undoes: item.id,
+      });
+    }
+    return undo;
   }
 
   /** An item row to insert, with its idempotency key (stable per run, step and index). */
@@ -378,6 +435,7 @@ export class RunAdvancer {
       executionId,
       runId: run.id,
       stepId: p.stepId,
+      kind: p.kind,
       function: p.function,
       retry: p.retry,
       ...(p.timeoutMs === undefined ? {} : { timeoutMs: p.timeoutMs }),
@@ -402,6 +460,7 @@ export class RunAdvancer {
     jobs.push({
       id: item.id,
       stepId: p.stepId,
+      kind: p.kind,
       function: p.function,
       input: item.input,
       retry: p.retry,

@@ -8,6 +8,7 @@ import {
   type RunControlMessage,
   type WorkflowDefinition,
 } from '@baton/shared';
+import { reopenFanout } from './fanout-store';
 import { nothing, type Outcome } from './outcome';
 import { runError, type RunAdvancer } from './run-advancer';
 import {
@@ -88,7 +89,16 @@ export class RunControl {
       .filter((e) => e.status === 'compensating' || e.status === 'compensated')
       .map((e) => e.stepId);
     const rerun = dependentsOf(definition, [...failed, ...undone]);
-    await supersedeForRetry(client, run.id, rerun);
+    // forEach steps with items run again only their items that did not succeed (the list is not
+    // resolved again); other steps start over.
+    const reopened = actions.filter((e) => rerun.includes(e.stepId) && e.fanout?.mode === 'forEach');
+    await supersedeForRetry(
+      client,
+      run.id,
+      rerun,
+      reopened.map((e) => e.id),
+    );
+    for (const e of reopened) await reopenFanout(client, e.id, run.retries + 1);
     const overrides = { ...run.inputOverrides };
     if (message.input !== undefined) {
       for (const stepId of message.stepId ? [message.stepId] : failed) overrides[stepId] = message.input;

@@ -301,11 +301,19 @@ export function toCancelled(r: { id: string; function_name: string; child_run_id
  * Retry from failure: the given steps' executions and every compensation are superseded — kept for
  * the record, ignored by the planner — so the planner starts those steps again.
  */
-export async function supersedeForRetry(client: PoolClient, runId: string, stepIds: string[]): Promise<void> {
+export async function supersedeForRetry(
+  client: PoolClient,
+  runId: string,
+  stepIds: string[],
+  reopened: string[] = [],
+): Promise<void> {
+  // A reopened forEach step keeps its execution and items: fanout-store.ts's reopenFanout re-runs
+  // only the items that did not succeed.
   await client.query(
     `UPDATE step_executions SET superseded_at = now(), updated_at = now()
-      WHERE run_id = $1 AND superseded_at IS NULL AND (kind = 'compensation' OR step_id = ANY($2))`,
-    [runId, stepIds],
+      WHERE run_id = $1 AND superseded_at IS NULL AND (kind = 'compensation' OR step_id = ANY($2))
+        AND NOT (id = ANY($3::uuid[]) OR COALESCE(parent_execution_id = ANY($3::uuid[]), false))`,
+    [runId, stepIds, reopened],
   );
 }
 
@@ -464,7 +472,16 @@ export async function lockAndRecord(
   // Named: prepared once per connection, so PostgreSQL skips parsing and planning it every batch.
   const { rows } = await client.query<
     | { what: 'run'; row: Omit<RunRow, 'created_at'> & { created_at: string } }
-    | { what: 'recorded'; row: { id: string; run_id: string; step_id: string; kind: RecordedSuccess['kind'] } }
+    | {
+        what: 'recorded';
+        row: {
+          id: string;
+          run_id: string;
+          step_id: string;
+          kind: RecordedSuccess['kind'];
+          undoes_execution_id: string | null;
+        };
+      }
   >({
     name: 'baton.lock_and_record',
     text: `WITH locked AS (
@@ -489,7 +506,7 @@ export async function lockAndRecord(
               updated_at = now()
          FROM r
         WHERE e.id = r.id AND e.id = ANY($4::uuid[]) AND e.status = ANY($3)
-        RETURNING e.id, e.run_id, e.step_id, e.kind
+        RETURNING e.id, e.run_id, e.step_id, e.kind, e.undoes_execution_id
      )
      SELECT 'run' AS what, to_jsonb(locked) AS row FROM locked
      UNION ALL
@@ -514,19 +531,36 @@ export async function lockAndRecord(
   });
   const runs = new Map<string, LockedRun>();
   const recorded = new Map<string, RecordedSuccess>();
+  const undoneItems: string[] = [];
+  const itemCompensations = new Set(
+    rows.filter((r) => r.what === 'recorded' && r.row.undoes_execution_id).map((r) => r.row.id),
+  );
   for (const r of rows) {
     if (r.what === 'run') runs.set(r.row.id, toLockedRun({ ...r.row, created_at: new Date(r.row.created_at) }));
-    else recorded.set(r.row.id, { runId: r.row.run_id, stepId: r.row.step_id, kind: r.row.kind });
+    else {
+      recorded.set(r.row.id, { runId: r.row.run_id, stepId: r.row.step_id, kind: r.row.kind });
+      if (r.row.undoes_execution_id) undoneItems.push(r.row.undoes_execution_id);
+    }
   }
-  // A compensation that succeeded has undone its step.
-  const undone = [...recorded.values()].filter((r) => r.kind === 'compensation');
+  // A compensation that succeeded has undone its step; a forEach compensation's item, its item (the
+  // step's own execution is marked when the whole compensation ends: fanout-store.ts).
+  const undone = [...recorded.entries()]
+    .filter(([id, r]) => r.kind === 'compensation' && !itemCompensations.has(id))
+    .map(([, r]) => r);
   if (undone.length) {
     await client.query(
       `UPDATE step_executions a SET status = 'compensated', updated_at = now()
          FROM jsonb_to_recordset($1::jsonb) AS c(run_id uuid, step_id text)
         WHERE a.run_id = c.run_id AND a.run_id = ANY($2::uuid[]) AND a.step_id = c.step_id AND a.kind = 'action'
-          AND a.status = 'compensating'`,
+          AND a.parent_execution_id IS NULL AND a.status = 'compensating'`,
       [JSON.stringify(undone.map((u) => ({ run_id: u.runId, step_id: u.stepId }))), undone.map((u) => u.runId)],
+    );
+  }
+  if (undoneItems.length) {
+    await client.query(
+      `UPDATE step_executions SET status = 'compensated', updated_at = now()
+        WHERE id = ANY($1::uuid[]) AND status = 'compensating'`,
+      [undoneItems],
     );
   }
   return { runs, recorded };
@@ -632,7 +666,7 @@ export class RunWrites {
          UPDATE step_executions a SET status = 'compensating', updated_at = now()
            FROM jsonb_to_recordset($3::jsonb) AS c(run_id uuid, step_id text)
           WHERE a.run_id = c.run_id AND a.run_id = ANY($8::uuid[]) AND a.step_id = c.step_id AND a.kind = 'action'
-            AND a.status = 'succeeded'
+            AND a.parent_execution_id IS NULL AND a.status = 'succeeded'
        ), skipped AS (
          INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy, finished_at)
          SELECT e.id, e.run_id, e.step_id, 'action', e.function_name, 'skipped', 0, '{}'::jsonb, now()

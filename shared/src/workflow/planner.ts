@@ -80,7 +80,17 @@ export interface PlannedExecution {
    * A forEach or repeat step's own execution, with the items to create under it (a repeat step
    * starts with its first iteration). `list`: the forEach list, kept as the execution's input.
    */
-  fanout?: { mode: 'forEach' | 'repeat'; items: PlannedItem[]; concurrency?: number; list?: unknown[] };
+  fanout?: {
+    mode: 'forEach' | 'repeat';
+    items: PlannedItem[];
+    concurrency?: number;
+    list?: unknown[];
+    /**
+     * A forEach step's compensation: one item per succeeded item of this action execution, newest
+     * first, one at a time; the coordinator reads them (the planner never loads items).
+     */
+    undoes?: string;
+  };
   /** An item of an existing forEach/repeat execution (a repeat step's next iteration). */
   item?: { parentExecutionId: string; index: number; delayMs: number };
 }
@@ -89,6 +99,7 @@ export interface PlannedExecution {
 export interface Settlement {
   executionId: string;
   stepId: string;
+  kind: 'action' | 'compensation';
   /** `cancelled`: stopped with nothing in flight because a sibling step failed (waitForAll). */
   status: 'succeeded' | 'failed' | 'cancelled';
   /** forEach: the output is the items' outputs in list order, assembled by the store. */
@@ -162,7 +173,8 @@ export async function planRun(definition: WorkflowDefinition, run: RunState, opt
   const actions = latestByStep(run.executions, 'action');
   // forEach/repeat steps in progress: their counts say what to do next. A step that settles here is
   // written by the coordinator, and the run is planned again against it (its output included).
-  await progressFanouts(definition, run, [...actions.values()], plan);
+  const stopping = [...actions.values()].some((e) => e.status === 'failed');
+  await progressFanouts(definition, run, [...actions.values()], plan, stopping);
   if (plan.readvance) return plan;
   const failed = [...actions.values()].filter((e) => e.status === 'failed');
   const active = [...actions.values()].some((e) => isOutstandingStep(e.status));
@@ -251,24 +263,27 @@ async function actionExecution(
   return { ...base, input };
 }
 
-/** The next moves of the forEach/repeat steps in progress, into `plan`. */
+/**
+ * The next moves of the forEach/repeat steps in progress (actions, or a forEach step's compensation),
+ * into `plan`. `stopping`: a step failed for good, so a step in progress starts nothing new.
+ */
 async function progressFanouts(
   definition: WorkflowDefinition,
   run: RunState,
-  actions: StepExecutionState[],
+  executions: StepExecutionState[],
   plan: Plan,
+  stopping: boolean,
 ): Promise<void> {
   const steps = new Map(definition.steps.map((s) => [s.id, s]));
-  // A step failed for good: a step in progress starts nothing new (failFast cancels it anyway).
-  const stopping = actions.some((e) => e.status === 'failed');
   let context: Record<string, unknown> | undefined;
-  for (const exec of actions) {
+  for (const exec of executions) {
     const step = steps.get(exec.stepId);
     if (!exec.fanout || exec.status !== 'running' || !step) continue;
+    const settled = { executionId: exec.id, stepId: exec.stepId, kind: exec.kind };
     if (stopping && exec.fanout.failed === 0) {
       if (exec.fanout.pending > 0) (plan.cancelPendingOf ??= []).push(exec.id);
       if (inFlight(exec.fanout) === 0) {
-        (plan.settle ??= []).push({ executionId: exec.id, stepId: exec.stepId, status: 'cancelled' });
+        (plan.settle ??= []).push({ ...settled, status: 'cancelled' });
         plan.readvance = true;
       }
       continue;
@@ -277,7 +292,8 @@ async function progressFanouts(
     const decision = await decideFanout(
       step,
       exec.fanout,
-      definition.onStepFailure,
+      // Unwinding stops at its first failure: a compensation's items never wait for each other.
+      exec.kind === 'compensation' ? 'failFast' : definition.onStepFailure,
       context,
       exec.firstFailure,
       exec.last,
@@ -290,8 +306,7 @@ async function progressFanouts(
         break;
       case 'succeed':
         (plan.settle ??= []).push({
-          executionId: exec.id,
-          stepId: exec.stepId,
+          ...settled,
           status: 'succeeded',
           ...(decision.collect ? { collect: true } : { output: decision.output }),
         });
@@ -299,12 +314,7 @@ async function progressFanouts(
         break;
       case 'fail':
         if (decision.cancelItems) (plan.cancelItemsOf ??= []).push(exec.id);
-        (plan.settle ??= []).push({
-          executionId: exec.id,
-          stepId: exec.stepId,
-          status: 'failed',
-          error: decision.error,
-        });
+        (plan.settle ??= []).push({ ...settled, status: 'failed', error: decision.error });
         plan.readvance = true;
         break;
       case 'iterate': {
@@ -338,13 +348,16 @@ async function runOutput(definition: WorkflowDefinition, context: Record<string,
 async function planCompensation(definition: WorkflowDefinition, run: RunState, plan: Plan): Promise<Plan> {
   const actions = latestByStep(run.executions, 'action');
   const compensations = latestByStep(run.executions, 'compensation');
+  // A forEach step's compensation in progress: its items' counts say what is next.
+  await progressFanouts(definition, run, [...compensations.values()], plan, false);
+  if (plan.readvance) return plan;
   const comps = [...compensations.values()];
   if (comps.some((c) => isOutstandingStep(c.status))) return plan;
   if (comps.some((c) => c.status === 'failed')) return { ...plan, status: 'compensation_failed' };
 
   const stepIndex = new Map(definition.steps.map((s, i) => [s.id, i]));
   const toUndo = definition.steps
-    .filter((s) => s.compensate && DONE.includes(actions.get(s.id)?.status ?? 'queued'))
+    .filter((s) => s.compensate && hasEffect(actions.get(s.id)))
     .filter((s) => compensations.get(s.id)?.status !== 'succeeded')
     .sort((a, b) => {
       const fa = actions.get(a.id)?.finishedAt?.getTime() ?? 0;
@@ -358,6 +371,20 @@ async function planCompensation(definition: WorkflowDefinition, run: RunState, p
     const cancelled = (plan.error ?? run.error)?.code === CANCELLED;
     return { ...plan, status: cancelled ? 'cancelled' : comps.length > 0 ? 'compensated' : 'failed' };
   }
+  const action = actions.get(next.id);
+  if (action?.fanout?.mode === 'forEach') {
+    // Each succeeded item is undone with its own `item` and `index`, newest first, one at a time.
+    plan.start.push({
+      stepId: next.id,
+      kind: 'compensation',
+      function: next.compensate.function,
+      input: null,
+      retry: next.compensate.retry,
+      fanout: { mode: 'forEach', items: [], concurrency: 1, undoes: action.id },
+    });
+    if (run.status !== 'compensating') plan.status = 'compensating';
+    return plan;
+  }
   const context = expressionContext(run);
   plan.start.push({
     stepId: next.id,
@@ -368,6 +395,16 @@ async function planCompensation(definition: WorkflowDefinition, run: RunState, p
   });
   if (run.status !== 'compensating') plan.status = 'compensating';
   return plan;
+}
+
+/**
+ * Whether a step's execution left an effect to undo: it succeeded — or, for a forEach step that
+ * failed or was stopped, some of its items did.
+ */
+function hasEffect(exec: StepExecutionState | undefined): boolean {
+  if (!exec) return false;
+  if (exec.fanout?.mode === 'forEach') return exec.fanout.succeeded > 0;
+  return DONE.includes(exec.status);
 }
 
 /** A run's error from the step execution that failed it (`STEP_FAILED` when it recorded none). */
