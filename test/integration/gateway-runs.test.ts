@@ -80,6 +80,9 @@ describe('gateway HTTP API: reading and listing runs', () => {
         createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
         startedAt: null,
         finishedAt: null,
+        parentRunId: null,
+        parentStepId: null,
+        depth: 0,
         steps: [
           {
             id: 'hello',
@@ -297,6 +300,9 @@ describe('gateway HTTP API: reading and listing runs', () => {
         createdAt: '2024-06-01T10:00:03.000Z',
         startedAt: null,
         finishedAt: null,
+        parentRunId: null,
+        parentStepId: null,
+        depth: 0,
       });
     });
 

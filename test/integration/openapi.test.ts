@@ -9,6 +9,7 @@ import {
   createLogger,
   defineFunction,
   NonRetryableError,
+  saveDefinition,
   type CoordinatorClient,
 } from '@baton/shared';
 import { NOT_IN_API } from '../../services/gateway/src/api/openapi';
@@ -196,7 +197,7 @@ describe('OpenAPI description', () => {
     const put = doc.paths['/v1/workflows/{name}'].put.requestBody.content;
     expect(Object.keys(put)).toEqual(expect.arrayContaining(['application/json', 'application/yaml']));
     const listRuns = doc.paths['/v1/runs'].get.parameters.map((p: any) => p.name);
-    expect(listRuns).toEqual(['workflow', 'status', 'limit', 'cursor']);
+    expect(listRuns).toEqual(['workflow', 'status', 'limit', 'cursor', 'parentRunId', 'topLevel']);
     const error = doc.paths['/v1/runs/{id}'].get.responses['404'].content['application/json'].schema;
     expect(error).toEqual({ $ref: '#/components/schemas/Error' });
     expect(doc.components.securitySchemes).toBeUndefined();
@@ -313,5 +314,70 @@ describe('OpenAPI description', () => {
       'post',
       '/invoice/start',
     );
+  });
+
+  it('matches what the API answers for forEach items and child runs', async () => {
+    await saveDefinition(env.pool, {
+      name: 'oa-kid',
+      input: { type: 'object', required: ['name'] },
+      steps: [{ id: 'greet', function: 'oa-greet', input: { name: '{{ input.name }}' } }],
+    });
+    await saveDefinition(env.pool, {
+      name: 'oa-each',
+      steps: [
+        {
+          id: 'each',
+          forEach: '{{ input.names }}',
+          concurrency: 2,
+          function: 'oa-greet',
+          input: { name: '{{ item }}' },
+          retry: { attempts: 1 },
+        },
+        { id: 'kid', workflow: 'oa-kid', input: { name: 'Kid' } },
+      ],
+    });
+    const names = Array.from({ length: 23 }, (_, i) => `n${i}`).concat('nobody');
+    const runId: string = (await request(app).post('/v1/workflows/oa-each/runs').send({ input: { names } }).expect(202))
+      .body.runId;
+    await engine.waitForRun(runId);
+    const run = conforms(await request(app).get(`/v1/runs/${runId}`).expect(200), 'get', '/v1/runs/{id}');
+    const each = run.body.steps.find((s: { id: string }) => s.id === 'each');
+    expect(each.fanout).toMatchObject({ mode: 'forEach', total: names.length, failed: 1 });
+    expect(each.items).toHaveLength(20);
+    const items = '/v1/runs/{id}/steps/{stepId}/items';
+    const page = conforms(
+      await request(app).get(`/v1/runs/${runId}/steps/each/items`).query({ cursor: each.itemsNext }).expect(200),
+      'get',
+      items,
+    );
+    // The last item failed the step: it carries its error.
+    expect(page.body.items.find((i: { index: number }) => i.index === 23)).toMatchObject({
+      status: 'failed',
+      error: expect.objectContaining({ code: 'NO_ONE' }),
+    });
+    conforms(await request(app).get(`/v1/runs/${runId}/steps/each/items?limit=1`).expect(200), 'get', items);
+    conforms(await request(app).get(`/v1/runs/${runId}/steps/each/items?cursor=x`).expect(400), 'get', items);
+    conforms(await request(app).get(`/v1/runs/${runId}/steps/nope/items`).expect(404), 'get', items);
+
+    const parent = await request(app)
+      .post('/v1/workflows/oa-each/runs')
+      .send({ input: { names: [] } })
+      .expect(202);
+    await engine.waitForRun(parent.body.runId);
+    const detail = conforms(
+      await request(app).get(`/v1/runs/${parent.body.runId}`).expect(200),
+      'get',
+      '/v1/runs/{id}',
+    );
+    const kid = detail.body.steps.find((s: { id: string }) => s.id === 'kid');
+    expect(kid.childRunId).toBeDefined();
+    const child = conforms(await request(app).get(`/v1/runs/${kid.childRunId}`).expect(200), 'get', '/v1/runs/{id}');
+    expect(child.body).toMatchObject({ parentRunId: parent.body.runId, parentStepId: 'kid', depth: 1 });
+    conforms(
+      await request(app).get('/v1/runs').query({ parentRunId: parent.body.runId }).expect(200),
+      'get',
+      '/v1/runs',
+    );
+    conforms(await request(app).get('/v1/runs').query({ topLevel: 'true' }).expect(200), 'get', '/v1/runs');
   });
 });

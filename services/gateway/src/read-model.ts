@@ -21,6 +21,11 @@ export interface RunSummary {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  /** A child run (a `workflow:` step's): the run and step that started it; null for a top-level run. */
+  parentRunId: string | null;
+  parentStepId: string | null;
+  /** 0 for a top-level run, a child its parent's + 1. */
+  depth: number;
 }
 
 export interface AttemptView {
@@ -45,7 +50,44 @@ export interface StepView {
   error: unknown;
   output: unknown;
   attemptHistory: AttemptView[];
+  /** A `workflow:` step: the child run it started (a forEach/repeat step's items carry their own). */
+  childRunId?: string;
+  /** A forEach/repeat step: its items' counts, its first items in index order, the cursor to the rest. */
+  fanout?: FanoutView;
+  items?: ItemView[];
+  itemsNext?: string;
 }
+
+/** How many items of a forEach/repeat step are in each state (step_fanouts). */
+export interface FanoutView {
+  mode: 'forEach' | 'repeat';
+  total: number;
+  pending: number;
+  /** Dispatched and not finished. */
+  running: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+  /** Succeeded items whose effect is being, or was, undone. */
+  compensated: number;
+  concurrency: number | null;
+}
+
+/** One item of a forEach step (its list position) or one iteration of a repeat step (from 0). */
+export interface ItemView {
+  index: number;
+  executionId: string;
+  status: string;
+  attempts: number;
+  childRunId?: string;
+  error?: unknown;
+  output?: unknown;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+/** Items the run detail shows per step; the rest through the items route. */
+export const FIRST_ITEMS = 20;
 
 export interface RunDetail extends RunSummary {
   steps: StepView[];
@@ -65,12 +107,15 @@ interface RunRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  parent_run_id: string | null;
+  parent_step_id: string | null;
+  depth: number;
   /** created_at at full microsecond precision; a JS Date would drop the microseconds. */
   created_at_key: string;
 }
 
 const RUN_COLUMNS = `id, workflow_name, workflow_version, status, input, output, error, trigger, idempotency_key,
-  created_at, started_at, finished_at,
+  created_at, started_at, finished_at, parent_run_id, parent_step_id, depth,
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key`;
 
 const toSummary = (row: RunRow): RunSummary => ({
@@ -86,6 +131,9 @@ const toSummary = (row: RunRow): RunSummary => ({
   createdAt: row.created_at.toISOString(),
   startedAt: iso(row.started_at),
   finishedAt: iso(row.finished_at),
+  parentRunId: row.parent_run_id,
+  parentStepId: row.parent_step_id,
+  depth: row.depth,
 });
 
 interface StepRow {
@@ -101,6 +149,69 @@ interface StepRow {
   queued_at: Date | null;
   started_at: Date | null;
   finished_at: Date | null;
+  child_run_id: string | null;
+  /** From step_fanouts: set for a forEach/repeat step's execution only. */
+  mode: 'forEach' | 'repeat' | null;
+  total: number | null;
+  pending: number | null;
+  succeeded: number | null;
+  failed: number | null;
+  cancelled: number | null;
+  undone: number | null;
+  concurrency: number | null;
+}
+
+interface ItemRow {
+  parent_execution_id: string;
+  id: string;
+  item_index: number;
+  status: string;
+  attempt: number;
+  child_run_id: string | null;
+  error: unknown;
+  output: unknown;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+const toItem = (r: ItemRow): ItemView => ({
+  index: r.item_index,
+  executionId: r.id,
+  status: r.status,
+  attempts: r.attempt,
+  ...(r.child_run_id ? { childRunId: r.child_run_id } : {}),
+  ...(r.error == null ? {} : { error: r.error }),
+  ...(r.output == null ? {} : { output: r.output }),
+  startedAt: iso(r.started_at),
+  finishedAt: iso(r.finished_at),
+});
+
+const toFanout = (s: StepRow): FanoutView | undefined => {
+  if (s.mode === null) return undefined;
+  const [total, pending, succeeded, failed, cancelled, undone] = [
+    s.total,
+    s.pending,
+    s.succeeded,
+    s.failed,
+    s.cancelled,
+    s.undone,
+  ].map((n) => n ?? 0);
+  return {
+    mode: s.mode,
+    total,
+    pending,
+    running: Math.max(0, total - pending - succeeded - failed - cancelled - undone),
+    succeeded,
+    failed,
+    cancelled,
+    compensated: undone,
+    concurrency: s.concurrency,
+  };
+};
+
+/** The key an items page goes on after: the last item's index. */
+export interface ItemKey {
+  index: number;
 }
 
 interface AttemptRow {
@@ -113,22 +224,51 @@ interface AttemptRow {
   finished_at: Date | null;
 }
 
-/** A run with its step and compensation executions (oldest first), or undefined. */
-export async function getRunDetail(pool: Pool, runId: string): Promise<RunDetail | undefined> {
+/**
+ * A run with its step and compensation executions (oldest first), or undefined. Each step lists only
+ * its own executions, never a forEach/repeat step's items: those come as counts (step_fanouts) and
+ * the first FIRST_ITEMS of each step, whatever the number of items — four queries in all. An item
+ * is listed under an execution of its own kind (a compensation's items under the compensation).
+ * `encodeItemsCursor` turns the key after a step's first items into its `itemsNext`.
+ */
+export async function getRunDetail(
+  pool: Pool,
+  runId: string,
+  encodeItemsCursor: (key: ItemKey) => string,
+): Promise<RunDetail | undefined> {
   const run = await pool.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1`, [runId]);
   if (!run.rows[0]) return undefined;
-  const [steps, attempts] = await Promise.all([
+  const [steps, attempts, items] = await Promise.all([
+    // step_executions_steps_by_run: a run's own executions without their items.
     pool.query<StepRow>(
-      `SELECT id, step_id, kind, function_name, status, output, error, attempt, max_attempts,
-              queued_at, started_at, finished_at
-         FROM step_executions WHERE run_id = $1 ORDER BY created_at, id`,
+      `SELECT e.id, e.step_id, e.kind, e.function_name, e.status, e.output, e.error, e.attempt, e.max_attempts,
+              e.queued_at, e.started_at, e.finished_at, e.child_run_id,
+              f.mode, f.total, f.pending, f.succeeded, f.failed, f.cancelled, f.undone, f.concurrency
+         FROM step_executions e LEFT JOIN step_fanouts f ON f.execution_id = e.id
+        WHERE e.run_id = $1 AND e.parent_execution_id IS NULL
+        ORDER BY e.created_at, e.id`,
       [runId],
     ),
     pool.query<AttemptRow>(
       `SELECT a.step_execution_id, a.attempt, a.status, a.worker_id, a.error, a.started_at, a.finished_at
          FROM step_attempts a JOIN step_executions s ON s.id = a.step_execution_id
-        WHERE s.run_id = $1 ORDER BY a.step_execution_id, a.attempt`,
+        WHERE s.run_id = $1 AND s.parent_execution_id IS NULL ORDER BY a.step_execution_id, a.attempt`,
       [runId],
+    ),
+    // One more than shown per step, to know whether there are more (index step_executions_items).
+    pool.query<ItemRow>(
+      `SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id, i.error, i.output,
+              i.started_at, i.finished_at
+         FROM step_fanouts f JOIN step_executions p ON p.id = f.execution_id
+        CROSS JOIN LATERAL (
+              SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id, i.error, i.output,
+                     i.started_at, i.finished_at
+                FROM step_executions i
+               WHERE i.parent_execution_id = f.execution_id AND i.kind = p.kind AND i.superseded_at IS NULL
+               ORDER BY i.item_index LIMIT $2) i
+        WHERE f.run_id = $1
+        ORDER BY i.parent_execution_id, i.item_index`,
+      [runId, FIRST_ITEMS + 1],
     ),
   ]);
   const history = new Map<string, AttemptView[]>();
@@ -144,24 +284,84 @@ export async function getRunDetail(pool: Pool, runId: string): Promise<RunDetail
     });
     history.set(a.step_execution_id, list);
   }
-  const toStep = (s: StepRow): StepView => ({
-    id: s.step_id,
-    executionId: s.id,
-    function: s.function_name,
-    status: s.status,
-    attempts: s.attempt,
-    maxAttempts: s.max_attempts,
-    queuedAt: iso(s.queued_at),
-    startedAt: iso(s.started_at),
-    finishedAt: iso(s.finished_at),
-    error: s.error,
-    output: s.output,
-    attemptHistory: history.get(s.id) ?? [],
-  });
+  const itemsOf = new Map<string, ItemRow[]>();
+  for (const item of items.rows) {
+    const list = itemsOf.get(item.parent_execution_id) ?? [];
+    list.push(item);
+    itemsOf.set(item.parent_execution_id, list);
+  }
+  const toStep = (s: StepRow): StepView => {
+    const fanout = toFanout(s);
+    const first = itemsOf.get(s.id) ?? [];
+    const shown = first.slice(0, FIRST_ITEMS);
+    return {
+      id: s.step_id,
+      executionId: s.id,
+      function: s.function_name,
+      status: s.status,
+      attempts: s.attempt,
+      maxAttempts: s.max_attempts,
+      queuedAt: iso(s.queued_at),
+      startedAt: iso(s.started_at),
+      finishedAt: iso(s.finished_at),
+      error: s.error,
+      output: s.output,
+      attemptHistory: history.get(s.id) ?? [],
+      ...(s.child_run_id && !fanout ? { childRunId: s.child_run_id } : {}),
+      ...(fanout
+        ? {
+            fanout,
+            items: shown.map(toItem),
+            ...(first.length > FIRST_ITEMS
+              ? { itemsNext: encodeItemsCursor({ index: shown[shown.length - 1].item_index }) }
+              : {}),
+          }
+        : {}),
+    };
+  };
   return {
     ...toSummary(run.rows[0]),
     steps: steps.rows.filter((s) => s.kind === 'action').map(toStep),
     compensations: steps.rows.filter((s) => s.kind === 'compensation').map(toStep),
+  };
+}
+
+export interface ItemQuery {
+  runId: string;
+  stepId: string;
+  limit: number;
+  /** Items with a larger index than this. */
+  after?: ItemKey;
+}
+
+/**
+ * A page of a forEach/repeat step's current items in index order (keyset on item_index over the
+ * index step_executions_items), or undefined when the run has no such step. The step's execution in
+ * force is its newest one not superseded by a retry (the newest of all when every one was).
+ */
+export async function listStepItems(
+  pool: Pool,
+  q: ItemQuery,
+): Promise<{ items: ItemView[]; next?: ItemKey } | undefined> {
+  const parent = await pool.query<{ id: string }>(
+    `SELECT e.id FROM step_executions e JOIN step_fanouts f ON f.execution_id = e.id
+      WHERE e.run_id = $1 AND e.step_id = $2 AND e.kind = 'action' AND e.parent_execution_id IS NULL
+      ORDER BY e.superseded_at IS NULL DESC, e.created_at DESC, e.id DESC LIMIT 1`,
+    [q.runId, q.stepId],
+  );
+  if (!parent.rows[0]) return undefined;
+  const { rows } = await pool.query<ItemRow>(
+    `SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id, i.error, i.output,
+            i.started_at, i.finished_at
+       FROM step_executions i
+      WHERE i.parent_execution_id = $1 AND i.kind = 'action' AND i.superseded_at IS NULL AND i.item_index > $2
+      ORDER BY i.item_index LIMIT $3`,
+    [parent.rows[0].id, q.after?.index ?? -1, q.limit + 1],
+  );
+  const page = rows.slice(0, q.limit);
+  return {
+    items: page.map(toItem),
+    ...(rows.length > q.limit ? { next: { index: page[page.length - 1].item_index } } : {}),
   };
 }
 
@@ -173,6 +373,10 @@ export interface RunKey {
 export interface RunListQuery {
   workflow?: string;
   statuses?: string[];
+  /** Only the children of this run. */
+  parentRunId?: string;
+  /** Only runs without a parent. */
+  topLevel?: boolean;
   limit: number;
   /** Rows strictly older than this key in (created_at, id) order. */
   after?: RunKey;
@@ -188,6 +392,9 @@ export async function listRuns(pool: Pool, q: RunListQuery): Promise<{ runs: Run
   };
   if (q.workflow !== undefined) where.push(`workflow_name = ${param(q.workflow)}`);
   if (q.statuses?.length) where.push(`status = ANY(${param(q.statuses)}::text[])`);
+  // Indexes runs_by_parent and runs_top_level, both in (created_at DESC, id DESC) order.
+  if (q.parentRunId !== undefined) where.push(`parent_run_id = ${param(q.parentRunId)}::uuid`);
+  if (q.topLevel) where.push('parent_run_id IS NULL');
   // Row comparison matches the (created_at DESC, id DESC) indexes, so each page is an index range.
   if (q.after) where.push(`(created_at, id) < (${param(q.after.createdAt)}::timestamptz, ${param(q.after.id)}::uuid)`);
   const { rows } = await pool.query<RunRow>(

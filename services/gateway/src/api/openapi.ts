@@ -112,9 +112,10 @@ export const OPERATIONS: readonly Operation[] = [
     operationId: 'listRuns',
     tag: 'runs',
     summary: 'Runs, newest first',
+    description: '`parentRunId` lists the child runs of a run, `topLevel=true` only runs without a parent.',
     query: api.listRunsQuery,
     responses: { 200: { description: 'a page of runs', schema: api.runPageResponse } },
-    errors: { 400: 'invalid query or cursor' },
+    errors: { 400: 'invalid query or cursor (INVALID_QUERY, INVALID_CURSOR; `details` names the parameter)' },
   },
   {
     method: 'get',
@@ -122,9 +123,29 @@ export const OPERATIONS: readonly Operation[] = [
     operationId: 'getRun',
     tag: 'runs',
     summary: 'A run with its steps, attempts and compensations',
+    description:
+      "Each step lists its own executions. A forEach/repeat step adds its items' counts (`fanout`), its first " +
+      '20 items in index order (`items`) and, when there are more, `itemsNext` for ' +
+      '`GET /v1/runs/{id}/steps/{stepId}/items`. A `workflow:` step (and item) names its `childRunId`.',
     params: { id: api.uuid },
     responses: { 200: { description: 'the run', schema: api.runDetailResponse } },
     errors: { 400: BAD_ID, 404: 'unknown run' },
+  },
+  {
+    method: 'get',
+    path: '/v1/runs/:id/steps/:stepId/items',
+    operationId: 'listStepItems',
+    tag: 'runs',
+    summary: "A forEach step's items, or a repeat step's iterations, in index order",
+    description:
+      "The items of the step's current execution (not those a retry superseded), keyset-paged on their index.",
+    params: { id: api.uuid, stepId: api.stepIdParam },
+    query: api.listItemsQuery,
+    responses: { 200: { description: 'a page of items', schema: api.stepItemPageResponse } },
+    errors: {
+      400: `${BAD_ID}, or an invalid limit or cursor (INVALID_QUERY, INVALID_CURSOR; \`details\` names the parameter)`,
+      404: 'unknown run, or no forEach or repeat step of that id in the run',
+    },
   },
   {
     method: 'post',

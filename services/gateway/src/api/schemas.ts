@@ -38,6 +38,7 @@ export const idempotencyKey = z.string().min(1).max(255);
 
 export const workflowNameParam = z.string().min(1).meta({ description: 'workflow name' });
 export const eventNameParam = eventName.meta({ description: 'event name, e.g. `order.created`' });
+export const stepIdParam = z.string().min(1).meta({ description: 'a forEach or repeat step id of the definition' });
 export const scheduleIdParam = z.string().min(1).meta({ description: '`<workflow>.<trigger index>`' });
 
 // ---------------------------------------------------------------------------------------------------
@@ -90,6 +91,21 @@ export const listRunsQuery = z.object({
     .meta({ description: `one status or a comma-separated list of: ${RUN_STATUSES.join(', ')}` }),
   limit: limitParam(100, 20),
   cursor: z.string().min(1).optional().meta({ description: '`nextCursor` of the previous page' }),
+  parentRunId: uuid.optional().meta({ description: "only this run's child runs (its `workflow:` steps')" }),
+  topLevel: z
+    .enum(['true', 'false'])
+    .transform((value) => value === 'true')
+    .optional()
+    .meta({ description: '`true`: only runs without a parent (no child runs)' }),
+});
+
+export const listItemsQuery = z.object({
+  limit: limitParam(500, 100),
+  cursor: z
+    .string()
+    .min(1)
+    .optional()
+    .meta({ description: "`next` of the previous page, or the step's `itemsNext` in the run" }),
 });
 
 /** Log levels from least to most severe; `level=warn` returns warn and above. */
@@ -208,6 +224,53 @@ export const attemptResponse = response(
   }),
 );
 
+const itemStatus = z.enum([...STEP_STATUSES, 'pending']);
+
+export const stepItemResponse = response(
+  'StepItem',
+  z
+    .object({
+      index: z
+        .number()
+        .int()
+        .meta({ description: 'position in the forEach list, or iteration of a repeat step, from 0' }),
+      executionId: z.uuid(),
+      status: itemStatus.meta({ description: '`pending`: created, not yet dispatched (forEach `concurrency`)' }),
+      attempts: z.number().int().meta({ description: 'attempts made so far' }),
+      childRunId: z.uuid().optional().meta({ description: 'a `workflow:` step: the child run of this item' }),
+      error: z.unknown().optional().meta({ description: 'when it failed or was cancelled' }),
+      output: z.unknown().optional().meta({ description: 'when it succeeded' }),
+      startedAt: isoTimeOrNull,
+      finishedAt: isoTimeOrNull,
+    })
+    .meta({ description: 'one item of a forEach step, or one iteration of a repeat step: its own execution' }),
+);
+
+export const fanoutResponse = response(
+  'Fanout',
+  z
+    .object({
+      mode: z.enum(['forEach', 'repeat']),
+      total: z.number().int().meta({ description: 'items created: the list length, or the iterations begun' }),
+      pending: z.number().int().meta({ description: 'created, not yet dispatched' }),
+      running: z.number().int().meta({ description: 'dispatched, not finished' }),
+      succeeded: z.number().int(),
+      failed: z.number().int(),
+      cancelled: z.number().int(),
+      compensated: z.number().int().meta({ description: 'succeeded items whose effect is being, or was, undone' }),
+      concurrency: z.number().int().nullable().meta({ description: 'forEach `concurrency`; null: no cap' }),
+    })
+    .meta({ description: "a forEach/repeat step's items by state" }),
+);
+
+export const stepItemPageResponse = response(
+  'StepItemPage',
+  z.object({
+    items: z.array(stepItemResponse),
+    next: z.string().optional().meta({ description: 'pass as `cursor` for the next page; absent at the end' }),
+  }),
+);
+
 export const stepResponse = response(
   'Step',
   z
@@ -224,6 +287,15 @@ export const stepResponse = response(
       error: z.unknown(),
       output: z.unknown(),
       attemptHistory: z.array(attemptResponse),
+      childRunId: z.uuid().optional().meta({ description: 'a `workflow:` step: the child run it started' }),
+      fanout: fanoutResponse.optional().meta({ description: 'a forEach/repeat step: its items by state' }),
+      items: z
+        .array(stepItemResponse)
+        .optional()
+        .meta({ description: 'a forEach/repeat step: its first 20 items (iterations) in index order' }),
+      itemsNext: z.string().optional().meta({
+        description: 'when it has more items: the `cursor` of `GET /v1/runs/{id}/steps/{stepId}/items` for the rest',
+      }),
     })
     .meta({ description: 'one execution of a step or a compensation; a retried run lists earlier ones too' }),
 );
@@ -235,12 +307,19 @@ const runFields = {
   status: z.enum(RUN_STATUSES),
   input: z.unknown(),
   output: z.unknown(),
-  error: z.unknown().meta({ description: '`{stepId, function, attempt, code, message, nonRetryable}` when it failed' }),
-  trigger: z.unknown().meta({ description: 'how it started: `{type: http|schedule|event, …}`' }),
+  error: z.unknown().meta({
+    description:
+      '`{stepId, function, attempt, code, message, nonRetryable, itemIndex?}` when it failed ' +
+      '(`itemIndex`: the forEach item or repeat iteration that failed the step)',
+  }),
+  trigger: z.unknown().meta({ description: 'how it started: `{type: http|schedule|event|parent, …}`' }),
   idempotencyKey: z.string().nullable(),
   createdAt: isoTime,
   startedAt: isoTimeOrNull,
   finishedAt: isoTimeOrNull,
+  parentRunId: z.uuid().nullable().meta({ description: 'a child run: the run whose `workflow:` step started it' }),
+  parentStepId: z.string().nullable().meta({ description: 'a child run: that step' }),
+  depth: z.number().int().meta({ description: "0 for a top-level run; a child is its parent's + 1" }),
 };
 
 export const runSummaryResponse = response('RunSummary', z.object(runFields));

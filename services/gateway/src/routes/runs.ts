@@ -15,6 +15,7 @@ import {
   cancelBody,
   idempotencyKey,
   invoiceStartBody,
+  listItemsQuery,
   listLogsQuery,
   listRunsQuery,
   LOG_LEVELS,
@@ -25,11 +26,23 @@ import { recordCancelRequest, recordRetryRequest } from '../control-requests';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type { AppDeps } from '../deps';
 import { jsonBody, parseOrThrow, parseUuid } from '../http/validation';
-import { getRunControlState, getRunDetail, listRunLogs, listRuns, runExists } from '../read-model';
+import {
+  getRunControlState,
+  getRunDetail,
+  listRunLogs,
+  listRuns,
+  listStepItems,
+  runExists,
+  type ItemKey,
+} from '../read-model';
 
 const runCursor = z.object({ t: z.iso.datetime({ precision: 6 }), id: z.uuid() });
 
 const logCursor = z.object({ after: z.number().int().min(0) });
+
+/** After the item at this index (keyset on item_index). */
+const itemCursor = z.object({ i: z.number().int().min(0) });
+const encodeItemCursor = (key: ItemKey): string => encodeCursor({ i: key.index });
 
 /** Statuses a run can be retried from. */
 const RETRYABLE: readonly RunStatus[] = ['failed', 'compensated', 'compensation_failed', 'cancelled'];
@@ -102,10 +115,19 @@ export function runsRouter(deps: AppDeps): Router {
   router.get('/v1/runs', async (req, res) => {
     const q = parseOrThrow(listRunsQuery, req.query, { code: ErrorCode.INVALID_QUERY, what: 'query' });
     const after = q.cursor === undefined ? undefined : decodeCursor(runCursor, q.cursor);
+    if (q.parentRunId !== undefined && q.topLevel === true) {
+      throw new ValidationError(
+        'parentRunId lists child runs; topLevel=true lists runs without a parent: ask for one or the other',
+        [{ path: 'topLevel', message: 'cannot be true with parentRunId' }],
+        ErrorCode.INVALID_QUERY,
+      );
+    }
     const page = await listRuns(pool, {
       limit: q.limit,
       ...(q.workflow === undefined ? {} : { workflow: q.workflow }),
       ...(q.status === undefined ? {} : { statuses: q.status }),
+      ...(q.parentRunId === undefined ? {} : { parentRunId: q.parentRunId.toLowerCase() }),
+      ...(q.topLevel === undefined ? {} : { topLevel: q.topLevel }),
       ...(after === undefined ? {} : { after: { createdAt: after.t, id: after.id } }),
     });
     res.json({
@@ -116,9 +138,28 @@ export function runsRouter(deps: AppDeps): Router {
 
   router.get('/v1/runs/:id', async (req, res) => {
     const id = parseUuid(req.params.id, 'run id');
-    const run = await getRunDetail(pool, id);
+    const run = await getRunDetail(pool, id, encodeItemCursor);
     if (!run) throw new NotFoundError('run', id);
     res.json(run);
+  });
+
+  // A forEach/repeat step's items (iterations) in index order, a page at a time.
+  router.get('/v1/runs/:id/steps/:stepId/items', async (req, res) => {
+    const id = parseUuid(req.params.id, 'run id');
+    const q = parseOrThrow(listItemsQuery, req.query, { code: ErrorCode.INVALID_QUERY, what: 'query' });
+    const after = q.cursor === undefined ? undefined : decodeCursor(itemCursor, q.cursor);
+    const { stepId } = req.params;
+    const page = await listStepItems(pool, {
+      runId: id,
+      stepId,
+      limit: q.limit,
+      ...(after === undefined ? {} : { after: { index: after.i } }),
+    });
+    if (!page) {
+      if (!(await runExists(pool, id))) throw new NotFoundError('run', id);
+      throw new NotFoundError('forEach or repeat step', stepId);
+    }
+    res.json({ items: page.items, ...(page.next ? { next: encodeItemCursor(page.next) } : {}) });
   });
 
   /**
