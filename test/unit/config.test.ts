@@ -1,4 +1,5 @@
 import { baseEnv, ConfigError, maskCredentials, parseEnv, redisOptionsFrom, toBaseConfig } from '@baton/shared';
+import { loadCoordinatorConfig } from '../../services/coordinator/src/config';
 
 describe('configuration', () => {
   it('applies the documented defaults', () => {
@@ -27,6 +28,15 @@ describe('configuration', () => {
       idleInTransactionTimeoutMs: 30_000,
     });
     expect(() => parseEnv(baseEnv, { DATABASE_POOL_MAX: '0' })).toThrow(/DATABASE_POOL_MAX/);
+  });
+
+  it('reads the coordinator limits of forEach lists and child depth, with their defaults', () => {
+    expect(loadCoordinatorConfig({})).toMatchObject({ maxForEachItems: 10_000, maxChildDepth: 16 });
+    expect(loadCoordinatorConfig({ BATON_FOREACH_MAX_ITEMS: '50', BATON_MAX_CHILD_DEPTH: '2' })).toMatchObject({
+      maxForEachItems: 50,
+      maxChildDepth: 2,
+    });
+    expect(() => loadCoordinatorConfig({ BATON_FOREACH_MAX_ITEMS: '0' })).toThrow(ConfigError);
   });
 
   it('reads REDIS_URL with credentials and a db index', () => {

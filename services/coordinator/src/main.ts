@@ -46,6 +46,8 @@ async function main(): Promise<void> {
     concurrency: config.concurrency,
     inbox: { loops: config.inboxLoops, batchSize: config.inboxBatch, claimIdleMs: config.inboxClaimMs },
     maxOutputBytes: config.maxOutputBytes,
+    maxForEachItems: config.maxForEachItems,
+    maxChildDepth: config.maxChildDepth,
   });
   // Schedules follow the definitions just loaded; the reconciler keeps them in step after that.
   const schedules = await syncSchedules(pool, coordinator.queue);
