@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -185,6 +187,8 @@ describe('npm run dev: the whole system as processes', () => {
       PORT: String(port),
       SMTP_URL: `smtp://127.0.0.1:${mail.port}`,
       LOG_LEVEL: 'info',
+      // The orders-feed test's feed is a server of this test's own, on the loopback address.
+      HTTP_REQUEST_ALLOWED_HOSTS: '127.0.0.1',
     });
     dev = started;
     await waitFor(
@@ -295,6 +299,72 @@ describe('npm run dev: the whole system as processes', () => {
       const pdf = sent.mail.attachments.find((a) => a.contentType === 'application/pdf');
       expect(pdf).toBeDefined();
       expect(pdf!.content.subarray(0, 4).toString('latin1')).toBe('%PDF');
+    },
+    RUN_TIMEOUT_MS + 30_000,
+  );
+
+  it(
+    'runs orders-feed: a forEach of child invoice runs, linked both ways, ending with what was invoiced',
+    async () => {
+      const feed = http.createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            orders: [
+              { id: 'e1', customerId: 'cust-02', status: 'open' },
+              { id: 'e2', customerId: 'cust-03', status: 'open' },
+              { id: 'e3', customerId: 'cust-04', status: 'shipped' },
+            ],
+          }),
+        );
+      });
+      await new Promise<void>((resolve) => feed.listen(0, '127.0.0.1', resolve));
+      try {
+        const feedUrl = `http://127.0.0.1:${(feed.address() as AddressInfo).port}/orders.json`;
+        const start = await fetch(`${base}/v1/workflows/orders-feed/runs`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ input: { feedUrl } }),
+        });
+        expect(start.status).toBe(202);
+        const { runId } = (await start.json()) as { runId: string };
+        let last: (Run & { output?: Record<string, unknown> }) | undefined;
+        const run = await waitFor(
+          async () => {
+            const res = await fetch(`${base}/v1/runs/${runId}`);
+            last = (await res.json()) as Run & { output?: Record<string, unknown> };
+            if (['failed', 'compensated', 'compensation_failed', 'cancelled'].includes(last.status)) {
+              throw new Error(`run ended ${last.status}: ${JSON.stringify(last, null, 2)}`);
+            }
+            return last.status === 'succeeded' ? last : undefined;
+          },
+          RUN_TIMEOUT_MS,
+          () => `orders-feed run not succeeded: ${JSON.stringify(last, null, 2)}\n${dev!.tail()}`,
+        );
+        expect(run.output).toMatchObject({ customers: ['cust-02', 'cust-03'], invoiceCount: 2 });
+        const invoices = run.steps.find((s) => s.id === 'invoices') as RunStep & {
+          fanout?: { total: number; succeeded: number };
+          items?: { index: number; childRunId?: string }[];
+        };
+        expect(invoices.fanout).toMatchObject({ total: 2, succeeded: 2 });
+        const children = (await (await fetch(`${base}/v1/runs?parentRunId=${runId}`)).json()) as {
+          runs: { id: string; workflow: string; status: string; parentRunId: string }[];
+        };
+        expect(children.runs.map((c) => [c.workflow, c.status, c.parentRunId])).toEqual([
+          ['invoice', 'succeeded', runId],
+          ['invoice', 'succeeded', runId],
+        ]);
+        expect(invoices.items?.map((i) => i.childRunId).sort()).toEqual(children.runs.map((c) => c.id).sort());
+        // Each child e-mailed its customer once.
+        for (const to of ['grace@example.com', 'alan@example.com']) {
+          await waitFor(
+            async () => mail!.mails.find((m) => m.recipients.includes(to)),
+            15_000,
+            () => `no e-mail to ${to}; received: ${JSON.stringify(mail!.mails.map((m) => m.recipients))}`,
+          );
+        }
+      } finally {
+        await new Promise((resolve) => feed.close(resolve));
+      }
     },
     RUN_TIMEOUT_MS + 30_000,
   );
