@@ -511,4 +511,58 @@ describe('dashboard in headless Chromium', () => {
     expect(js.status()).toBe(200);
     expect(js.headers()['cache-control']).toContain('immutable');
   });
+
+  it('shows a forEach step’s progress and items, and links a child run and its parent both ways', async () => {
+    await saveDefinition(env.pool, {
+      name: 'batch',
+      steps: [
+        {
+          id: 'each',
+          forEach: '{{ input.customers }}',
+          concurrency: 2,
+          function: 'fetch-data',
+          input: { customer: '{{ item }}' },
+          retry: quick,
+        },
+        { id: 'kid', workflow: 'paperwork', input: {} },
+      ],
+    });
+    const customers = Array.from({ length: 25 }, (_, i) => `cust-${i}`);
+    const parentId = await engine.start('batch', { customers });
+    await engine.waitForRun(parentId, ['succeeded']);
+    const { rows } = await env.pool.query(`SELECT id FROM runs WHERE parent_run_id = $1`, [parentId]);
+    expect(rows).toHaveLength(1);
+    const childId: string = rows[0].id;
+
+    await page.goto(`${open.url}/runs/${parentId}`);
+    const each = page.locator('.timeline > li[data-step-id="each"]');
+    await each.locator('.fanout-progress').waitFor();
+    expect(await each.locator('.fanout-progress').innerText()).toBe('25 succeeded · 0 failed · 0 running of 25 items');
+    // The run's first page of items, then the rest through the "more" control.
+    const rowsOf = each.locator('.items-table tbody tr');
+    expect(await rowsOf.count()).toBe(20);
+    await each.locator('.items-more').click();
+    await page.waitForFunction(
+      () => document.querySelectorAll('li[data-step-id="each"] .items-table tbody tr').length === 25,
+    );
+    expect(await rowsOf.evaluateAll((trs) => trs.map((tr) => Number(tr.getAttribute('data-index'))))).toEqual([
+      ...Array(25).keys(),
+    ]);
+    expect(await each.locator('.items-more').count()).toBe(0);
+    await shot('09-run-fan-out');
+
+    // The child step links to the child run, which links back to its parent.
+    const childLink = page.locator('.timeline > li[data-step-id="kid"] a.child-run-link');
+    expect(await childLink.getAttribute('href')).toBe(`/runs/${childId}`);
+    await childLink.click();
+    await page.waitForURL(`**/runs/${childId}`);
+    const parentLink = page.locator('#parent-run-link');
+    await parentLink.waitFor();
+    expect(await parentLink.getAttribute('href')).toBe(`/runs/${parentId}`);
+    expect(await page.locator('.summary').innerText()).toContain('kid');
+    await shot('10-child-run');
+    await parentLink.click();
+    await page.waitForURL(`**/runs/${parentId}`);
+    await page.locator('.timeline > li[data-step-id="each"] .fanout-progress').waitFor();
+  });
 });

@@ -26,6 +26,8 @@ const ACTIVE = ['pending', 'running', 'compensating'];
 const RETRYABLE = ['failed', 'compensated', 'compensation_failed', 'cancelled'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const LOG_PAGES = 5;
+/** Items a "more" click loads (GET /v1/runs/:id/steps/:stepId/items). */
+const ITEMS_PAGE = 100;
 
 const OUTCOME = {
   failed: 'The run failed: nothing needed undoing.',
@@ -247,11 +249,139 @@ function attemptList(item) {
   );
 }
 
-function timelineItem(item, window, logs, open) {
+/**
+ * A forEach/repeat step's progress in one line: `12 succeeded · 1 failed · 3 running of 30 items`,
+ * then the counts that are not zero among pending, cancelled and compensated.
+ */
+export function progressText(f) {
+  const unit = f.mode === 'repeat' ? 'iteration' : 'item';
+  const main = `${f.succeeded} succeeded · ${f.failed} failed · ${f.running} running of ${f.total} ${unit}${f.total === 1 ? '' : 's'}`;
+  const rest = [
+    ['pending', f.pending],
+    ['cancelled', f.cancelled],
+    ['compensated', f.compensated],
+  ]
+    .filter(([, n]) => n > 0)
+    .map(([what, n]) => `${n} ${what}`);
+  return rest.length ? `${main} (${rest.join(', ')})` : main;
+}
+
+function progressBar(f) {
+  const track = h('div', { class: 'progress', 'aria-hidden': 'true' });
+  const total = Math.max(f.total, 1);
+  for (const [status, n] of [
+    ['succeeded', f.succeeded],
+    ['compensated', f.compensated],
+    ['failed', f.failed],
+    ['cancelled', f.cancelled],
+    ['running', f.running],
+  ]) {
+    if (n <= 0) continue;
+    const part = h('span', { class: `status-${status}` });
+    part.style.width = `${(n / total) * 100}%`;
+    track.append(part);
+  }
+  return track;
+}
+
+function childRunLink(id, label = 'child run ') {
+  return h('a', { class: 'tag child-run-link', href: `/runs/${id}`, title: id }, label, shortId(id));
+}
+
+/** An item's output or error, on one line and cut short. */
+function itemResult(item) {
+  if (item.error) return h('span', { class: 'attempt-error' }, errorLine(item.error));
+  if (item.output === undefined || item.output === null) return null;
+  const text = JSON.stringify(item.output);
+  return mono(text.length > 120 ? `${text.slice(0, 119)}…` : text, { class: 'muted', title: text.slice(0, 2000) });
+}
+
+function itemTable(items, mode) {
+  return h(
+    'table',
+    { class: 'table items-table' },
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        h('th', null, mode === 'repeat' ? 'Iteration' : 'Item'),
+        h('th', null, 'Status'),
+        h('th', null, 'Attempts'),
+        h('th', null, 'Time'),
+        h('th', null, 'Result'),
+      ),
+    ),
+    h(
+      'tbody',
+      null,
+      items.map((it) =>
+        h(
+          'tr',
+          { dataset: { index: String(it.index), status: it.status } },
+          h('td', { class: 'mono num' }, `#${it.index}`),
+          h('td', null, statusBadge(it.status, 'small')),
+          h('td', { class: 'num' }, String(it.attempts)),
+          h('td', { class: 'num' }, it.startedAt ? formatDuration(durationBetween(it.startedAt, it.finishedAt)) : '—'),
+          h('td', null, it.childRunId ? childRunLink(it.childRunId, 'run ') : null, ' ', itemResult(it)),
+        ),
+      ),
+    ),
+  );
+}
+
+/**
+ * A forEach/repeat step's progress and its items: the run's first page, then the pages a "more"
+ * click loaded (`more`: {items, next, loading}) through the items route.
+ */
+function fanoutSection(item, more, loadMore, details) {
+  const f = item.fanout;
+  const items = [...(item.items ?? []), ...(more?.items ?? [])];
+  const next = more ? more.next : item.itemsNext;
+  const unit = f.mode === 'repeat' ? 'Iterations' : 'Items';
+  const button =
+    next && item.kind === 'step'
+      ? h(
+          'button',
+          { type: 'button', class: 'button items-more', disabled: more?.loading ?? false },
+          more?.loading ? 'Loading…' : `More (${ITEMS_PAGE})`,
+        )
+      : null;
+  button?.addEventListener('click', () => loadMore(item, next));
+  return [
+    h(
+      'div',
+      { class: 'fanout' },
+      h('span', { class: 'fanout-progress' }, progressText(f)),
+      f.concurrency ? h('span', { class: 'muted' }, `at most ${f.concurrency} at a time`) : null,
+      progressBar(f),
+    ),
+    items.length
+      ? details(
+          'items',
+          `${unit} (${items.length} of ${f.total} shown)`,
+          h(
+            'div',
+            { class: 'items' },
+            itemTable(items, f.mode),
+            more?.error ? h('p', { class: 'form-error' }, more.error) : null,
+            button,
+          ),
+          true,
+        )
+      : null,
+  ];
+}
+
+function timelineItem(item, window, logs, open, fanout) {
   const key = item.executionId;
-  const details = (what, summary, body) => {
-    const el = h('details', { open: open.has(`${key}:${what}`) }, h('summary', null, summary), body);
-    el.addEventListener('toggle', () => (el.open ? open.add(`${key}:${what}`) : open.delete(`${key}:${what}`)));
+  /** `initially`: open until the user closes it. */
+  const details = (what, summary, body, initially = false) => {
+    const id = `${key}:${what}`;
+    if (initially && !open.has(`${id}:seen`)) open.add(id).add(`${id}:seen`);
+    const el = h('details', { open: open.has(id) }, h('summary', null, summary), body);
+    el.addEventListener('toggle', () => (el.open ? open.add(id) : open.delete(id)));
     return el;
   };
   const duration = item.startedAt ? formatDuration(durationBetween(item.startedAt, item.finishedAt)) : null;
@@ -269,6 +399,8 @@ function timelineItem(item, window, logs, open) {
       h('strong', { class: 'mono tl-step' }, item.id),
       mono(item.function, { class: 'tl-fn' }),
       item.kind === 'compensation' ? h('span', { class: 'tag tag-comp' }, 'compensation') : null,
+      item.fanout ? h('span', { class: 'tag' }, item.fanout.mode) : null,
+      item.childRunId ? childRunLink(item.childRunId) : null,
       item.superseded
         ? h(
             'span',
@@ -280,7 +412,10 @@ function timelineItem(item, window, logs, open) {
       h(
         'span',
         { class: 'tl-meta' },
-        h('span', { title: 'attempts used / allowed' }, `attempt ${item.attempts}/${item.maxAttempts}`),
+        // A forEach/repeat step's attempts are its items' own (in the items table).
+        item.fanout
+          ? null
+          : h('span', { title: 'attempts used / allowed' }, `attempt ${item.attempts}/${item.maxAttempts}`),
         duration ? h('span', null, duration) : null,
         waited !== null && waited >= 50
           ? h('span', { class: 'muted', title: 'queued → started' }, `waited ${formatDuration(waited)}`)
@@ -293,6 +428,7 @@ function timelineItem(item, window, logs, open) {
       ),
     ),
     bar(item, window),
+    item.fanout ? fanoutSection(item, fanout.more.get(item.executionId), fanout.load, details) : null,
     item.error ? h('p', { class: 'tl-error' }, errorLine(item.error)) : null,
     item.attemptHistory?.length > 1 || (item.attemptHistory?.length === 1 && item.attemptHistory[0].error)
       ? details('attempts', `Attempts (${item.attemptHistory.length})`, attemptList(item))
@@ -317,6 +453,8 @@ export function mount(main, { signal }) {
   let logs = { logs: [], truncated: false };
   /** After retry/cancel: keep polling while the run still shows the status it had, up to a deadline. */
   let settling = null;
+  /** forEach/repeat items loaded past a step's first page, by execution id: {items, next, loading, error}. */
+  const moreItems = new Map();
 
   const crumbs = h(
     'nav',
@@ -460,7 +598,9 @@ export function mount(main, { signal }) {
         ? `schedule ${trigger.scheduleId ?? ''}`
         : trigger.type === 'event'
           ? `event ${trigger.event ?? ''}`
-          : `${trigger.type ?? '—'}${trigger.route ? ` ${trigger.route}` : ''}`;
+          : trigger.type === 'parent'
+            ? `parent run, step ${trigger.stepId ?? ''}`
+            : `${trigger.type ?? '—'}${trigger.route ? ` ${trigger.route}` : ''}`;
     const field = (label, value) => h('div', { class: 'field-view' }, h('dt', null, label), h('dd', null, value));
     replace(
       summary,
@@ -473,6 +613,17 @@ export function mount(main, { signal }) {
         field('Finished', timeEl(run.finishedAt)),
         field('Duration', run.startedAt ? formatDuration(durationBetween(run.startedAt, run.finishedAt)) : '—'),
         field('Trigger', triggerText),
+        run.parentRunId
+          ? field('Parent run', [
+              h(
+                'a',
+                { id: 'parent-run-link', href: `/runs/${run.parentRunId}`, title: run.parentRunId },
+                mono(shortId(run.parentRunId)),
+              ),
+              run.parentStepId ? [' step ', mono(run.parentStepId)] : null,
+              run.depth > 1 ? h('span', { class: 'muted' }, ` (depth ${run.depth})`) : null,
+            ])
+          : null,
         run.idempotencyKey ? field('Idempotency key', mono(run.idempotencyKey)) : null,
       ),
     );
@@ -510,7 +661,9 @@ export function mount(main, { signal }) {
         ? h(
             'ol',
             { class: 'timeline' },
-            items.map((item) => timelineItem(item, window, byExecution.get(item.executionId), open)),
+            items.map((item) =>
+              timelineItem(item, window, byExecution.get(item.executionId), open, { more: moreItems, load: loadMore }),
+            ),
           )
         : h('p', { class: 'empty' }, run.status === 'pending' ? 'Waiting to start…' : 'No step has been queued.'),
     );
@@ -553,9 +706,40 @@ export function mount(main, { signal }) {
     document.title = `${run.workflow} ${shortId(run.id)} · ${run.status} · Baton`;
   };
 
+  const itemsPage = (stepId, cursor, limit) =>
+    api(`/v1/runs/${runId}/steps/${encodeURIComponent(stepId)}/items?${new URLSearchParams({ cursor, limit })}`, {
+      signal,
+    });
+
+  /** The "more" control: the next page of a step's items, after the ones shown. */
+  const loadMore = async (step, cursor) => {
+    const more = moreItems.get(step.executionId) ?? { items: [], next: cursor };
+    moreItems.set(step.executionId, { ...more, loading: true, error: null });
+    render();
+    try {
+      const page = await itemsPage(step.id, cursor, String(ITEMS_PAGE));
+      moreItems.set(step.executionId, { items: [...more.items, ...page.items], next: page.next, loading: false });
+    } catch (err) {
+      if (err instanceof AuthRequired) return;
+      moreItems.set(step.executionId, { ...more, loading: false, error: describeApiError(err) });
+    }
+    render();
+  };
+
+  /** While the run is live, the items loaded past a step's first page are read again with it. */
+  const reloadMore = async (fresh) => {
+    for (const [executionId, more] of moreItems) {
+      const step = fresh.steps.find((s) => s.executionId === executionId);
+      if (!step?.itemsNext || !more.items.length || more.loading) continue;
+      const page = await itemsPage(step.id, step.itemsNext, String(Math.min(500, more.items.length)));
+      moreItems.set(executionId, { items: page.items, next: page.next, loading: false });
+    }
+  };
+
   const refresh = async () => {
     try {
       const [fresh, freshLogs] = await Promise.all([api(`/v1/runs/${runId}`, { signal }), fetchLogs(runId, signal)]);
+      await reloadMore(fresh);
       run = fresh;
       logs = freshLogs;
       error.replaceChildren();
