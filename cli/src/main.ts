@@ -226,22 +226,41 @@ export function buildProgram(): Command {
     .description('runs, newest first')
     .option('--workflow <name>', 'only this workflow')
     .option('--status <status>', 'a status or a comma-separated list')
+    .option('--parent <runId>', "only this run's child runs")
+    .option('--top-level', 'only runs without a parent')
     .option('--limit <n>', 'how many', positiveInt, 20)
     .action(
-      action(async (opts: { workflow?: string; status?: string; limit: number }, cmd: Command) => {
-        const ctx = contextOf(cmd);
-        const { body } = await ctx.client.request<{ runs: Omit<Run, 'steps' | 'compensations'>[] }>('GET', '/v1/runs', {
-          query: { workflow: opts.workflow, status: opts.status, limit: opts.limit },
-        });
-        if (ctx.json) return printJson(body);
-        for (const r of body.runs) {
-          const took =
-            r.startedAt && r.finishedAt ? formatDuration(Date.parse(r.finishedAt) - Date.parse(r.startedAt)) : '';
-          print(
-            [r.id, r.status.padEnd(19), `${r.workflow} v${r.workflowVersion}`, r.createdAt, took].join('  ').trimEnd(),
+      action(
+        async (
+          opts: { workflow?: string; status?: string; parent?: string; topLevel?: boolean; limit: number },
+          cmd: Command,
+        ) => {
+          const ctx = contextOf(cmd);
+          const { body } = await ctx.client.request<{ runs: Omit<Run, 'steps' | 'compensations'>[] }>(
+            'GET',
+            '/v1/runs',
+            {
+              query: {
+                workflow: opts.workflow,
+                status: opts.status,
+                parentRunId: opts.parent,
+                topLevel: opts.topLevel ? 'true' : undefined,
+                limit: opts.limit,
+              },
+            },
           );
-        }
-      }),
+          if (ctx.json) return printJson(body);
+          for (const r of body.runs) {
+            const took =
+              r.startedAt && r.finishedAt ? formatDuration(Date.parse(r.finishedAt) - Date.parse(r.startedAt)) : '';
+            print(
+              [r.id, r.status.padEnd(19), `${r.workflow} v${r.workflowVersion}`, r.createdAt, took]
+                .join('  ')
+                .trimEnd(),
+            );
+          }
+        },
+      ),
     );
 
   runs

@@ -1,4 +1,4 @@
-import type { LogEntry, Run, Step } from './types';
+import type { Fanout, LogEntry, Run, Step } from './types';
 
 /** Pure text rendering of runs, steps and log lines; `color` adds ANSI colours. */
 
@@ -82,11 +82,15 @@ export function columnsFor(steps: Step[]): StepColumns {
   };
 }
 
-/** `✓ fetchOrders  fetch-orders  succeeded     1/3  1.2s` (+ the error of a failed or retrying step). */
+/**
+ * `✓ fetchOrders  fetch-orders  succeeded     1/3  1.2s` (+ the error of a failed or retrying step, or
+ * `→ run <id>`: the child run of a `workflow:` step). A forEach/repeat step shows no attempts: its
+ * items have their own (see `progressLine`).
+ */
 export function stepLine(step: Step, now: number, style: Style, cols = columnsFor([step])): string {
   const look = STEP_LOOK[step.status] ?? { icon: '?', paint: 'dim' as Paint };
   const icon = step.status === 'running' ? SPINNER[Math.floor(now / 100) % SPINNER.length] : look.icon;
-  const attempts = step.status === 'skipped' ? '' : `${step.attempts}/${step.maxAttempts}`;
+  const attempts = step.status === 'skipped' || step.fanout ? '' : `${step.attempts}/${step.maxAttempts}`;
   const error = ['failed', 'retrying', 'cancelled'].includes(step.status) ? errorText(step.error) : undefined;
   const parts = [
     paint(style, look.paint, icon),
@@ -96,8 +100,40 @@ export function stepLine(step: Step, now: number, style: Style, cols = columnsFo
     attempts.padStart(5),
     stepDuration(step, now).padEnd(8),
   ];
-  const line = parts.join('  ').trimEnd();
-  return error ? `${line}  ${paint(style, 'red', error)}` : line;
+  const child = step.childRunId ? paint(style, 'dim', `→ run ${step.childRunId}`) : undefined;
+  const line = [parts.join('  ').trimEnd(), child, error ? paint(style, 'red', error) : undefined];
+  return line.filter(Boolean).join('  ');
+}
+
+/**
+ * A forEach/repeat step's progress: `12 succeeded · 1 failed · 3 running of 30 items`, then the counts
+ * that are not zero among pending, cancelled and compensated, and its concurrency.
+ */
+export function progressText(f: Fanout): string {
+  const unit = f.mode === 'repeat' ? 'iteration' : 'item';
+  const main = `${f.succeeded} succeeded · ${f.failed} failed · ${f.running} running of ${f.total} ${unit}${f.total === 1 ? '' : 's'}`;
+  const rest = (
+    [
+      ['pending', f.pending],
+      ['cancelled', f.cancelled],
+      ['compensated', f.compensated],
+    ] as const
+  )
+    .filter(([, n]) => n > 0)
+    .map(([what, n]) => `${n} ${what}`);
+  return rest.length ? `${main} (${rest.join(', ')})` : main;
+}
+
+/**
+ * The lines under a step: a forEach/repeat step's progress (with its concurrency), and where its
+ * items' child runs are listed when they are child runs.
+ */
+export function stepDetailLines(step: Step, runId: string, style: Style): string[] {
+  if (!step.fanout) return [];
+  const cap = step.fanout.concurrency ? `, at most ${step.fanout.concurrency} at a time` : '';
+  const lines = [`${progressText(step.fanout)}${cap}`];
+  if (step.items?.some((i) => i.childRunId)) lines.push(`child runs: baton runs list --parent ${runId}`);
+  return lines.map((l) => paint(style, 'dim', `     ${l}`));
 }
 
 export function runHeader(run: Run, now: number, style: Style): string {
@@ -125,13 +161,30 @@ export function runOutcome(run: Run, style: Style): string {
   return paint(style, 'red', `run ${run.status}${where}${why ? `: ${why}` : ''}`);
 }
 
-/** The whole picture: header, a line per step execution, compensations, and the outcome once finished. */
+/** `  child of run <id>, step <stepId>` for a child run. */
+export function parentLine(run: Run, style: Style): string | undefined {
+  if (!run.parentRunId) return undefined;
+  return paint(
+    style,
+    'dim',
+    `  child of run ${run.parentRunId}${run.parentStepId ? `, step ${run.parentStepId}` : ''}`,
+  );
+}
+
+/**
+ * The whole picture: header, the parent of a child run, a line per step execution (a forEach/repeat
+ * step's progress under it), compensations, and the outcome once finished.
+ */
 export function runFrame(run: Run, now: number, style: Style, terminal: boolean): string[] {
   const cols = columnsFor([...run.steps, ...run.compensations]);
-  const lines = [runHeader(run, now, style), ...run.steps.map((s) => `  ${stepLine(s, now, style, cols)}`)];
+  const step = (s: Step) => [`  ${stepLine(s, now, style, cols)}`, ...stepDetailLines(s, run.id, style)];
+  const lines = [runHeader(run, now, style)];
+  const parent = parentLine(run, style);
+  if (parent) lines.push(parent);
+  lines.push(...run.steps.flatMap(step));
   if (run.compensations.length) {
     lines.push(paint(style, 'dim', '  compensations'));
-    lines.push(...run.compensations.map((s) => `  ${stepLine(s, now, style, cols)}`));
+    lines.push(...run.compensations.flatMap(step));
   }
   if (terminal) lines.push(runOutcome(run, style));
   return lines;

@@ -20,6 +20,36 @@ export interface Step {
   finishedAt: string | null;
   error: unknown;
   output: unknown;
+  /** A `workflow:` step: the child run it started. */
+  childRunId?: string;
+  /** A forEach/repeat step: its items by state, its first items, the cursor to the rest. */
+  fanout?: Fanout;
+  items?: StepItem[];
+  itemsNext?: string;
+}
+
+export interface Fanout {
+  mode: 'forEach' | 'repeat';
+  total: number;
+  pending: number;
+  running: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+  compensated: number;
+  concurrency: number | null;
+}
+
+export interface StepItem {
+  index: number;
+  executionId: string;
+  status: string;
+  attempts: number;
+  childRunId?: string;
+  error?: unknown;
+  output?: unknown;
+  startedAt: string | null;
+  finishedAt: string | null;
 }
 
 export interface Run {
@@ -33,6 +63,10 @@ export interface Run {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  /** A child run: the run and step that started it (absent from gateways before child workflows). */
+  parentRunId?: string | null;
+  parentStepId?: string | null;
+  depth?: number;
   steps: Step[];
   compensations: Step[];
 }

@@ -1,5 +1,15 @@
 import { ApiError, type Client } from './client';
-import { fitWidth, logLine, runFrame, runHeader, stepLine, type Style } from './render';
+import {
+  fitWidth,
+  logLine,
+  parentLine,
+  progressText,
+  runFrame,
+  runHeader,
+  stepDetailLines,
+  stepLine,
+  type Style,
+} from './render';
 import { TERMINAL_RUN_STATUSES, type LogEntry, type LogPage, type Run } from './types';
 
 export interface Output {
@@ -67,12 +77,13 @@ export async function watchRun(client: Client, id: string, out: Output, opts: Wa
       drawn = frame.length;
     } else if (!opts.quiet) {
       const lines: string[] = [];
-      if (first) lines.push(runHeader(run, now, opts.style));
+      if (first) lines.push(runHeader(run, now, opts.style), ...[parentLine(run, opts.style) ?? []].flat());
       for (const step of [...run.steps, ...run.compensations]) {
-        const key = `${step.status}/${step.attempts}`;
+        // A forEach/repeat step prints again as its items progress.
+        const key = `${step.status}/${step.attempts}/${step.fanout ? progressText(step.fanout) : ''}`;
         if (seen.get(step.executionId) === key) continue;
         seen.set(step.executionId, key);
-        lines.push(`  ${stepLine(step, now, opts.style)}`);
+        lines.push(`  ${stepLine(step, now, opts.style)}`, ...stepDetailLines(step, run.id, opts.style));
       }
       if (terminal) lines.push(runFrame(run, now, opts.style, true).at(-1)!);
       if (lines.length) out.write(`${lines.join('\n')}\n`);

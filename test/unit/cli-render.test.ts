@@ -1,6 +1,6 @@
 import type { Client } from '../../cli/src/client';
 import { detailLines } from '../../cli/src/main';
-import { fitWidth, formatDuration, logLine, runFrame, stepLine } from '../../cli/src/render';
+import { fitWidth, formatDuration, logLine, progressText, runFrame, stepLine } from '../../cli/src/render';
 import type { Run, Step } from '../../cli/src/types';
 import { watchRun } from '../../cli/src/watch';
 
@@ -95,6 +95,86 @@ describe('CLI rendering', () => {
     expect(column(lines[4], 'void-invoice')).toBe(column(lines[1], 'fetch-orders'));
     expect(lines[3]).toBe('  compensations');
     expect(lines.at(-1)).toBe('run compensated at step sendEmail (send-email), attempt 5: EMAIL_REJECTED: no');
+  });
+
+  it('shows a forEach/repeat step’s progress, child run ids and the parent of a child run', () => {
+    const fanout = {
+      mode: 'forEach' as const,
+      total: 30,
+      pending: 14,
+      running: 3,
+      succeeded: 12,
+      failed: 1,
+      cancelled: 0,
+      compensated: 0,
+      concurrency: 3,
+    };
+    const r = run({
+      parentRunId: '6f1c0000-0000-4000-8000-00000000000a',
+      parentStepId: 'invoiceAll',
+      depth: 1,
+      steps: [
+        step({
+          id: 'pdfs',
+          function: 'baton.workflow',
+          status: 'running',
+          attempts: 0,
+          startedAt: at(0),
+          fanout,
+          items: [
+            {
+              index: 0,
+              executionId: 'i0',
+              status: 'succeeded',
+              attempts: 1,
+              childRunId: '6f1c0000-0000-4000-8000-0000000000c0',
+              startedAt: at(0),
+              finishedAt: at(10),
+            },
+          ],
+          itemsNext: 'next',
+        }),
+        step({
+          id: 'summary',
+          function: 'baton.workflow',
+          status: 'running',
+          attempts: 1,
+          startedAt: at(0),
+          childRunId: '6f1c0000-0000-4000-8000-0000000000c1',
+        }),
+        step({
+          id: 'poll',
+          status: 'succeeded',
+          startedAt: at(0),
+          finishedAt: at(50),
+          fanout: {
+            ...fanout,
+            mode: 'repeat',
+            total: 1,
+            pending: 0,
+            running: 0,
+            succeeded: 1,
+            failed: 0,
+            concurrency: null,
+          },
+        }),
+      ],
+    });
+    const lines = runFrame(r, T0 + 1_000, plain, false);
+    expect(lines[1]).toBe('  child of run 6f1c0000-0000-4000-8000-00000000000a, step invoiceAll');
+    expect(lines[2]).toMatch(/^ {2}\S {2}pdfs +baton\.workflow +running +1\.0s$/);
+    expect(lines[3]).toBe('     12 succeeded · 1 failed · 3 running of 30 items (14 pending), at most 3 at a time');
+    expect(lines[4]).toBe(`     child runs: baton runs list --parent ${r.id}`);
+    expect(lines[5]).toMatch(
+      /summary +baton\.workflow +running +1\/3 {2}1\.0s +→ run 6f1c0000-0000-4000-8000-0000000000c1$/,
+    );
+    expect(lines[7]).toBe('     1 succeeded · 0 failed · 0 running of 1 iteration');
+    expect(lines).toHaveLength(8);
+    expect(
+      progressText({ ...fanout, pending: 0, running: 0, succeeded: 20, failed: 2, cancelled: 5, compensated: 3 }),
+    ).toBe('20 succeeded · 2 failed · 0 running of 30 items (5 cancelled, 3 compensated)');
+    // A top-level run has no parent line.
+    expect(runFrame(run({ parentRunId: null, steps: [] }), T0, plain, false)).toHaveLength(1);
   });
 
   it('cuts lines to the terminal width without breaking colour codes', () => {
