@@ -6,6 +6,8 @@ import {
   ExpressionError,
   isCheap,
   resolveTemplate,
+  resolveTemplateEach,
+  TEMPLATE_EACH_CHUNK,
 } from '@baton/shared';
 
 /**
@@ -94,6 +96,21 @@ describe('expression sandbox', () => {
     } finally {
       await configureExpressions({ maxResultBytes: 4 * 1024 * 1024 });
     }
+  });
+
+  it('resolves a forEach template once per item, in chunks through the sandbox, with item and index', async () => {
+    const items = Array.from({ length: TEMPLATE_EACH_CHUNK * 2 + 7 }, (_, i) => `v${i}`);
+    const data = { input: { prefix: 'p' } };
+    // Sandboxed ($uppercase is a function call): 3 requests, the shared data sent once each.
+    const sandboxed = await resolveTemplateEach({ v: '{{ $uppercase(item) }}', i: '{{ index }}' }, data, items);
+    expect(sandboxed).toEqual(items.map((v, i) => ({ v: v.toUpperCase(), i })));
+    // Cheap: on this thread, the same answers (explicit indexes, as a compensation's are).
+    const cheap = await resolveTemplateEach('{{ input.prefix }}-{{ item }}-{{ index }}', data, ['a', 'b'], [7, 3]);
+    expect(cheap).toEqual(['p-a-7', 'p-b-3']);
+    // A failure in any item fails the whole resolution as an ExpressionError.
+    await expect(resolveTemplateEach('{{ $error("no " & item) }}', data, ['x'])).rejects.toBeInstanceOf(
+      ExpressionError,
+    );
   });
 
   it('keeps on this thread only what walks data, compares and computes numbers', () => {

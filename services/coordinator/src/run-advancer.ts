@@ -3,7 +3,7 @@ import {
   CHILD_WORKFLOW_FUNCTION,
   ErrorCode,
   expressionContext,
-  resolveTemplate,
+  resolveTemplateEach,
   isBuiltinFunction,
   validateRunInput,
   type SerializedError,
@@ -392,24 +392,20 @@ export class RunAdvancer {
     const { list, items } = await itemsToUndo(client, actionExecutionId);
     const context = expressionContext({ ...run, executions });
     const base = stepKey ?? stepIdempotencyKey({ runId: run.id, stepId: p.stepId, kind: 'compensation' });
-    const undo: NewItem[] = [];
-    for (const [position, item] of items.entries()) {
-      const value = Array.isArray(list) ? list[item.index] : undefined;
-      const input = await resolveTemplate(step?.compensate?.input ?? {}, {
-        ...context,
-        item: value,
-        index: item.index,
-      });
-      undo.push({
-        id: crypto.randomUUID(),
-        index: position,
-        input: input ?? {},
-        dispatched: position === 0,
-        idempotencyKey: `${base}:${item.index}`,
-        undoes: item.id,
-      });
-    }
-    return undo;
+    const inputs = await resolveTemplateEach(
+      step?.compensate?.input ?? {},
+      context,
+      items.map((item) => (Array.isArray(list) ? list[item.index] : undefined)),
+      items.map((item) => item.index),
+    );
+    return items.map((item, position) => ({
+      id: crypto.randomUUID(),
+      index: position,
+      input: inputs[position] ?? {},
+      dispatched: position === 0,
+      idempotencyKey: `${base}:${item.index}`,
+      undoes: item.id,
+    }));
   }
 
   /** An item row to insert, with its idempotency key (stable per run, step and index). */

@@ -236,13 +236,27 @@ if (require.main === module) {
   const workerpool = require('workerpool');
   workerpool.worker({
     /**
-     * @param {'expression' | 'template'} kind
+     * @param {'expression' | 'template' | 'templateEach'} kind
      * @param {unknown} subject
-     * @param {unknown} data
+     * @param {any} data for 'templateEach': `{ data, items, indexes }`, one resolution per item with
+     *   `item` and `index` (`indexes[i]`) added to `data`: the shared data crosses once, not per item.
      * @param {number} maxResultBytes
      */
-    run(kind, subject, data, maxResultBytes) {
+    async run(kind, subject, data, maxResultBytes) {
       workerpool.workerEmit('started');
+      if (kind === 'templateEach') {
+        const results = [];
+        for (let i = 0; i < data.items.length; i++) {
+          results.push(
+            await resolveTemplate(
+              subject,
+              { ...data.data, item: data.items[i], index: data.indexes[i] },
+              maxResultBytes,
+            ),
+          );
+        }
+        return results;
+      }
       return kind === 'template'
         ? resolveTemplate(subject, data, maxResultBytes)
         : evaluate(String(subject), data, maxResultBytes);

@@ -1,7 +1,7 @@
 import type { SerializedError } from '../errors';
 import { ErrorCode } from '../error-codes';
 import type { StepDefinition } from './definition';
-import { evaluateCondition, resolveTemplate } from './expressions';
+import { evaluateCondition, resolveTemplateEach } from './expressions';
 
 /**
  * The pure part of forEach and repeat steps (docs/WORKFLOWS.md): what a step's items are when it
@@ -100,13 +100,10 @@ export async function planItems(
   context: Record<string, unknown>,
   override?: { value: unknown },
 ): Promise<PlannedItem[]> {
-  const template = inputTemplate(step);
-  const items: PlannedItem[] = [];
-  for (let index = 0; index < list.length; index++) {
-    const input = override ? override.value : await resolveTemplate(template, { ...context, item: list[index], index });
-    items.push({ index, input: input ?? {} });
-  }
-  return items;
+  const inputs = override
+    ? list.map(() => override.value)
+    : await resolveTemplateEach(inputTemplate(step), context, list);
+  return inputs.map((input, index) => ({ index, input: input ?? {} }));
 }
 
 /**
