@@ -398,14 +398,15 @@ describe('forEach, child workflows and repeat', () => {
       const firstKeys = effects.map((e) => e.key);
       expect(firstKeys).toHaveLength(4);
       effects.length = 0;
-      // The input template was resolved when the step started: the retry re-sends the same input,
-      // so the broken item is fixed by fixing what it calls — here, the function's own data.
-      await env.pool.query(
-        `UPDATE step_executions SET input = jsonb_set(input, '{fail}', 'false')
-          WHERE run_id = $1 AND item_index = 3 AND status = 'failed'`,
-        [runId],
-      );
-      await engine.coordinator.handle({ type: 'run.retry', runId, attempt: 0 });
+      // Item inputs were resolved when the step started: a retry naming the step gives the items it
+      // re-runs a new input (here the fixed one of the broken item).
+      await engine.coordinator.handle({
+        type: 'run.retry',
+        runId,
+        attempt: 0,
+        stepId: 'items',
+        input: { value: 4, fail: false },
+      });
       const retried = await engine.waitForRun(runId, ['succeeded', 'failed']);
       expect(retried.status).toBe('succeeded');
       expect(effects.map((e) => e.key)).toEqual([`${runId}:items:3`]);

@@ -259,7 +259,13 @@ export async function markStepCompensated(client: PoolClient, runId: string, ste
  * idempotency key (its effect may not have happened); an undone one gets a new one (`:<retry>`), so
  * its effect is made anew rather than found. Returns how many items run again.
  */
-export async function reopenFanout(client: PoolClient, executionId: string, retry: number): Promise<number> {
+export async function reopenFanout(
+  client: PoolClient,
+  executionId: string,
+  retry: number,
+  /** The retry's input for the step: each re-run item is sent it instead of its own. */
+  input?: { value: unknown },
+): Promise<number> {
   const { rows } = await client.query<{ n: number }>(
     `WITH old AS (
        UPDATE step_executions SET superseded_at = now(), updated_at = now()
@@ -270,7 +276,8 @@ export async function reopenFanout(client: PoolClient, executionId: string, retr
      ), copies AS (
        INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, attempt, max_attempts,
                                     retry_policy, timeout_ms, metadata, parent_execution_id, item_index)
-       SELECT gen_random_uuid(), run_id, step_id, 'action', function_name, 'pending', input, 0, max_attempts,
+       SELECT gen_random_uuid(), run_id, step_id, 'action', function_name, 'pending', COALESCE($3::jsonb, input), 0,
+              max_attempts,
               retry_policy, timeout_ms,
               CASE WHEN status IN ('compensating', 'compensated')
                    THEN jsonb_build_object('idempotencyKey', (metadata->>'idempotencyKey') || ':' || $2::text)
@@ -286,7 +293,7 @@ export async function reopenFanout(client: PoolClient, executionId: string, retr
      UPDATE step_executions SET status = 'running', error = NULL, output = NULL, finished_at = NULL, updated_at = now()
       WHERE id = $1
      RETURNING (SELECT count(*)::int FROM copies) AS n`,
-    [executionId, retry],
+    [executionId, retry, input ? JSON.stringify(input.value ?? null) : null],
   );
   return rows[0]?.n ?? 0;
 }

@@ -98,10 +98,14 @@ export class RunControl {
       rerun,
       reopened.map((e) => e.id),
     );
-    for (const e of reopened) await reopenFanout(client, e.id, run.retries + 1);
     const overrides = { ...run.inputOverrides };
     if (message.input !== undefined) {
       for (const stepId of message.stepId ? [message.stepId] : failed) overrides[stepId] = message.input;
+    }
+    // A reopened forEach step's re-run items take the retry's input when it names the step.
+    for (const e of reopened) {
+      const input = message.input !== undefined && e.stepId in overrides ? { value: overrides[e.stepId] } : undefined;
+      await reopenFanout(client, e.id, run.retries + 1, input);
     }
     await resetForRetry(client, run.id, overrides);
     // A new deadline for the new attempt; the run keeps its concurrency key.
