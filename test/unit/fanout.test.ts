@@ -153,4 +153,38 @@ describe('forEach and repeat planning', () => {
     expect(plan.readvance).toBe(true);
     expect(plan.start).toEqual([]);
   });
+
+  it('planRun starts nothing new while a forEach step with a failed item waits for its items (waitForAll)', async () => {
+    const waiting = parseWorkflowDefinition({
+      name: 'y',
+      onStepFailure: 'waitForAll',
+      steps: [
+        { id: 'each', forEach: '{{ input.list }}', function: 'f', needs: [] },
+        { id: 'slow', function: 'g', needs: [] },
+        { id: 'after', function: 'h', needs: ['slow'] },
+      ],
+    });
+    const base = { kind: 'action' as const, attempt: 1, createdAt: new Date() };
+    const run: RunState = {
+      id: 'r',
+      workflow: 'y',
+      workflowVersion: 1,
+      status: 'running',
+      input: { list: [1, 2, 3] },
+      executions: [
+        {
+          ...base,
+          id: 'e1',
+          stepId: 'each',
+          function: 'f',
+          status: 'running',
+          fanout: counts({ total: 3, failed: 1, succeeded: 1, concurrency: null }),
+          firstFailure: { index: 0, attempt: 1, error: { code: 'X', message: 'x', nonRetryable: true } },
+        },
+        { ...base, id: 'e2', stepId: 'slow', function: 'g', status: 'succeeded' },
+      ],
+    };
+    // One item still in flight: wait, and do not start `after` although `slow` is done.
+    expect(await planRun(waiting, run)).toEqual({ start: [], skip: [] });
+  });
 });

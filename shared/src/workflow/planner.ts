@@ -173,9 +173,12 @@ export async function planRun(definition: WorkflowDefinition, run: RunState, opt
   const actions = latestByStep(run.executions, 'action');
   // forEach/repeat steps in progress: their counts say what to do next. A step that settles here is
   // written by the coordinator, and the run is planned again against it (its output included).
-  const stopping = [...actions.values()].some((e) => e.status === 'failed');
+  // A forEach/repeat step with a failed item is failing: under waitForAll it settles only once its
+  // items in flight have ended, and meanwhile nothing new starts, as for a failed step.
+  const failing = [...actions.values()].some((e) => e.status === 'running' && (e.fanout?.failed ?? 0) > 0);
+  const stopping = failing || [...actions.values()].some((e) => e.status === 'failed');
   await progressFanouts(definition, run, [...actions.values()], plan, stopping);
-  if (plan.readvance) return plan;
+  if (plan.readvance || failing) return plan;
   const failed = [...actions.values()].filter((e) => e.status === 'failed');
   const active = [...actions.values()].some((e) => isOutstandingStep(e.status));
   if (failed.length) {
