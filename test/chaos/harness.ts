@@ -762,12 +762,13 @@ export class ChaosSystem {
         error: byId.get(a.runId)!.error,
       }));
 
-    // 2. a step's completion recorded once: per (run, step, kind), among executions in force.
+    // 2. a step's completion recorded once: per (run, step, kind) — and item, for the items of a
+    // forEach/repeat step (item_index; NULL for the step's own execution) — among executions in force.
     const duplicateCompletions = await q(
-      `SELECT run_id, step_id, kind, count(*)::int AS executions,
+      `SELECT run_id, step_id, kind, item_index, count(*)::int AS executions,
               count(*) FILTER (WHERE status = 'succeeded')::int AS succeeded
          FROM step_executions WHERE superseded_at IS NULL AND run_id = ANY($1)
-        GROUP BY run_id, step_id, kind
+        GROUP BY run_id, step_id, kind, item_index
        HAVING count(*) > 1 OR count(*) FILTER (WHERE status = 'succeeded') > 1`,
       [ids],
     );

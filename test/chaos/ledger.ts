@@ -13,7 +13,8 @@ import type { AddressInfo } from 'node:net';
  * with the first answer, counted as a raw hit (`redelivered`), not as a second effect. What counts as
  * *duplicated* is what such an API could not absorb:
  * - a key seen with two different bodies (a distinct second effect under the same key), and
- * - one logical effect (run, step) arriving under two different keys (the key was not stable).
+ * - one logical effect (run, step — and index, for a forEach item) arriving under two different keys
+ *   (the key was not stable).
  *
  * It also serves the outputs the poison scenarios need: `GET /nul` (a JSON string holding U+0000)
  * and `GET /blob?bytes=N` (a JSON body of about N bytes).
@@ -93,7 +94,9 @@ export class Ledger {
         }
         entry.hits += 1;
         entry.bodies.add(digest);
-        const logical = `${String(body.run)}:${String(body.step)}`;
+        // A forEach item is its own logical effect: (run, step, index).
+        const index = body.index === undefined ? '' : `:${String(body.index)}`;
+        const logical = `${String(body.run)}:${String(body.step)}${index}`;
         const keys = this.logical.get(logical) ?? new Set<string>();
         keys.add(key);
         this.logical.set(logical, keys);
