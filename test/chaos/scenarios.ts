@@ -813,6 +813,429 @@ export const wideRun = (steps = 200, bytes = 1_000_000) =>
     };
   });
 
+// ---- fan-out and child runs under kill -9 of the coordinator (issue #14) ------------------------
+
+/** The ledger call of one forEach item: keyed `<run>:<step>:<index>`, as ctx.idempotencyKey is. */
+function itemLedgerInput(ledgerUrl: string, workflow: string, stepId: string): Record<string, unknown> {
+  return {
+    url: `${ledgerUrl}/effect`,
+    method: 'POST',
+    headers: { 'Idempotency-Key': `{{ run.id }}:${stepId}:{{ index }}` },
+    body: {
+      run: '{{ run.id }}',
+      step: stepId,
+      index: '{{ index }}',
+      item: '{{ item }}',
+      workflow,
+      // 5–24 ms at the ledger: items overlap, and a kill lands between their reports.
+      delayMs: '{{ 5 + index % 20 }}',
+    },
+    timeoutMs: 10_000,
+  };
+}
+
+/** A forEach over `input.items` (capped at `concurrency` in flight, or not), each item a ledger effect, then one more. */
+function eachDefinition(ledgerUrl: string, name: string, concurrency?: number): Record<string, unknown> {
+  return {
+    name,
+    description: 'chaos suite: a forEach whose every item records its effect in the ledger',
+    steps: [
+      {
+        id: 'items',
+        forEach: '{{ input.items }}',
+        ...(concurrency ? { concurrency } : {}),
+        function: 'http-request',
+        input: itemLedgerInput(ledgerUrl, name, 'items'),
+        retry: { attempts: 8, backoff: { type: 'exponential', delayMs: 200, maxDelayMs: 5_000 } },
+      },
+      ledgerStep('after', ledgerUrl, { needs: ['items'], workflow: name }),
+    ],
+    output: { count: '{{ $count(steps.items.output) }}' },
+  };
+}
+
+/** Polls `SELECT … AS n` until `n >= target` (or the timeout); returns the last n (-1: no answer). */
+async function untilAtLeast(
+  system: ChaosSystem,
+  sql: string,
+  params: unknown[],
+  target: number,
+  timeoutMs: number,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let n = -1;
+  while (Date.now() < deadline) {
+    n = await system.pool
+      .query(sql, params)
+      .then((r) => Number(r.rows[0].n))
+      .catch(() => -1);
+    if (n >= target) return n;
+    await sleep(20);
+  }
+  return n;
+}
+
+/** Items of these runs' forEach steps that have succeeded (step_fanouts, kept by the trigger of migration 006). */
+const ITEMS_DONE = `SELECT COALESCE(sum(succeeded), 0)::int AS n FROM step_fanouts WHERE run_id = ANY($1)`;
+/** Items of these runs' forEach steps created so far. */
+const ITEMS_CREATED = `SELECT COALESCE(sum(total), 0)::int AS n FROM step_fanouts WHERE run_id = ANY($1)`;
+
+/** kill -9 of the coordinator, restarted 0.5 s later (as the "kill -9 coordinator" scenario does). */
+async function killCoordinatorOnce(system: ChaosSystem): Promise<void> {
+  await system.kill('coordinator', 'SIGKILL');
+  await sleep(500);
+  await system.startComponent('coordinator');
+}
+
+/**
+ * Checks what a forEach of `items` ledger calls left: every key `<run>:<step>:<index>` in the ledger
+ * once (one body; no other key of the run's step), the step's output `items` entries in list order
+ * (entry i is item i's answer), every item row succeeded once.
+ */
+async function checkForEach(
+  system: ChaosSystem,
+  runId: string,
+  stepId: string,
+  items: number,
+): Promise<{ lost: string[]; duplicated: string[]; redelivered: number }> {
+  const lost: string[] = [];
+  const duplicated: string[] = [];
+  let redelivered = 0;
+  for (let i = 0; i < items; i++) {
+    const key = `${runId}:${stepId}:${i}`;
+    const entry = system.ledger.entries.get(key);
+    if (!entry) lost.push(`run ${runId}: no effect for item ${i} (key ${key})`);
+    else {
+      redelivered += entry.hits - 1;
+      if (entry.bodies.size > 1) duplicated.push(`run ${runId}: key ${key} with ${entry.bodies.size} bodies`);
+      if (entry.first.index !== i)
+        duplicated.push(`run ${runId}: key ${key} carries index ${String(entry.first.index)}`);
+    }
+  }
+  const prefix = `${runId}:${stepId}:`;
+  const extra = [...system.ledger.entries.keys()].filter(
+    (k) => k.startsWith(prefix) && !(Number(k.slice(prefix.length)) < items),
+  );
+  if (extra.length) duplicated.push(`run ${runId}: ${extra.length} effects under unexpected keys (${extra[0]}…)`);
+  const { rows } = await system.pool.query(
+    `SELECT output, status FROM step_executions
+      WHERE run_id = $1 AND step_id = $2 AND parent_execution_id IS NULL AND superseded_at IS NULL`,
+    [runId, stepId],
+  );
+  const output = rows[0]?.output as { body?: { index?: unknown; key?: unknown } }[] | undefined;
+  if (rows.length !== 1 || !Array.isArray(output)) {
+    lost.push(`run ${runId}: step ${stepId} ${rows.length} executions, output ${JSON.stringify(output)?.slice(0, 80)}`);
+  } else {
+    if (output.length !== items)
+      lost.push(`run ${runId}: step ${stepId} output has ${output.length} of ${items} entries`);
+    const misplaced = output.findIndex((o, i) => o?.body?.index !== i || o?.body?.key !== `${prefix}${i}`);
+    if (misplaced >= 0)
+      lost.push(`run ${runId}: step ${stepId} output[${misplaced}] is ${JSON.stringify(output[misplaced]?.body)}`);
+  }
+  const counts = await system.pool.query(
+    `SELECT count(*) FILTER (WHERE superseded_at IS NULL)::int AS live,
+            count(*) FILTER (WHERE superseded_at IS NULL AND status = 'succeeded')::int AS succeeded,
+            count(DISTINCT item_index)::int AS indexes
+       FROM step_executions i
+      WHERE i.run_id = $1 AND i.step_id = $2 AND i.parent_execution_id IS NOT NULL`,
+    [runId, stepId],
+  );
+  const c = counts.rows[0] as { live: number; succeeded: number; indexes: number };
+  if (c.live !== items || c.succeeded !== items || c.indexes !== items)
+    lost.push(`run ${runId}: step ${stepId} items in force ${c.live}, succeeded ${c.succeeded}, indexes ${c.indexes}`);
+  return { lost, duplicated, redelivered };
+}
+
+/**
+ * kill -9 of the coordinator during a forEach of `items` items (one run capped at 50 in flight, one
+ * uncapped, started together), under the usual load: three kills, the first 0–300 ms (seeded) after
+ * the uncapped run's items were created (its 1 000 jobs being enqueued), the others when a seeded
+ * share of the items has succeeded; the coordinator back 0.5 s later each time. Every item's effect
+ * must reach the ledger exactly once (key `<run>:items:<index>`), each step's output holds `items`
+ * entries in list order, the runs succeed.
+ */
+export const killCoordinatorDuringForEach = (items = 1_000, kills = 3) =>
+  define(() => {
+    const fanRuns: { runId: string; workflow: string }[] = [];
+    let redelivered = 0;
+    const effects = (runId: string) => [
+      ...Array.from({ length: items }, (_, i) => `${runId}:items:${i}`),
+      `${runId}:after`,
+    ];
+    return {
+      name: `kill -9 coordinator during a ${items}-item forEach`,
+      idleTimeoutMs: 300_000,
+      setup: async (system) => {
+        await system.putWorkflow(eachDefinition(system.ledger.url, 'chaos-each-capped', 50));
+        await system.putWorkflow(eachDefinition(system.ledger.url, 'chaos-each-open'));
+      },
+      act: async (system, ctx) => {
+        await ctx.faultAt(0, 0.1);
+        const list = Array.from({ length: items }, (_, i) => i);
+        // Both at once: the uncapped run's jobs are enqueued while the capped run's first 50 run.
+        fanRuns.push(
+          ...(await Promise.all(
+            ['chaos-each-capped', 'chaos-each-open'].map(async (workflow) => {
+              const [{ runId }] = await system.startRuns(workflow, 1, 'succeeded', { items: list }, undefined, effects);
+              return { runId, workflow };
+            }),
+          )),
+        );
+        const ids = fanRuns.map((r) => r.runId);
+        const open = fanRuns[1].runId;
+        const total = items * fanRuns.length;
+        for (let k = 0; k < kills; k++) {
+          let target: number;
+          let seen: number;
+          let when: string;
+          if (k === 0) {
+            // Kill 1: 0–300 ms (seeded) after the uncapped run's items exist, while its jobs are
+            // being enqueued after the commit that created them, or its first reports applied.
+            target = 1;
+            seen = await untilAtLeast(system, ITEMS_CREATED, [[open]], 1, 60_000);
+            const ms = Math.floor(ctx.random() * 300);
+            await sleep(ms);
+            when = `${ms} ms after the uncapped run's items were created`;
+          } else {
+            // Kills 2…: when a seeded share of all items (10–90 %, one slice each) has succeeded.
+            const share = 0.1 + (0.8 * (k - 1 + ctx.random())) / (kills - 1);
+            target = Math.floor(share * total);
+            seen = await untilAtLeast(system, ITEMS_DONE, [ids], target, 180_000);
+            when = `${Math.round(share * 100)} % of the items done`;
+          }
+          const done = await untilAtLeast(system, ITEMS_DONE, [ids], 0, 1_000);
+          if (seen < target || done >= total)
+            system.notes.push(`${PRECONDITION_MISSED} kill ${k + 1} not mid-fan-out (${done}/${total} items done)`);
+          await killCoordinatorOnce(system);
+          system.notes.push(`kill ${k + 1} ${when}: ${done}/${total} items done`);
+        }
+      },
+      verify: async (system) => {
+        const lost: string[] = [];
+        const duplicated: string[] = [];
+        for (const { runId } of fanRuns) {
+          const r = await checkForEach(system, runId, 'items', items);
+          lost.push(...r.lost);
+          duplicated.push(...r.duplicated);
+          redelivered += r.redelivered;
+        }
+        const { rows } = await system.pool.query(
+          `SELECT r.workflow_name, r.status, extract(epoch FROM r.finished_at - r.created_at)::float8 AS seconds,
+                  (SELECT count(*)::int FROM step_executions i WHERE i.run_id = r.id AND i.superseded_at IS NOT NULL) AS superseded
+             FROM runs r WHERE r.id = ANY($1) ORDER BY r.workflow_name`,
+          [fanRuns.map((r) => r.runId)],
+        );
+        for (const r of rows)
+          system.notes.push(
+            `${r.workflow_name}: ${r.status} in ${Number(r.seconds ?? 0).toFixed(1)} s, ${r.superseded} superseded executions`,
+          );
+        system.notes.push(`${items * fanRuns.length} item effects, ${redelivered} re-delivered (absorbed by key)`);
+        return { lost, duplicated };
+      },
+    };
+  });
+
+/** A child workflow: one ledger effect naming what it was started for (`input.for`). */
+function childDefinition(ledgerUrl: string): Record<string, unknown> {
+  const work = ledgerStep('work', ledgerUrl, { workflow: 'chaos-child' });
+  const input = work.input as { body: Record<string, unknown> };
+  // 0.5–1.7 s at the ledger: children are running when the coordinator dies.
+  input.body = { ...input.body, for: '{{ input.for }}', delayMs: '{{ 500 + (input.index % 5) * 300 }}' };
+  return {
+    name: 'chaos-child',
+    input: { type: 'object', required: ['for', 'index'] },
+    steps: [work],
+    output: { for: '{{ input.for }}', key: '{{ steps.work.output.body.key }}' },
+  };
+}
+
+/** A parent: a plain `workflow:` step and a forEach of `items` child runs (4 at a time), then a ledger step. */
+function parentDefinition(ledgerUrl: string): Record<string, unknown> {
+  return {
+    name: 'chaos-parent',
+    steps: [
+      { id: 'one', workflow: 'chaos-child', input: { for: '{{ run.id }}:one', index: 0 }, needs: [] },
+      {
+        id: 'many',
+        forEach: '{{ input.items }}',
+        concurrency: 4,
+        workflow: 'chaos-child',
+        input: { for: '{{ run.id }}:many:{{ index }}', index: '{{ index }}' },
+        needs: [],
+      },
+      ledgerStep('after', ledgerUrl, { needs: ['one', 'many'], workflow: 'chaos-parent' }),
+    ],
+  };
+}
+
+/** Child runs of a parent, with the item each awaits (NULL for the plain step). */
+interface ChildRow {
+  id: string;
+  status: string;
+  parent_run_id: string;
+  parent_step_id: string;
+  parent_execution_id: string;
+  item_index: number | null;
+}
+
+/**
+ * kill -9 of the coordinator while child runs run: `parents` parent runs started across the load
+ * window, each with a `workflow:` step and a forEach of `items` children (4 in flight), every child
+ * one ledger effect of 0.5–1.7 s; three kills at seeded moments, each once a child run is `running`,
+ * the coordinator back 0.5 s later. Every child run must be created once per item (runs counted by
+ * parent_execution_id and by item), every child's effect reach the ledger once, every parent succeed.
+ */
+export const killCoordinatorWhileChildrenRun = (parents = 6, items = 20, kills = 3) =>
+  define(() => {
+    const parentIds: string[] = [];
+    const childrenOf = (system: ChaosSystem, ids: string[]) =>
+      system.pool
+        .query(
+          `SELECT c.id, c.status, c.parent_run_id, c.parent_step_id, c.parent_execution_id, i.item_index
+             FROM runs c LEFT JOIN step_executions i ON i.id = c.parent_execution_id
+            WHERE c.parent_run_id = ANY($1)`,
+          [ids],
+        )
+        .then((r) => r.rows as ChildRow[]);
+    return {
+      name: 'kill -9 coordinator while child runs run',
+      idleTimeoutMs: 300_000,
+      setup: async (system) => {
+        await system.putWorkflow(childDefinition(system.ledger.url));
+        await system.putWorkflow(parentDefinition(system.ledger.url));
+      },
+      act: async (system, ctx) => {
+        const list = Array.from({ length: items }, (_, i) => i);
+        const start = async (n: number) => {
+          for (const { runId } of await system.startRuns(
+            'chaos-parent',
+            n,
+            'succeeded',
+            { items: list },
+            undefined,
+            (id) => [`${id}:after`],
+          ))
+            parentIds.push(runId);
+        };
+        // Half the parents at the start, the rest spread over the first half of the window.
+        const starting = (async () => {
+          await start(Math.ceil(parents / 2));
+          for (let i = Math.ceil(parents / 2); i < parents; i++) {
+            await sleep(ctx.windowMs / 2 / parents);
+            await start(1);
+          }
+        })();
+        for (let k = 0; k < kills; k++) {
+          await ctx.faultAt(0.1 + (0.7 * k) / kills, 0.1 + (0.7 * (k + 1)) / kills);
+          const running = await untilAtLeast(
+            system,
+            `SELECT count(*)::int AS n FROM runs WHERE parent_run_id IS NOT NULL AND status = 'running'`,
+            [],
+            1,
+            30_000,
+          );
+          if (running < 1) system.notes.push(`${PRECONDITION_MISSED} kill ${k + 1}: no child run running`);
+          const kids = await childrenOf(system, parentIds);
+          await killCoordinatorOnce(system);
+          system.notes.push(
+            `kill ${k + 1} with ${running} children running, ${kids.filter((c) => c.status === 'succeeded').length}/${
+              kids.length
+            } created ones done`,
+          );
+        }
+        await starting;
+        // Once the parents are done, their children are checked like every accepted run.
+        await untilAtLeast(
+          system,
+          `SELECT count(*)::int AS n FROM runs WHERE id = ANY($1) AND status IN ('succeeded', 'failed', 'compensated', 'compensation_failed', 'cancelled')`,
+          [parentIds],
+          parentIds.length,
+          240_000,
+        );
+        for (const child of await childrenOf(system, parentIds))
+          system.accepted.push({
+            runId: child.id,
+            workflow: 'chaos-child',
+            expect: 'succeeded',
+            effects: [`${child.id}:work`],
+          });
+      },
+      verify: async (system) => {
+        const lost: string[] = [];
+        const duplicated: string[] = [];
+        const children = await childrenOf(system, parentIds);
+        // Executions awaiting children, superseded ones included: a second child for an item shows here.
+        const { rows: awaiting } = await system.pool.query(
+          `SELECT run_id, step_id, item_index, count(*)::int AS executions
+             FROM step_executions
+            WHERE run_id = ANY($1) AND step_id IN ('one', 'many') AND NOT (step_id = 'many' AND parent_execution_id IS NULL)
+            GROUP BY 1, 2, 3`,
+          [parentIds],
+        );
+        for (const a of awaiting as {
+          run_id: string;
+          step_id: string;
+          item_index: number | null;
+          executions: number;
+        }[])
+          if (a.executions !== 1)
+            duplicated.push(`run ${a.run_id}: ${a.executions} executions of ${a.step_id}[${a.item_index ?? '-'}]`);
+        const perExecution = new Map<string, number>();
+        for (const c of children)
+          perExecution.set(c.parent_execution_id, (perExecution.get(c.parent_execution_id) ?? 0) + 1);
+        for (const [execution, n] of perExecution)
+          if (n !== 1) duplicated.push(`execution ${execution}: ${n} child runs`);
+        // What each child was started for, from the ledger: one effect (one key) per `for`.
+        const keysFor = new Map<string, Set<string>>();
+        for (const [key, entry] of system.ledger.entries) {
+          const target = entry.first.for;
+          if (typeof target !== 'string') continue;
+          const set = keysFor.get(target) ?? new Set<string>();
+          set.add(key);
+          keysFor.set(target, set);
+        }
+        for (const parent of parentIds) {
+          const expected = [`${parent}:one`, ...Array.from({ length: items }, (_, i) => `${parent}:many:${i}`)];
+          for (const target of expected) {
+            const keys = keysFor.get(target);
+            if (!keys) lost.push(`${target}: no child effect in the ledger`);
+            else if (keys.size > 1) duplicated.push(`${target}: ${keys.size} child effects (${[...keys].join(', ')})`);
+          }
+          const { rows } = await system.pool.query(
+            `SELECT output FROM step_executions
+              WHERE run_id = $1 AND step_id = 'many' AND parent_execution_id IS NULL AND superseded_at IS NULL`,
+            [parent],
+          );
+          const many = rows[0]?.output as { for?: string }[] | undefined;
+          if (!Array.isArray(many) || many.length !== items || many.some((o, i) => o?.for !== `${parent}:many:${i}`))
+            lost.push(`run ${parent}: output of many ${JSON.stringify(many)?.slice(0, 120)}`);
+        }
+        // Child runs per awaiting step or item: exactly one each.
+        const perItem = new Map<string, number>();
+        for (const c of children) {
+          const slot = `${c.parent_run_id}:${c.parent_step_id}[${c.item_index ?? '-'}]`;
+          perItem.set(slot, (perItem.get(slot) ?? 0) + 1);
+        }
+        for (const [slot, n] of perItem) if (n !== 1) duplicated.push(`${slot}: ${n} child runs`);
+        const expectedChildren = parentIds.length * (items + 1);
+        if (children.length !== expectedChildren)
+          (children.length > expectedChildren ? duplicated : lost).push(
+            `${children.length} child runs for ${expectedChildren} awaiting steps and items`,
+          );
+        const notDone = children.filter((c) => c.status !== 'succeeded');
+        const { rows: took } = await system.pool.query(
+          `SELECT max(extract(epoch FROM finished_at - created_at))::float8 AS s FROM runs WHERE id = ANY($1)`,
+          [parentIds],
+        );
+        system.notes.push(`parents done in ${Number(took[0]?.s ?? 0).toFixed(1)} s at most`);
+        system.notes.push(
+          `${parentIds.length} parents, ${children.length} child runs (${expectedChildren} expected), ${notDone.length} not succeeded`,
+        );
+        return { lost, duplicated };
+      },
+    };
+  });
+
 // ---- private servers --------------------------------------------------------------------------
 
 /** The private servers in use, by URL (a scenario's act finds its own). */
@@ -886,6 +1309,8 @@ export const ALL_SCENARIOS: { name: string; run: (size?: ScenarioSize) => Scenar
   { name: 'parked runs through a Redis wipe', run: parkedRunsRedisWipe() },
   { name: 'waiting kinds through a Redis wipe', run: waitingKindsRedisWipe() },
   { name: 'SIGSTOP coordinator', run: sigstopCoordinator() },
+  { name: 'coordinator killed during a 1000-item forEach', run: killCoordinatorDuringForEach() },
+  { name: 'coordinator killed while children run', run: killCoordinatorWhileChildrenRun() },
   // Real restarts and outages, on private servers the scenario starts (the machine's are shared).
   { name: 'Redis restart (private server)', run: onPrivateRedis(restartPrivateRedis('kill')) },
   { name: 'Redis FLUSHALL (private server)', run: onPrivateRedis(restartPrivateRedis('flushall')) },
