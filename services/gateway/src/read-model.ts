@@ -255,18 +255,20 @@ export async function getRunDetail(
         WHERE s.run_id = $1 AND s.parent_execution_id IS NULL ORDER BY a.step_execution_id, a.attempt`,
       [runId],
     ),
-    // One more than shown per step, to know whether there are more (index step_executions_items).
+    // One more than shown per step, to know whether there are more: from each of the run's own
+    // executions (step_executions_steps_by_run) to its first items (step_executions_items), an index
+    // probe each; a plain step's finds none. (Not from step_fanouts: it has no index on run_id.)
     pool.query<ItemRow>(
       `SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id, i.error, i.output,
               i.started_at, i.finished_at
-         FROM step_fanouts f JOIN step_executions p ON p.id = f.execution_id
+         FROM step_executions p
         CROSS JOIN LATERAL (
               SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id, i.error, i.output,
                      i.started_at, i.finished_at
                 FROM step_executions i
-               WHERE i.parent_execution_id = f.execution_id AND i.kind = p.kind AND i.superseded_at IS NULL
+               WHERE i.parent_execution_id = p.id AND i.kind = p.kind AND i.superseded_at IS NULL
                ORDER BY i.item_index LIMIT $2) i
-        WHERE f.run_id = $1
+        WHERE p.run_id = $1 AND p.parent_execution_id IS NULL
         ORDER BY i.parent_execution_id, i.item_index`,
       [runId, FIRST_ITEMS + 1],
     ),
