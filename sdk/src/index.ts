@@ -2,8 +2,8 @@
  * @baton/sdk — what a Baton step function is written with: `defineFunction` and `runFunctionMain`,
  * the errors a handler throws, the `ctx` it gets, and the versioned wire protocol with the
  * coordinator. Runtime dependencies: bullmq, ioredis, pino, prom-client, @opentelemetry/api (and zod,
- * a peer). The OpenTelemetry Node SDK is an optional peer, loaded only when
- * OTEL_EXPORTER_OTLP_ENDPOINT is set.
+ * a peer). The OpenTelemetry Node SDK, installed by the project that wants traces, is imported only
+ * when OTEL_EXPORTER_OTLP_ENDPOINT is set.
  */
 
 // Writing a function

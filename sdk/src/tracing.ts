@@ -6,10 +6,11 @@ import { context, propagation, SpanStatusCode, trace, type Attributes, type Cont
  * function attempt. The trace context travels as W3C `traceparent` in step job data and reports.
  * Without the SDK the API calls below are no-ops, so the code paths stay the same.
  *
- * The Node SDK is an optional peer dependency of @baton/sdk (`@opentelemetry/sdk-node` and
- * `@opentelemetry/exporter-trace-otlp-http`, about 200 MB): it is loaded, with import(), only when an
- * endpoint is set, so a function image without it stays small. Set the endpoint without installing
- * them and the process says so once and runs untraced.
+ * The Node SDK (`@opentelemetry/sdk-node` and `@opentelemetry/exporter-trace-otlp-http`, about
+ * 120 MB installed) is not a dependency of @baton/sdk, not even an optional one (npm installs those
+ * by default, and `npm ci` of a workspace installs optional peers the lockfile holds): a project
+ * that wants traces installs both next to the SDK, which imports them only when an endpoint is set.
+ * Set the endpoint without them and the process says so once and runs untraced.
  */
 
 /** A W3C trace-context carrier (`traceparent`, `tracestate`): plain JSON, fit for job data. */
