@@ -20,6 +20,8 @@ export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = [
 ];
 
 export const STEP_STATUSES = [
+  /** A forEach item created but not yet dispatched (a concurrency cap holds it). */
+  'pending',
   'queued',
   'running',
   'retrying',

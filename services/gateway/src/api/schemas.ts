@@ -224,7 +224,7 @@ export const attemptResponse = response(
   }),
 );
 
-const itemStatus = z.enum([...STEP_STATUSES, 'pending']);
+const itemStatus = z.enum(STEP_STATUSES);
 
 export const stepItemResponse = response(
   'StepItem',
