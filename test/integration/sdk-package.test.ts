@@ -12,7 +12,7 @@ import { createTestEnv, freePort, waitFor, type TestEnv } from '../support/env';
  * project under the system's temporary directory installs it with zod (from the npm cache when it
  * can), a CommonJS function there `require`s it and runs as its own process against real Redis, and
  * a workflow calling that function completes through a running coordinator. Its types compile from
- * TypeScript in that project, with the repository's compiler.
+ * TypeScript in that project, with the repository's compiler, and templates/function builds on it.
  */
 const ROOT = path.resolve(__dirname, '../..');
 const exec = promisify(execFile);
@@ -188,6 +188,29 @@ describe('@baton/sdk, packed and installed outside the workspace', () => {
     );
     expect(wrong).toMatch(/wrong\.ts.*error TS2339: Property 'missing' does not exist/);
   }, 120_000);
+
+  it('builds templates/function on it, whose unit tests pass', async () => {
+    const copy = path.join(dir, 'template');
+    fs.cpSync(path.join(ROOT, 'templates/function'), copy, { recursive: true });
+    fs.copyFileSync(tarball, path.join(copy, 'vendor', path.basename(tarball)));
+    // As the template's README says: the tarball from vendor/, then npm test (tsc, node --test).
+    await exec(
+      'npm',
+      [
+        'install',
+        `./vendor/${path.basename(tarball)}`,
+        '--prefer-offline',
+        '--ignore-scripts',
+        '--no-audit',
+        '--no-fund',
+      ],
+      { cwd: copy, timeout: 240_000 },
+    );
+    const { stdout } = await exec('npm', ['test'], { cwd: copy, timeout: 120_000 });
+    expect(stdout).toMatch(/# pass [1-9]/);
+    expect(stdout).toMatch(/# fail 0/);
+    expect(fs.existsSync(path.join(copy, 'dist/src/main.js'))).toBe(true);
+  }, 360_000);
 
   describe('a function built on it, run as its own process', () => {
     beforeAll(async () => {
