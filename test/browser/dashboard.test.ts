@@ -564,5 +564,15 @@ describe('dashboard in headless Chromium', () => {
     await parentLink.click();
     await page.waitForURL(`**/runs/${parentId}`);
     await page.locator('.timeline > li[data-step-id="each"] .fanout-progress').waitFor();
+
+    // The runs list marks the child with a link to its parent; "Top-level only" hides it.
+    await page.goto(`${open.url}/?workflow=paperwork`);
+    const childRow = page.locator(`tr[data-run-id="${childId}"]`);
+    await childRow.waitFor();
+    expect(await childRow.locator('a.child-of').getAttribute('href')).toBe(`/runs/${parentId}`);
+    await page.check('#filter-top-level');
+    await page.waitForURL('**/?workflow=paperwork&topLevel=true');
+    await childRow.waitFor({ state: 'detached' });
+    expect(await page.locator('.empty').innerText()).toBe('No runs match these filters.');
   });
 });

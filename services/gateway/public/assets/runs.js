@@ -30,6 +30,18 @@ const FAILED = 'failed,compensated,compensation_failed';
 
 function triggerText(trigger) {
   if (!trigger || typeof trigger !== 'object') return '—';
+  // A child run (a `workflow:` step): its parent run, one click away.
+  if (trigger.type === 'parent' && trigger.runId) {
+    return h(
+      'a',
+      {
+        href: `/runs/${trigger.runId}`,
+        class: 'child-of',
+        title: `step ${trigger.stepId ?? ''} of run ${trigger.runId}`,
+      },
+      `child of ${shortId(trigger.runId)}`,
+    );
+  }
   if (trigger.type === 'schedule') return `schedule ${trigger.scheduleId ?? ''}`.trim();
   if (trigger.type === 'event') return `event ${trigger.event ?? ''}`.trim();
   return String(trigger.type ?? '—');
@@ -80,6 +92,7 @@ export function mount(main, { signal }) {
   const state = {
     workflow: params.get('workflow') ?? '',
     status: params.get('status') ?? '',
+    topLevel: params.get('topLevel') === 'true',
     runs: [],
     nextCursor: null,
   };
@@ -97,6 +110,7 @@ export function mount(main, { signal }) {
     h('option', { value: FAILED }, 'Failed (any)'),
     STATUSES.map((s) => h('option', { value: s }, s.replace('_', ' '))),
   );
+  const topLevelBox = h('input', { type: 'checkbox', id: 'filter-top-level', checked: state.topLevel });
   statusSelect.value = state.status;
   if (statusSelect.value !== state.status) {
     statusSelect.append(h('option', { value: state.status }, state.status));
@@ -128,6 +142,8 @@ export function mount(main, { signal }) {
         workflowSelect,
         h('label', { for: 'filter-status' }, 'Status'),
         statusSelect,
+        topLevelBox,
+        h('label', { for: 'filter-top-level', title: 'Hide the child runs of workflow: steps' }, 'Top-level only'),
       ),
       h('span', { class: 'spacer' }),
       live,
@@ -161,6 +177,7 @@ export function mount(main, { signal }) {
     const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (state.workflow) q.set('workflow', state.workflow);
     if (state.status) q.set('status', state.status);
+    if (state.topLevel) q.set('topLevel', 'true');
     if (cursor) q.set('cursor', cursor);
     return `/v1/runs?${q}`;
   };
@@ -170,7 +187,7 @@ export function mount(main, { signal }) {
     empty.hidden = state.runs.length > 0;
     replace(
       empty,
-      state.workflow || state.status
+      state.workflow || state.status || state.topLevel
         ? 'No runs match these filters.'
         : h('span', null, 'No runs yet. Start one from ', h('a', { href: '/workflows' }, 'Workflows'), '.'),
     );
@@ -225,18 +242,21 @@ export function mount(main, { signal }) {
   const applyFilters = () => {
     state.workflow = workflowSelect.value;
     state.status = statusSelect.value;
+    state.topLevel = topLevelBox.checked;
     state.runs = [];
     state.nextCursor = null;
     generation += 1;
     const q = new URLSearchParams();
     if (state.workflow) q.set('workflow', state.workflow);
     if (state.status) q.set('status', state.status);
+    if (state.topLevel) q.set('topLevel', 'true');
     history.replaceState(null, '', q.size ? `/?${q}` : '/');
     tbody.replaceChildren();
     polling.refresh();
   };
   workflowSelect.addEventListener('change', applyFilters);
   statusSelect.addEventListener('change', applyFilters);
+  topLevelBox.addEventListener('change', applyFilters);
 
   // The workflow filter lists every stored workflow.
   api('/v1/workflows', { signal })
