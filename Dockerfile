@@ -21,7 +21,7 @@ RUN mkdir -p /manifests && cp package.json package-lock.json /manifests/ \
         } \
       }'
 
-# --- build: every dependency (the compiler included), then compile shared + the workspace -------
+# --- build: every dependency (the compiler included), then compile the workspace and its own ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY --from=manifests /manifests ./
@@ -29,13 +29,17 @@ COPY --from=manifests /manifests ./
 RUN npm ci --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY . .
 ARG WORKSPACE
-# The coordinator image also runs the migration Job (node scripts/migrate.js) and ships the
-# definitions it loads when no ConfigMap is mounted; other images get their own code and shared/.
+# Each image gets its own code and the workspaces it depends on, nothing else: a function its
+# @baton/sdk (sdk/), a service @baton/shared and the SDK under it. The coordinator image also runs
+# the migration Job (node scripts/migrate.js) and ships the definitions it loads when no ConfigMap
+# is mounted.
 RUN test -n "${WORKSPACE}" || { echo "build arg WORKSPACE is required (e.g. functions/send-email)" >&2; exit 1; } \
  && test -f "${WORKSPACE}/package.json" || { echo "no workspace at ${WORKSPACE}" >&2; exit 1; } \
  && npx tsc -b "${WORKSPACE}" \
- && mkdir -p "/out/${WORKSPACE}" /out/shared \
- && cp -r shared/package.json shared/dist /out/shared/ \
+ && mkdir -p "/out/${WORKSPACE}" \
+ && for dir in $(node scripts/workspace-deps.js "${WORKSPACE}"); do \
+      mkdir -p "/out/${dir}" && cp -r "${dir}/package.json" "${dir}/dist" "/out/${dir}/"; \
+    done \
  && cp -r "${WORKSPACE}/package.json" "${WORKSPACE}/dist" "/out/${WORKSPACE}/" \
  && if [ -d "${WORKSPACE}/public" ]; then cp -r "${WORKSPACE}/public" "/out/${WORKSPACE}/"; fi \
  && if [ "${WORKSPACE}" = services/coordinator ]; then \
@@ -43,7 +47,7 @@ RUN test -n "${WORKSPACE}" || { echo "build arg WORKSPACE is required (e.g. func
     fi \
  && find /out -name '*.tsbuildinfo' -delete
 
-# --- prod-deps: production dependencies of this workspace and shared/, nothing else -------------
+# --- prod-deps: production dependencies of this workspace and the workspaces it uses, no more ----
 FROM ${NODE_IMAGE} AS prod-deps
 WORKDIR /src
 COPY --from=manifests /manifests ./

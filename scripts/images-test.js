@@ -5,7 +5,14 @@
  * `npm run images:test`: build every image skaffold.yaml lists from the real Dockerfile, without a
  * Docker engine (buildah, chroot isolation, vfs storage), check that it runs as non-root and holds
  * only its own workspace, boot its entry point against the local Redis and PostgreSQL until it is
- * ready, stop it with SIGTERM, and remove what was built.
+ * ready, stop it with SIGTERM, and remove what was built. Also builds templates/function/ on its own
+ * (its Dockerfile, the packed @baton/sdk in its vendor/, no repository around it) and boots it.
+ *
+ * It prints, per image: production node_modules MB, image MB, idle RSS MB (the node process, 3 s
+ * after it is ready) and start-to-ready ms (node's start to the first 200 on /healthz, what a KEDA
+ * scale-from-zero waits), and fails a function image above FUNCTION_TARGETS (issue 15). A function
+ * image holds its own workspace and sdk/, never shared/, and boots without DATABASE_URL unless it
+ * depends on pg.
  *
  * Registries of images are out of reach here, so the base (NODE_IMAGE) is a stand-in made once per
  * machine: debootstrap --variant=minbase bookworm plus this machine's node, npm and CA bundle, with
@@ -54,6 +61,23 @@ function devOnlyPackages() {
 
 const log = (msg) => process.stdout.write(`[images] ${msg}\n`);
 
+/** What a function image may weigh and take (docs/PERFORMANCE.md, "Function images"). */
+const FUNCTION_TARGETS = { nodeModulesMb: 40, idleRssMb: 60, readyMs: 250 };
+/** How long a booted process idles before its RSS is read. */
+const IDLE_MS = 3_000;
+
+/** Clock ticks per second (/proc/<pid>/stat times) and the boot time, for a process's start. */
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+function processStartMs(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))[1]);
+  return btime * 1000 + (startTicks * 1000) / CLK_TCK;
+}
+function rssMb(pid) {
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+}
+
 function buildah(argv, opts = {}) {
   return execFileSync('buildah', [...STORAGE, ...argv], {
     cwd: ROOT,
@@ -81,10 +105,12 @@ function imagesToBuild() {
   const artifacts = docs.flatMap((d) => d.build?.artifacts ?? []);
   // The coordinator first: its image migrates the database the others boot against.
   const first = (a) => (a.buildArgs.WORKSPACE === 'services/coordinator' ? 0 : 1);
-  return artifacts
+  const images = artifacts
     .map((a) => ({ image: a.image, dockerfile: a.docker.dockerfile, buildArgs: a.docker.buildArgs }))
-    .filter((a) => !only || a.image === only || a.buildArgs.WORKSPACE === 'services/coordinator')
     .sort((a, b) => first(a) - first(b));
+  // A function from its own repository: built from its own folder, with its own Dockerfile.
+  images.push({ image: 'template-function', dockerfile: 'Dockerfile', buildArgs: {}, template: true });
+  return images.filter((a) => !only || a.image === only || a.buildArgs.WORKSPACE === 'services/coordinator');
 }
 
 /** The stand-in for node:22-slim, made once per machine and kept in buildah's store. */
@@ -147,6 +173,31 @@ function ensureBase() {
   buildah(['bud', '--isolation', 'chroot', '-f', path.join(WORK, 'Containerfile.base'), '-t', BASE, WORK]);
 }
 
+/**
+ * templates/function/ as a user's own repository: a copy of the folder alone, the SDK packed into
+ * its vendor/ and named in its package.json, as templates/function/README.md says.
+ */
+function templateContext() {
+  const dir = path.join(WORK, 'template-function');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.cpSync(path.join(ROOT, 'templates/function'), dir, { recursive: true });
+  execFileSync('npm', ['pack', '-w', 'sdk', '--pack-destination', path.join(dir, 'vendor')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const tarball = fs.readdirSync(path.join(dir, 'vendor')).find((f) => f.endsWith('.tgz'));
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  manifest.dependencies['@baton/sdk'] = `file:vendor/${tarball}`;
+  fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  return dir;
+}
+
+/** Image size in MB, as the store holds it. */
+function imageMb(image) {
+  const [info] = JSON.parse(buildah(['images', '--json', image]));
+  return (info?.size ?? 0) / 1e6;
+}
+
 /** The OCI config of a built image (User, Cmd, WorkingDir). */
 function imageConfig(image) {
   const info = JSON.parse(buildah(['inspect', '--type', 'image', image]));
@@ -164,7 +215,7 @@ function freePort() {
   });
 }
 
-async function waitFor(check, timeoutMs, what) {
+async function waitFor(check, timeoutMs, what, everyMs = 250) {
   const deadline = Date.now() + timeoutMs;
   let last;
   while (Date.now() < deadline) {
@@ -174,7 +225,7 @@ async function waitFor(check, timeoutMs, what) {
     } catch (err) {
       last = err;
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`${what} not within ${timeoutMs / 1000} s${last ? `: ${last.message}` : ''}`);
 }
@@ -241,6 +292,24 @@ async function stop(proc, graceMs) {
   return result;
 }
 
+/** The figures table: one line per image, targets in the header. */
+function printFigures(figures) {
+  if (!figures.length) return;
+  const t = FUNCTION_TARGETS;
+  log(
+    `function targets: node_modules <= ${t.nodeModulesMb} MB, idle RSS <= ${t.idleRssMb} MB, ready <= ${t.readyMs} ms`,
+  );
+  log(
+    `${'image'.padEnd(28)}${'node_modules MB'.padStart(16)}${'image MB'.padStart(10)}${'idle RSS MB'.padStart(13)}${'ready ms'.padStart(10)}`,
+  );
+  for (const f of figures) {
+    log(
+      `${f.image.padEnd(28)}${f.nodeModulesMb.toFixed(0).padStart(16)}${f.imageMb.toFixed(0).padStart(10)}` +
+        `${f.idleRssMb.toFixed(1).padStart(13)}${f.readyMs.toFixed(0).padStart(10)}`,
+    );
+  }
+}
+
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('needs root (buildah with chroot isolation, debootstrap)');
   for (const tool of ['buildah', 'debootstrap', 'psql']) {
@@ -258,15 +327,18 @@ async function main() {
   const built = [];
   const containers = [];
   const failures = [];
+  const figures = [];
   try {
-    for (const { image, dockerfile, buildArgs } of imagesToBuild()) {
+    for (const { image, dockerfile, buildArgs, template } of imagesToBuild()) {
       const tag = `localhost/baton-images-test/${image}:${id}`;
       const t0 = Date.now();
       const devOnlyAtBuild = devOnlyPackages();
-      const argv = ['bud', '--isolation', 'chroot', '--network', 'host', '--layers', '-f', dockerfile, '-t', tag];
+      const context = template ? templateContext() : ROOT;
+      const argv = ['bud', '--isolation', 'chroot', '--network', 'host', '--layers'];
+      argv.push('-f', path.join(context, dockerfile), '-t', tag);
       for (const [k, v] of Object.entries({ NODE_IMAGE: BASE, ...buildArgs })) argv.push('--build-arg', `${k}=${v}`);
       try {
-        buildah([...argv, '.']);
+        buildah([...argv, context]);
       } catch (err) {
         failures.push(`${image}: build failed\n${err.stderr ?? err.message}`);
         continue;
@@ -282,8 +354,10 @@ async function main() {
         failures.push(`${image}: runs as root (USER '${user}', uid ${uid})`);
         continue;
       }
-      // Only its own workspace, and no package the lockfile marks dev-only.
-      const workspace = buildArgs.WORKSPACE;
+      // Only its own workspace (and, for a function, sdk/ and no shared/), and no package the
+      // lockfile marks dev-only.
+      const workspace = buildArgs.WORKSPACE ?? 'template';
+      const isFunction = template || workspace.startsWith('functions/');
       const listing = buildah([
         'run',
         '--isolation',
@@ -295,6 +369,7 @@ async function main() {
         'ls -d /app/*/* /app/node_modules/@*/* 2>/dev/null',
       ]).split('\n');
       const workspaceDirs = ['/app/services/', '/app/functions/', '/app/cli/'];
+      if (isFunction && !template) workspaceDirs.push('/app/shared/');
       const others = listing.filter((l) => workspaceDirs.some((d) => l.startsWith(d)) && l !== `/app/${workspace}`);
       const devOnly = listing.map((l) => l.replace(/^\/app\//, '')).filter((l) => devOnlyAtBuild.has(l));
       if (others.length || devOnly.length) {
@@ -326,8 +401,11 @@ async function main() {
       }
 
       const port = await freePort();
+      // A function gets DATABASE_URL only when it keeps data of its own in PostgreSQL (as the chart does).
+      const manifest = template ? {} : JSON.parse(fs.readFileSync(path.join(ROOT, workspace, 'package.json'), 'utf8'));
+      const usesDatabase = !isFunction || Boolean(manifest.dependencies?.pg);
       const env = {
-        DATABASE_URL: dbUrl.toString(),
+        ...(usesDatabase ? { DATABASE_URL: dbUrl.toString() } : {}),
         REDIS_HOST: '127.0.0.1',
         REDIS_PORT: '6379',
         BATON_QUEUE_PREFIX: prefix,
@@ -340,12 +418,38 @@ async function main() {
       const proc = boot(container, tag, env);
       const ready = workspace === 'services/gateway' ? '/readyz' : '/healthz';
       try {
-        await Promise.race([
-          waitFor(async () => (await fetch(`http://127.0.0.1:${port}${ready}`)).ok, 60_000, `${ready} answering 200`),
+        // Polled every 5 ms: the moment it answers is the figure.
+        const readyAt = await Promise.race([
+          waitFor(
+            async () => ((await fetch(`http://127.0.0.1:${port}${ready}`)).ok ? Date.now() : undefined),
+            60_000,
+            `${ready} answering 200`,
+            5,
+          ),
           proc.exited.then((r) => {
             throw new Error(`exited early (${JSON.stringify(r)})`);
           }),
         ]);
+        const [pid] = nodePids(proc.child.pid);
+        const readyMs = pid ? readyAt - processStartMs(pid) : NaN;
+        await new Promise((r) => setTimeout(r, IDLE_MS));
+        const row = {
+          image,
+          nodeModulesMb: Number(
+            buildah(['run', '--isolation', 'chroot', container, '--', 'du', '-sm', '/app/node_modules']).split(/\s/)[0],
+          ),
+          imageMb: imageMb(tag),
+          idleRssMb: pid ? rssMb(pid) : NaN,
+          readyMs,
+          isFunction,
+        };
+        figures.push(row);
+        if (isFunction) {
+          for (const [key, limit] of Object.entries(FUNCTION_TARGETS)) {
+            if (!(row[key] <= limit))
+              failures.push(`${image}: ${key} ${row[key].toFixed(0)} is over the target ${limit}`);
+          }
+        }
         if (workspace === 'services/coordinator') {
           const res = await fetch(`http://127.0.0.1:${port}/backlog?function=fetch-orders`);
           const body = await res.json();
@@ -397,6 +501,7 @@ async function main() {
     }
   }
   const seconds = Math.round((Date.now() - started) / 1000);
+  printFigures(figures);
   if (failures.length) {
     for (const f of failures) process.stderr.write(`[images] FAILED ${f}\n`);
     throw new Error(`${failures.length} image(s) failed (${seconds} s)`);
