@@ -9,7 +9,11 @@
  *
  *   node bench/run.js [--runs N] [--quick] [--reps R] [--systems a,b] [--rate R] [--common-rate R]
  *                     [--latency-runs N] [--concurrency C] [--function-processes N] [--out file.json]
- *                     [--redis-url URL]
+ *                     [--redis-url URL] [--scenario systems|fanout|all] [--fanout-items 1000,10000]
+ *
+ * `--scenario fanout` (or BENCH_SCENARIO=fanout) runs only the fan-out scenario of issue 14 (Baton: one
+ * forEach of N items against N runs of one step, bench/lib/fanout.js) and writes its `fanout` section
+ * into the --out file, keeping the rest of that file; `all` runs the systems, then the fan-out.
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -22,6 +26,7 @@ const infra = require('./lib/infra');
 const { SYSTEMS, createSystem } = require('./lib/systems');
 const { percentile, median, round, checkRuns } = require('./lib/stats');
 const { printTable, writeSvg } = require('./lib/report');
+const { runFanoutScenario, printFanout } = require('./lib/fanout');
 
 const now = () => performance.timeOrigin + performance.now();
 /** Triggers in flight at once during a burst (each system's client gets the same). */
@@ -30,6 +35,10 @@ const BURST_IN_FLIGHT = 64;
 const LATENCY_LOADS = [0.1, 0.5, 0.8];
 /** Open-loop latency point at one rate common to every system (runs/s), so they also meet the same load. */
 const COMMON_RATE = 150;
+/** What `--scenario` selects: the systems comparison, the fan-out scenario (issue 14), or both. */
+const SCENARIOS = ['systems', 'fanout', 'all'];
+/** The fan-out scenario's list sizes (items per forEach, and runs of one step to compare with). */
+const FANOUT_ITEMS = [1000, 10000];
 
 function parseArgs(argv) {
   const opts = {
@@ -45,6 +54,8 @@ function parseArgs(argv) {
     serverUrl:
       process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
     quick: false,
+    scenario: process.env.BENCH_SCENARIO || 'systems',
+    fanoutItems: process.env.BENCH_FANOUT_ITEMS ? parseSizes(process.env.BENCH_FANOUT_ITEMS) : FANOUT_ITEMS,
   };
   const given = new Set();
   for (let i = 0; i < argv.length; i += 1) {
@@ -70,6 +81,8 @@ function parseArgs(argv) {
     else if (arg === '--out') opts.out = path.resolve(value());
     else if (arg === '--redis-url') opts.redisUrl = value();
     else if (arg === '--quick') opts.quick = true;
+    else if (arg === '--scenario') opts.scenario = value();
+    else if (arg === '--fanout-items') opts.fanoutItems = parseSizes(value());
     else if (arg === '--systems') {
       opts.systems = value()
         .split(',')
@@ -82,7 +95,10 @@ function parseArgs(argv) {
       process.exit(0);
     } else throw new Error(`unknown option ${arg}`);
   }
+  if (!SCENARIOS.includes(opts.scenario))
+    throw new Error(`unknown scenario '${opts.scenario}' (known: ${SCENARIOS.join(', ')})`);
   if (opts.quick) {
+    if (!given.has('--fanout-items') && !process.env.BENCH_FANOUT_ITEMS) opts.fanoutItems = [200, 2000];
     if (!given.has('--runs')) opts.runs = 100;
     if (!given.has('--reps')) opts.reps = 2;
     // A quick look must not replace the committed measurement.
@@ -90,6 +106,13 @@ function parseArgs(argv) {
   }
   opts.warmupRuns = Math.max(10, Math.round(opts.runs / 10));
   return opts;
+}
+
+function parseSizes(text) {
+  const sizes = text.split(',').map((s) => Number(s.trim()));
+  if (!sizes.length || sizes.some((n) => !Number.isInteger(n) || n <= 0))
+    throw new Error(`--fanout-items takes positive integers separated by commas, not '${text}'`);
+  return [...new Set(sizes)].sort((a, b) => a - b);
 }
 
 function log(message) {
@@ -276,6 +299,30 @@ async function main() {
       concurrency: opts.concurrency,
       functionProcesses: opts.functionProcesses,
     };
+    const fanoutOpts = { sizes: opts.fanoutItems, reps: opts.reps, inFlight: BURST_IN_FLIGHT, log };
+    const fanoutSection = async () => ({
+      date: new Date().toISOString(),
+      baton: build,
+      machine: { ...machine(), ...(process.env.BENCH_NOTE ? { note: process.env.BENCH_NOTE } : {}) },
+      postgres: await postgresSettings(env),
+      ...(await runFanoutScenario(ctx, env, fanoutOpts)),
+    });
+    if (opts.scenario === 'fanout') {
+      const fanout = await fanoutSection();
+      // The file keeps what it had (the systems scenario's last run): only its fan-out section is replaced.
+      let report = {};
+      try {
+        report = JSON.parse(fs.readFileSync(opts.out, 'utf8'));
+      } catch {
+        report = {};
+      }
+      report.fanout = fanout;
+      fs.mkdirSync(path.dirname(opts.out), { recursive: true });
+      fs.writeFileSync(opts.out, `${JSON.stringify(report, null, 2)}\n`);
+      printFanout(fanout);
+      log(`wrote the fan-out section of ${path.relative(process.cwd(), opts.out)}`);
+      return;
+    }
     // A system that cannot start (a binary that does not run here, a server that does not come up)
     // is reported as skipped with the reason; the run goes on with the others.
     const skipped = [];
@@ -412,11 +459,28 @@ async function main() {
       }
     }
     report.targets = issue16Targets(report);
+    if (opts.scenario === 'all') {
+      // The systems stop first: their idle processes (pollers among them) must not share the machine.
+      for (const system of [...env.systems]) {
+        await system.teardown().catch((err) => log(`teardown of ${system.name}: ${err.message}`));
+        env.systems.splice(env.systems.indexOf(system), 1);
+      }
+      report.fanout = await fanoutSection();
+    } else {
+      // The fan-out section measured before (it has its own date and build) stays in the file.
+      try {
+        const previous = JSON.parse(fs.readFileSync(opts.out, 'utf8')).fanout;
+        if (previous) report.fanout = previous;
+      } catch {
+        // No file yet, or not JSON: nothing to keep.
+      }
+    }
     fs.mkdirSync(path.dirname(opts.out), { recursive: true });
     fs.writeFileSync(opts.out, `${JSON.stringify(report, null, 2)}\n`);
     const svg = opts.out.replace(/\.json(\.tmp)?$/, '.svg$1');
     writeSvg(report, svg === opts.out ? `${opts.out}.svg` : svg);
     printTable(report);
+    if (opts.scenario === 'all') printFanout(report.fanout);
     log(`wrote ${path.relative(process.cwd(), opts.out)}`);
   } catch (err) {
     // Said before cleaning up, which may itself run into the same trouble.

@@ -159,8 +159,12 @@ class BatonSystem extends BaseSystem {
     const up = async () => {
       this.assertAlive();
       const ready = await fetch(`${this.base}/readyz`).then((r) => r.status === 200);
-      const workflow = ready && (await fetch(`${this.base}/v1/workflows/bench-noop`).then((r) => r.status === 200));
-      if (!workflow || !(await infra.canConnect(coordinatorMetrics))) return false;
+      if (!ready) return false;
+      // The coordinator saves every definition of bench/workflows at start; the fan-out scenario needs its two.
+      for (const name of this.workflows ?? ['bench-noop']) {
+        if ((await fetch(`${this.base}/v1/workflows/${name}`)).status !== 200) return false;
+      }
+      if (!(await infra.canConnect(coordinatorMetrics))) return false;
       for (const metricsPort of functionMetrics) if (!(await infra.canConnect(metricsPort))) return false;
       return true;
     };
@@ -590,7 +594,7 @@ function createSystem(name, ctx) {
   return new Class(name, ctx);
 }
 
-module.exports = { SYSTEMS, createSystem };
+module.exports = { SYSTEMS, createSystem, postJson };
 
 /** POSTs JSON, drains the answer, resolves with the status code. */
 function postJson(agent, url, body) {

@@ -117,4 +117,53 @@ describe('npm run bench: harness smoke run', () => {
     expect(fs.readFileSync(svg, 'utf8')).toContain('<svg');
     expect(res.stdout).toContain('bullmq-chain');
   }, 90_000);
+
+  it('runs the fan-out scenario alone and writes its section into the file, keeping the rest', async () => {
+    // What the systems scenario wrote before: the fan-out run must replace only its own section.
+    fs.writeFileSync(out, JSON.stringify({ systems: [{ name: 'kept' }], fanout: { stale: true } }));
+    const res = await run(['--scenario', 'fanout', '--fanout-items', '20', '--reps', '1', '--out', out]);
+    if (res.code !== 0)
+      throw new Error(`bench exited ${res.code}\n--- stdout\n${res.stdout}\n--- stderr\n${res.stderr}`);
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as { systems: unknown; fanout: FanoutSection };
+    expect(report.systems).toEqual([{ name: 'kept' }]);
+    const { fanout } = report;
+    expect(fanout).not.toHaveProperty('stale');
+    expect(fanout.complete).toBe(true);
+    // One round of each shape at the one size (the warm-up phases are not reported).
+    expect(fanout.phases.map((p) => `${p.shape}:${p.items}`).sort()).toEqual(['forEach:20', 'separate:20']);
+    for (const p of fanout.phases) expect(p).toMatchObject({ complete: true, retried: 0, problems: [] });
+    const size = fanout.bySize['20'];
+    for (const shape of [size.forEach, size.separate]) {
+      for (const value of [
+        shape.itemsPerSec,
+        shape.coordinatorCpuMsPerItem,
+        shape.coordinatorRssMb.before,
+        shape.coordinatorRssMb.peak,
+        shape.coordinatorRssMb.after,
+      ]) {
+        expect(typeof value).toBe('number');
+        expect(value).toBeGreaterThan(0);
+      }
+      expect(shape.coordinatorRssMb.peak).toBeGreaterThanOrEqual(shape.coordinatorRssMb.before);
+    }
+    // One forEach run of 20 items: its start, and one report per item, went through the inbox.
+    expect(size.forEach.inboxMessagesPerItem).toBeGreaterThanOrEqual(1);
+    expect(typeof size.forEachVsSeparate.itemsPerSec).toBe('number');
+    expect(fanout.target).toMatchObject({ value: size.forEachVsSeparate.itemsPerSec });
+    expect(res.stdout).toContain('forEach/separate');
+  }, 90_000);
 });
+
+interface FanoutShape {
+  itemsPerSec: number;
+  coordinatorCpuMsPerItem: number;
+  coordinatorRssMb: { before: number; peak: number; after: number };
+  inboxMessagesPerItem: number;
+}
+
+interface FanoutSection {
+  complete: boolean;
+  phases: { shape: string; items: number; complete: boolean; retried: number; problems: string[] }[];
+  bySize: Record<string, { forEach: FanoutShape; separate: FanoutShape; forEachVsSeparate: { itemsPerSec: number } }>;
+  target: { value: number; met: boolean };
+}
