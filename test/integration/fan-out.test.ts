@@ -1,5 +1,8 @@
+import crypto from 'node:crypto';
 import { defineFunction, ErrorCode, NonRetryableError, saveDefinition } from '@baton/shared';
 import { z } from 'zod';
+import { lockAndRecord } from '../../services/coordinator/src/run-store';
+import { payloads } from '../../services/coordinator/src/payload-cache';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 
@@ -383,6 +386,9 @@ describe('forEach, child workflows and repeat', () => {
     it('a retry after a failure without compensation re-runs only the items that did not succeed', async () => {
       await saveDefinition(env.pool, {
         name: 'each-retry',
+        // The other items finish before the step fails (failFast could cancel some in flight, and
+        // those would rightly run again on retry).
+        onStepFailure: 'waitForAll',
         steps: [
           {
             id: 'items',
@@ -412,5 +418,43 @@ describe('forEach, child workflows and repeat', () => {
       expect(effects.map((e) => e.key)).toEqual([`${runId}:items:3`]);
       expect(retried.output.items.map((o: { doubled: number }) => o.doubled)).toEqual([2, 4, 6, 8, 10]);
     });
+  });
+
+  it('does not load a large run input again on every batch, and plans with it all the same', async () => {
+    // An input of ~80 KB (its padding), above the cache's 16 KB.
+    const values = Array.from({ length: 40 }, (_, i) => i);
+    await saveDefinition(env.pool, {
+      name: 'big-list',
+      steps: [
+        { id: 'echo', function: 'fanout-item', input: { value: '{{ $count(input.values) }}' }, retry: fast },
+        {
+          id: 'items',
+          forEach: '{{ input.values }}',
+          concurrency: 50,
+          function: 'fanout-item',
+          input: { value: '{{ item }}' },
+          retry: fast,
+        },
+      ],
+      output: { n: '{{ $count(steps.items.output) }}', first: '{{ steps.echo.output.doubled }}' },
+    });
+    // Random, so that PostgreSQL's compression leaves it large.
+    const padding = crypto.randomBytes(40_000).toString('base64');
+    const runId = await engine.start('big-list', { values, padding });
+    const run = await engine.waitForRun(runId, undefined, 60_000);
+    expect(run.output).toEqual({ n: 40, first: 80 });
+    // A batch after the first finds the input in the cache: the lock statement leaves it out.
+    const client = await env.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { runs } = await lockAndRecord(client, [runId], []);
+      expect(runs.get(runId)?.input).toEqual({ values, padding });
+      const { rows } = await client.query(`SELECT pg_column_size(input) AS bytes FROM runs WHERE id = $1`, [runId]);
+      expect(rows[0].bytes).toBeGreaterThanOrEqual(payloads.minBytes);
+      expect(payloads.held([`run:${runId}`])).toEqual([`run:${runId}`]);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { CHILD_WORKFLOW_FUNCTION, ErrorCode } from '@baton/shared';
+import { payloads } from './payload-cache';
 import type {
   FanoutCounts,
   ItemFailure,
@@ -51,9 +52,15 @@ interface RunRow {
   depth: number;
   parent_run_id: string | null;
   parent_execution_id: string | null;
+  /** Stored size of `input`; `input` is NULL when the payload cache holds it. */
+  input_bytes?: number | null;
+  input_cached?: boolean;
 }
 
 function toLockedRun(row: RunRow): LockedRun {
+  const key = `run:${row.id}`;
+  if (row.input_cached) row.input = payloads.get(key);
+  else payloads.keep(key, row.input, row.input_bytes ?? null);
   return {
     id: row.id,
     workflow: row.workflow_name,
@@ -96,6 +103,9 @@ interface ExecutionRow {
   finished_at: Date | null;
   created_at: Date;
   child_run_id: string | null;
+  /** Stored size of `output`; `output` is NULL when the payload cache holds it. */
+  output_bytes: number | null;
+  output_cached: boolean;
   fanout: (Omit<FanoutCounts, 'mode'> & { mode: FanoutCounts['mode'] }) | null;
   first_failure: ItemFailure | null;
   last: LastIteration | null;
@@ -120,6 +130,35 @@ function toExecutionState(r: ExecutionRow): StepExecutionState {
   };
 }
 
+/** The ids of runs whose input the payload cache holds, as the lock statement's parameter. */
+function heldRuns(runIds: string[]): string[] {
+  return payloads.held(runIds.map((id) => `run:${id}`)).map((key) => key.slice('run:'.length));
+}
+
+/**
+ * Which executions of a run have a large final output, by run: their keys are offered to the payload
+ * cache, and those it holds are left out of the load statement.
+ */
+const knownOutputs = {
+  byRun: new Map<string, Set<string>>(),
+  get(runIds: string[]): string[] {
+    return runIds.flatMap((runId) => [...(this.byRun.get(runId) ?? [])].map((id) => `output:${id}`));
+  },
+  note(rows: { id: string; run_id: string; output_bytes: number | null }[]): void {
+    for (const row of rows) {
+      if ((row.output_bytes ?? 0) < payloads.minBytes) continue;
+      let ids = this.byRun.get(row.run_id);
+      if (!ids) {
+        // Bounded: the oldest runs' notes go first (a note without a cache entry costs nothing).
+        if (this.byRun.size >= 10_000) this.byRun.delete(this.byRun.keys().next().value as string);
+        ids = new Set();
+        this.byRun.set(row.run_id, ids);
+      }
+      ids.add(row.id);
+    }
+  },
+};
+
 export async function loadExecutions(client: PoolClient, runId: string): Promise<StepExecutionState[]> {
   return (await loadExecutionsOf(client, [runId])).get(runId) ?? [];
 }
@@ -138,8 +177,11 @@ export async function loadExecutionsOf(
   if (!runIds.length) return byRun;
   const { rows } = await client.query<ExecutionRow>({
     name: 'baton.load_executions',
-    text: `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.status, e.attempt, e.output, e.error, e.finished_at,
+    text: `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.status, e.attempt, e.error, e.finished_at,
                   e.created_at, e.child_run_id,
+                  -- A large output the payload cache holds is not sent again (payload-cache.ts).
+                  CASE WHEN e.id = ANY($2::uuid[]) THEN NULL ELSE e.output END AS output,
+                  e.id = ANY($2::uuid[]) AS output_cached, pg_column_size(e.output) AS output_bytes,
                   CASE WHEN f.execution_id IS NOT NULL THEN jsonb_build_object(
                     'mode', f.mode, 'total', f.total, 'pending', f.pending, 'succeeded', f.succeeded, 'failed', f.failed,
                     'cancelled', f.cancelled, 'undone', f.undone, 'concurrency', f.concurrency) END AS fanout,
@@ -156,9 +198,17 @@ export async function loadExecutionsOf(
              FROM step_executions e LEFT JOIN step_fanouts f ON f.execution_id = e.id
             WHERE e.run_id = ANY($1::uuid[]) AND e.superseded_at IS NULL AND e.parent_execution_id IS NULL
             ORDER BY e.run_id, e.created_at, e.id`,
-    values: [runIds],
+    values: [runIds, payloads.held(knownOutputs.get(runIds)).map((key) => key.slice('output:'.length))],
   });
-  for (const row of rows) byRun.get(row.run_id)?.push(toExecutionState(row));
+  for (const row of rows) {
+    const key = `output:${row.id}`;
+    if (row.output_cached) row.output = payloads.get(key);
+    // Only an ended execution's output is final (a running one has none yet).
+    else if (!NOT_FINISHED.includes(row.status) && row.status !== 'pending')
+      payloads.keep(key, row.output, row.output_bytes);
+    byRun.get(row.run_id)?.push(toExecutionState(row));
+  }
+  knownOutputs.note(rows);
   return byRun;
 }
 
@@ -485,8 +535,11 @@ export async function lockAndRecord(
   >({
     name: 'baton.lock_and_record',
     text: `WITH locked AS (
-       SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at,
-              depth, parent_run_id, parent_execution_id
+       SELECT id, workflow_name, workflow_version, status, error, retries, concurrency_key, metadata, created_at,
+              depth, parent_run_id, parent_execution_id,
+              -- A large input the payload cache holds is not sent again (payload-cache.ts).
+              CASE WHEN id = ANY($5::uuid[]) THEN NULL ELSE input END AS input,
+              id = ANY($5::uuid[]) AS input_cached, pg_column_size(input) AS input_bytes
          FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
      ), r AS (
        SELECT r.* FROM jsonb_to_recordset($2::jsonb)
@@ -527,6 +580,7 @@ export async function lockAndRecord(
       ),
       NOT_FINISHED,
       reports.map((r) => r.stepExecutionId),
+      heldRuns(runIds),
     ],
   });
   const runs = new Map<string, LockedRun>();
