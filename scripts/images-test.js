@@ -192,10 +192,14 @@ function templateContext() {
   return dir;
 }
 
-/** Image size in MB, as the store holds it. */
+/** Image size in MB, as the store holds it (a number of bytes, or text such as "317 MB"). */
 function imageMb(image) {
   const [info] = JSON.parse(buildah(['images', '--json', image]));
-  return (info?.size ?? 0) / 1e6;
+  if (typeof info?.size === 'number') return info.size / 1e6;
+  const match = /^([\d.]+)\s*([kMG]?B)$/i.exec(String(info?.size ?? '').trim());
+  if (!match) return NaN;
+  const unit = { B: 1e-6, KB: 1e-3, MB: 1, GB: 1e3 }[match[2].toUpperCase()];
+  return Number(match[1]) * unit;
 }
 
 /** The OCI config of a built image (User, Cmd, WorkingDir). */
