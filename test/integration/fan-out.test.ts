@@ -24,6 +24,8 @@ const item = defineFunction({
     position: z.number().optional(),
     fail: z.boolean().default(false),
     ms: z.number().default(0),
+    /** Returned with the item's idempotency key: a large output that differs per execution. */
+    echo: z.string().optional(),
   }),
   handler: async (input, ctx) => {
     inFlight += 1;
@@ -41,6 +43,7 @@ const item = defineFunction({
       if (ctx.signal.aborted) throw ctx.signal.reason;
       if (input.fail) throw new NonRetryableError('ITEM_BROKEN', `item ${String(input.value)} is broken`);
       effects.push({ key: ctx.idempotencyKey, value: input.value });
+      if (input.echo !== undefined) return { echo: input.echo, key: ctx.idempotencyKey };
       return { doubled: Number(input.value) * 2, position: input.position ?? null };
     } finally {
       inFlight -= 1;
@@ -456,5 +459,38 @@ describe('forEach, child workflows and repeat', () => {
     } finally {
       client.release();
     }
+  });
+
+  it('a forEach step reopened by a retry outputs its new items, not a cached copy of the old output', async () => {
+    await saveDefinition(env.pool, {
+      name: 'big-undo',
+      steps: [
+        {
+          id: 'items',
+          forEach: '{{ input.blobs }}',
+          function: 'fanout-item',
+          input: { value: 0, echo: '{{ item }}' },
+          retry: fast,
+          compensate: { function: 'fanout-undo', input: { item: 'x', index: '{{ index }}' }, retry: fast },
+        },
+        { id: 'last', function: 'fanout-item', input: { value: 0, fail: true }, retry: fast },
+      ],
+      output: { keys: '{{ steps.items.output.key }}' },
+    });
+    // ~44 KB of incompressible output once collected: over the payload cache's 16 KB.
+    const blobs = Array.from({ length: 4 }, () => crypto.randomBytes(8_000).toString('base64'));
+    const runId = await engine.start('big-undo', { blobs });
+    expect((await engine.waitForRun(runId)).status).toBe('compensated');
+    await engine.coordinator.handle({
+      type: 'run.retry',
+      runId,
+      attempt: 0,
+      stepId: 'last',
+      input: { value: 0, fail: false },
+    });
+    const retried = await engine.waitForRun(runId, ['succeeded', 'failed', 'compensated']);
+    expect(retried.status).toBe('succeeded');
+    // The undone items ran again under new keys: the step's output is theirs.
+    expect(retried.output.keys).toEqual(blobs.map((_, i) => `${runId}:items:${i}:1`));
   });
 });

@@ -103,7 +103,8 @@ interface ExecutionRow {
   finished_at: Date | null;
   created_at: Date;
   child_run_id: string | null;
-  /** Stored size of `output`; `output` is NULL when the payload cache holds it. */
+  /** Stored size of `output`; `output` is NULL when the payload cache holds it (by `output_key`). */
+  output_key: string;
   output_bytes: number | null;
   output_cached: boolean;
   fanout: (Omit<FanoutCounts, 'mode'> & { mode: FanoutCounts['mode'] }) | null;
@@ -136,15 +137,17 @@ function heldRuns(runIds: string[]): string[] {
 }
 
 /**
- * Which executions of a run have a large final output, by run: their keys are offered to the payload
- * cache, and those it holds are left out of the load statement.
+ * Which executions of a run have a large final output, by run: their output keys are offered to the
+ * payload cache, and those it holds are left out of the load statement. An output key is the
+ * execution's id with its `finished_at` (`<id>@<epoch µs>`): the one execution whose output is
+ * written again — a forEach step reopened by a retry, settled anew — gets a new key.
  */
 const knownOutputs = {
   byRun: new Map<string, Set<string>>(),
   get(runIds: string[]): string[] {
-    return runIds.flatMap((runId) => [...(this.byRun.get(runId) ?? [])].map((id) => `output:${id}`));
+    return runIds.flatMap((runId) => [...(this.byRun.get(runId) ?? [])].map((key) => `output:${key}`));
   },
-  note(rows: { id: string; run_id: string; output_bytes: number | null }[]): void {
+  note(rows: { output_key: string; run_id: string; output_bytes: number | null }[]): void {
     for (const row of rows) {
       if ((row.output_bytes ?? 0) < payloads.minBytes) continue;
       let ids = this.byRun.get(row.run_id);
@@ -154,7 +157,7 @@ const knownOutputs = {
         ids = new Set();
         this.byRun.set(row.run_id, ids);
       }
-      ids.add(row.id);
+      ids.add(row.output_key);
     }
   },
 };
@@ -180,8 +183,8 @@ export async function loadExecutionsOf(
     text: `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.status, e.attempt, e.error, e.finished_at,
                   e.created_at, e.child_run_id,
                   -- A large output the payload cache holds is not sent again (payload-cache.ts).
-                  CASE WHEN e.id = ANY($2::uuid[]) THEN NULL ELSE e.output END AS output,
-                  e.id = ANY($2::uuid[]) AS output_cached, pg_column_size(e.output) AS output_bytes,
+                  k.output_key, CASE WHEN k.output_key = ANY($2::text[]) THEN NULL ELSE e.output END AS output,
+                  k.output_key = ANY($2::text[]) AS output_cached, pg_column_size(e.output) AS output_bytes,
                   CASE WHEN f.execution_id IS NOT NULL THEN jsonb_build_object(
                     'mode', f.mode, 'total', f.total, 'pending', f.pending, 'succeeded', f.succeeded, 'failed', f.failed,
                     'cancelled', f.cancelled, 'undone', f.undone, 'concurrency', f.concurrency) END AS fanout,
@@ -196,12 +199,15 @@ export async function loadExecutionsOf(
                      WHERE i.parent_execution_id = e.id AND i.superseded_at IS NULL
                      ORDER BY i.item_index DESC LIMIT 1) END AS last
              FROM step_executions e LEFT JOIN step_fanouts f ON f.execution_id = e.id
+            CROSS JOIN LATERAL (SELECT e.id::text || '@' ||
+                                       COALESCE((extract(epoch FROM e.finished_at) * 1000000)::bigint::text, '-')
+                                  AS output_key) k
             WHERE e.run_id = ANY($1::uuid[]) AND e.superseded_at IS NULL AND e.parent_execution_id IS NULL
             ORDER BY e.run_id, e.created_at, e.id`,
     values: [runIds, payloads.held(knownOutputs.get(runIds)).map((key) => key.slice('output:'.length))],
   });
   for (const row of rows) {
-    const key = `output:${row.id}`;
+    const key = `output:${row.output_key}`;
     if (row.output_cached) row.output = payloads.get(key);
     // Only an ended execution's output is final (a running one has none yet).
     else if (!NOT_FINISHED.includes(row.status) && row.status !== 'pending')
