@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ApiError, CliError, Client } from './client';
 import { CliErrorCode } from './error-codes';
 import { parseValue, readDefinitionFile } from './input';
+import { newFunctionProject } from './scaffold';
 import { errorText, formatDuration, runFrame, type Style } from './render';
 import type { EventPublished, Run, RunAccepted, WorkflowSaved } from './types';
 import { executionCount, getRun, isTerminal, printLogs, watchRun } from './watch';
@@ -404,6 +405,20 @@ export function buildProgram(): Command {
         );
         for (const runId of res.body.runIds) print(runId);
         for (const r of res.body.rejected ?? []) warn(`warning: ${r.workflow} refused the payload: ${r.message}`);
+      }),
+    );
+
+  program
+    .command('new')
+    .description('create a project from a template')
+    .command('function <name>')
+    .description('a function project of your own (templates/function), ready to build, test and deploy')
+    .option('--dir <path>', 'where to create it (default: ./<name>)')
+    .action(
+      action(async (name: string, opts: { dir?: string }) => {
+        const created = newFunctionProject(name, path.resolve(opts.dir ?? name));
+        print(`created ${created.dir} (${created.files.length} files)`);
+        print('next: read its README.md — pack the SDK into vendor/, npm install, npm test, docker build');
       }),
     );
 
