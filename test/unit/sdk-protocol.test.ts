@@ -13,6 +13,9 @@ describe('the SDK and the engine agree on the protocol', () => {
       retryPolicySchema.parse({ attempts: 9, backoff: { delayMs: 100, maxDelayMs: 1_000, jitter: 0.5 } }),
       retryPolicySchema.parse({ nonRetryableErrors: ['CUSTOMER_NOT_FOUND'] }),
     ];
+    // One owner: the engine's backoff is the SDK's.
+    expect(backoffDelayMs).toBe(sdk.backoffDelayMs);
+    expect(isRetryable).toBe(sdk.isRetryable);
     for (const policy of policies) {
       const wire: sdk.StepRetryPolicy = policy; // compiles: the shapes match
       for (const attempt of [1, 2, 3, 7])
