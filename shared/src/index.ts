@@ -20,6 +20,7 @@ export * from './workflow/definition';
 export * from './workflow/expressions';
 export * from './workflow/planner';
 export * from './workflow/retry';
+export * from './workflow/retention';
 export * from './workflow/store';
 // The function runtime is the SDK's (@baton/sdk): re-exported for the engine's tests and tools.
 export {

@@ -53,6 +53,12 @@ export const metrics = {
     labelNames: ['kind'] as const,
     registers: [registry],
   }),
+  retentionDeletedTotal: new client.Counter({
+    name: 'baton_retention_deleted_total',
+    help: 'Finished runs the retention sweep deleted with everything they own, by workflow and status',
+    labelNames: ['workflow', 'status'] as const,
+    registers: [registry],
+  }),
   httpDuration: new client.Histogram({
     name: 'baton_http_request_duration_seconds',
     help: 'Gateway HTTP request duration',

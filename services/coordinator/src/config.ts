@@ -4,8 +4,10 @@ import {
   DEFAULT_FOREACH_MAX_ITEMS,
   outputLimitEnv,
   parseEnv,
+  parseRetentionEnv,
   toBaseConfig,
   type BaseConfig,
+  type RetentionPolicy,
 } from '@baton/shared';
 import { DEFAULT_MAX_CHILD_DEPTH } from './child-runs';
 import { INBOX_BATCH_SIZE, INBOX_CLAIM_IDLE_MS, INBOX_LOOPS } from './inbox-consumer';
@@ -31,6 +33,19 @@ const coordinatorEnv = baseEnv.extend({
   BATON_FOREACH_MAX_ITEMS: z.coerce.number().int().min(1).max(1_000_000).default(DEFAULT_FOREACH_MAX_ITEMS),
   /** Deepest child run (a top-level run is 0); deeper fails the step with CHILD_DEPTH_EXCEEDED. */
   BATON_MAX_CHILD_DEPTH: z.coerce.number().int().min(0).max(1_000).default(DEFAULT_MAX_CHILD_DEPTH),
+  /** Default retention of finished runs (`succeeded=7d,failed=30d,cancelled=30d`); empty: keep forever. */
+  BATON_RETENTION: z
+    .string()
+    .default('')
+    .superRefine((text, ctx) => {
+      try {
+        parseRetentionEnv(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
+  /** How often the retention sweep deletes finished runs past their retention. */
+  BATON_RETENTION_SWEEP_MS: z.coerce.number().int().min(100).default(60_000),
 });
 
 export interface CoordinatorConfig extends BaseConfig {
@@ -44,6 +59,8 @@ export interface CoordinatorConfig extends BaseConfig {
   maxOutputBytes: number;
   maxForEachItems: number;
   maxChildDepth: number;
+  retention: RetentionPolicy;
+  retentionSweepMs: number;
 }
 
 export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
@@ -60,5 +77,7 @@ export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): Coo
     maxOutputBytes: parsed.BATON_MAX_OUTPUT_BYTES,
     maxForEachItems: parsed.BATON_FOREACH_MAX_ITEMS,
     maxChildDepth: parsed.BATON_MAX_CHILD_DEPTH,
+    retention: parseRetentionEnv(parsed.BATON_RETENTION),
+    retentionSweepMs: parsed.BATON_RETENTION_SWEEP_MS,
   };
 }

@@ -19,6 +19,7 @@ import { exportQueueDepths } from './queue-metrics';
 import { loadCoordinatorConfig } from './config';
 import { Coordinator } from './coordinator';
 import { Reconciler } from './reconciler';
+import { RetentionSweeper } from './retention';
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit(() => loadCoordinatorConfig());
@@ -61,6 +62,14 @@ async function main(): Promise<void> {
     graceMs: config.reconcileGraceMs,
   });
   reconciler.start();
+  // Deletes finished runs past their retention (nothing unless a workflow or BATON_RETENTION gives one).
+  const retention = new RetentionSweeper({
+    pool,
+    logger,
+    global: config.retention,
+    intervalMs: config.retentionSweepMs,
+  });
+  retention.start();
   // /backlog on the metrics port is what KEDA scales each function on (docs/SCALING.md).
   const backlog = new BacklogReader(queues, redis);
   const metricsServer =
@@ -85,6 +94,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'stopping: finishing in-flight messages');
     // worker.close() waits for the message being applied, so its transaction commits (or rolls back) first.
     await reconciler.stop();
+    await retention.stop();
     await target?.stop();
     await queueGauge.close();
     await coordinator.close();

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ValidationError, type ValidationProblem } from '../errors';
 import { compileExpression, templateExpressions } from './expressions';
 import { ErrorCode } from '../error-codes';
+import { retentionSchema } from './retention';
 
 /**
  * The workflow definition language. Definitions are YAML or JSON documents checked here in two
@@ -222,6 +223,8 @@ export const workflowDefinitionSchema = z
       .strict()
       .optional(),
     steps: z.array(stepSchema).min(1).max(200),
+    /** How long finished runs are kept, by outcome (`7d`, `12h`…); omitted classes: BATON_RETENTION. */
+    retention: retentionSchema.optional(),
   })
   .strict();
 
