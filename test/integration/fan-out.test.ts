@@ -424,7 +424,7 @@ describe('forEach, child workflows and repeat', () => {
   });
 
   it('does not load a large run input again on every batch, and plans with it all the same', async () => {
-    // An input of ~80 KB (its padding), above the cache's 16 KB.
+    // An input of ~80 KB (its padding): one the payload cache keeps.
     const values = Array.from({ length: 40 }, (_, i) => i);
     await saveDefinition(env.pool, {
       name: 'big-list',
@@ -453,7 +453,7 @@ describe('forEach, child workflows and repeat', () => {
       const { runs } = await lockAndRecord(client, [runId], []);
       expect(runs.get(runId)?.input).toEqual({ values, padding });
       const { rows } = await client.query(`SELECT pg_column_size(input) AS bytes FROM runs WHERE id = $1`, [runId]);
-      expect(rows[0].bytes).toBeGreaterThanOrEqual(payloads.minBytes);
+      expect(rows[0].bytes).toBeGreaterThanOrEqual(payloads.minStoredBytes);
       expect(payloads.held([`run:${runId}`])).toEqual([`run:${runId}`]);
       await client.query('ROLLBACK');
     } finally {
@@ -477,7 +477,7 @@ describe('forEach, child workflows and repeat', () => {
       ],
       output: { keys: '{{ steps.items.output.key }}' },
     });
-    // ~44 KB of incompressible output once collected: over the payload cache's 16 KB.
+    // ~44 KB of incompressible output once collected: one the payload cache keeps.
     const blobs = Array.from({ length: 4 }, () => crypto.randomBytes(8_000).toString('base64'));
     const runId = await engine.start('big-undo', { blobs });
     expect((await engine.waitForRun(runId)).status).toBe('compensated');

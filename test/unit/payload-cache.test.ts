@@ -1,18 +1,20 @@
 import { PayloadCache } from '../../services/coordinator/src/payload-cache';
 
 describe('payload cache', () => {
-  it('keeps only payloads big enough, and drops the least recently used past its bound', () => {
+  it('keeps only payloads stored big enough, bounded by their JSON size, least recently used first out', () => {
     const cache = new PayloadCache(100, 10);
-    cache.keep('small', 'x', 9);
-    cache.keep('unknown', 'x', null);
+    const json = (n: number) => 'x'.repeat(n - 2); // a string of n bytes of JSON
+    cache.keep('small', json(40), 9); // compressed below the threshold: not worth it
+    cache.keep('unknown', json(40), null);
     expect(cache.held(['small', 'unknown'])).toEqual([]);
-    cache.keep('a', { a: 1 }, 40);
-    cache.keep('b', { b: 1 }, 40);
-    expect(cache.get('a')).toEqual({ a: 1 }); // a is now the most recently used
-    cache.keep('c', { c: 1 }, 40); // 120 > 100: b goes
+    cache.keep('a', json(40), 10);
+    cache.keep('b', json(40), 10);
+    expect(cache.get('a')).toBe(json(40)); // a is now the most recently used
+    cache.keep('c', json(40), 10); // 120 bytes of JSON > 100: b goes
     expect(cache.held(['a', 'b', 'c'])).toEqual(['a', 'c']);
     expect(cache.size).toEqual({ entries: 2, bytes: 80 });
-    cache.keep('huge', 'x', 101);
+    // Stored small (it compresses) but 101 bytes of JSON: over the bound, never kept.
+    cache.keep('huge', json(101), 10);
     expect(cache.held(['huge'])).toEqual([]);
   });
 });

@@ -6,17 +6,19 @@
  * under the run's lock). The statements that load them leave out the ones held here, and the caller
  * fills them in.
  *
- * Only payloads of at least `minBytes` (as PostgreSQL stores them, `pg_column_size`) are kept, the
- * least recently used dropped past `maxBytes`: small ones cost less to load than to track. Safe
- * with any number of coordinators: what is held never changes in the database.
+ * Only payloads of at least `minStoredBytes` as PostgreSQL stores them (`pg_column_size`, after
+ * compression) are considered: smaller ones cost less to load than to track. The bound is on their
+ * JSON text (measured once, when kept), since a list that compresses to 7 KB may be 300 KB of JSON
+ * to parse and to hold: the least recently used go past `maxBytes`. Safe with any number of
+ * coordinators: what is held never changes in the database.
  */
 export class PayloadCache {
   private readonly entries = new Map<string, { value: unknown; bytes: number }>();
   private bytes = 0;
 
   constructor(
-    private readonly maxBytes = 64 * 1024 * 1024,
-    readonly minBytes = 16 * 1024,
+    private readonly maxBytes = 32 * 1024 * 1024,
+    readonly minStoredBytes = 1024,
   ) {}
 
   /** The keys of `keys` held now: the statements leave those payloads out. */
@@ -33,9 +35,11 @@ export class PayloadCache {
     return entry.value;
   }
 
-  /** Keeps a payload read from the database, when it is big enough to be worth it. */
-  keep(key: string, value: unknown, bytes: number | null): void {
-    if (bytes === null || bytes < this.minBytes || bytes > this.maxBytes || this.entries.has(key)) return;
+  /** Keeps a payload read from the database (`storedBytes`: its size there), when it is worth it. */
+  keep(key: string, value: unknown, storedBytes: number | null): void {
+    if (storedBytes === null || storedBytes < this.minStoredBytes || this.entries.has(key)) return;
+    const bytes = JSON.stringify(value)?.length ?? 0;
+    if (bytes > this.maxBytes) return;
     this.entries.set(key, { value, bytes });
     this.bytes += bytes;
     for (const [oldest, entry] of this.entries) {

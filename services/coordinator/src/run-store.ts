@@ -149,7 +149,7 @@ const knownOutputs = {
   },
   note(rows: { output_key: string; run_id: string; output_bytes: number | null }[]): void {
     for (const row of rows) {
-      if ((row.output_bytes ?? 0) < payloads.minBytes) continue;
+      if ((row.output_bytes ?? 0) < payloads.minStoredBytes) continue;
       let ids = this.byRun.get(row.run_id);
       if (!ids) {
         // Bounded: the oldest runs' notes go first (a note without a cache entry costs nothing).
