@@ -68,7 +68,10 @@ const slow = defineFunction({
   input: z.object({}),
   handler: async (_input, ctx) => {
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 30_000);
+      // Until cancelled: the cancel test comes after several others, which take longer than 30 s
+      // on a loaded machine (the run had succeeded by then). Bounded, so a failed cancel test
+      // cannot hang the teardown.
+      const timer = setTimeout(resolve, 180_000);
       ctx.signal.addEventListener('abort', () => {
         clearTimeout(timer);
         resolve();
