@@ -1,3 +1,4 @@
+import { EVENT_NAME_PATTERN } from '@baton/sdk';
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { ValidationError, type ValidationProblem } from '../errors';
@@ -47,10 +48,13 @@ const stepId = z
     'use letters, digits, dashes and underscores, starting with a letter (max 63)',
   );
 
-/** Event names: `order.created`, `invoice-paid`… */
+/**
+ * Event names: `order.created`, `invoice-paid`… The SDK's rule (ctx.emit checks it too): one pattern
+ * for definitions, the API and functions.
+ */
 export const eventName = z
   .string()
-  .regex(/^[a-z][a-z0-9._-]{0,127}$/, 'use lowercase letters, digits, dots, dashes and underscores (max 128)');
+  .regex(EVENT_NAME_PATTERN, 'use lowercase letters, digits, dots, dashes and underscores (max 128)');
 
 /** Built-in step kinds run by the coordinator itself, not by a function worker. */
 export const SLEEP_FUNCTION = 'baton.sleep';
