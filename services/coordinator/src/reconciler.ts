@@ -14,6 +14,7 @@ import type { Coordinator } from './coordinator';
 import { childReport } from './child-runs';
 import { endedChildren } from './child-store';
 import { redriveControlRequests } from './control-outbox';
+import { Periodic } from './periodic';
 import {
   heldKeysPage,
   idlePage,
@@ -76,29 +77,21 @@ const DEFAULT_BATCH_SIZE = 500;
 const DEFAULT_MAX_PAGES = 20;
 
 export class Reconciler {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<unknown>;
+  private readonly periodic: Periodic;
   private readonly cursors: Partial<Record<WalkName, Cursor>> = {};
   /** Concurrency limits by `workflow@version` (stored versions never change). */
   private readonly limits = new Map<string, number | undefined>();
 
-  constructor(private readonly opts: ReconcilerOptions) {}
+  constructor(private readonly opts: ReconcilerOptions) {
+    this.periodic = new Periodic(() => this.reconcileOnce(), { ...opts, what: 'reconcile pass' });
+  }
 
   start(): void {
-    const tick = (): void => {
-      this.running = this.reconcileOnce()
-        .catch((err) => this.opts.logger.warn({ err }, 'reconcile pass failed'))
-        .finally(() => {
-          if (this.timer) this.timer = setTimeout(tick, this.opts.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.opts.intervalMs);
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.periodic.stop();
   }
 
   async reconcileOnce(): Promise<ReconcileResult> {

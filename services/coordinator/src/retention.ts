@@ -18,6 +18,7 @@ import {
   purgeDoneControlRequests,
   type RetentionRule,
 } from './retention-store';
+import { Periodic } from './periodic';
 
 /**
  * The retention sweep: every `intervalMs`, deletes the finished runs past their retention (measured
@@ -60,26 +61,18 @@ const DEFAULT_MAX_BATCHES = 20;
 const CONTROL_REQUEST_KEEP_SECS = 86_400;
 
 export class RetentionSweeper {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<unknown>;
+  private readonly periodic: Periodic;
 
-  constructor(private readonly opts: RetentionSweeperOptions) {}
+  constructor(private readonly opts: RetentionSweeperOptions) {
+    this.periodic = new Periodic(() => this.sweepOnce(), { ...opts, what: 'retention sweep' });
+  }
 
   start(): void {
-    const tick = (): void => {
-      this.running = this.sweepOnce()
-        .catch((err) => this.opts.logger.warn({ err }, 'retention sweep failed'))
-        .finally(() => {
-          if (this.timer) this.timer = setTimeout(tick, this.opts.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.opts.intervalMs);
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.periodic.stop();
   }
 
   async sweepOnce(): Promise<SweepResult> {
