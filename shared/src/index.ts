@@ -22,6 +22,7 @@ export * from './workflow/planner';
 export * from './workflow/retry';
 export * from './workflow/retention';
 export * from './workflow/store';
+export * from './workflow/tags';
 // The function runtime is the SDK's (@baton/sdk): re-exported for the engine's tests and tools.
 export {
   concurrencyEnvName,

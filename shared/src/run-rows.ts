@@ -18,6 +18,8 @@ export interface NewRun {
   idempotencyKey?: string;
   /** `runs.metadata` (the trace context, when tracing is on). */
   metadata: Record<string, unknown>;
+  /** `runs.tags`, already validated and resolved (workflow/tags.ts). */
+  tags: Record<string, string>;
 }
 
 /**
@@ -36,10 +38,11 @@ export async function insertRuns(
   // Named statements: prepared once per connection instead of parsed and planned every batch.
   const { rows } = await client.query<{ id: string }>({
     name: 'baton.insert_runs',
-    text: `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata)
-     SELECT r.id, r.workflow_name, r.workflow_version, 'pending', r.input::jsonb, r.trigger, r.idempotency_key, r.metadata
+    text: `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata, tags)
+     SELECT r.id, r.workflow_name, r.workflow_version, 'pending', r.input::jsonb, r.trigger, r.idempotency_key, r.metadata,
+            COALESCE(r.tags, '{}')
        FROM jsonb_to_recordset($1::jsonb)
-            AS r(id uuid, workflow_name text, workflow_version int, input text, trigger jsonb, idempotency_key text, metadata jsonb)
+            AS r(id uuid, workflow_name text, workflow_version int, input text, trigger jsonb, idempotency_key text, metadata jsonb, tags jsonb)
       WHERE $2::boolean IS NOT TRUE
          OR r.workflow_version = (SELECT max(d.version) FROM workflow_definitions d WHERE d.name = r.workflow_name)
      ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -55,6 +58,7 @@ export async function insertRuns(
           trigger: r.trigger,
           idempotency_key: r.idempotencyKey ?? null,
           metadata: r.metadata,
+          tags: r.tags,
         })),
       ),
       opts.onlyLatest,

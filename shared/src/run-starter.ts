@@ -10,17 +10,22 @@ import { traced, validateRunInput, type RunTrigger, type StartedRun } from './ru
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import { getDefinition, type StoredDefinition } from './workflow/store';
 import { ErrorCode } from './error-codes';
+import { resolveRunTags } from './workflow/tags';
 
 export interface StartByNameRequest {
   workflow: string;
   input: unknown;
   trigger: RunTrigger;
   idempotencyKey?: string;
+  /** Validated by the caller (runTagsSchema); the definition's `tags:` are merged under them. */
+  tags?: Record<string, string>;
 }
 
 interface Pending extends StartByNameRequest {
   runId: string;
   trace: TraceCarrier;
+  /** The tags resolved against the definition the input was validated with. */
+  resolvedTags?: Record<string, string>;
 }
 
 /** Runs inserted per transaction at most; a burst beyond it waits for the next commit. */
@@ -86,17 +91,21 @@ export class RunStarter {
     // An input refused by a cached version is checked again against a fresh read before it is
     // refused for good: it may match a version saved since.
     const recheck: Pending[] = [];
-    const checked: (Pending | Error)[] = items.map((item) => {
-      const definition = latest.get(item.workflow);
-      if (!definition) return new NotFoundError('workflow', item.workflow);
-      try {
-        validateRunInput(definition, item.input);
-        return item;
-      } catch (err) {
-        if (!fetched.has(item.workflow)) recheck.push(item);
-        return err as Error;
-      }
-    });
+    const checked: (Pending | Error)[] = await Promise.all(
+      items.map(async (item) => {
+        const definition = latest.get(item.workflow);
+        if (!definition) return new NotFoundError('workflow', item.workflow);
+        try {
+          validateRunInput(definition, item.input);
+          // An API start: a tag template that fails is a 400 naming `tags.<key>` (tags.ts).
+          const tags = await resolveRunTags(definition.definition.tags, item.input, item.tags, { strict: true });
+          return { ...item, resolvedTags: tags };
+        } catch (err) {
+          if (!fetched.has(item.workflow)) recheck.push(item);
+          return err as Error;
+        }
+      }),
+    );
     const valid = checked.filter((c): c is Pending => !(c instanceof Error));
     const created = await insertRuns(
       this.pool,
@@ -108,6 +117,7 @@ export class RunStarter {
         trigger: v.trigger,
         idempotencyKey: v.idempotencyKey,
         metadata: traced(v.trace),
+        tags: v.resolvedTags ?? {},
       })),
       { onlyLatest: true },
     );

@@ -10,6 +10,7 @@ import { traced } from '@baton/sdk';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import type { StoredDefinition } from './workflow/store';
 import { ErrorCode } from './error-codes';
+import { resolveRunTags } from './workflow/tags';
 
 /**
  * Starting a run: the one path every trigger (HTTP, schedule, event) takes. The run row is the
@@ -77,6 +78,8 @@ export async function startRun(
   req: StartRunRequest,
 ): Promise<StartedRun> {
   validateRunInput(req.definition, req.input);
+  // Events and schedules: a tag template that fails leaves that tag out, never the run (tags.ts).
+  const tags = await resolveRunTags(req.definition.definition.tags, req.input, undefined, { strict: false });
   // The root span of the run's trace: every later span (coordinator, functions) descends from it.
   const attributes = { 'baton.workflow': req.definition.name, 'baton.trigger': req.trigger.type };
   return inSpan('baton.run.create', undefined, attributes, async () => {
@@ -93,6 +96,7 @@ export async function startRun(
           trigger: req.trigger,
           idempotencyKey: req.idempotencyKey,
           metadata: traced(trace),
+          tags,
         },
       ],
       { onlyLatest: false },

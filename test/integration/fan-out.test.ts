@@ -125,6 +125,7 @@ describe('forEach, child workflows and repeat', () => {
     });
     await saveDefinition(env.pool, {
       name: 'parent',
+      tags: { batch: 'b-{{ input.value }}' },
       steps: [
         { id: 'one', workflow: 'child', input: { value: '{{ input.value }}' } },
         { id: 'many', forEach: '{{ input.values }}', workflow: 'child', input: { value: '{{ item }}' } },
@@ -209,12 +210,13 @@ describe('forEach, child workflows and repeat', () => {
     expect(run.status).toBe('succeeded');
     expect(run.output).toEqual({ one: { result: 42 }, many: [{ result: 2 }, { result: 4 }, { result: 6 }] });
     const { rows: children } = await env.pool.query(
-      `SELECT id, workflow_name, status, parent_run_id, parent_step_id, depth FROM runs WHERE parent_run_id = $1 ORDER BY parent_step_id`,
+      `SELECT id, workflow_name, status, parent_run_id, parent_step_id, depth, tags FROM runs WHERE parent_run_id = $1 ORDER BY parent_step_id`,
       [runId],
     );
     expect(children).toHaveLength(4);
     for (const child of children) {
-      expect(child).toMatchObject({ workflow_name: 'child', status: 'succeeded', depth: 1 });
+      // A child run carries its parent's tags.
+      expect(child).toMatchObject({ workflow_name: 'child', status: 'succeeded', depth: 1, tags: { batch: 'b-21' } });
     }
     const { rows: steps } = await env.pool.query(
       `SELECT step_id, child_run_id FROM step_executions WHERE run_id = $1 AND step_id = 'one'`,

@@ -83,6 +83,7 @@ describe('gateway HTTP API: reading and listing runs', () => {
         parentRunId: null,
         parentStepId: null,
         depth: 0,
+        tags: {},
         steps: [
           {
             id: 'hello',
@@ -303,6 +304,7 @@ describe('gateway HTTP API: reading and listing runs', () => {
         parentRunId: null,
         parentStepId: null,
         depth: 0,
+        tags: {},
       });
     });
 

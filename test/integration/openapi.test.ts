@@ -197,7 +197,7 @@ describe('OpenAPI description', () => {
     const put = doc.paths['/v1/workflows/{name}'].put.requestBody.content;
     expect(Object.keys(put)).toEqual(expect.arrayContaining(['application/json', 'application/yaml']));
     const listRuns = doc.paths['/v1/runs'].get.parameters.map((p: any) => p.name);
-    expect(listRuns).toEqual(['workflow', 'status', 'limit', 'cursor', 'parentRunId', 'topLevel']);
+    expect(listRuns).toEqual(['workflow', 'status', 'limit', 'cursor', 'parentRunId', 'topLevel', 'tag']);
     const error = doc.paths['/v1/runs/{id}'].get.responses['404'].content['application/json'].schema;
     expect(error).toEqual({ $ref: '#/components/schemas/Error' });
     expect(doc.components.securitySchemes).toBeUndefined();

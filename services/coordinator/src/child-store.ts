@@ -29,16 +29,21 @@ export interface NewChildRun {
   metadata: Record<string, unknown>;
 }
 
-/** Inserts child runs `pending` (the coordinator starts them after commit, the reconciler if not). */
+/**
+ * Inserts child runs `pending` (the coordinator starts them after commit, the reconciler if not),
+ * with their parent's tags.
+ */
 export async function insertChildRuns(client: PoolClient, children: NewChildRun[]): Promise<void> {
   if (!children.length) return;
   await client.query({
     name: 'baton.insert_child_runs',
     text: `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, metadata, parent_run_id,
-                             parent_step_id, parent_execution_id, depth)
+                             parent_step_id, parent_execution_id, depth, tags)
      SELECT c.id, c.workflow_name, c.workflow_version, 'pending', c.input::jsonb,
             jsonb_build_object('type', 'parent', 'runId', c.parent_run_id, 'stepId', c.parent_step_id),
-            c.metadata, c.parent_run_id, c.parent_step_id, c.id, c.depth
+            c.metadata, c.parent_run_id, c.parent_step_id, c.id, c.depth,
+            -- A child run carries its parent's tags (docs/WORKFLOWS.md, Tags).
+            COALESCE((SELECT p.tags FROM runs p WHERE p.id = c.parent_run_id), '{}')
        FROM jsonb_to_recordset($1::jsonb)
          AS c(id uuid, workflow_name text, workflow_version int, input text, metadata jsonb, parent_run_id uuid,
               parent_step_id text, depth int)

@@ -26,6 +26,7 @@ export interface RunSummary {
   parentStepId: string | null;
   /** 0 for a top-level run, a child its parent's + 1. */
   depth: number;
+  tags: Record<string, string>;
 }
 
 export interface AttemptView {
@@ -110,12 +111,13 @@ interface RunRow {
   parent_run_id: string | null;
   parent_step_id: string | null;
   depth: number;
+  tags: Record<string, string>;
   /** created_at at full microsecond precision; a JS Date would drop the microseconds. */
   created_at_key: string;
 }
 
 const RUN_COLUMNS = `id, workflow_name, workflow_version, status, input, output, error, trigger, idempotency_key,
-  created_at, started_at, finished_at, parent_run_id, parent_step_id, depth,
+  created_at, started_at, finished_at, parent_run_id, parent_step_id, depth, tags,
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key`;
 
 const toSummary = (row: RunRow): RunSummary => ({
@@ -134,6 +136,7 @@ const toSummary = (row: RunRow): RunSummary => ({
   parentRunId: row.parent_run_id,
   parentStepId: row.parent_step_id,
   depth: row.depth,
+  tags: row.tags,
 });
 
 interface StepRow {
@@ -379,6 +382,8 @@ export interface RunListQuery {
   parentRunId?: string;
   /** Only runs without a parent. */
   topLevel?: boolean;
+  /** Only runs carrying every one of these tags. */
+  tags?: { key: string; value: string }[];
   limit: number;
   /** Rows strictly older than this key in (created_at, id) order. */
   after?: RunKey;
@@ -397,6 +402,8 @@ export async function listRuns(pool: Pool, q: RunListQuery): Promise<{ runs: Run
   // Indexes runs_by_parent and runs_top_level, both in (created_at DESC, id DESC) order.
   if (q.parentRunId !== undefined) where.push(`parent_run_id = ${param(q.parentRunId)}::uuid`);
   if (q.topLevel) where.push('parent_run_id IS NULL');
+  // One containment per tag, all must hold: each is served by the GIN index runs_tags (008).
+  for (const tag of q.tags ?? []) where.push(`tags @> ${param(JSON.stringify({ [tag.key]: tag.value }))}::jsonb`);
   // Row comparison matches the (created_at DESC, id DESC) indexes, so each page is an index range.
   if (q.after) where.push(`(created_at, id) < (${param(q.after.createdAt)}::timestamptz, ${param(q.after.id)}::uuid)`);
   const { rows } = await pool.query<RunRow>(

@@ -5,6 +5,7 @@ import { ValidationError, type ValidationProblem } from '../errors';
 import { compileExpression, templateExpressions } from './expressions';
 import { ErrorCode } from '../error-codes';
 import { retentionSchema } from './retention';
+import { definitionTagsSchema } from './tags';
 
 /**
  * The workflow definition language. Definitions are YAML or JSON documents checked here in two
@@ -229,6 +230,8 @@ export const workflowDefinitionSchema = z
     steps: z.array(stepSchema).min(1).max(200),
     /** How long finished runs are kept, by outcome (`7d`, `12h`…); omitted classes: BATON_RETENTION. */
     retention: retentionSchema.optional(),
+    /** Run tags, a template over `{input}` per key, resolved when a run starts (tags.ts). */
+    tags: definitionTagsSchema.optional(),
   })
   .strict();
 
@@ -309,6 +312,7 @@ function semanticProblems(def: WorkflowDefinition): ValidationProblem[] {
     }
   });
   checkTemplates(def.output, 'output', problems);
+  checkTemplates(def.tags, 'tags', problems);
   if (def.concurrency?.key !== undefined) checkExpression(def.concurrency.key, 'concurrency.key', problems);
   const cycle = findCycle(def.steps);
   if (cycle) {

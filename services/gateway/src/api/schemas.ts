@@ -1,5 +1,14 @@
 import { z } from 'zod';
-import { ErrorCode, eventName, RUN_STATUSES, STEP_STATUSES, workflowDefinitionSchema } from '@baton/shared';
+import {
+  ErrorCode,
+  eventName,
+  MAX_TAGS,
+  RUN_STATUSES,
+  runTagsSchema,
+  STEP_STATUSES,
+  TAG_KEY_PATTERN,
+  workflowDefinitionSchema,
+} from '@baton/shared';
 
 /**
  * The gateway's API in zod: what the routes validate requests with, and what they answer. The
@@ -45,6 +54,13 @@ export const scheduleIdParam = z.string().min(1).meta({ description: '`<workflow
 // Request bodies and queries
 // ---------------------------------------------------------------------------------------------------
 
+const runTags = runTagsSchema.meta({
+  description:
+    `run tags, string → string (at most ${MAX_TAGS}; keys ${TAG_KEY_PATTERN.source}, values up to 256 characters); ` +
+    "merged over the definition's `tags:`, which they override",
+  examples: [{ customer: 'cust-01' }],
+});
+
 export const startRunBody = request(
   'StartRunRequest',
   z
@@ -54,6 +70,7 @@ export const startRunBody = request(
       idempotencyKey: idempotencyKey
         .optional()
         .meta({ description: 'a repeated key returns the first run (200); also accepted as header Idempotency-Key' }),
+      tags: runTags.optional(),
     })
     .strict(),
 );
@@ -66,6 +83,7 @@ export const invoiceStartBody = request(
         .string()
         .min(1)
         .meta({ examples: ['cust-01'] }),
+      tags: runTags.optional(),
     })
     .strict(),
 );
@@ -97,6 +115,22 @@ export const listRunsQuery = z.object({
     .transform((value) => value === 'true')
     .optional()
     .meta({ description: '`true`: only runs without a parent (no child runs)' }),
+  tag: z
+    .union([z.string(), z.array(z.string()).max(MAX_TAGS)])
+    .transform((value, ctx) => {
+      const pairs: { key: string; value: string }[] = [];
+      for (const tag of Array.isArray(value) ? value : [value]) {
+        const colon = tag.indexOf(':');
+        if (colon < 1 || !TAG_KEY_PATTERN.test(tag.slice(0, colon))) {
+          ctx.addIssue({ code: 'custom', message: `'${tag}' is not key:value with a valid tag key` });
+          return z.NEVER;
+        }
+        pairs.push({ key: tag.slice(0, colon), value: tag.slice(colon + 1) });
+      }
+      return pairs;
+    })
+    .optional()
+    .meta({ description: 'only runs with this tag, as `key:value` (`customer:cust-01`); repeat it: all must match' }),
 });
 
 export const listItemsQuery = z.object({
@@ -320,6 +354,9 @@ const runFields = {
   parentRunId: z.uuid().nullable().meta({ description: 'a child run: the run whose `workflow:` step started it' }),
   parentStepId: z.string().nullable().meta({ description: 'a child run: that step' }),
   depth: z.number().int().meta({ description: "0 for a top-level run; a child is its parent's + 1" }),
+  tags: z
+    .record(z.string(), z.string())
+    .meta({ description: "its tags (given at start, from the definition's `tags:`, or its parent's)" }),
 };
 
 export const runSummaryResponse = response('RunSummary', z.object(runFields));

@@ -87,10 +87,18 @@ export function runsRouter(deps: AppDeps): Router {
   // A run.start Redis does not take in time is logged; the request still succeeds (run-starter.ts).
   const starter = new RunStarter(pool, coordinator, { logger: deps.logger });
 
-  const start = async (req: Request, res: Response, workflow: string, input: unknown, key?: string) => {
+  const start = async (
+    req: Request,
+    res: Response,
+    workflow: string,
+    input: unknown,
+    key: string | undefined,
+    tags: Record<string, string> | undefined,
+  ) => {
     const started = await starter.start({
       workflow,
       input,
+      ...(tags === undefined ? {} : { tags }),
       trigger: { type: 'http', route: routeOf(req), requestId: res.locals.requestId as string },
       ...(key === undefined ? {} : { idempotencyKey: key }),
     });
@@ -104,12 +112,12 @@ export function runsRouter(deps: AppDeps): Router {
       code: ErrorCode.INVALID_REQUEST,
       what: 'request body',
     });
-    await start(req, res, 'invoice', { customerId: body.customerId }, idempotencyKeyOf(req, undefined));
+    await start(req, res, 'invoice', { customerId: body.customerId }, idempotencyKeyOf(req, undefined), body.tags);
   });
 
   router.post('/v1/workflows/:name/runs', json, async (req, res) => {
     const body = parseOrThrow(startRunBody, jsonBody(req), { code: ErrorCode.INVALID_REQUEST, what: 'request body' });
-    await start(req, res, req.params.name, body.input ?? {}, idempotencyKeyOf(req, body.idempotencyKey));
+    await start(req, res, req.params.name, body.input ?? {}, idempotencyKeyOf(req, body.idempotencyKey), body.tags);
   });
 
   router.get('/v1/runs', async (req, res) => {
@@ -128,6 +136,7 @@ export function runsRouter(deps: AppDeps): Router {
       ...(q.status === undefined ? {} : { statuses: q.status }),
       ...(q.parentRunId === undefined ? {} : { parentRunId: q.parentRunId.toLowerCase() }),
       ...(q.topLevel === undefined ? {} : { topLevel: q.topLevel }),
+      ...(q.tag === undefined ? {} : { tags: q.tag }),
       ...(after === undefined ? {} : { after: { createdAt: after.t, id: after.id } }),
     });
     res.json({

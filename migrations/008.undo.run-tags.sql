@@ -1,0 +1,2 @@
+DROP INDEX runs_tags;
+ALTER TABLE runs DROP COLUMN tags;
