@@ -171,6 +171,7 @@ describe('dashboard in headless Chromium', () => {
       name: 'billing',
       description: 'Fetch the orders, then charge the card',
       input: { type: 'object', required: ['customer'], properties: { customer: { type: 'string' } } },
+      tags: { customer: '{{ input.customer }}', team: 'billing' },
       steps: [
         { id: 'fetchOrders', function: 'fetch-data', input: { customer: '{{ input.customer }}' } },
         {
@@ -303,6 +304,40 @@ describe('dashboard in headless Chromium', () => {
     expect(new URL(page.url()).search).toBe('?workflow=booking');
     await page.selectOption('#filter-workflow', '');
     await page.locator(`tr[data-run-id="${runs.failed}"]`).waitFor();
+  });
+
+  it('shows tags as chips on the list and the run page; a chip filters by its tag, in the URL too', async () => {
+    const rowIds = () =>
+      page.locator('.runs-table tbody tr').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run-id')));
+    const chip = page.locator(`tr[data-run-id="${runs.failed}"] .tag-chip[data-tag="customer:cust-01"]`);
+    await chip.waitFor();
+    expect(await page.locator(`tr[data-run-id="${runs.compensated}"] .tag-chip`).count()).toBe(0);
+    await chip.click();
+    await page.waitForFunction((id) => {
+      const ids = [...document.querySelectorAll('.runs-table tbody tr')].map((tr: any) => tr.dataset.runId);
+      return ids.length === 1 && ids[0] === id;
+    }, runs.failed);
+    expect(new URL(page.url()).searchParams.getAll('tag')).toEqual(['customer:cust-01']);
+    await shot('01b-runs-by-tag');
+    // The URL alone filters (a reload, a shared link); a second tag must match too.
+    await page.goto(`${open.url}/?tag=customer:cust-01&tag=team:other`);
+    await page.locator('.empty:not([hidden])').waitFor();
+    expect(await rowIds()).toEqual([]);
+    // The run page shows them; a chip there links to the filtered list.
+    await page.goto(`${open.url}/runs/${runs.failed}`);
+    const onRun = page.locator('#run-tags .tag-chip');
+    await onRun.first().waitFor();
+    expect(await onRun.evaluateAll((els) => els.map((e) => e.getAttribute('data-tag')))).toEqual([
+      'customer:cust-01',
+      'team:billing',
+    ]);
+    await onRun.first().click();
+    await page.waitForURL(/\?tag=customer%3Acust-01$/);
+    await page.locator(`tr[data-run-id="${runs.failed}"]`).waitFor();
+    // Removing the filter chip lists every run again.
+    await page.click('#filter-tags .tag-chip');
+    await page.locator(`tr[data-run-id="${runs.compensated}"]`).waitFor();
+    expect(new URL(page.url()).search).toBe('');
   });
 
   it('shows why a failed run failed, with its timeline, attempts and logs', async () => {

@@ -165,3 +165,37 @@ export function problemList(err) {
       : null,
   );
 }
+
+/**
+ * A run's tags as chips, each a link to the runs list filtered by it (`/?tag=key:value`);
+ * `onpick(tag, event)`, when given, handles a click instead (the runs list adds the filter in place).
+ */
+export function tagChips(tags, { onpick } = {}) {
+  // By key: PostgreSQL returns jsonb keys shortest first.
+  const entries = Object.entries(tags ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (!entries.length) return null;
+  return h(
+    'span',
+    { class: 'tags' },
+    entries.map(([key, value]) => {
+      const tag = `${key}:${value}`;
+      return h(
+        'a',
+        {
+          class: 'tag-chip',
+          href: `/?${new URLSearchParams({ tag })}`,
+          title: `Runs tagged ${tag}`,
+          dataset: { tag },
+          onclick: onpick
+            ? (event) => {
+                event.preventDefault();
+                onpick(tag, event);
+              }
+            : undefined,
+        },
+        h('span', { class: 'tag-key' }, key),
+        value,
+      );
+    }),
+  );
+}

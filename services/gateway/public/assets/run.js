@@ -11,6 +11,7 @@ import {
   replace,
   shortId,
   statusBadge,
+  tagChips,
   timeEl,
   token,
 } from './dom.js';
@@ -625,6 +626,7 @@ export function mount(main, { signal }) {
             ])
           : null,
         run.idempotencyKey ? field('Idempotency key', mono(run.idempotencyKey)) : null,
+        Object.keys(run.tags ?? {}).length ? field('Tags', h('span', { id: 'run-tags' }, tagChips(run.tags))) : null,
       ),
     );
 

@@ -9,6 +9,7 @@ import {
   replace,
   shortId,
   statusBadge,
+  tagChips,
   timeEl,
 } from './dom.js';
 import { poller } from './live.js';
@@ -59,7 +60,7 @@ function failureCell(run) {
   );
 }
 
-function runRow(run) {
+function runRow(run, onpick) {
   const href = `/runs/${run.id}`;
   return h(
     'tr',
@@ -79,6 +80,7 @@ function runRow(run) {
       null,
       h('a', { href: `/?workflow=${encodeURIComponent(run.workflow)}` }, run.workflow),
       h('span', { class: 'muted' }, ` v${run.workflowVersion}`),
+      tagChips(run.tags, { onpick }),
     ),
     h('td', { class: 'muted' }, triggerText(run.trigger)),
     h('td', null, timeEl(run.createdAt)),
@@ -93,6 +95,8 @@ export function mount(main, { signal }) {
     workflow: params.get('workflow') ?? '',
     status: params.get('status') ?? '',
     topLevel: params.get('topLevel') === 'true',
+    /** `key:value` each; a run must carry them all. */
+    tags: params.getAll('tag'),
     runs: [],
     nextCursor: null,
   };
@@ -116,6 +120,34 @@ export function mount(main, { signal }) {
     statusSelect.append(h('option', { value: state.status }, state.status));
     statusSelect.value = state.status;
   }
+
+  // The tag filters in force, as chips: a click removes one.
+  const tagFilters = h('span', { id: 'filter-tags' });
+  const renderTagFilters = () =>
+    replace(
+      tagFilters,
+      state.tags.length ? h('span', { class: 'muted' }, 'Tags ') : null,
+      state.tags.map((tag) => {
+        const colon = tag.indexOf(':');
+        return h(
+          'a',
+          {
+            class: 'tag-chip active',
+            href: '/',
+            title: `Stop filtering by ${tag}`,
+            dataset: { tag },
+            onclick: (event) => {
+              event.preventDefault();
+              state.tags = state.tags.filter((t) => t !== tag);
+              applyFilters();
+            },
+          },
+          h('span', { class: 'tag-key' }, tag.slice(0, colon)),
+          tag.slice(colon + 1),
+        );
+      }),
+    );
+  renderTagFilters();
 
   const updated = h('span', { class: 'muted' }, 'loading…');
   const live = h(
@@ -144,6 +176,7 @@ export function mount(main, { signal }) {
         statusSelect,
         topLevelBox,
         h('label', { for: 'filter-top-level', title: 'Hide the child runs of workflow: steps' }, 'Top-level only'),
+        tagFilters,
       ),
       h('span', { class: 'spacer' }),
       live,
@@ -178,16 +211,17 @@ export function mount(main, { signal }) {
     if (state.workflow) q.set('workflow', state.workflow);
     if (state.status) q.set('status', state.status);
     if (state.topLevel) q.set('topLevel', 'true');
+    for (const tag of state.tags) q.append('tag', tag);
     if (cursor) q.set('cursor', cursor);
     return `/v1/runs?${q}`;
   };
 
   const render = () => {
-    replace(tbody, ...state.runs.map(runRow));
+    replace(tbody, ...state.runs.map((run) => runRow(run, pickTag)));
     empty.hidden = state.runs.length > 0;
     replace(
       empty,
-      state.workflow || state.status || state.topLevel
+      state.workflow || state.status || state.topLevel || state.tags.length
         ? 'No runs match these filters.'
         : h('span', null, 'No runs yet. Start one from ', h('a', { href: '/workflows' }, 'Workflows'), '.'),
     );
@@ -250,10 +284,17 @@ export function mount(main, { signal }) {
     if (state.workflow) q.set('workflow', state.workflow);
     if (state.status) q.set('status', state.status);
     if (state.topLevel) q.set('topLevel', 'true');
+    for (const tag of state.tags) q.append('tag', tag);
+    renderTagFilters();
     history.replaceState(null, '', q.size ? `/?${q}` : '/');
     tbody.replaceChildren();
     polling.refresh();
   };
+  // A tag chip of a run adds its tag to the filters (all must match).
+  function pickTag(tag) {
+    if (!state.tags.includes(tag)) state.tags = [...state.tags, tag];
+    applyFilters();
+  }
   workflowSelect.addEventListener('change', applyFilters);
   statusSelect.addEventListener('change', applyFilters);
   topLevelBox.addEventListener('change', applyFilters);
