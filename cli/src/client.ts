@@ -34,7 +34,8 @@ export interface ClientOptions {
 }
 
 export interface RequestOptions {
-  query?: Record<string, string | number | undefined>;
+  /** An array: the key repeated, once per value. */
+  query?: Record<string, string | number | string[] | undefined>;
   /** Sent as JSON. */
   json?: unknown;
   /** Sent as is, with `contentType`. */
@@ -52,7 +53,8 @@ export class Client {
   async request<T>(method: string, path: string, req: RequestOptions = {}): Promise<{ status: number; body: T }> {
     const url = new URL(this.baseUrl + path);
     for (const [key, value] of Object.entries(req.query ?? {})) {
-      if (value !== undefined) url.searchParams.set(key, String(value));
+      if (Array.isArray(value)) for (const v of value) url.searchParams.append(key, v);
+      else if (value !== undefined) url.searchParams.set(key, String(value));
     }
     const headers: Record<string, string> = { Accept: 'application/json' };
     if (this.opts.apiKey) headers.Authorization = `Bearer ${this.opts.apiKey}`;

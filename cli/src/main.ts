@@ -6,7 +6,7 @@ import { ApiError, CliError, Client } from './client';
 import { CliErrorCode } from './error-codes';
 import { parseValue, readDefinitionFile } from './input';
 import { newFunctionProject } from './scaffold';
-import { errorText, formatDuration, runFrame, type Style } from './render';
+import { errorText, formatDuration, runFrame, tagText, type Style } from './render';
 import type { EventPublished, Run, RunAccepted, WorkflowSaved } from './types';
 import { executionCount, getRun, isTerminal, printLogs, watchRun } from './watch';
 
@@ -58,6 +58,18 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
   return n;
+}
+
+/** `--tag key=value`, repeatable: collected in order. */
+function collectTag(value: string, previous: string[] = []): string[] {
+  const eq = value.indexOf('=');
+  if (eq < 1) throw new InvalidArgumentError('use key=value, e.g. --tag customer=cust-01');
+  return [...previous, value];
+}
+
+/** `key=value` pairs as the API's tags object. */
+function tagObject(tags: string[]): Record<string, string> {
+  return Object.fromEntries(tags.map((t) => [t.slice(0, t.indexOf('=')), t.slice(t.indexOf('=') + 1)]));
 }
 
 const runPath = (id: string, suffix = ''): string => `/v1/runs/${encodeURIComponent(id)}${suffix}`;
@@ -180,19 +192,21 @@ export function buildProgram(): Command {
     .description('start a run; prints its id')
     .option('-i, --input <json|@file>', 'the run input: JSON, or @file (JSON or YAML), @- for stdin')
     .option('--idempotency-key <key>', 'a repeated key returns the first run')
+    .option('--tag <key=value>', 'a run tag (repeatable)', collectTag)
     .option('-w, --watch', 'then follow it to its end (exit 2 if it does not succeed)')
     .option(...interval)
     .action(
       action(
         async (
           workflow: string,
-          opts: { input?: string; idempotencyKey?: string; watch?: boolean; interval: number },
+          opts: { input?: string; idempotencyKey?: string; tag?: string[]; watch?: boolean; interval: number },
           cmd: Command,
         ) => {
           const ctx = contextOf(cmd);
           const body = {
             ...(opts.input === undefined ? {} : { input: parseValue(opts.input, '--input') }),
             ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: opts.idempotencyKey }),
+            ...(opts.tag === undefined ? {} : { tags: tagObject(opts.tag) }),
           };
           const res = await ctx.client.request<RunAccepted>(
             'POST',
@@ -229,11 +243,19 @@ export function buildProgram(): Command {
     .option('--status <status>', 'a status or a comma-separated list')
     .option('--parent <runId>', "only this run's child runs")
     .option('--top-level', 'only runs without a parent')
+    .option('--tag <key=value>', 'only runs with this tag (repeatable: all must match)', collectTag)
     .option('--limit <n>', 'how many', positiveInt, 20)
     .action(
       action(
         async (
-          opts: { workflow?: string; status?: string; parent?: string; topLevel?: boolean; limit: number },
+          opts: {
+            workflow?: string;
+            status?: string;
+            parent?: string;
+            topLevel?: boolean;
+            tag?: string[];
+            limit: number;
+          },
           cmd: Command,
         ) => {
           const ctx = contextOf(cmd);
@@ -246,6 +268,8 @@ export function buildProgram(): Command {
                 status: opts.status,
                 parentRunId: opts.parent,
                 topLevel: opts.topLevel ? 'true' : undefined,
+                // The API's form is key:value (split at the first colon).
+                tag: opts.tag?.map((t) => `${t.slice(0, t.indexOf('='))}:${t.slice(t.indexOf('=') + 1)}`),
                 limit: opts.limit,
               },
             },
@@ -255,7 +279,8 @@ export function buildProgram(): Command {
             const took =
               r.startedAt && r.finishedAt ? formatDuration(Date.parse(r.finishedAt) - Date.parse(r.startedAt)) : '';
             print(
-              [r.id, r.status.padEnd(19), `${r.workflow} v${r.workflowVersion}`, r.createdAt, took]
+              [r.id, r.status.padEnd(19), `${r.workflow} v${r.workflowVersion}`, r.createdAt, took, tagText(r.tags)]
+                .filter((cell, i) => i < 4 || cell)
                 .join('  ')
                 .trimEnd(),
             );

@@ -171,8 +171,22 @@ export function parentLine(run: Run, style: Style): string | undefined {
   );
 }
 
+/** `customer=cust-01 tier=gold`, by key ('' without tags). */
+export function tagText(tags: Record<string, string> | undefined): string {
+  return Object.entries(tags ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+}
+
+/** `  tags customer=cust-01 tier=gold` for a run with tags. */
+export function tagsLine(run: Pick<Run, 'tags'>, style: Style): string | undefined {
+  const text = tagText(run.tags);
+  return text ? paint(style, 'dim', `  tags ${text}`) : undefined;
+}
+
 /**
- * The whole picture: header, the parent of a child run, a line per step execution (a forEach/repeat
+ * The whole picture: header, its tags, the parent of a child run, a line per step execution (a forEach/repeat
  * step's progress under it), compensations, and the outcome once finished.
  */
 export function runFrame(run: Run, now: number, style: Style, terminal: boolean): string[] {
@@ -181,6 +195,8 @@ export function runFrame(run: Run, now: number, style: Style, terminal: boolean)
   const lines = [runHeader(run, now, style)];
   const parent = parentLine(run, style);
   if (parent) lines.push(parent);
+  const tags = tagsLine(run, style);
+  if (tags) lines.push(tags);
   lines.push(...run.steps.flatMap(step));
   if (run.compensations.length) {
     lines.push(paint(style, 'dim', '  compensations'));

@@ -67,6 +67,8 @@ export interface Run {
   parentRunId?: string | null;
   parentStepId?: string | null;
   depth?: number;
+  /** Run tags (absent from gateways before tags). */
+  tags?: Record<string, string>;
   steps: Step[];
   compensations: Step[];
 }

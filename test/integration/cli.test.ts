@@ -311,6 +311,33 @@ describe('baton CLI', () => {
     expect(bad.stderr).toMatch(/^error: --input is not valid JSON/);
   });
 
+  it('runs start --tag tags the run; runs list --tag filters by tags; runs get shows them', async () => {
+    const started = await baton([
+      'runs',
+      'start',
+      'cli-hello',
+      '--input',
+      '{"name":"Tagged"}',
+      '--tag',
+      'customer=cust-cli',
+      '--tag',
+      'tier=gold',
+    ]);
+    exits(started, 0);
+    const runId = started.stdout.trim();
+    await baton(['runs', 'start', 'cli-hello', '--input', '{"name":"Other"}', '--tag', 'customer=cust-cli']);
+    const listed = await baton(['runs', 'list', '--tag', 'customer=cust-cli', '--tag', 'tier=gold']);
+    exits(listed, 0);
+    expect(listed.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^${runId} .*  customer=cust-cli tier=gold$`)),
+    ]);
+    const shown = await baton(['runs', 'get', runId]);
+    expect(shown.stdout).toContain('  tags customer=cust-cli tier=gold\n');
+    const bad = await baton(['runs', 'list', '--tag', 'no-equals']);
+    exits(bad, 1);
+    expect(bad.stderr).toMatch(/key=value/);
+  });
+
   it('sends BATON_API_KEY as a bearer token', async () => {
     const without = await baton(['workflows', 'list'], { env: { BATON_URL: keyedUrl } });
     exits(without, 1);

@@ -1,6 +1,6 @@
 import type { Client } from '../../cli/src/client';
 import { detailLines } from '../../cli/src/main';
-import { fitWidth, formatDuration, logLine, progressText, runFrame, stepLine } from '../../cli/src/render';
+import { fitWidth, formatDuration, logLine, progressText, runFrame, stepLine, tagText } from '../../cli/src/render';
 import type { Run, Step } from '../../cli/src/types';
 import { watchRun } from '../../cli/src/watch';
 
@@ -175,6 +175,17 @@ describe('CLI rendering', () => {
     ).toBe('20 succeeded · 2 failed · 0 running of 30 items (5 cancelled, 3 compensated)');
     // A top-level run has no parent line.
     expect(runFrame(run({ parentRunId: null, steps: [] }), T0, plain, false)).toHaveLength(1);
+  });
+
+  it("shows a run's tags by key under its header, and nothing without tags", () => {
+    const tagged = run({ tags: { tier: 'gold', customer: 'cust-01' }, steps: [] });
+    expect(runFrame(tagged, T0, plain, false)).toEqual([
+      expect.stringMatching(/^run /),
+      '  tags customer=cust-01 tier=gold',
+    ]);
+    expect(runFrame(run({ tags: {}, steps: [] }), T0, plain, false)).toHaveLength(1);
+    expect(tagText(undefined)).toBe('');
+    expect(tagText({ b: '2', a: '1' })).toBe('a=1 b=2');
   });
 
   it('cuts lines to the terminal width without breaking colour codes', () => {
