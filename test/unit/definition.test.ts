@@ -90,6 +90,21 @@ describe('workflow definition validation', () => {
     for (const p of problems) expect(p.message).toMatch(/^expression does not parse/);
   });
 
+  it('checks the tags: templates: keys, their number, and that each expression parses', () => {
+    const ok = parseWorkflowDefinition({ name: 'x', tags: { customer: '{{ input.customerId }}' }, steps: [step('a')] });
+    expect(ok.tags).toEqual({ customer: '{{ input.customerId }}' });
+    expect(problemsOf({ name: 'x', tags: { Customer: 'x' }, steps: [step('a')] })).toEqual([
+      { path: 'tags.Customer', message: expect.stringMatching(/^tag keys use lowercase letters/) },
+    ]);
+    expect(problemsOf({ name: 'x', tags: { region: '{{ input.( }}' }, steps: [step('a')] })).toEqual([
+      { path: 'tags.region', message: expect.stringMatching(/^expression does not parse/) },
+    ]);
+    const many = Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, 'v']));
+    expect(problemsOf({ name: 'x', tags: many, steps: [step('a')] })).toEqual([
+      { path: 'tags', message: 'at most 20 tags' },
+    ]);
+  });
+
   it('rejects text that is not YAML', () => {
     expect(() => parseDefinitionText('name: [unclosed', 'x.yaml')).toThrow(/x.yaml is not valid YAML/);
   });
