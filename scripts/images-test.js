@@ -343,9 +343,18 @@ async function main() {
       for (const [k, v] of Object.entries({ NODE_IMAGE: BASE, ...buildArgs })) argv.push('--build-arg', `${k}=${v}`);
       try {
         buildah([...argv, context]);
-      } catch (err) {
-        failures.push(`${image}: build failed\n${err.stderr ?? err.message}`);
-        continue;
+      } catch (first) {
+        // Once more before it counts: a build fetches packages from the registry, and a fetch that
+        // times out on a loaded machine is not the Dockerfile's fault. A second failure is.
+        log(
+          `${image}: build failed, trying once more: ${(first.stderr ?? first.message).trim().split('\n').slice(-3).join(' | ')}`,
+        );
+        try {
+          buildah([...argv, context]);
+        } catch (err) {
+          failures.push(`${image}: build failed twice\n${err.stderr ?? err.message}`);
+          continue;
+        }
       }
       built.push(tag);
       log(`${image}: built in ${Math.round((Date.now() - t0) / 1000)} s`);
@@ -486,8 +495,16 @@ async function main() {
           // already gone
         }
       }
-      // The intermediate layers too (the private store holds nothing else); the base stays.
-      if (!keepCache) buildah(['rmi', '--prune']);
+      // The intermediate layers too (the private store holds nothing else); the base stays. A
+      // failed build leaves its working container holding layers: a prune that fails then must not
+      // hide the failures reported below.
+      if (!keepCache) {
+        try {
+          buildah(['rmi', '--prune']);
+        } catch (err) {
+          log(`could not prune the build cache: ${(err.stderr ?? err.message).trim().split('\n')[0]}`);
+        }
+      }
     }
     try {
       psql(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
