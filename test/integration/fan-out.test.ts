@@ -495,4 +495,19 @@ describe('forEach, child workflows and repeat', () => {
     // The undone items ran again under new keys: the step's output is theirs.
     expect(retried.output.keys).toEqual(blobs.map((_, i) => `${runId}:items:${i}:1`));
   });
+
+  it('links a step or item to a child run only once that child exists (an item that could not start none)', async () => {
+    await saveDefinition(env.pool, {
+      name: 'dangling-each',
+      steps: [{ id: 'kids', forEach: '{{ [1, 2, 3] }}', concurrency: 1, workflow: 'no-such-workflow', input: {} }],
+    });
+    const run = await engine.waitForRun(await engine.start('dangling-each', {}));
+    expect(run.error).toMatchObject({ code: ErrorCode.WORKFLOW_NOT_FOUND, stepId: 'kids', itemIndex: 0 });
+    // Across every run of this suite (children started, cancelled, refused): no dangling link.
+    const { rows } = await env.pool.query(
+      `SELECT e.id, e.step_id, e.status FROM step_executions e LEFT JOIN runs r ON r.id = e.child_run_id
+        WHERE e.child_run_id IS NOT NULL AND r.id IS NULL`,
+    );
+    expect(rows).toEqual([]);
+  });
 });

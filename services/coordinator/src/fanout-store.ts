@@ -67,7 +67,7 @@ export async function insertItems(client: PoolClient, parent: ItemParent, items:
               i.input::jsonb, CASE WHEN i.dispatched AND $9 THEN 1 ELSE 0 END, $5, $6, $7,
               jsonb_build_object('idempotencyKey', i.key), CASE WHEN i.dispatched THEN now() END,
               CASE WHEN i.dispatched AND $9 THEN now() END, CASE WHEN i.dispatched AND $9 THEN 'coordinator' END,
-              $1, i.index, CASE WHEN $9 THEN i.id END, i.undoes
+              $1, i.index, CASE WHEN $9 AND i.dispatched THEN i.id END, i.undoes
          FROM jsonb_to_recordset($8::jsonb)
            AS i(id uuid, index int, input text, dispatched boolean, key text, undoes uuid)
        RETURNING 1
@@ -122,6 +122,8 @@ export async function promoteItems(client: PoolClient, executionId: string, coun
     name: 'baton.promote_items',
     text: `UPDATE step_executions e
         SET status = CASE WHEN e.function_name = $3 THEN 'running' ELSE 'queued' END,
+            -- A child-workflow item's child run is inserted now, with the item's id.
+            child_run_id = CASE WHEN e.function_name = $3 THEN e.id END,
             attempt = CASE WHEN e.function_name = $3 THEN 1 ELSE 0 END,
             started_at = CASE WHEN e.function_name = $3 THEN now() END,
             worker_id = CASE WHEN e.function_name = $3 THEN 'coordinator' END,
@@ -204,7 +206,9 @@ export async function cancelItems(
 export async function failItems(client: PoolClient, items: { id: string; error: unknown }[]): Promise<void> {
   if (!items.length) return;
   await client.query(
-    `UPDATE step_executions e SET status = 'failed', error = f.error, finished_at = now(), updated_at = now()
+    // Its child run was never inserted: no link to one.
+    `UPDATE step_executions e SET status = 'failed', error = f.error, child_run_id = NULL, finished_at = now(),
+            updated_at = now()
        FROM jsonb_to_recordset($1::jsonb) AS f(id uuid, error jsonb)
       WHERE e.id = f.id AND e.id = ANY($2::uuid[]) AND e.status IN ('pending', 'queued', 'running')`,
     [JSON.stringify(items), items.map((i) => i.id)],
