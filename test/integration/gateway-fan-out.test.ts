@@ -382,6 +382,28 @@ describe('gateway: forEach, repeat and child runs', () => {
           expect(res.body.error).toMatchObject({ code: 'INVALID_QUERY', details: [{ path }] });
         }
       });
+
+      it('says so when the other end of a link was deleted (retention deletes runs on their own schedule)', async () => {
+        const parent = await engine.start('gfo-parent', {});
+        expect((await engine.waitForRun(parent)).status).toBe('succeeded');
+        const [one, many] = (await request(suite.app).get(`/v1/runs/${parent}`).expect(200)).body.steps;
+        const itemChild = (many.items as Item[])[0].childRunId as string;
+        expect(one).not.toHaveProperty('childRunDeleted');
+        // A child deleted first: the parent's step and item still name it, and say it is gone.
+        await suite.env.pool.query('DELETE FROM runs WHERE id = ANY($1::uuid[])', [[one.childRunId, itemChild]]);
+        const after = (await request(suite.app).get(`/v1/runs/${parent}`).expect(200)).body.steps;
+        expect(after[0]).toMatchObject({ childRunId: one.childRunId, childRunDeleted: true });
+        expect(after[1].items[0]).toMatchObject({ childRunId: itemChild, childRunDeleted: true });
+        expect(after[1].items[1]).not.toHaveProperty('childRunDeleted');
+        // A parent deleted first: its remaining children say so.
+        const survivor = (after[1].items as Item[])[1].childRunId as string;
+        expect((await request(suite.app).get(`/v1/runs/${survivor}`).expect(200)).body).not.toHaveProperty(
+          'parentRunDeleted',
+        );
+        await suite.env.pool.query('DELETE FROM runs WHERE id = $1', [parent]);
+        const orphan = (await request(suite.app).get(`/v1/runs/${survivor}`).expect(200)).body;
+        expect(orphan).toMatchObject({ parentRunId: parent, parentRunDeleted: true });
+      });
     });
   });
 });

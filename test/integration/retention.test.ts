@@ -195,7 +195,9 @@ describe('retention', () => {
     await request(suite.app).get(`/v1/runs/${child}`).expect(404);
     const res = await request(suite.app).get(`/v1/runs/${parent}`).expect(200);
     expect(res.body.status).toBe('succeeded');
-    expect(res.body.steps).toEqual([expect.objectContaining({ id: 'call', status: 'succeeded', childRunId: child })]);
+    expect(res.body.steps).toEqual([
+      expect.objectContaining({ id: 'call', status: 'succeeded', childRunId: child, childRunDeleted: true }),
+    ]);
   });
 
   it('purges control requests done more than a day ago, and only those', async () => {

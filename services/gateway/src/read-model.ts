@@ -23,6 +23,8 @@ export interface RunSummary {
   finishedAt: string | null;
   /** A child run (a `workflow:` step's): the run and step that started it; null for a top-level run. */
   parentRunId: string | null;
+  /** Set when the parent run was deleted (retention). */
+  parentRunDeleted?: true;
   parentStepId: string | null;
   /** 0 for a top-level run, a child its parent's + 1. */
   depth: number;
@@ -53,6 +55,8 @@ export interface StepView {
   attemptHistory: AttemptView[];
   /** A `workflow:` step: the child run it started (a forEach/repeat step's items carry their own). */
   childRunId?: string;
+  /** Set when that child run was deleted (retention). */
+  childRunDeleted?: true;
   /** A forEach/repeat step: its items' counts, its first items in index order, the cursor to the rest. */
   fanout?: FanoutView;
   items?: ItemView[];
@@ -81,6 +85,8 @@ export interface ItemView {
   status: string;
   attempts: number;
   childRunId?: string;
+  /** Set when that child run was deleted (retention). */
+  childRunDeleted?: true;
   error?: unknown;
   output?: unknown;
   startedAt: string | null;
@@ -112,13 +118,23 @@ interface RunRow {
   parent_step_id: string | null;
   depth: number;
   tags: Record<string, string>;
+  /** A child run whose parent was deleted (retention): the link names a run that is gone. */
+  parent_run_deleted: boolean;
   /** created_at at full microsecond precision; a JS Date would drop the microseconds. */
   created_at_key: string;
 }
 
 const RUN_COLUMNS = `id, workflow_name, workflow_version, status, input, output, error, trigger, idempotency_key,
   created_at, started_at, finished_at, parent_run_id, parent_step_id, depth, tags,
+  (parent_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.id = runs.parent_run_id)) AS parent_run_deleted,
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key`;
+
+/**
+ * Whether the execution's child run was deleted (retention deletes a finished child on its own
+ * workflow's schedule): its link then names a run that is a 404, and says so.
+ */
+const CHILD_RUN_DELETED = (alias: string): string =>
+  `(${alias}.child_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.id = ${alias}.child_run_id)) AS child_run_deleted`;
 
 const toSummary = (row: RunRow): RunSummary => ({
   id: row.id,
@@ -135,6 +151,7 @@ const toSummary = (row: RunRow): RunSummary => ({
   finishedAt: iso(row.finished_at),
   parentRunId: row.parent_run_id,
   parentStepId: row.parent_step_id,
+  ...(row.parent_run_deleted ? { parentRunDeleted: true } : {}),
   depth: row.depth,
   tags: row.tags,
 });
@@ -153,6 +170,8 @@ interface StepRow {
   started_at: Date | null;
   finished_at: Date | null;
   child_run_id: string | null;
+  /** Its child run was deleted (retention): `childRunId` names a run that is gone. */
+  child_run_deleted: boolean;
   /** From step_fanouts: set for a forEach/repeat step's execution only. */
   mode: 'forEach' | 'repeat' | null;
   total: number | null;
@@ -171,6 +190,7 @@ interface ItemRow {
   status: string;
   attempt: number;
   child_run_id: string | null;
+  child_run_deleted: boolean;
   error: unknown;
   output: unknown;
   started_at: Date | null;
@@ -183,6 +203,7 @@ const toItem = (r: ItemRow): ItemView => ({
   status: r.status,
   attempts: r.attempt,
   ...(r.child_run_id ? { childRunId: r.child_run_id } : {}),
+  ...(r.child_run_deleted ? { childRunDeleted: true } : {}),
   ...(r.error == null ? {} : { error: r.error }),
   ...(r.output == null ? {} : { output: r.output }),
   startedAt: iso(r.started_at),
@@ -245,7 +266,7 @@ export async function getRunDetail(
     // step_executions_steps_by_run: a run's own executions without their items.
     pool.query<StepRow>(
       `SELECT e.id, e.step_id, e.kind, e.function_name, e.status, e.output, e.error, e.attempt, e.max_attempts,
-              e.queued_at, e.started_at, e.finished_at, e.child_run_id,
+              e.queued_at, e.started_at, e.finished_at, e.child_run_id, ${CHILD_RUN_DELETED('e')},
               f.mode, f.total, f.pending, f.succeeded, f.failed, f.cancelled, f.undone, f.concurrency
          FROM step_executions e LEFT JOIN step_fanouts f ON f.execution_id = e.id
         WHERE e.run_id = $1 AND e.parent_execution_id IS NULL
@@ -262,8 +283,8 @@ export async function getRunDetail(
     // executions (step_executions_steps_by_run) to its first items (step_executions_items), an index
     // probe each; a plain step's finds none. (Not from step_fanouts: it has no index on run_id.)
     pool.query<ItemRow>(
-      `SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id, i.error, i.output,
-              i.started_at, i.finished_at
+      `SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id,
+              ${CHILD_RUN_DELETED('i')}, i.error, i.output, i.started_at, i.finished_at
          FROM step_executions p
         CROSS JOIN LATERAL (
               SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id, i.error, i.output,
@@ -313,6 +334,7 @@ export async function getRunDetail(
       output: s.output,
       attemptHistory: history.get(s.id) ?? [],
       ...(s.child_run_id && !fanout ? { childRunId: s.child_run_id } : {}),
+      ...(s.child_run_deleted && !fanout ? { childRunDeleted: true } : {}),
       ...(fanout
         ? {
             fanout,
@@ -356,8 +378,8 @@ export async function listStepItems(
   );
   if (!parent.rows[0]) return undefined;
   const { rows } = await pool.query<ItemRow>(
-    `SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id, i.error, i.output,
-            i.started_at, i.finished_at
+    `SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id,
+            ${CHILD_RUN_DELETED('i')}, i.error, i.output, i.started_at, i.finished_at
        FROM step_executions i
       WHERE i.parent_execution_id = $1 AND i.kind = 'action' AND i.superseded_at IS NULL AND i.item_index > $2
       ORDER BY i.item_index LIMIT $3`,

@@ -285,7 +285,17 @@ function progressBar(f) {
   return track;
 }
 
-function childRunLink(id, label = 'child run ') {
+/** A link to a child run; a child deleted by retention is named, not linked (it would be a 404). */
+function childRunLink(id, label = 'child run ', deleted = false) {
+  if (deleted) {
+    return h(
+      'span',
+      { class: 'tag muted child-run-deleted', title: `${id} (deleted)` },
+      label,
+      shortId(id),
+      ' (deleted)',
+    );
+  }
   return h('a', { class: 'tag child-run-link', href: `/runs/${id}`, title: id }, label, shortId(id));
 }
 
@@ -325,7 +335,13 @@ function itemTable(items, mode) {
           h('td', null, statusBadge(it.status, 'small')),
           h('td', { class: 'num' }, String(it.attempts)),
           h('td', { class: 'num' }, it.startedAt ? formatDuration(durationBetween(it.startedAt, it.finishedAt)) : '—'),
-          h('td', null, it.childRunId ? childRunLink(it.childRunId, 'run ') : null, ' ', itemResult(it)),
+          h(
+            'td',
+            null,
+            it.childRunId ? childRunLink(it.childRunId, 'run ', it.childRunDeleted) : null,
+            ' ',
+            itemResult(it),
+          ),
         ),
       ),
     ),
@@ -401,7 +417,7 @@ function timelineItem(item, window, logs, open, fanout) {
       mono(item.function, { class: 'tl-fn' }),
       item.kind === 'compensation' ? h('span', { class: 'tag tag-comp' }, 'compensation') : null,
       item.fanout ? h('span', { class: 'tag' }, item.fanout.mode) : null,
-      item.childRunId ? childRunLink(item.childRunId) : null,
+      item.childRunId ? childRunLink(item.childRunId, undefined, item.childRunDeleted) : null,
       item.superseded
         ? h(
             'span',
@@ -616,11 +632,13 @@ export function mount(main, { signal }) {
         field('Trigger', triggerText),
         run.parentRunId
           ? field('Parent run', [
-              h(
-                'a',
-                { id: 'parent-run-link', href: `/runs/${run.parentRunId}`, title: run.parentRunId },
-                mono(shortId(run.parentRunId)),
-              ),
+              run.parentRunDeleted
+                ? h('span', { class: 'muted', title: run.parentRunId }, mono(shortId(run.parentRunId)), ' (deleted)')
+                : h(
+                    'a',
+                    { id: 'parent-run-link', href: `/runs/${run.parentRunId}`, title: run.parentRunId },
+                    mono(shortId(run.parentRunId)),
+                  ),
               run.parentStepId ? [' step ', mono(run.parentStepId)] : null,
               run.depth > 1 ? h('span', { class: 'muted' }, ` (depth ${run.depth})`) : null,
             ])

@@ -272,6 +272,10 @@ export const stepItemResponse = response(
       status: itemStatus.meta({ description: '`pending`: created, not yet dispatched (forEach `concurrency`)' }),
       attempts: z.number().int().meta({ description: 'attempts made so far' }),
       childRunId: z.uuid().optional().meta({ description: 'a `workflow:` step: the child run of this item' }),
+      childRunDeleted: z
+        .literal(true)
+        .optional()
+        .meta({ description: 'that child run was deleted (retention): `childRunId` is a 404' }),
       error: z.unknown().optional().meta({ description: 'when it failed or was cancelled' }),
       output: z.unknown().optional().meta({ description: 'when it succeeded' }),
       startedAt: isoTimeOrNull,
@@ -322,6 +326,10 @@ export const stepResponse = response(
       output: z.unknown(),
       attemptHistory: z.array(attemptResponse),
       childRunId: z.uuid().optional().meta({ description: 'a `workflow:` step: the child run it started' }),
+      childRunDeleted: z
+        .literal(true)
+        .optional()
+        .meta({ description: 'that child run was deleted (retention): `childRunId` is a 404' }),
       fanout: fanoutResponse.optional().meta({ description: 'a forEach/repeat step: its items by state' }),
       items: z
         .array(stepItemResponse)
@@ -353,6 +361,10 @@ const runFields = {
   finishedAt: isoTimeOrNull,
   parentRunId: z.uuid().nullable().meta({ description: 'a child run: the run whose `workflow:` step started it' }),
   parentStepId: z.string().nullable().meta({ description: 'a child run: that step' }),
+  parentRunDeleted: z
+    .literal(true)
+    .optional()
+    .meta({ description: 'the parent run was deleted (retention): `parentRunId` is a 404' }),
   depth: z.number().int().meta({ description: "0 for a top-level run; a child is its parent's + 1" }),
   tags: z
     .record(z.string(), z.string())
