@@ -129,13 +129,6 @@ const RUN_COLUMNS = `id, workflow_name, workflow_version, status, input, output,
   (parent_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.id = runs.parent_run_id)) AS parent_run_deleted,
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key`;
 
-/**
- * Whether the execution's child run was deleted (retention deletes a finished child on its own
- * workflow's schedule): its link then names a run that is a 404, and says so.
- */
-const CHILD_RUN_DELETED = (alias: string): string =>
-  `(${alias}.child_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.id = ${alias}.child_run_id)) AS child_run_deleted`;
-
 const toSummary = (row: RunRow): RunSummary => ({
   id: row.id,
   workflow: row.workflow_name,
@@ -263,10 +256,13 @@ export async function getRunDetail(
   const run = await pool.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1`, [runId]);
   if (!run.rows[0]) return undefined;
   const [steps, attempts, items] = await Promise.all([
-    // step_executions_steps_by_run: a run's own executions without their items.
+    // step_executions_steps_by_run: a run's own executions without their items. `child_run_deleted`
+    // (here and for items): its child run was deleted by retention, so its link names a 404.
     pool.query<StepRow>(
       `SELECT e.id, e.step_id, e.kind, e.function_name, e.status, e.output, e.error, e.attempt, e.max_attempts,
-              e.queued_at, e.started_at, e.finished_at, e.child_run_id, ${CHILD_RUN_DELETED('e')},
+              e.queued_at, e.started_at, e.finished_at, e.child_run_id,
+              (e.child_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.id = e.child_run_id))
+                AS child_run_deleted,
               f.mode, f.total, f.pending, f.succeeded, f.failed, f.cancelled, f.undone, f.concurrency
          FROM step_executions e LEFT JOIN step_fanouts f ON f.execution_id = e.id
         WHERE e.run_id = $1 AND e.parent_execution_id IS NULL
@@ -284,7 +280,9 @@ export async function getRunDetail(
     // probe each; a plain step's finds none. (Not from step_fanouts: it has no index on run_id.)
     pool.query<ItemRow>(
       `SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id,
-              ${CHILD_RUN_DELETED('i')}, i.error, i.output, i.started_at, i.finished_at
+              (i.child_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.id = i.child_run_id))
+              AS child_run_deleted,
+            i.error, i.output, i.started_at, i.finished_at
          FROM step_executions p
         CROSS JOIN LATERAL (
               SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id, i.error, i.output,
@@ -379,7 +377,9 @@ export async function listStepItems(
   if (!parent.rows[0]) return undefined;
   const { rows } = await pool.query<ItemRow>(
     `SELECT i.parent_execution_id, i.id, i.item_index, i.status, i.attempt, i.child_run_id,
-            ${CHILD_RUN_DELETED('i')}, i.error, i.output, i.started_at, i.finished_at
+            (i.child_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.id = i.child_run_id))
+              AS child_run_deleted,
+            i.error, i.output, i.started_at, i.finished_at
        FROM step_executions i
       WHERE i.parent_execution_id = $1 AND i.kind = 'action' AND i.superseded_at IS NULL AND i.item_index > $2
       ORDER BY i.item_index LIMIT $3`,
