@@ -1,29 +1,249 @@
 /**
  * @baton/shared — the engine library the gateway and the coordinator import. What a function process
  * needs is @baton/sdk (sdk/), which this package builds on and never the reverse.
+ *
+ * Every export is named here, by role, so what the package offers reads at a glance and nothing
+ * leaks out of a module by accident (a new export is added here on purpose).
  */
-export * from './errors';
-export * from './error-codes';
-export * from './config';
+
+// --- Errors and their codes (the registry every code comes from), PostgreSQL's SQLSTATEs by name ---
+export {
+  BatonError,
+  CancelledError,
+  ConfigError,
+  ConflictError,
+  NonRetryableError,
+  NotFoundError,
+  RedisUnavailableError,
+  RetryableError,
+  type SerializedError,
+  serializeError,
+  StepTimeoutError,
+  ValidationError,
+  type ValidationProblem,
+} from './errors';
+export { ErrorCode, isErrorCode } from './error-codes';
+export { SQLSTATE, isDataError, isDatabaseUnavailable, isUnstorableText } from './db/sqlstate';
+
+// --- Configuration, logs and metrics ---
+export {
+  type BaseConfig,
+  baseEnv,
+  type BaseEnv,
+  type DatabaseSettings,
+  DEFAULT_EXPRESSION_LIMITS,
+  DEFAULT_PG_LIMITS,
+  expressionEnv,
+  expressionLimitsFrom,
+  type ExpressionSandboxLimits,
+  loadConfigOrExit,
+  loadConfigOrExitAsync,
+  maskCredentials,
+  outputLimitEnv,
+  parseEnv,
+  type PgSessionLimits,
+  type RedisOptions,
+  redisOptionsFrom,
+  toBaseConfig,
+} from './config';
 export { createLogger, type Logger } from './logger';
 export { registry, metrics, collectProcessMetrics, startMetricsServer } from './metrics';
-export { createPool, withTransaction, type Pool, type PoolClient } from './db/pool';
-export { SQLSTATE, isDataError, isDatabaseUnavailable, isUnstorableText } from './db/sqlstate';
 export { storableJson, storableString, storableText, jsonByteLength, DEFAULT_MAX_OUTPUT_BYTES } from './storable';
+
+// --- The workflow language: definitions, expressions, planning (pure: no I/O) ---
+export {
+  isOutstandingStep,
+  isTerminalRun,
+  OUTSTANDING_STEP_STATUSES,
+  RUN_STATUSES,
+  type RunStatus,
+  STEP_STATUSES,
+  type StepStatus,
+  TERMINAL_RUN_STATUSES,
+} from './workflow/states';
+export {
+  BACKOFF_TYPES,
+  CHILD_WORKFLOW_FUNCTION,
+  cronProblem,
+  DEFAULT_RETRY_POLICY,
+  eventName,
+  findCycle,
+  FOREACH_MAX_CONCURRENCY,
+  isBuiltinFunction,
+  parseWorkflowDefinition,
+  REPEAT_MAX_ITERATIONS,
+  type RetryPolicy,
+  retryPolicySchema,
+  SLEEP_FUNCTION,
+  type StepDefinition,
+  type Trigger,
+  WAIT_FOR_EVENT_FUNCTION,
+  type WorkflowDefinition,
+  type WorkflowDefinitionInput,
+  workflowDefinitionSchema,
+} from './workflow/definition';
+export {
+  closeExpressionPool,
+  compileExpression,
+  configureExpressions,
+  evaluate,
+  evaluateCondition,
+  EXPRESSION_LIMITS,
+  ExpressionError,
+  expressionLimits,
+  isCheap,
+  resolveTemplate,
+  resolveTemplateEach,
+  TEMPLATE_EACH_CHUNK,
+  templateExpressions,
+} from './workflow/expressions';
+export {
+  CANCELLED,
+  DEFAULT_FOREACH_MAX_ITEMS,
+  expressionContext,
+  type FanoutCounts,
+  inFlight,
+  type ItemFailure,
+  type LastIteration,
+  latestByStep,
+  type Plan,
+  type PlannedExecution,
+  type PlannedItem,
+  type PlanOptions,
+  planRun,
+  runError,
+  type RunError,
+  runErrorOf,
+  type RunState,
+  type Settlement,
+  type StepExecutionState,
+  WORKFLOW_TIMEOUT,
+} from './workflow/planner';
+export { backoffDelayMs, isRetryable } from './workflow/retry';
+export {
+  effectiveRetention,
+  parseDuration,
+  parseRetentionEnv,
+  RETENTION_CLASSES,
+  RETENTION_STATUSES,
+  type RetentionClass,
+  type RetentionPolicy,
+  retentionPolicyOf,
+  retentionSchema,
+  type RetentionSpec,
+} from './workflow/retention';
+export {
+  definitionTagsSchema,
+  MAX_TAG_VALUE,
+  MAX_TAGS,
+  resolveRunTags,
+  type RunTags,
+  runTagsSchema,
+  TAG_KEY_PATTERN,
+  tagKey,
+} from './workflow/tags';
+
+// --- PostgreSQL: the pool, migrations, stored definitions, runs, events and schedules ---
+export { createPool, withTransaction, type Pool, type PoolClient } from './db/pool';
 export { ensureDatabase, migrate, seedDemoData, MIGRATIONS_DIR, SEEDS_DIR } from './db/migrate';
+export {
+  getDefinition,
+  type KnownFunction,
+  knownFunctions,
+  listLatestDefinitions,
+  listVersions,
+  loadDefinitionsFromDir,
+  parseDefinitionText,
+  type SavedDefinition,
+  saveDefinition,
+  type StoredDefinition,
+  unknownFunctionWarnings,
+} from './workflow/store';
+export {
+  notifyCoordinator,
+  type Queryable,
+  type RunTrigger,
+  type StartedRun,
+  startRun,
+  type StartRunRequest,
+  traced,
+  validateRunInput,
+} from './runs';
+export { RunStarter, RUN_START_BATCH, type StartByNameRequest } from './run-starter';
+export { GroupCommit, type GroupCommitOptions } from './group-commit';
+export { type PublishedEvent, publishEvent, publishEventNow, type PublishEventRequest } from './events';
+export {
+  desiredSchedules,
+  listSchedules,
+  type ScheduleSpec,
+  type ScheduleView,
+  setSchedulePaused,
+  syncSchedules,
+} from './schedules';
+
+// --- Redis: keys, queues, the coordinator's inbox and messages, discovery; tracing across them ---
 export { redisKeys, type RedisKeys } from './keys';
-export * from './queues';
-export * from './coordinator-client';
-export * from './protocol';
-export * from './workflow/states';
-export * from './workflow/definition';
-export * from './workflow/expressions';
-export * from './workflow/planner';
-export * from './workflow/retry';
-export * from './workflow/retention';
-export * from './workflow/store';
-export * from './workflow/tags';
-// The function runtime is the SDK's (@baton/sdk): re-exported for the engine's tests and tools.
+export {
+  boundedRedisCall,
+  cancelChannel,
+  commandTimeoutOf,
+  COORDINATOR_JOB_OPTIONS,
+  COORDINATOR_QUEUE,
+  createRedis,
+  deleteKeysWithPrefix,
+  functionNameOfQueue,
+  functionQueueName,
+  KEEP_FINISHED_JOBS,
+  publishCancellation,
+  queueContext,
+  type QueueContext,
+} from './queues';
+export { CoordinatorClient, coordinatorQueue, type DelayedMessage } from './coordinator-client';
+export {
+  type BuiltinStepMessage,
+  coordinatorJobId,
+  type CoordinatorMessage,
+  PROTOCOL_VERSION,
+  type RunControlMessage,
+  stepIdempotencyKey,
+  type StepJobData,
+  type StepLogLine,
+  type StepReport,
+  type StepRetryPolicy,
+  type TriggerMessage,
+} from './protocol';
+export {
+  appendEncodedToInbox,
+  appendToInbox,
+  deadInboxKey,
+  encodeInboxMessage,
+  INBOX_GROUP,
+  INBOX_MESSAGE_FIELD,
+  inboxKey,
+  type InboxMessage,
+  isInboxMessage,
+} from './inbox';
+export {
+  advertiseHost,
+  HEARTBEAT_INTERVAL_MS,
+  listTargets,
+  type ProcessTarget,
+  registerTarget,
+  TARGET_TTL_MS,
+  toHttpServiceDiscovery,
+} from './discovery';
+export {
+  extractTrace,
+  injectTrace,
+  inSpan,
+  openSpan,
+  type OpenSpan,
+  startTracing,
+  type TraceCarrier,
+  type TracingHandle,
+} from './tracing';
+
+// --- The function runtime is the SDK's (@baton/sdk): re-exported for the engine's tests and tools ---
 export {
   concurrencyEnvName,
   defineFunction,
@@ -37,11 +257,3 @@ export {
   type FunctionWorkerOptions,
   type StepLog,
 } from '@baton/sdk';
-export * from './runs';
-export { RunStarter, RUN_START_BATCH, type StartByNameRequest } from './run-starter';
-export * from './events';
-export * from './schedules';
-export * from './discovery';
-export * from './tracing';
-export * from './inbox';
-export { GroupCommit, type GroupCommitOptions } from './group-commit';
