@@ -251,21 +251,13 @@ export class RunAdvancer {
       }
       const execution: NewExecution = { ...p, id, input: builtinInput(p), ...(key ? { idempotencyKey: key } : {}) };
       started.push(execution);
-      if (p.fanout?.undoes) {
-        // A forEach step's compensation: an item per succeeded item, newest first, one at a time.
-        const items = await this.undoItems(client, run, definition, current, p, p.fanout.undoes, key);
-        await insertItems(client, this.itemParent(run, p, id, 'forEach'), items);
-        for (const item of items.filter((i) => i.dispatched))
-          this.dispatchItem(p, item, 0, children, itemJobs, outcome);
-        if (!items.length) outcome.readvance.push(run.id);
-      } else if (p.fanout && !p.error) {
-        // forEach: the list is kept as the step's input; the first `concurrency` items go now.
+      if (p.fanout && !p.error) {
+        // forEach: the list is kept as the step's input; the first `concurrency` items go now (a
+        // repeat step's first iteration; a forEach compensation's first item, newest first).
         if (p.fanout.list) execution.input = p.fanout.list;
-        const first =
-          p.fanout.mode === 'repeat' ? 1 : Math.min(p.fanout.concurrency ?? Infinity, p.fanout.items.length);
-        const items = p.fanout.items.map((it) =>
-          this.newItem(run, p.stepId, key, it.index, it.input, it.index < first),
-        );
+        const items = p.fanout.undoes
+          ? await this.undoItems(client, run, definition, current, p, p.fanout.undoes, key)
+          : this.firstItems(run, p, key);
         await insertItems(client, this.itemParent(run, p, id, p.fanout.mode), items);
         for (const item of items.filter((i) => i.dispatched))
           this.dispatchItem(p, item, 0, children, itemJobs, outcome);
@@ -276,9 +268,10 @@ export class RunAdvancer {
       }
     }
     // Items the plan dispatches under a concurrency cap (forEach).
+    const stepsById = new Map(definition.steps.map((s) => [s.id, s]));
     for (const { executionId, count } of plan.promote ?? []) {
       for (const item of await promoteItems(client, executionId, count)) {
-        const step = definition.steps.find((s) => s.id === item.stepId);
+        const step = stepsById.get(item.stepId);
         if (item.function === CHILD_WORKFLOW_FUNCTION && step?.workflow) {
           children.push({
             id: item.id,
@@ -322,7 +315,6 @@ export class RunAdvancer {
       run.id,
       started.filter((e) => e.function === WAIT_FOR_EVENT_FUNCTION).map((e) => e.id),
     );
-    const stepsById = new Map(definition.steps.map((s) => [s.id, s]));
     writes.insertSkipped(
       run.id,
       plan.skip.map((stepId) => ({ id: crypto.randomUUID(), stepId, function: stepsById.get(stepId)?.function ?? '' })),
@@ -406,6 +398,13 @@ export class RunAdvancer {
       idempotencyKey: `${base}:${item.index}`,
       undoes: item.id,
     }));
+  }
+
+  /** A forEach step's items (the first `concurrency` dispatched at once), or a repeat step's first iteration. */
+  private firstItems(run: LockedRun, p: PlannedExecution, stepKey: string | undefined): NewItem[] {
+    const fanout = p.fanout as NonNullable<PlannedExecution['fanout']>;
+    const first = fanout.mode === 'repeat' ? 1 : Math.min(fanout.concurrency ?? Infinity, fanout.items.length);
+    return fanout.items.map((it) => this.newItem(run, p.stepId, stepKey, it.index, it.input, it.index < first));
   }
 
   /** An item row to insert, with its idempotency key (stable per run, step and index). */
