@@ -14,7 +14,7 @@ const http = require('node:http');
 const { performance } = require('node:perf_hooks');
 const { setTimeout: sleep } = require('node:timers/promises');
 const infra = require('./infra');
-const { createSystem, postJson } = require('./systems');
+const { createSystem, metricValue, postJson, scrapeMetrics } = require('./systems');
 const { median, round } = require('./stats');
 
 const now = () => performance.timeOrigin + performance.now();
@@ -49,28 +49,13 @@ function resetPeakRss(pid) {
   }
 }
 
-function scrape(port) {
-  return new Promise((resolve, reject) => {
-    http
-      .get(`http://127.0.0.1:${port}/metrics`, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk) => (body += chunk));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
-
-const metric = (text, name) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-
 /** The coordinator's inbox batches so far, and its V8 heap in use now (MB), off its /metrics. */
 async function coordinatorMetrics(system) {
-  const text = await scrape(system.coordinatorMetrics);
+  const text = await scrapeMetrics(system.coordinatorMetrics);
   return {
-    batches: metric(text, 'baton_coordinator_batch_messages_count'),
-    messages: metric(text, 'baton_coordinator_batch_messages_sum'),
-    heapUsedMb: metric(text, 'nodejs_heap_size_used_bytes') / 2 ** 20,
+    batches: metricValue(text, 'baton_coordinator_batch_messages_count'),
+    messages: metricValue(text, 'baton_coordinator_batch_messages_sum'),
+    heapUsedMb: metricValue(text, 'nodejs_heap_size_used_bytes') / 2 ** 20,
   };
 }
 

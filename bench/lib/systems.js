@@ -183,28 +183,16 @@ class BatonSystem extends BaseSystem {
 
   /** Group commit at work: the coordinator's batch histograms, read off its /metrics. */
   async extraStats() {
-    const scrape = (port) =>
-      new Promise((resolve, reject) => {
-        http
-          .get(`http://127.0.0.1:${port}/metrics`, (res) => {
-            let body = '';
-            res.setEncoding('utf8');
-            res.on('data', (chunk) => (body += chunk));
-            res.on('end', () => resolve(body));
-          })
-          .on('error', reject);
-      });
-    const value = (text, name) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-    const coordinator = await scrape(this.coordinatorMetrics);
-    const fn = await scrape(this.functionMetrics[0]);
-    const batches = value(coordinator, 'baton_coordinator_batch_messages_count');
+    const coordinator = await scrapeMetrics(this.coordinatorMetrics);
+    const fn = await scrapeMetrics(this.functionMetrics[0]);
+    const batches = metricValue(coordinator, 'baton_coordinator_batch_messages_count');
     return {
       // Over the whole run (warm-up, bursts and latency phases).
       coordinatorBatches: batches,
-      meanBatchMessages: value(coordinator, 'baton_coordinator_batch_messages_sum') / batches,
-      meanBatchMs: (1000 * value(coordinator, 'baton_coordinator_batch_duration_seconds_sum')) / batches,
+      meanBatchMessages: metricValue(coordinator, 'baton_coordinator_batch_messages_sum') / batches,
+      meanBatchMs: (1000 * metricValue(coordinator, 'baton_coordinator_batch_duration_seconds_sum')) / batches,
       meanStepQueueWaitMs:
-        (1000 * value(fn, 'baton_step_wait_seconds_sum')) / value(fn, 'baton_step_wait_seconds_count'),
+        (1000 * metricValue(fn, 'baton_step_wait_seconds_sum')) / metricValue(fn, 'baton_step_wait_seconds_count'),
     };
   }
 
@@ -594,7 +582,24 @@ function createSystem(name, ctx) {
   return new Class(name, ctx);
 }
 
-module.exports = { SYSTEMS, createSystem, postJson };
+/** A process's Prometheus text, off its /metrics. */
+function scrapeMetrics(port) {
+  return new Promise((resolve, reject) => {
+    http
+      .get(`http://127.0.0.1:${port}/metrics`, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => (body += chunk));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+}
+
+/** The value of a metric without labels (or of its first labelled series) in Prometheus text; NaN if absent. */
+const metricValue = (text, name) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+
+module.exports = { SYSTEMS, createSystem, postJson, scrapeMetrics, metricValue };
 
 /** POSTs JSON, drains the answer, resolves with the status code. */
 function postJson(agent, url, body) {

@@ -172,13 +172,17 @@ async function untilMidStep(system: ChaosSystem, fn: string, missed: string): Pr
     system.notes.push(`${PRECONDITION_MISSED} ${missed}`);
 }
 
-/** Polls a count query until it reaches `target` (or the timeout); returns the last count. */
+/**
+ * Polls a count query (`SELECT … AS n`) until it reaches `target` (or the timeout); returns the last
+ * count (-1: no answer). `pollMs`: 20 where a kill must land at a precise moment of a fan-out.
+ */
 async function untilCount(
   system: ChaosSystem,
   sql: string,
   params: unknown[],
   target: number,
   timeoutMs = 120_000,
+  pollMs = 250,
 ): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let n = -1;
@@ -188,7 +192,7 @@ async function untilCount(
       .then((r) => Number(r.rows[0].n))
       .catch(() => -1);
     if (n >= target) return n;
-    await sleep(250);
+    await sleep(pollMs);
   }
   return n;
 }
@@ -854,27 +858,6 @@ function eachDefinition(ledgerUrl: string, name: string, concurrency?: number): 
   };
 }
 
-/** Polls `SELECT … AS n` until `n >= target` (or the timeout); returns the last n (-1: no answer). */
-async function untilAtLeast(
-  system: ChaosSystem,
-  sql: string,
-  params: unknown[],
-  target: number,
-  timeoutMs: number,
-): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let n = -1;
-  while (Date.now() < deadline) {
-    n = await system.pool
-      .query(sql, params)
-      .then((r) => Number(r.rows[0].n))
-      .catch(() => -1);
-    if (n >= target) return n;
-    await sleep(20);
-  }
-  return n;
-}
-
 /** Items of these runs' forEach steps that have succeeded (step_fanouts, kept by the trigger of migration 006). */
 const ITEMS_DONE = `SELECT COALESCE(sum(succeeded), 0)::int AS n FROM step_fanouts WHERE run_id = ANY($1)`;
 /** Items of these runs' forEach steps created so far. */
@@ -992,7 +975,7 @@ export const killCoordinatorDuringForEach = (items = 1_000, kills = 3) =>
             // Kill 1: 0–300 ms (seeded) after the uncapped run's items exist, while its jobs are
             // being enqueued after the commit that created them, or its first reports applied.
             target = 1;
-            seen = await untilAtLeast(system, ITEMS_CREATED, [[open]], 1, 60_000);
+            seen = await untilCount(system, ITEMS_CREATED, [[open]], 1, 60_000, 20);
             const ms = Math.floor(ctx.random() * 300);
             await sleep(ms);
             when = `${ms} ms after the uncapped run's items were created`;
@@ -1000,10 +983,10 @@ export const killCoordinatorDuringForEach = (items = 1_000, kills = 3) =>
             // Kills 2…: when a seeded share of all items (10–90 %, one slice each) has succeeded.
             const share = 0.1 + (0.8 * (k - 1 + ctx.random())) / (kills - 1);
             target = Math.floor(share * total);
-            seen = await untilAtLeast(system, ITEMS_DONE, [ids], target, 180_000);
+            seen = await untilCount(system, ITEMS_DONE, [ids], target, 180_000, 20);
             when = `${Math.round(share * 100)} % of the items done`;
           }
-          const done = await untilAtLeast(system, ITEMS_DONE, [ids], 0, 1_000);
+          const done = await untilCount(system, ITEMS_DONE, [ids], 0, 1_000, 20);
           if (seen < target || done >= total)
             system.notes.push(`${PRECONDITION_MISSED} kill ${k + 1} not mid-fan-out (${done}/${total} items done)`);
           await killCoordinatorOnce(system);
@@ -1127,12 +1110,13 @@ export const killCoordinatorWhileChildrenRun = (parents = 6, items = 20, kills =
         })();
         for (let k = 0; k < kills; k++) {
           await ctx.faultAt(0.1 + (0.7 * k) / kills, 0.1 + (0.7 * (k + 1)) / kills);
-          const running = await untilAtLeast(
+          const running = await untilCount(
             system,
             `SELECT count(*)::int AS n FROM runs WHERE parent_run_id IS NOT NULL AND status = 'running'`,
             [],
             1,
             30_000,
+            20,
           );
           if (running < 1) system.notes.push(`${PRECONDITION_MISSED} kill ${k + 1}: no child run running`);
           const kids = await childrenOf(system, parentIds);
@@ -1145,12 +1129,13 @@ export const killCoordinatorWhileChildrenRun = (parents = 6, items = 20, kills =
         }
         await starting;
         // Once the parents are done, their children are checked like every accepted run.
-        await untilAtLeast(
+        await untilCount(
           system,
           `SELECT count(*)::int AS n FROM runs WHERE id = ANY($1) AND status IN ('succeeded', 'failed', 'compensated', 'compensation_failed', 'cancelled')`,
           [parentIds],
           parentIds.length,
           240_000,
+          20,
         );
         for (const child of await childrenOf(system, parentIds))
           system.accepted.push({
