@@ -9,11 +9,13 @@
  *
  *   node bench/run.js [--runs N] [--quick] [--reps R] [--systems a,b] [--rate R] [--common-rate R]
  *                     [--latency-runs N] [--concurrency C] [--function-processes N] [--out file.json]
- *                     [--redis-url URL] [--scenario systems|fanout|all] [--fanout-items 1000,10000]
+ *                     [--redis-url URL] [--scenario systems|fanout|all|function] [--fanout-items 1000,10000]
  *
  * `--scenario fanout` (or BENCH_SCENARIO=fanout) runs only the fan-out scenario of issue 14 (Baton: one
  * forEach of N items against N runs of one step, bench/lib/fanout.js) and writes its `fanout` section
  * into the --out file, keeping the rest of that file; `all` runs the systems, then the fan-out.
+ * `--scenario function` measures one function process compiled, bundled, and as its image starts it
+ * (ready time, idle RSS, jobs/s, RSS after the jobs) and writes the `functionFootprint` section.
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -27,6 +29,7 @@ const { SYSTEMS, createSystem } = require('./lib/systems');
 const { percentile, median, round, checkRuns } = require('./lib/stats');
 const { printTable, writeSvg } = require('./lib/report');
 const { runFanoutScenario, printFanout } = require('./lib/fanout');
+const { runFunctionScenario, printFunctionFootprint } = require('./lib/function-footprint');
 
 const now = () => performance.timeOrigin + performance.now();
 /** Triggers in flight at once during a burst (each system's client gets the same). */
@@ -35,8 +38,11 @@ const BURST_IN_FLIGHT = 64;
 const LATENCY_LOADS = [0.1, 0.5, 0.8];
 /** Open-loop latency point at one rate common to every system (runs/s), so they also meet the same load. */
 const COMMON_RATE = 150;
-/** What `--scenario` selects: the systems comparison, the fan-out scenario (issue 14), or both. */
-const SCENARIOS = ['systems', 'fanout', 'all'];
+/**
+ * What `--scenario` selects: the systems comparison, the fan-out scenario (issue 14), both, or the
+ * function process footprint (issue 15: bench/lib/function-footprint.js).
+ */
+const SCENARIOS = ['systems', 'fanout', 'all', 'function'];
 /** The fan-out scenario's list sizes (items per forEach, and runs of one step to compare with). */
 const FANOUT_ITEMS = [1000, 10000];
 
@@ -307,6 +313,26 @@ async function main() {
       postgres: await postgresSettings(env),
       ...(await runFanoutScenario(ctx, env, fanoutOpts)),
     });
+    if (opts.scenario === 'function') {
+      const section = {
+        date: new Date().toISOString(),
+        baton: build,
+        machine: { ...machine(), ...(process.env.BENCH_NOTE ? { note: process.env.BENCH_NOTE } : {}) },
+        ...(await runFunctionScenario({ redisUrl: env.redisUrl, reps: opts.reps, log })),
+      };
+      let report = {};
+      try {
+        report = JSON.parse(fs.readFileSync(opts.out, 'utf8'));
+      } catch {
+        report = {};
+      }
+      report.functionFootprint = section;
+      fs.mkdirSync(path.dirname(opts.out), { recursive: true });
+      fs.writeFileSync(opts.out, `${JSON.stringify(report, null, 2)}\n`);
+      printFunctionFootprint(section);
+      log(`wrote the functionFootprint section of ${path.relative(process.cwd(), opts.out)}`);
+      return;
+    }
     if (opts.scenario === 'fanout') {
       const fanout = await fanoutSection();
       // The file keeps what it had (the systems scenario's last run): only its fan-out section is replaced.
@@ -466,11 +492,18 @@ async function main() {
         env.systems.splice(env.systems.indexOf(system), 1);
       }
       report.fanout = await fanoutSection();
-    } else {
-      // The fan-out section measured before (it has its own date and build) stays in the file.
       try {
-        const previous = JSON.parse(fs.readFileSync(opts.out, 'utf8')).fanout;
-        if (previous) report.fanout = previous;
+        const previous = JSON.parse(fs.readFileSync(opts.out, 'utf8'));
+        if (previous.functionFootprint) report.functionFootprint = previous.functionFootprint;
+      } catch {
+        // No file yet, or not JSON: nothing to keep.
+      }
+    } else {
+      // The sections measured before (each has its own date and build) stay in the file.
+      try {
+        const previous = JSON.parse(fs.readFileSync(opts.out, 'utf8'));
+        if (previous.fanout) report.fanout = previous.fanout;
+        if (previous.functionFootprint) report.functionFootprint = previous.functionFootprint;
       } catch {
         // No file yet, or not JSON: nothing to keep.
       }

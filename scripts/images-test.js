@@ -106,7 +106,12 @@ function imagesToBuild() {
   // The coordinator first: its image migrates the database the others boot against.
   const first = (a) => (a.buildArgs.WORKSPACE === 'services/coordinator' ? 0 : 1);
   const images = artifacts
-    .map((a) => ({ image: a.image, dockerfile: a.docker.dockerfile, buildArgs: a.docker.buildArgs }))
+    .map((a) => ({
+      image: a.image,
+      dockerfile: a.docker.dockerfile,
+      buildArgs: a.docker.buildArgs,
+      target: a.docker.target,
+    }))
     .sort((a, b) => first(a) - first(b));
   // A function from its own repository: built from its own folder, with its own Dockerfile.
   images.push({ image: 'template-function', dockerfile: 'Dockerfile', buildArgs: {}, template: true });
@@ -333,13 +338,14 @@ async function main() {
   const failures = [];
   const figures = [];
   try {
-    for (const { image, dockerfile, buildArgs, template } of imagesToBuild()) {
+    for (const { image, dockerfile, buildArgs, target, template } of imagesToBuild()) {
       const tag = `localhost/baton-images-test/${image}:${id}`;
       const t0 = Date.now();
       const devOnlyAtBuild = devOnlyPackages();
       const context = template ? templateContext() : ROOT;
       const argv = ['bud', '--isolation', 'chroot', '--network', 'host', '--layers'];
       argv.push('-f', path.join(context, dockerfile), '-t', tag);
+      if (target) argv.push('--target', target);
       for (const [k, v] of Object.entries({ NODE_IMAGE: BASE, ...buildArgs })) argv.push('--build-arg', `${k}=${v}`);
       try {
         buildah([...argv, context]);
@@ -449,7 +455,17 @@ async function main() {
         const row = {
           image,
           nodeModulesMb: Number(
-            buildah(['run', '--isolation', 'chroot', container, '--', 'du', '-sm', '/app/node_modules']).split(/\s/)[0],
+            // A bundled function may have none at all (templates/function/).
+            buildah([
+              'run',
+              '--isolation',
+              'chroot',
+              container,
+              '--',
+              'sh',
+              '-c',
+              'du -sm /app/node_modules 2>/dev/null || echo 0',
+            ]).split(/\s/)[0],
           ),
           imageMb: imageMb(tag),
           idleRssMb: pid ? rssMb(pid) : NaN,
