@@ -39,6 +39,18 @@ export const outputLimitEnv = z.object({
 /** Where Redis is and what Baton's keys start with: every process reads these. */
 export const redisEnv = z.object({
   REDIS_URL: z.string().url().optional(),
+  /**
+   * A Redis Cluster's seed nodes, `host:port,host:port,…` (ioredis discovers the others); set, it
+   * wins over REDIS_URL / REDIS_HOST, whose credentials and TLS (`rediss://user:pass@…`) apply to
+   * every node.
+   */
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .regex(
+      /^\s*[^\s,:]+:\d{1,5}\s*(,\s*[^\s,:]+:\d{1,5}\s*)*$/,
+      'a comma-separated list of host:port (e.g. redis-0:6379,redis-1:6379)',
+    )
+    .optional(),
   REDIS_HOST: z.string().min(1).default('127.0.0.1'),
   REDIS_PORT: port.default(6379),
   /** Prefix of every Redis key Baton writes; lets several installs (or test suites) share a Redis. */
@@ -61,6 +73,8 @@ export interface RedisOptions {
   username?: string;
   password?: string;
   tls?: object;
+  /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES): then `host`, `port` and `db` are unused. */
+  cluster?: { host: string; port: number }[];
 }
 
 /** What a function process is configured with (runFunctionMain passes it to `build`). */
@@ -71,7 +85,27 @@ export interface FunctionConfig {
   metricsPort?: number;
 }
 
-export function redisOptionsFrom(env: Pick<RedisEnv, 'REDIS_URL' | 'REDIS_HOST' | 'REDIS_PORT'>): RedisOptions {
+export function redisOptionsFrom(
+  env: Pick<RedisEnv, 'REDIS_URL' | 'REDIS_HOST' | 'REDIS_PORT'> & Partial<Pick<RedisEnv, 'REDIS_CLUSTER_NODES'>>,
+): RedisOptions {
+  if (env.REDIS_CLUSTER_NODES) {
+    const cluster = parseClusterNodes(env.REDIS_CLUSTER_NODES);
+    // A cluster has one database: credentials and TLS come from REDIS_URL, its host is not used.
+    const single: Partial<RedisOptions> = env.REDIS_URL
+      ? redisOptionsFrom({ ...env, REDIS_CLUSTER_NODES: undefined })
+      : {};
+    const { username, password, tls } = single;
+    if (single.db)
+      throw new ConfigError('REDIS_URL must name database 0 (or none) with REDIS_CLUSTER_NODES: a cluster has one');
+    return {
+      ...cluster[0],
+      db: 0,
+      cluster,
+      ...(username ? { username } : {}),
+      ...(password ? { password } : {}),
+      ...(tls ? { tls } : {}),
+    };
+  }
   if (!env.REDIS_URL) return { host: env.REDIS_HOST, port: env.REDIS_PORT, db: 0 };
   const url = new URL(env.REDIS_URL);
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
@@ -89,6 +123,21 @@ export function redisOptionsFrom(env: Pick<RedisEnv, 'REDIS_URL' | 'REDIS_HOST' 
     ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
     ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
   };
+}
+
+/** `host:port,host:port` (REDIS_CLUSTER_NODES) as ioredis Cluster seed nodes. */
+export function parseClusterNodes(value: string): { host: string; port: number }[] {
+  return value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const at = entry.lastIndexOf(':');
+      const port = Number(entry.slice(at + 1));
+      if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65535)
+        throw new ConfigError(`REDIS_CLUSTER_NODES: '${entry}' is not host:port`);
+      return { host: entry.slice(0, at), port };
+    });
 }
 
 export function toFunctionConfig(env: RedisEnv): FunctionConfig {

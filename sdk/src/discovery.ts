@@ -1,5 +1,5 @@
 import os from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis';
 import { redisKeys } from './keys';
 
 /**
@@ -26,7 +26,11 @@ export function advertiseHost(env: NodeJS.ProcessEnv = process.env): string {
   return env.BATON_ADVERTISE_HOST || os.hostname();
 }
 
-export function registerTarget(redis: Redis, prefix: string, target: ProcessTarget): { stop(): Promise<void> } {
+export function registerTarget(
+  redis: RedisConnection,
+  prefix: string,
+  target: ProcessTarget,
+): { stop(): Promise<void> } {
   const key = redisKeys(prefix).targets;
   // A failed beat is not an error to report: the next one (HEARTBEAT_INTERVAL_MS) writes it again,
   // and readers only drop a target unseen for TARGET_TTL_MS.

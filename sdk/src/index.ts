@@ -47,6 +47,7 @@ export {
   loadConfigOrExitAsync,
   maskCredentials,
   outputLimitEnv,
+  parseClusterNodes,
   parseEnv,
   redisEnv,
   redisOptionsFrom,
@@ -72,8 +73,25 @@ export {
   type StepReport,
   type StepRetryPolicy,
 } from './protocol';
-export { COORDINATOR_QUEUE, functionNameOfQueue, functionQueueName, redisKeys, type RedisKeys } from './keys';
-export { createRedis, type QueueContext } from './redis';
+export {
+  COORDINATOR_QUEUE,
+  deadInboxShardKey,
+  functionNameOfQueue,
+  functionQueueName,
+  inboxShardKey,
+  inboxShardOf,
+  redisKeys,
+  type RedisKeys,
+} from './keys';
+export {
+  commandTimeoutOf,
+  createRedis,
+  duplicateRedis,
+  isCluster,
+  keyServers,
+  type QueueContext,
+  type RedisConnection,
+} from './redis';
 
 // Observability
 export { createLogger, type Logger } from './logger';

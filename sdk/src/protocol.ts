@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { SerializedError } from './errors';
-import { redisKeys } from './keys';
+import { inboxShardKey } from './keys';
+import type { RedisConnection } from './redis';
 import type { TraceCarrier } from './tracing';
 
 /**
@@ -9,7 +9,7 @@ import type { TraceCarrier } from './tracing';
  * - a step is a BullMQ job on `{fn.<function>}` (keys.ts) whose data is `StepJobData` and whose id
  *   is its `stepExecutionId`; its `attempts` and backoff are the step's retry policy;
  * - an attempt's outcome is a `StepReport`, appended (XADD, field `m`, the JSON) to the coordinator's
- *   inbox stream `<prefix>:{coordinator}:inbox`;
+ *   inbox stream `<prefix>:{coordinator}:inbox`, or the shard the job data names (`inboxShard`);
  * - a cancellation is a JSON array of execution ids published on `<prefix>:cancel`.
  *
  * Versioning. `PROTOCOL_VERSION` names this shape. Within a version, changes are additive: a new
@@ -56,6 +56,11 @@ export interface StepJobData {
   idempotencyKey?: string;
   /** W3C trace context of the span that planned this step (tracing on only). */
   trace?: TraceCarrier;
+  /**
+   * The inbox shard the run's messages go to (keys.ts `inboxShardKey`), set by a coordinator with a
+   * sharded inbox; absent: shard 0. The function reports there, so it needs no shard setting.
+   */
+  inboxShard?: number;
 }
 
 /**
@@ -109,11 +114,19 @@ export type StepReport =
 export const INBOX_MESSAGE_FIELD = 'm';
 
 /**
- * Appends one message, already encoded as JSON, to the coordinator inbox: a caller that retries
+ * Appends one message, already encoded as JSON, to the coordinator inbox (its shard `shard`,
+ * `StepJobData.inboxShard`): a caller that retries
  * delivery encodes once, so an encoding error is told apart from Redis refusing the XADD.
  */
-export async function appendEncodedToInbox(redis: Redis, prefix: string, encoded: string): Promise<void> {
-  await redis.xadd(redisKeys(prefix).inbox, '*', INBOX_MESSAGE_FIELD, encoded);
+export async function appendEncodedToInbox(
+  redis: RedisConnection,
+  prefix: string,
+  encoded: string,
+  shard = 0,
+): Promise<void> {
+  // Job data is read from Redis: anything but a shard number means shard 0.
+  const to = Number.isSafeInteger(shard) && shard > 0 ? shard : 0;
+  await redis.xadd(inboxShardKey(prefix, to), '*', INBOX_MESSAGE_FIELD, encoded);
 }
 
 /**

@@ -20,7 +20,7 @@ import {
   type StepLogLine,
   type StepReport,
 } from './protocol';
-import type { QueueContext } from './redis';
+import { duplicateRedis, type QueueContext } from './redis';
 import { injectTrace, inSpan, traced } from './tracing';
 
 export interface FunctionWorkerOptions {
@@ -92,15 +92,16 @@ export function startFunctionWorker(
   const workerId = opts.workerId ?? `${os.hostname()}:${process.pid}`;
   // Attempts running in this process, by execution id, so a cancellation can abort them.
   const inflight = new Map<string, AbortController>();
-  const cancellations = opts.queues.connection.duplicate();
+  const cancellations = duplicateRedis(opts.queues.connection, 'baton:cancellations');
   cancellations.on('message', (_channel: string, message: string) => {
     for (const id of JSON.parse(message) as string[]) inflight.get(id)?.abort(new CancelledError());
   });
   cancellations.subscribe(redisKeys(opts.queues.prefix).cancel).catch((err: unknown) => {
     opts.logger.error({ err }, 'cannot subscribe to cancellations');
   });
-  const report = (message: StepReport): Promise<void> =>
-    appendEncodedToInbox(opts.queues.connection, opts.queues.prefix, JSON.stringify(message));
+  // A report goes to the inbox shard the coordinator named in the job data (absent: shard 0).
+  const report = (message: StepReport, shard?: number): Promise<void> =>
+    appendEncodedToInbox(opts.queues.connection, opts.queues.prefix, JSON.stringify(message), shard);
 
   const retryMinMs = opts.reportRetry?.minMs ?? REPORT_RETRY_MIN_MS;
   const retryMaxMs = Math.max(retryMinMs, opts.reportRetry?.maxMs ?? REPORT_RETRY_MAX_MS);
@@ -131,11 +132,16 @@ export function startFunctionWorker(
    * A delivery that hangs rather than fails (a frozen server) is waited for like any command of
    * the worker's connection, but not past the grace period once closing.
    */
-  const deliver = async (message: StepReport, encoded: string, logger: Logger): Promise<boolean> => {
+  const deliver = async (
+    message: StepReport,
+    encoded: string,
+    logger: Logger,
+    shard: number | undefined,
+  ): Promise<boolean> => {
     let delayMs = retryMinMs;
     for (let failures = 0; ;) {
       try {
-        const sent = appendEncodedToInbox(opts.queues.connection, opts.queues.prefix, encoded);
+        const sent = appendEncodedToInbox(opts.queues.connection, opts.queues.prefix, encoded, shard);
         if (closeDeadline === undefined) await sent;
         else {
           sent.catch(() => undefined);
@@ -218,7 +224,7 @@ export function startFunctionWorker(
     // the run shows it running (and which worker has it).
     let startedReport: Promise<void> | undefined;
     const startedTimer = setTimeout(() => {
-      startedReport = report({ type: 'step.started', ...base, at: startedAt }).catch((err: unknown) =>
+      startedReport = report({ type: 'step.started', ...base, at: startedAt }, data.inboxShard).catch((err: unknown) =>
         logger.warn({ err }, 'started report not sent'),
       );
     }, STARTED_REPORT_DELAY_MS);
@@ -227,7 +233,7 @@ export function startFunctionWorker(
       clearTimeout(startedTimer);
       // In order: the started report, when sent, precedes the outcome in the inbox.
       await startedReport;
-      return deliver(message, encoded, logger);
+      return deliver(message, encoded, logger, data.inboxShard);
     };
 
     let success: { output: unknown; message: StepReport; encoded: string };

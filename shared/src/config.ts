@@ -91,6 +91,11 @@ export const baseEnv = z.object({
   BATON_PG_LOCK_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_PG_LIMITS.lockTimeoutMs),
   BATON_PG_IDLE_TX_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_PG_LIMITS.idleInTransactionTimeoutMs),
   ...expressionEnv.shape,
+  /**
+   * Streams of the coordinator inbox (docs/SCALING.md): a run's messages go to the shard of its id.
+   * 1 is the single stream `<prefix>:{coordinator}:inbox` of an unsharded install.
+   */
+  BATON_INBOX_SHARDS: z.coerce.number().int().min(1).max(1024).default(1),
 });
 
 export type BaseEnv = z.infer<typeof baseEnv>;
@@ -101,6 +106,8 @@ export interface BaseConfig {
   database?: DatabaseSettings;
   redis: RedisOptions;
   queuePrefix: string;
+  /** BATON_INBOX_SHARDS (absent: 1). */
+  inboxShards?: number;
   logLevel: LogLevel;
   metricsPort?: number;
 }
@@ -116,6 +123,7 @@ export function toBaseConfig(env: BaseEnv): BaseConfig {
     },
     redis: redisOptionsFrom(env),
     queuePrefix: env.BATON_QUEUE_PREFIX,
+    inboxShards: env.BATON_INBOX_SHARDS,
     logLevel: env.LOG_LEVEL,
     ...(env.METRICS_PORT === undefined ? {} : { metricsPort: env.METRICS_PORT }),
   };

@@ -1,9 +1,8 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { appendToInbox, isInboxMessage, type InboxMessage } from './inbox';
 import { COORDINATOR_QUEUE } from './keys';
 import { coordinatorJobId, type CoordinatorMessage } from './protocol';
-import { boundedRedisCall, COORDINATOR_JOB_OPTIONS, type QueueContext } from './queues';
+import { boundedRedisCall, COORDINATOR_JOB_OPTIONS, type QueueContext, type RedisConnection } from './queues';
 
 /** A message sent to be handled later (a timer, a deadline), after `delayMs`. */
 export interface DelayedMessage {
@@ -20,14 +19,17 @@ export interface DelayedMessage {
  */
 export class CoordinatorClient extends Queue {
   /** The connection the queue and the inbox share. */
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   /** The key prefix (`BATON_QUEUE_PREFIX`). */
   readonly keyPrefix: string;
+  /** Streams of the inbox (BATON_INBOX_SHARDS): a run's messages go to the shard of its id. */
+  readonly inboxShards: number;
 
   constructor(ctx: QueueContext) {
     super(COORDINATOR_QUEUE, { connection: ctx.connection, prefix: ctx.prefix });
     this.redis = ctx.connection;
     this.keyPrefix = ctx.prefix;
+    this.inboxShards = ctx.inboxShards ?? 1;
   }
 
   /**
@@ -38,7 +40,7 @@ export class CoordinatorClient extends Queue {
   async send(message: CoordinatorMessage): Promise<void> {
     await boundedRedisCall(this.redis, `notifying the coordinator (${message.type})`, async () => {
       if (isInboxMessage(message)) {
-        await appendToInbox(this.redis, this.keyPrefix, [message]);
+        await appendToInbox(this.redis, this.keyPrefix, [message], this.inboxShards);
         return;
       }
       await this.add(message.type, message, { ...COORDINATOR_JOB_OPTIONS, jobId: coordinatorJobId(message) });
@@ -47,7 +49,9 @@ export class CoordinatorClient extends Queue {
 
   /** Inbox messages in one round trip (a pipeline of XADDs), bounded like `send`. */
   async sendToInbox(messages: InboxMessage[], what: string): Promise<void> {
-    await boundedRedisCall(this.redis, what, () => appendToInbox(this.redis, this.keyPrefix, messages));
+    await boundedRedisCall(this.redis, what, () =>
+      appendToInbox(this.redis, this.keyPrefix, messages, this.inboxShards),
+    );
   }
 
   /** A message due after `delayMs` (the coordinator's own timers and deadlines). */

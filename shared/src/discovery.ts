@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { TARGET_TTL_MS, type ProcessTarget } from '@baton/sdk';
+import { TARGET_TTL_MS, type ProcessTarget, type RedisConnection } from '@baton/sdk';
 import { redisKeys } from './keys';
 
 /**
@@ -12,7 +11,7 @@ function targetsKey(prefix: string): string {
   return redisKeys(prefix).targets;
 }
 
-export async function listTargets(redis: Redis, prefix: string, now = Date.now()): Promise<ProcessTarget[]> {
+export async function listTargets(redis: RedisConnection, prefix: string, now = Date.now()): Promise<ProcessTarget[]> {
   const entries = await redis.hgetall(targetsKey(prefix));
   const live: ProcessTarget[] = [];
   const dead: string[] = [];

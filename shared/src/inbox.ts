@@ -1,6 +1,11 @@
-import type { Redis } from 'ioredis';
-import { appendEncodedToInbox, INBOX_MESSAGE_FIELD } from '@baton/sdk';
-import { redisKeys } from './keys';
+import {
+  appendEncodedToInbox,
+  deadInboxShardKey,
+  inboxShardKey,
+  inboxShardOf,
+  INBOX_MESSAGE_FIELD,
+  type RedisConnection,
+} from '@baton/sdk';
 import type { CoordinatorMessage } from './protocol';
 
 /**
@@ -15,19 +20,29 @@ import type { CoordinatorMessage } from './protocol';
  *
  * Delayed messages (timers, deadlines), schedule ticks and control requests stay on the BullMQ
  * coordinator queue, which has delays and job schedulers.
+ *
+ * Sharding (BATON_INBOX_SHARDS): the inbox may be several streams, each with a hash tag of its own
+ * so they spread over a Redis Cluster's nodes. A run's messages all go to the shard of its id
+ * (`inboxShardOf`), so they stay in order; every coordinator replica reads every shard
+ * (inbox-consumer.ts). Shard 0 is the key an unsharded inbox has always had.
  */
 
-/** The stream's key; the `{coordinator}` hash tag keeps it in the coordinator queue's cluster slot. */
-export function inboxKey(prefix: string): string {
-  return redisKeys(prefix).inbox;
+/**
+ * The key of inbox shard `shard` (0: `<prefix>:{coordinator}:inbox`, the coordinator queue's slot;
+ * n: `<prefix>:{inbox.<n>}:inbox`).
+ */
+export function inboxKey(prefix: string, shard = 0): string {
+  return inboxShardKey(prefix, shard);
 }
+
+export { inboxShardOf };
 
 /**
  * Entries that failed `maxDeliveries` times (or are no coordinator message) go here, with the reason
  * they were set aside, for a person to look at; each failure's error is in the coordinator's log.
  */
-export function deadInboxKey(prefix: string): string {
-  return redisKeys(prefix).deadInbox;
+export function deadInboxKey(prefix: string, shard = 0): string {
+  return deadInboxShardKey(prefix, shard);
 }
 
 export const INBOX_GROUP = 'coordinators';
@@ -59,17 +74,36 @@ export function encodeInboxMessage(message: InboxMessage): string {
  */
 export { appendEncodedToInbox, INBOX_MESSAGE_FIELD };
 
-/** Appends messages in one round trip (a pipeline of XADDs). */
-export async function appendToInbox(redis: Redis, prefix: string, messages: InboxMessage[]): Promise<void> {
+/**
+ * Appends messages, each to the shard of its run (of `shards`), in one round trip per shard (a
+ * pipeline of XADDs: a pipeline stays in one cluster slot).
+ */
+export async function appendToInbox(
+  redis: RedisConnection,
+  prefix: string,
+  messages: InboxMessage[],
+  shards = 1,
+): Promise<void> {
   if (!messages.length) return;
-  const key = inboxKey(prefix);
-  if (messages.length === 1) {
-    await redis.xadd(key, '*', INBOX_MESSAGE_FIELD, encodeInboxMessage(messages[0]));
-    return;
+  const byShard = new Map<number, InboxMessage[]>();
+  for (const message of messages) {
+    const shard = inboxShardOf(message.runId, shards);
+    const list = byShard.get(shard);
+    if (list) list.push(message);
+    else byShard.set(shard, [message]);
   }
-  const pipeline = redis.pipeline();
-  for (const message of messages) pipeline.xadd(key, '*', INBOX_MESSAGE_FIELD, encodeInboxMessage(message));
-  const results = (await pipeline.exec()) ?? [];
-  const failed = results.find(([err]) => err);
-  if (failed) throw failed[0];
+  await Promise.all(
+    [...byShard].map(async ([shard, list]) => {
+      const key = inboxKey(prefix, shard);
+      if (list.length === 1) {
+        await redis.xadd(key, '*', INBOX_MESSAGE_FIELD, encodeInboxMessage(list[0]));
+        return;
+      }
+      const pipeline = redis.pipeline();
+      for (const message of list) pipeline.xadd(key, '*', INBOX_MESSAGE_FIELD, encodeInboxMessage(message));
+      const results = (await pipeline.exec()) ?? [];
+      const failed = results.find(([err]) => err);
+      if (failed) throw failed[0];
+    }),
+  );
 }

@@ -191,12 +191,16 @@ export {
   COORDINATOR_QUEUE,
   createRedis,
   deleteKeysWithPrefix,
+  duplicateRedis,
   functionNameOfQueue,
+  isCluster,
+  keyServers,
   functionQueueName,
   KEEP_FINISHED_JOBS,
   publishCancellation,
   queueContext,
   type QueueContext,
+  type RedisConnection,
 } from './queues';
 export { CoordinatorClient, coordinatorQueue, type DelayedMessage } from './coordinator-client';
 export {
@@ -220,6 +224,7 @@ export {
   INBOX_GROUP,
   INBOX_MESSAGE_FIELD,
   inboxKey,
+  inboxShardOf,
   type InboxMessage,
   isInboxMessage,
 } from './inbox';

@@ -1,6 +1,5 @@
 import type { JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
-import type { QueueContext } from '@baton/sdk';
+import { commandTimeoutOf, keyServers, type QueueContext, type RedisConnection } from '@baton/sdk';
 import type { BaseConfig } from './config';
 import { RedisUnavailableError } from './errors';
 import { redisKeys } from './keys';
@@ -8,14 +7,19 @@ import { redisKeys } from './keys';
 /** Queue names, like every other key, are built in keys.ts. */
 export { COORDINATOR_QUEUE, functionNameOfQueue, functionQueueName } from './keys';
 
-/** Connections are the SDK's (sdk/src/redis.ts): function processes open them the same way. */
-export { createRedis, type QueueContext } from '@baton/sdk';
-
-/** The connection's command timeout (ms), when it was created with one. */
-export function commandTimeoutOf(redis: Redis): number | undefined {
-  const timeout = redis.options.commandTimeout;
-  return typeof timeout === 'number' && timeout > 0 ? timeout : undefined;
-}
+/**
+ * Connections are the SDK's (sdk/src/redis.ts), the one place they are made: function processes
+ * open them the same way, one server or a Redis Cluster (REDIS_CLUSTER_NODES).
+ */
+export {
+  commandTimeoutOf,
+  createRedis,
+  duplicateRedis,
+  isCluster,
+  keyServers,
+  type QueueContext,
+  type RedisConnection,
+} from '@baton/sdk';
 
 /**
  * Runs `call` (commands on `redis`, directly or through BullMQ) within `timeoutMs`, by default the
@@ -25,7 +29,7 @@ export function commandTimeoutOf(redis: Redis): number | undefined {
  * already sent may still be applied after the caller was told it failed (a frozen server resumes).
  */
 export async function boundedRedisCall<T>(
-  redis: Redis,
+  redis: RedisConnection,
   what: string,
   call: () => Promise<T>,
   timeoutMs: number | undefined = commandTimeoutOf(redis),
@@ -51,8 +55,15 @@ export async function boundedRedisCall<T>(
   }
 }
 
-export function queueContext(config: Pick<BaseConfig, 'queuePrefix'>, connection: Redis): QueueContext {
-  return { connection, prefix: config.queuePrefix };
+export function queueContext(
+  config: Pick<BaseConfig, 'queuePrefix'> & Partial<Pick<BaseConfig, 'inboxShards'>>,
+  connection: RedisConnection,
+): QueueContext {
+  return {
+    connection,
+    prefix: config.queuePrefix,
+    ...(config.inboxShards && config.inboxShards > 1 ? { inboxShards: config.inboxShards } : {}),
+  };
 }
 
 /** Completed and failed jobs stay a while: the reconciler reads a finished job's result from them. */
@@ -66,15 +77,29 @@ export const COORDINATOR_JOB_OPTIONS: JobsOptions = {
   removeOnFail: KEEP_FINISHED_JOBS,
 };
 
-/** Deletes every key under `prefix` (test suites clean up their own prefix with it). */
-export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
-  let cursor = '0';
+/**
+ * Deletes every key under `prefix` (test suites clean up their own prefix with it). On a cluster
+ * each master is scanned, and each key deleted on its own (a DEL of several keys must stay in one
+ * slot).
+ */
+export async function deleteKeysWithPrefix(redis: RedisConnection, prefix: string): Promise<number> {
   let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', redisKeys(prefix).all, 'COUNT', 500);
-    cursor = next;
-    if (keys.length) deleted += await redis.del(...keys);
-  } while (cursor !== '0');
+  for (const server of keyServers(redis)) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await server.scan(cursor, 'MATCH', redisKeys(prefix).all, 'COUNT', 500);
+      cursor = next;
+      if (keys.length) {
+        const pipeline = server.pipeline();
+        for (const key of keys) pipeline.unlink(key);
+        const replies = (await pipeline.exec()) ?? [];
+        for (const [err, count] of replies) {
+          if (err) throw err;
+          deleted += Number(count);
+        }
+      }
+    } while (cursor !== '0');
+  }
   return deleted;
 }
 
@@ -86,6 +111,10 @@ export function cancelChannel(prefix: string): string {
   return redisKeys(prefix).cancel;
 }
 
-export async function publishCancellation(redis: Redis, prefix: string, stepExecutionIds: string[]): Promise<void> {
+export async function publishCancellation(
+  redis: RedisConnection,
+  prefix: string,
+  stepExecutionIds: string[],
+): Promise<void> {
   if (stepExecutionIds.length) await redis.publish(cancelChannel(prefix), JSON.stringify(stepExecutionIds));
 }

@@ -1,11 +1,12 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
+  commandTimeoutOf,
   coordinatorQueue,
   createLogger,
   createRedis,
+  type RedisConnection,
   defineFunction,
   queueContext,
   saveDefinition,
@@ -47,7 +48,7 @@ describe('BATON_REDIS_COMMAND_TIMEOUT_MS', () => {
   it('is the command timeout of the gateway connection', () => {
     const redis = createGatewayRedis({ ...loadGatewayConfig({ BATON_REDIS_COMMAND_TIMEOUT_MS: '1234' }) });
     try {
-      expect(redis.options.commandTimeout).toBe(1234);
+      expect(commandTimeoutOf(redis)).toBe(1234);
     } finally {
       redis.disconnect();
     }
@@ -57,8 +58,8 @@ describe('BATON_REDIS_COMMAND_TIMEOUT_MS', () => {
 describe('gateway with a frozen Redis', () => {
   let env: TestEnv;
   let server: PrivateRedis;
-  let gatewayRedis: Redis;
-  let engineRedis: Redis;
+  let gatewayRedis: RedisConnection;
+  let engineRedis: RedisConnection;
   let coordinator: CoordinatorClient;
   let engine: Engine;
   let api: http.Server;

@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
-import type { Redis } from 'ioredis';
 import {
   appendToInbox,
   createLogger,
   createRedis,
+  type RedisConnection,
   deadInboxKey,
   deleteKeysWithPrefix,
   inboxKey,
@@ -53,7 +53,7 @@ function recorder(fail: (batch: InboxMessage[]) => boolean = () => false) {
 }
 
 describe('InboxConsumer (coordinator inbox stream)', () => {
-  let redis: Redis;
+  let redis: RedisConnection;
   let prefix: string;
   let consumers: InboxConsumer[] = [];
   let n = 0;

@@ -2,6 +2,7 @@ import {
   NonRetryableError,
   createLogger,
   createRedis,
+  type RedisConnection,
   defineFunction,
   inboxKey,
   metrics,
@@ -11,7 +12,6 @@ import {
   type FunctionDefinition,
   type FunctionWorker,
 } from '@baton/shared';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { PrivateRedis } from '../chaos/private-servers';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
@@ -60,7 +60,7 @@ const countClose = defineFunction({
 });
 
 /** Sum of the `count` fields of the server's ACL log: how many commands it refused. */
-async function refusals(admin: Redis): Promise<number> {
+async function refusals(admin: RedisConnection): Promise<number> {
   const entries = (await admin.call('ACL', 'LOG')) as unknown[][];
   let total = 0;
   for (const entry of entries) {
@@ -78,11 +78,11 @@ async function retriesCounted(fn: string): Promise<number> {
 describe('report delivery (function runtime)', () => {
   let env: TestEnv;
   let server: PrivateRedis;
-  let admin: Redis;
+  let admin: RedisConnection;
   let engine: Engine;
   let prefix: string;
   const workers: FunctionWorker[] = [];
-  const connections: Redis[] = [];
+  const connections: RedisConnection[] = [];
   const logger = createLogger('report-delivery-test', (process.env.TEST_LOG_LEVEL as 'info') ?? 'silent');
 
   /** Lets the runtime's user use its own queue's keys (and pub/sub), not the inbox. */

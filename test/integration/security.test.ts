@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { coordinatorQueue, createLogger, type CoordinatorClient } from '@baton/shared';
+import { coordinatorQueue, createLogger, type CoordinatorClient, type RedisConnection } from '@baton/shared';
 import { createApp } from '../../services/gateway/src/app';
 import { DEFAULT_RATE_LIMIT, loadGatewayConfig, type GatewayConfig } from '../../services/gateway/src/config';
 import { DASHBOARD_CSP } from '../../services/gateway/src/routes/dashboard';
@@ -22,7 +22,7 @@ describe('gateway security', () => {
   const logger = createLogger('security-test', 'silent');
   let suffix = 0;
 
-  const appWith = (overrides: Partial<GatewayConfig> = {}, redis: Redis = env.redis): Express =>
+  const appWith = (overrides: Partial<GatewayConfig> = {}, redis: RedisConnection = env.redis): Express =>
     createApp({ pool: env.pool, redis, coordinator, config: { ...config, ...overrides }, logger });
   /** A key prefix of its own per test, under the suite's (removed by cleanup). */
   const freshPrefix = () => `${env.config.queuePrefix}-t${++suffix}`;

@@ -48,6 +48,8 @@ export async function startEngine(
     maxOutputBytes?: number;
     maxForEachItems?: number;
     maxChildDepth?: number;
+    /** Inbox shards the coordinator reads (BATON_INBOX_DRAIN_SHARDS); default: the env's shards. */
+    inboxReadShards?: number;
   } = {},
 ): Promise<Engine> {
   const logger = createLogger('test', env.config.logLevel);
@@ -59,6 +61,7 @@ export async function startEngine(
     ...(opts.maxOutputBytes ? { maxOutputBytes: opts.maxOutputBytes } : {}),
     ...(opts.maxForEachItems ? { maxForEachItems: opts.maxForEachItems } : {}),
     ...(opts.maxChildDepth !== undefined ? { maxChildDepth: opts.maxChildDepth } : {}),
+    ...(opts.inboxReadShards ? { inbox: { shards: opts.inboxReadShards } } : {}),
   });
   coordinator.start();
   const reconciler = new Reconciler({

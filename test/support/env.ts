@@ -1,10 +1,10 @@
 import net from 'node:net';
 import crypto from 'node:crypto';
-import type { Redis } from 'ioredis';
 import pg from 'pg';
 import {
   createPool,
   createRedis,
+  type RedisConnection,
   deleteKeysWithPrefix,
   migrate,
   queueContext,
@@ -23,7 +23,7 @@ import {
 export interface TestEnv {
   databaseUrl: string;
   pool: Pool;
-  redis: Redis;
+  redis: RedisConnection;
   config: BaseConfig;
   queues: QueueContext;
   cleanup(): Promise<void>;
@@ -49,7 +49,14 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
-export async function createTestEnv(suite: string): Promise<TestEnv> {
+export interface TestEnvOptions {
+  /** REDIS_CLUSTER_NODES of a Redis Cluster (test/support/redis-cluster.ts) instead of the local Redis. */
+  redisClusterNodes?: string;
+  /** BATON_INBOX_SHARDS (default 1). */
+  inboxShards?: number;
+}
+
+export async function createTestEnv(suite: string, opts: TestEnvOptions = {}): Promise<TestEnv> {
   const id = crypto.randomBytes(4).toString('hex');
   const database = `baton_test_${suite.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${id}`;
   await admin((c) => c.query(`CREATE DATABASE ${c.escapeIdentifier(database)}`));
@@ -58,8 +65,14 @@ export async function createTestEnv(suite: string): Promise<TestEnv> {
   await seedDemoData(databaseUrl);
   const config: BaseConfig = {
     databaseUrl,
-    redis: redisOptionsFrom({ REDIS_URL, REDIS_HOST: '127.0.0.1', REDIS_PORT: 6379 }),
+    redis: redisOptionsFrom({
+      REDIS_URL: opts.redisClusterNodes ? undefined : REDIS_URL,
+      REDIS_HOST: '127.0.0.1',
+      REDIS_PORT: 6379,
+      REDIS_CLUSTER_NODES: opts.redisClusterNodes,
+    }),
     queuePrefix: `baton-test-${suite}-${id}`,
+    ...(opts.inboxShards ? { inboxShards: opts.inboxShards } : {}),
     logLevel: (process.env.TEST_LOG_LEVEL as BaseConfig['logLevel']) ?? 'silent',
   };
   const pool = createPool(databaseUrl, { max: 10, applicationName: `test-${suite}` });

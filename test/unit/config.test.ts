@@ -1,4 +1,14 @@
-import { baseEnv, ConfigError, maskCredentials, parseEnv, redisOptionsFrom, toBaseConfig } from '@baton/shared';
+import {
+  baseEnv,
+  ConfigError,
+  deadInboxKey,
+  inboxKey,
+  inboxShardOf,
+  maskCredentials,
+  parseEnv,
+  redisOptionsFrom,
+  toBaseConfig,
+} from '@baton/shared';
 import { loadCoordinatorConfig } from '../../services/coordinator/src/config';
 
 describe('configuration', () => {
@@ -9,8 +19,65 @@ describe('configuration', () => {
       database: { statementTimeoutMs: 30_000, lockTimeoutMs: 10_000, idleInTransactionTimeoutMs: 30_000 },
       redis: { host: '127.0.0.1', port: 6379, db: 0 },
       queuePrefix: 'baton',
+      inboxShards: 1,
       logLevel: 'info',
     });
+  });
+
+  it('reads REDIS_CLUSTER_NODES over REDIS_URL, keeping its credentials and TLS', () => {
+    const env = parseEnv(baseEnv, {
+      REDIS_CLUSTER_NODES: 'redis-0:6379, redis-1:6380,10.0.0.3:7000',
+      REDIS_URL: 'rediss://u:pw@ignored:1/0',
+      BATON_INBOX_SHARDS: '16',
+    });
+    const config = toBaseConfig(env);
+    expect(config.redis).toEqual({
+      host: 'redis-0',
+      port: 6379,
+      db: 0,
+      cluster: [
+        { host: 'redis-0', port: 6379 },
+        { host: 'redis-1', port: 6380 },
+        { host: '10.0.0.3', port: 7000 },
+      ],
+      username: 'u',
+      password: 'pw',
+      tls: {},
+    });
+    expect(config.inboxShards).toBe(16);
+    expect(() => parseEnv(baseEnv, { REDIS_CLUSTER_NODES: 'redis-0' })).toThrow(/REDIS_CLUSTER_NODES/);
+    expect(() =>
+      redisOptionsFrom({ REDIS_CLUSTER_NODES: 'a:1', REDIS_URL: 'redis://x/2', REDIS_HOST: 'x', REDIS_PORT: 1 }),
+    ).toThrow(/database 0/);
+    expect(() => parseEnv(baseEnv, { BATON_INBOX_SHARDS: '0' })).toThrow(/BATON_INBOX_SHARDS/);
+  });
+
+  it('reads the inbox shards a coordinator drains (BATON_INBOX_DRAIN_SHARDS): the larger count is read', () => {
+    expect(loadCoordinatorConfig({})).toMatchObject({ inboxShards: 1, inboxReadShards: 1 });
+    expect(loadCoordinatorConfig({ BATON_INBOX_SHARDS: '4', BATON_INBOX_DRAIN_SHARDS: '16' })).toMatchObject({
+      inboxShards: 4,
+      inboxReadShards: 16,
+    });
+    expect(loadCoordinatorConfig({ BATON_INBOX_SHARDS: '16', BATON_INBOX_DRAIN_SHARDS: '4' })).toMatchObject({
+      inboxReadShards: 16,
+    });
+  });
+
+  it('puts a run in one inbox shard, stably, and spreads runs over the shards', () => {
+    expect(inboxShardOf('5f0c2d7e-0000-4000-8000-000000000001', 1)).toBe(0);
+    const ids = Array.from({ length: 1600 }, (_, i) => `5f0c2d7e-0000-4000-8000-${String(i).padStart(12, '0')}`);
+    const counts = new Array<number>(16).fill(0);
+    for (const id of ids) {
+      const shard = inboxShardOf(id, 16);
+      expect(inboxShardOf(id, 16)).toBe(shard);
+      counts[shard] += 1;
+    }
+    // Every shard takes a share (100 each if even); none is left empty or takes double.
+    for (const count of counts) expect(count).toBeGreaterThan(50);
+    for (const count of counts) expect(count).toBeLessThan(200);
+    expect(inboxKey('baton', 0)).toBe('baton:{coordinator}:inbox');
+    expect(inboxKey('baton', 3)).toBe('baton:{inbox.3}:inbox');
+    expect(deadInboxKey('baton', 3)).toBe('baton:{inbox.3}:inbox:dead');
   });
 
   it('reads the pool size and the PostgreSQL session bounds (0 turns one off)', () => {

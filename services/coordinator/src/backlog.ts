@@ -1,7 +1,6 @@
 import type http from 'node:http';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { functionQueueName, type Logger, type QueueContext, ErrorCode } from '@baton/shared';
+import { functionQueueName, type Logger, type QueueContext, type RedisConnection, ErrorCode } from '@baton/shared';
 
 /**
  * A function queue's backlog, the metric KEDA scales each function's Deployment on
@@ -46,7 +45,7 @@ export function isValidFunctionName(name: string): boolean {
 /** Reads the counts of one function queue: a handful of O(1) Redis calls. */
 export async function readBacklog(
   queue: Queue,
-  redis: Redis,
+  redis: RedisConnection,
   functionName: string,
   now = Date.now(),
 ): Promise<Backlog> {
@@ -73,7 +72,7 @@ export class BacklogReader {
 
   constructor(
     private readonly ctx: QueueContext,
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly maxQueues = 500,
   ) {}
 

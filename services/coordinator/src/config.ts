@@ -21,6 +21,11 @@ const coordinatorEnv = baseEnv.extend({
   COORDINATOR_INBOX_LOOPS: z.coerce.number().int().min(1).max(16).default(INBOX_LOOPS),
   /** Most inbox messages applied in one transaction. */
   COORDINATOR_INBOX_BATCH: z.coerce.number().int().min(1).max(1000).default(INBOX_BATCH_SIZE),
+  /**
+   * Inbox shards read besides BATON_INBOX_SHARDS' (0..n-1), while the shards of a larger former
+   * count are drained (docs/SCALING.md). 0: only BATON_INBOX_SHARDS'.
+   */
+  BATON_INBOX_DRAIN_SHARDS: z.coerce.number().int().min(0).max(1024).default(0),
   /** An inbox entry read by a coordinator that died unacknowledged is taken over after this long. */
   COORDINATOR_INBOX_CLAIM_MS: z.coerce.number().int().min(100).default(INBOX_CLAIM_IDLE_MS),
   /** How often the reconciler compares PostgreSQL with Redis. */
@@ -54,6 +59,8 @@ export interface CoordinatorConfig extends BaseConfig {
   inboxLoops: number;
   inboxBatch: number;
   inboxClaimMs: number;
+  /** Inbox shards read: max(BATON_INBOX_SHARDS, BATON_INBOX_DRAIN_SHARDS). */
+  inboxReadShards: number;
   reconcileIntervalMs: number;
   reconcileGraceMs: number;
   maxOutputBytes: number;
@@ -72,6 +79,7 @@ export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): Coo
     inboxLoops: parsed.COORDINATOR_INBOX_LOOPS,
     inboxBatch: parsed.COORDINATOR_INBOX_BATCH,
     inboxClaimMs: parsed.COORDINATOR_INBOX_CLAIM_MS,
+    inboxReadShards: Math.max(parsed.BATON_INBOX_SHARDS, parsed.BATON_INBOX_DRAIN_SHARDS),
     reconcileIntervalMs: parsed.RECONCILE_INTERVAL_MS,
     reconcileGraceMs: parsed.RECONCILE_GRACE_MS,
     maxOutputBytes: parsed.BATON_MAX_OUTPUT_BYTES,

@@ -29,8 +29,11 @@ export interface CoordinatorDeps {
   logger: Logger;
   /** BullMQ messages (timers, schedules, control requests) handled at once. */
   concurrency?: number;
-  /** Inbox tuning (batch size, reading loops, claim time); defaults in inbox-consumer.ts. */
-  inbox?: Partial<Pick<InboxConsumerOptions, 'batchSize' | 'loops' | 'claimIdleMs' | 'maxDeliveries'>>;
+  /**
+   * Inbox tuning (batch size, reading loops, claim time, shards read); defaults in
+   * inbox-consumer.ts, shards: `queues.inboxShards`.
+   */
+  inbox?: Partial<Pick<InboxConsumerOptions, 'batchSize' | 'loops' | 'claimIdleMs' | 'maxDeliveries' | 'shards'>>;
   /** Largest step output stored (BATON_MAX_OUTPUT_BYTES); report-guard.ts. */
   maxOutputBytes?: number;
   /** BATON_FOREACH_MAX_ITEMS and BATON_MAX_CHILD_DEPTH (defaults: 10 000 and 16). */
@@ -110,6 +113,7 @@ export class Coordinator {
       prefix: queues.prefix,
       logger,
       handleBatch: (messages, onCommit) => this.handleBatch(messages, onCommit),
+      shards: queues.inboxShards ?? 1,
       ...this.deps.inbox,
     });
     this.inboxStarted = this.inbox.start().catch((err: unknown) => {

@@ -1,11 +1,24 @@
 import os from 'node:os';
-import type { Redis } from 'ioredis';
-import { deadInboxKey, inboxKey, INBOX_GROUP, isInboxMessage, type InboxMessage, type Logger } from '@baton/shared';
+import {
+  deadInboxKey,
+  duplicateRedis,
+  inboxKey,
+  INBOX_GROUP,
+  isInboxMessage,
+  type InboxMessage,
+  type Logger,
+  type RedisConnection,
+} from '@baton/shared';
 
 export interface InboxConsumerOptions {
   /** Duplicated for each reading loop (XREADGROUP blocks its connection). */
-  redis: Redis;
+  redis: RedisConnection;
   prefix: string;
+  /**
+   * Inbox shards read: 0..shards-1 (BATON_INBOX_SHARDS, or more while the shards of a larger former
+   * count are drained: BATON_INBOX_DRAIN_SHARDS). Absent: 1, the unsharded inbox.
+   */
+  shards?: number;
   logger: Logger;
   /**
    * Applies a batch; may call `onCommit` as soon as it has committed, to have the entries
@@ -14,7 +27,11 @@ export interface InboxConsumerOptions {
   handleBatch: (messages: InboxMessage[], onCommit: () => Promise<void>) => Promise<void>;
   /** Most entries taken per read, i.e. per transaction. */
   batchSize?: number;
-  /** Reading loops, each applying its own batches: one can read while another commits. */
+  /**
+   * Reading loops, each applying its own batches: one can read while another commits. Spread over
+   * the shards: each shard has at least one loop (a blocking read stays in one cluster slot), and
+   * `loops` in all when there are fewer shards than loops.
+   */
   loops?: number;
   /** An entry read but not acknowledged for this long (its coordinator died) is claimed by another. */
   claimIdleMs?: number;
@@ -28,6 +45,13 @@ interface Entry {
   message?: InboxMessage;
 }
 
+/** One inbox stream: its shard number, key and dead-letter key. */
+interface Shard {
+  index: number;
+  key: string;
+  deadKey: string;
+}
+
 /** Batches grow with the backlog up to this; an idle coordinator applies a lone report at once. */
 export const INBOX_BATCH_SIZE = 200;
 export const INBOX_LOOPS = 2;
@@ -37,30 +61,44 @@ const BLOCK_MS = 1_000;
 
 /**
  * Reads the coordinator inbox (shared/src/inbox.ts) through the consumer group: each loop reads up to
- * `batchSize` entries, has them applied in one transaction, then acknowledges and deletes them. A
- * batch that fails is retried one message at a time, so one bad message holds up only itself; what
- * still fails stays pending and is delivered again after `claimIdleMs`.
+ * `batchSize` entries of its shard, has them applied in one transaction, then acknowledges and
+ * deletes them. A batch that fails is retried one message at a time, so one bad message holds up
+ * only itself; what still fails stays pending and is delivered again after `claimIdleMs`.
+ *
+ * Sharded, every replica reads every shard (one consumer group per stream, the same name): a run's
+ * messages are in one shard, in order, and each entry goes to one replica; the claim of a dead
+ * replica's entries runs per shard.
  */
 export class InboxConsumer {
-  private readonly key: string;
+  private readonly shards: Shard[];
   private readonly consumer: string;
-  private readonly readers: Redis[] = [];
+  private readonly readers: RedisConnection[] = [];
   private readonly loops: Promise<void>[] = [];
   private claimTimer?: NodeJS.Timeout;
   private claiming?: Promise<void>;
   private closing = false;
 
   constructor(private readonly opts: InboxConsumerOptions) {
-    this.key = inboxKey(opts.prefix);
+    this.shards = Array.from({ length: Math.max(1, opts.shards ?? 1) }, (_, index) => ({
+      index,
+      key: inboxKey(opts.prefix, index),
+      deadKey: deadInboxKey(opts.prefix, index),
+    }));
     this.consumer = opts.consumerName ?? `${os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
   }
 
+  /** Reading loops in all: at least one per shard. */
+  get readerCount(): number {
+    return Math.max(this.opts.loops ?? INBOX_LOOPS, this.shards.length);
+  }
+
   async start(): Promise<void> {
-    await this.ensureGroup();
-    for (let i = 0; i < (this.opts.loops ?? INBOX_LOOPS); i += 1) {
-      const reader = this.opts.redis.duplicate({ connectionName: 'baton:coordinator:inbox' });
+    for (const shard of this.shards) await this.ensureGroup(shard);
+    for (let i = 0; i < this.readerCount; i += 1) {
+      const shard = this.shards[i % this.shards.length];
+      const reader = duplicateRedis(this.opts.redis, 'baton:coordinator:inbox');
       this.readers.push(reader);
-      this.loops.push(this.readLoop(reader));
+      this.loops.push(this.readLoop(reader, shard));
     }
     const claimEvery = Math.max(100, Math.floor((this.opts.claimIdleMs ?? INBOX_CLAIM_IDLE_MS) / 2));
     const tick = (): void => {
@@ -84,16 +122,16 @@ export class InboxConsumer {
     await this.claiming;
   }
 
-  private async ensureGroup(): Promise<void> {
+  private async ensureGroup(shard: Shard): Promise<void> {
     try {
       // From the start of the stream: entries appended before any coordinator existed are not lost.
-      await this.opts.redis.xgroup('CREATE', this.key, INBOX_GROUP, '0', 'MKSTREAM');
+      await this.opts.redis.xgroup('CREATE', shard.key, INBOX_GROUP, '0', 'MKSTREAM');
     } catch (err) {
       if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
     }
   }
 
-  private async readLoop(reader: Redis): Promise<void> {
+  private async readLoop(reader: RedisConnection, shard: Shard): Promise<void> {
     while (!this.closing) {
       let entries: Entry[];
       try {
@@ -106,37 +144,40 @@ export class InboxConsumer {
           'BLOCK',
           BLOCK_MS,
           'STREAMS',
-          this.key,
+          shard.key,
           '>',
         )) as [string, [string, string[]][]][] | null;
         entries = reply ? reply[0][1].map(([id, fields]) => parseEntry(id, fields)) : [];
       } catch (err) {
         if (this.closing) return;
         // The group is gone with a FLUSHALL or a Redis restart without persistence: make it again.
-        if (String((err as Error).message).includes('NOGROUP')) await this.ensureGroup().catch(() => undefined);
+        if (String((err as Error).message).includes('NOGROUP')) await this.ensureGroup(shard).catch(() => undefined);
         else this.opts.logger.warn({ err }, 'inbox read failed; retrying');
         await sleep(250);
         continue;
       }
       // A failure here (Redis refusing a write) leaves the entries pending: claimed again later.
       if (entries.length) {
-        await this.apply(entries).catch((err: unknown) =>
+        await this.apply(shard, entries).catch((err: unknown) =>
           this.opts.logger.warn({ err }, 'inbox entries not applied; they stay pending'),
         );
       }
     }
   }
 
-  private async apply(entries: Entry[]): Promise<void> {
+  private async apply(shard: Shard, entries: Entry[]): Promise<void> {
     const malformed = entries.filter((e) => !e.message);
     if (malformed.length)
-      await this.deadLetter(malformed.map((e) => ({ id: e.id, error: 'not a coordinator message' })));
+      await this.deadLetter(
+        shard,
+        malformed.map((e) => ({ id: e.id, error: 'not a coordinator message' })),
+      );
     const valid = entries.filter((e): e is Required<Entry> => Boolean(e.message));
     if (!valid.length) return;
     // A lone message is not retried at once: left pending, it comes back after claimIdleMs.
     const alone = valid.length === 1;
     try {
-      await this.applyAndAck(valid);
+      await this.applyAndAck(shard, valid);
       return;
     } catch (err) {
       this.opts.logger.warn(
@@ -147,7 +188,7 @@ export class InboxConsumer {
     if (alone) return;
     for (const entry of valid) {
       try {
-        await this.applyAndAck([entry]);
+        await this.applyAndAck(shard, [entry]);
       } catch (err) {
         // Left pending: delivered again after claimIdleMs, dead-lettered after maxDeliveries.
         this.opts.logger.warn({ err, message: entry.message }, 'inbox message failed; it will be retried');
@@ -156,9 +197,13 @@ export class InboxConsumer {
   }
 
   /** Acknowledged when `handleBatch` says it committed, or when it returns, whichever comes first. */
-  private async applyAndAck(entries: Required<Entry>[]): Promise<void> {
+  private async applyAndAck(shard: Shard, entries: Required<Entry>[]): Promise<void> {
     let acked: Promise<void> | undefined;
-    const ack = (): Promise<void> => (acked ??= this.ack(entries.map((e) => e.id)));
+    const ack = (): Promise<void> =>
+      (acked ??= this.ack(
+        shard,
+        entries.map((e) => e.id),
+      ));
     await this.opts.handleBatch(
       entries.map((e) => e.message),
       ack,
@@ -166,11 +211,11 @@ export class InboxConsumer {
     await ack();
   }
 
-  private async ack(ids: string[]): Promise<void> {
+  private async ack(shard: Shard, ids: string[]): Promise<void> {
     await this.opts.redis
       .multi()
-      .xack(this.key, INBOX_GROUP, ...ids)
-      .xdel(this.key, ...ids)
+      .xack(shard.key, INBOX_GROUP, ...ids)
+      .xdel(shard.key, ...ids)
       .exec();
   }
 
@@ -179,8 +224,14 @@ export class InboxConsumer {
    * often go to the dead-letter stream.
    */
   async claimStale(): Promise<number> {
+    let claimed = 0;
+    for (const shard of this.shards) claimed += await this.claimStaleOf(shard);
+    return claimed;
+  }
+
+  private async claimStaleOf(shard: Shard): Promise<number> {
     const minIdle = this.opts.claimIdleMs ?? INBOX_CLAIM_IDLE_MS;
-    const pending = (await this.opts.redis.xpending(this.key, INBOX_GROUP, 'IDLE', minIdle, '-', '+', 100)) as [
+    const pending = (await this.opts.redis.xpending(shard.key, INBOX_GROUP, 'IDLE', minIdle, '-', '+', 100)) as [
       string,
       string,
       number,
@@ -190,39 +241,46 @@ export class InboxConsumer {
     const maxDeliveries = this.opts.maxDeliveries ?? INBOX_MAX_DELIVERIES;
     const poisoned = pending.filter(([, , , deliveries]) => deliveries >= maxDeliveries).map(([id]) => id);
     if (poisoned.length) {
-      await this.deadLetter(poisoned.map((id) => ({ id, error: `failed ${maxDeliveries} deliveries` })));
+      await this.deadLetter(
+        shard,
+        poisoned.map((id) => ({ id, error: `failed ${maxDeliveries} deliveries` })),
+      );
     }
     const retry = pending.filter(([, , , deliveries]) => deliveries < maxDeliveries).map(([id]) => id);
     if (!retry.length) return 0;
-    const claimed = (await this.opts.redis.xclaim(this.key, INBOX_GROUP, this.consumer, minIdle, ...retry)) as [
+    const claimed = (await this.opts.redis.xclaim(shard.key, INBOX_GROUP, this.consumer, minIdle, ...retry)) as [
       string,
       string[] | null,
     ][];
     // An entry deleted meanwhile comes back without fields: only its pending record was left.
     const entries = claimed.filter(([, fields]) => fields).map(([id, fields]) => parseEntry(id, fields as string[]));
     const gone = claimed.filter(([, fields]) => !fields).map(([id]) => id);
-    if (gone.length) await this.opts.redis.xack(this.key, INBOX_GROUP, ...gone);
+    if (gone.length) await this.opts.redis.xack(shard.key, INBOX_GROUP, ...gone);
     if (entries.length) {
-      this.opts.logger.warn({ entries: entries.length }, 'inbox entries of a stopped coordinator taken over');
-      await this.apply(entries);
+      this.opts.logger.warn(
+        { entries: entries.length, shard: shard.index },
+        'inbox entries of a stopped coordinator taken over',
+      );
+      await this.apply(shard, entries);
     }
     return entries.length;
   }
 
-  private async deadLetter(entries: { id: string; error: string }[]): Promise<void> {
+  private async deadLetter(shard: Shard, entries: { id: string; error: string }[]): Promise<void> {
     const ids = entries.map((e) => e.id);
-    const stored = (await this.opts.redis.xrange(this.key, ids[0], ids[ids.length - 1])) as [string, string[]][];
+    const stored = (await this.opts.redis.xrange(shard.key, ids[0], ids[ids.length - 1])) as [string, string[]][];
     const byId = new Map(stored.map(([id, fields]) => [id, fields]));
     // Written before the entries are acknowledged: if this fails, they stay pending.
     const tx = this.opts.redis.multi();
     for (const { id, error } of entries) {
       const fields = byId.get(id);
       this.opts.logger.error({ id, error, fields }, 'inbox entry dead-lettered');
-      tx.xadd(deadInboxKey(this.opts.prefix), 'MAXLEN', '~', 10_000, '*', 'id', id, 'error', error, ...(fields ?? []));
+      // The shard's own dead letters: in its slot, so this MULTI stays in one.
+      tx.xadd(shard.deadKey, 'MAXLEN', '~', 10_000, '*', 'id', id, 'error', error, ...(fields ?? []));
     }
     const results = (await tx
-      .xack(this.key, INBOX_GROUP, ...ids)
-      .xdel(this.key, ...ids)
+      .xack(shard.key, INBOX_GROUP, ...ids)
+      .xdel(shard.key, ...ids)
       .exec()) ?? [[new Error('dead-letter transaction discarded'), null]];
     // MULTI applies every command even when one fails: an entry whose dead letter was not written
     // must not be acknowledged silently, so say so (it is acknowledged already; the log keeps it).

@@ -27,7 +27,8 @@ async function main(): Promise<void> {
   collectProcessMetrics('coordinator');
   const tracing = await startTracing('baton-coordinator');
   const pool = createPool(config.databaseUrl, {
-    max: config.concurrency + config.inboxLoops + 4,
+    // One connection per inbox reading loop: at least one per shard read.
+    max: config.concurrency + Math.max(config.inboxLoops, config.inboxReadShards) + 4,
     applicationName: 'baton-coordinator',
     database: config.database,
   });
@@ -45,7 +46,12 @@ async function main(): Promise<void> {
     queues,
     logger,
     concurrency: config.concurrency,
-    inbox: { loops: config.inboxLoops, batchSize: config.inboxBatch, claimIdleMs: config.inboxClaimMs },
+    inbox: {
+      loops: config.inboxLoops,
+      batchSize: config.inboxBatch,
+      claimIdleMs: config.inboxClaimMs,
+      shards: config.inboxReadShards,
+    },
     maxOutputBytes: config.maxOutputBytes,
     maxForEachItems: config.maxForEachItems,
     maxChildDepth: config.maxChildDepth,

@@ -17,18 +17,31 @@ export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'fai
 /** How the coordinator inbox stream appears in `baton_queue_jobs`. */
 export const INBOX_QUEUE_LABEL = `${COORDINATOR_QUEUE}:inbox`;
 
-/** waiting: appended, not yet read; active: read by a coordinator, not yet applied; failed: dead letters. */
+/**
+ * waiting: appended, not yet read; active: read by a coordinator, not yet applied; failed: dead
+ * letters. Summed over the inbox shards (BATON_INBOX_SHARDS).
+ */
 export async function inboxDepth(queues: QueueContext): Promise<{ waiting: number; active: number; failed: number }> {
-  const [length, pending, dead] = await Promise.all([
-    queues.connection.xlen(inboxKey(queues.prefix)),
-    queues.connection
-      .xpending(inboxKey(queues.prefix), INBOX_GROUP)
-      .then((summary) => Number((summary as [number])[0] ?? 0))
-      .catch(() => 0),
-    queues.connection.xlen(deadInboxKey(queues.prefix)),
-  ]);
-  // Applied entries are deleted, so the stream holds the unread and the pending ones.
-  return { waiting: Math.max(0, length - pending), active: pending, failed: dead };
+  const shards = Array.from({ length: queues.inboxShards ?? 1 }, (_, shard) => shard);
+  const depths = await Promise.all(
+    shards.map(async (shard) => {
+      const key = inboxKey(queues.prefix, shard);
+      const [length, pending, dead] = await Promise.all([
+        queues.connection.xlen(key),
+        queues.connection
+          .xpending(key, INBOX_GROUP)
+          .then((summary) => Number((summary as [number])[0] ?? 0))
+          .catch(() => 0),
+        queues.connection.xlen(deadInboxKey(queues.prefix, shard)),
+      ]);
+      // Applied entries are deleted, so the stream holds the unread and the pending ones.
+      return { waiting: Math.max(0, length - pending), active: pending, failed: dead };
+    }),
+  );
+  return depths.reduce(
+    (sum, d) => ({ waiting: sum.waiting + d.waiting, active: sum.active + d.active, failed: sum.failed + d.failed }),
+    { waiting: 0, active: 0, failed: 0 },
+  );
 }
 
 /** Refreshing the list of queues is a DB query: do it at most this often, not per scrape. */

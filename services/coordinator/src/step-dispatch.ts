@@ -1,12 +1,13 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import {
+  inboxShardOf,
   isBuiltinFunction,
   functionQueueName,
   KEEP_FINISHED_JOBS,
   publishCancellation,
   traced,
   type QueueContext,
+  type RedisConnection,
   type StepJobData,
   type TraceCarrier,
 } from '@baton/shared';
@@ -69,6 +70,16 @@ export class StepDispatcher {
    * (sleep, waitForEvent) are the coordinator's own delayed messages instead of a function job.
    * `delays`: how long some jobs wait first, by step execution id.
    */
+  /**
+   * With a sharded inbox the job names the run's shard, where the function reports (it reads no
+   * shard setting of its own). Unsharded, the data is unchanged: an older function reports to shard
+   * 0, which is the unsharded inbox.
+   */
+  private withInboxShard(data: StepJobData): StepJobData {
+    const shards = this.ctx.inboxShards ?? 1;
+    return shards > 1 ? { ...data, inboxShard: inboxShardOf(data.runId, shards) } : data;
+  }
+
   async enqueue(jobs: StepJobData[], delays?: Map<string, number>): Promise<void> {
     const byFunction = new Map<string, StepJobData[]>();
     const timers: Promise<void>[] = [];
@@ -84,7 +95,7 @@ export class StepDispatcher {
         this.functionQueue(fn).addBulk(
           list.map((data) => ({
             name: data.stepId,
-            data,
+            data: this.withInboxShard(data),
             opts: {
               jobId: data.stepExecutionId,
               attempts: data.retry.attempts,
@@ -147,7 +158,7 @@ export class StepDispatcher {
 /** A function job as Redis has it: `lost` (no job, or a job hash in no state list), finished, or fine. */
 export type JobProbe = { state: 'lost'; orphan: boolean } | { state: 'completed' | 'failed' | 'present' };
 
-type Pipeline = ReturnType<Redis['pipeline']>;
+type Pipeline = ReturnType<RedisConnection['pipeline']>;
 
 async function execPipeline(pipeline: Pipeline): Promise<unknown[]> {
   const replies = (await pipeline.exec()) ?? [];
@@ -166,7 +177,7 @@ async function execPipeline(pipeline: Pipeline): Promise<unknown[]> {
  * moved).
  */
 async function probeJobs(
-  redis: Redis,
+  redis: RedisConnection,
   queue: Queue,
   ids: string[],
   lists: Map<string, Promise<Set<string>>>,

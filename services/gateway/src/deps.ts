@@ -1,12 +1,11 @@
-import type { Redis } from 'ioredis';
-import type { CoordinatorClient, Logger, Pool } from '@baton/shared';
+import type { CoordinatorClient, Logger, Pool, RedisConnection } from '@baton/shared';
 import type { GatewayConfig } from './config';
 import type { DeploymentReader } from './kubernetes';
 
 /** What the app needs from outside; main.ts opens them, tests pass their own. */
 export interface AppDeps {
   pool: Pool;
-  redis: Redis;
+  redis: RedisConnection;
   /**
    * The coordinator's client (shared/src/coordinator-client.ts): cancel and retry wake-ups and event
    * deliveries are jobs on its queue; new runs are announced on the inbox stream.

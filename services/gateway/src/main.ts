@@ -2,6 +2,8 @@ import os from 'node:os';
 import {
   advertiseHost,
   collectProcessMetrics,
+  commandTimeoutOf,
+  isCluster,
   registerTarget,
   startTracing,
   coordinatorQueue,
@@ -71,7 +73,9 @@ async function main(): Promise<void> {
         rateLimitPerMinute: config.rateLimit || 'off',
         trustProxy: config.trustProxy ?? false,
         requestTimeoutMs: server.requestTimeout,
-        redisCommandTimeoutMs: redis.options.commandTimeout,
+        redisCommandTimeoutMs: commandTimeoutOf(redis),
+        redisCluster: isCluster(redis),
+        inboxShards: config.inboxShards ?? 1,
       },
       'gateway listening',
     );

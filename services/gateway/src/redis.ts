@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { createRedis } from '@baton/shared';
+import { createRedis, type RedisConnection } from '@baton/shared';
 import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS, type GatewayConfig } from './config';
 
 /**
@@ -9,7 +8,7 @@ import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS, type GatewayConfig } from './config';
  * failing-over Redis must cost a request a bounded delay, never hang it. The gateway runs no
  * BullMQ worker, whose blocking commands would need an unbounded connection.
  */
-export function createGatewayRedis(config: Pick<GatewayConfig, 'redis' | 'redisCommandTimeoutMs'>): Redis {
+export function createGatewayRedis(config: Pick<GatewayConfig, 'redis' | 'redisCommandTimeoutMs'>): RedisConnection {
   return createRedis(config.redis, 'baton:gateway', {
     commandTimeoutMs: config.redisCommandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
   });

@@ -2,9 +2,8 @@ import http from 'node:http';
 import type { RequestHandler } from 'express';
 import { rateLimit, type Store } from 'express-rate-limit';
 import helmet from 'helmet';
-import type { Redis } from 'ioredis';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
-import { redisKeys, type Logger } from '@baton/shared';
+import { redisKeys, type Logger, type RedisConnection } from '@baton/shared';
 import { NOT_RATE_LIMITED } from '../api/openapi';
 import { ApiError } from './errors';
 import { ErrorCode } from '@baton/shared';
@@ -66,7 +65,7 @@ const UNLIMITED = new Set<string>(NOT_RATE_LIMITED);
  * on the next request instead of failing every later one.
  */
 class SharedRedisStore extends RedisStore {
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisConnection, prefix: string) {
     super({
       prefix,
       sendCommand: async (command: string, ...args: string[]) => {
@@ -95,7 +94,12 @@ class SharedRedisStore extends RedisStore {
  * When Redis is unreachable the request goes through unlimited (the API then fails on its own
  * terms, and /readyz reports Redis): a limiter must not become the outage.
  */
-export function rateLimiter(opts: { limit: number; redis: Redis; prefix: string; logger: Logger }): RequestHandler {
+export function rateLimiter(opts: {
+  limit: number;
+  redis: RedisConnection;
+  prefix: string;
+  logger: Logger;
+}): RequestHandler {
   const store: Store = new SharedRedisStore(opts.redis, redisKeys(opts.prefix).rateLimit);
   let lastStoreWarning = 0;
   return rateLimit({
