@@ -1,4 +1,12 @@
-import { flushRedis, killCoordinator, PRECONDITION_MISSED, sigtermFunction, type ScenarioResult } from './scenarios';
+import {
+  flushRedis,
+  killCoordinator,
+  killOneOfTwoCoordinatorsSharded,
+  onRedisCluster,
+  PRECONDITION_MISSED,
+  sigtermFunction,
+  type ScenarioResult,
+} from './scenarios';
 
 /**
  * The fast subset of the chaos suite (in `npm test`): real processes, real PostgreSQL and Redis, one
@@ -40,6 +48,16 @@ describe('chaos (fast subset)', () => {
     'kill -9 of the coordinator under load: nothing lost, stuck or recorded twice',
     async () => {
       expectClean(await killCoordinator(1)(SIZE)(SEED));
+    },
+    SCENARIO_TIMEOUT_MS,
+  );
+
+  it(
+    'kill -9 of one coordinator of two on a sharded inbox, on a Redis Cluster: the other takes its entries over',
+    async () => {
+      const result = await onRedisCluster(killOneOfTwoCoordinatorsSharded(8))(SIZE)(SEED);
+      expectClean(result);
+      expect(result.violations).toEqual([]);
     },
     SCENARIO_TIMEOUT_MS,
   );

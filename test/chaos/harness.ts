@@ -5,16 +5,18 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { simpleParser, type ParsedMail } from 'mailparser';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { SMTPServer } from 'smtp-server';
 import {
+  createRedis,
   deleteKeysWithPrefix,
   functionQueueName,
+  keyServers,
   loadDefinitionsFromDir,
   migrate,
   redisOptionsFrom,
   seedDemoData,
+  type RedisConnection,
 } from '@baton/shared';
 import { freePort, withDatabase } from '../support/env';
 import { Ledger } from './ledger';
@@ -309,6 +311,8 @@ export interface SystemServers {
   /** A PostgreSQL URL whose user may create databases (its database part is replaced). */
   serverUrl?: string;
   redisUrl?: string;
+  /** REDIS_CLUSTER_NODES of a Redis Cluster (test/support/redis-cluster.ts): every component uses it. */
+  redisClusterNodes?: string;
 }
 
 export interface SystemOptions {
@@ -337,7 +341,7 @@ export class ChaosSystem {
   /** When the first fault was injected (recovery time counts from there). */
   firstFaultAt?: number;
   pool!: pg.Pool;
-  redis!: Redis;
+  redis!: RedisConnection;
   smtp!: ChaosSmtp;
   baseUrl = '';
   /** A port nothing listens on, for the poison step. */
@@ -351,6 +355,7 @@ export class ChaosSystem {
   /** The PostgreSQL server (its maintenance database URL) and the Redis server this system uses. */
   readonly serverUrl: string;
   readonly redisUrl: string;
+  readonly redisClusterNodes?: string;
 
   constructor(
     readonly suite: string,
@@ -359,6 +364,7 @@ export class ChaosSystem {
   ) {
     this.serverUrl = servers.serverUrl ?? SERVER_URL;
     this.redisUrl = servers.redisUrl ?? REDIS_URL;
+    if (servers.redisClusterNodes) this.redisClusterNodes = servers.redisClusterNodes;
     this.database = `baton_chaos_${suite.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${this.id}`;
     this.databaseUrl = withDatabase(this.serverUrl, this.database);
     this.prefix = `baton-chaos-${suite.replace(/[^a-z0-9]/gi, '-').toLowerCase()}-${this.id}`;
@@ -377,9 +383,15 @@ export class ChaosSystem {
     // Terminated connections (a scenario) surface here on idle clients; the pool replaces them.
     this.pool.on('error', () => undefined);
     await loadDefinitionsFromDir(this.pool as never, path.join(ROOT, 'workflows'));
-    this.redis = new Redis({
-      ...redisOptionsFrom({ REDIS_URL: this.redisUrl, REDIS_HOST: '127.0.0.1', REDIS_PORT: 6379 }),
-    });
+    this.redis = createRedis(
+      redisOptionsFrom({
+        REDIS_URL: this.redisClusterNodes ? undefined : this.redisUrl,
+        REDIS_HOST: '127.0.0.1',
+        REDIS_PORT: 6379,
+        REDIS_CLUSTER_NODES: this.redisClusterNodes,
+      }),
+      'chaos-harness',
+    );
     this.redis.on('error', () => undefined);
     this.smtp = await ChaosSmtp.start();
     this.ledger = await Ledger.start();
@@ -394,6 +406,7 @@ export class ChaosSystem {
       ...process.env,
       DATABASE_URL: this.databaseUrl,
       REDIS_URL: this.redisUrl,
+      ...(this.redisClusterNodes ? { REDIS_CLUSTER_NODES: this.redisClusterNodes } : {}),
       BATON_QUEUE_PREFIX: this.prefix,
       SMTP_URL: `smtp://127.0.0.1:${this.smtp.port}`,
       LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'info',
@@ -875,15 +888,18 @@ export class ChaosSystem {
   /** Jobs still waiting, active or delayed in this suite's function queues (bounded growth: 0 when idle). */
   async backlog(): Promise<number> {
     let total = 0;
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.prefix}:{fn.*}:*`, 'COUNT', 500);
-      cursor = next;
-      for (const key of keys) {
-        if (key.endsWith(':wait') || key.endsWith(':active')) total += await this.redis.llen(key);
-        else if (key.endsWith(':delayed') || key.endsWith(':prioritized')) total += await this.redis.zcard(key);
-      }
-    } while (cursor !== '0');
+    // Every master of a cluster holds some of the queues.
+    for (const server of keyServers(this.redis)) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await server.scan(cursor, 'MATCH', `${this.prefix}:{fn.*}:*`, 'COUNT', 500);
+        cursor = next;
+        for (const key of keys) {
+          if (key.endsWith(':wait') || key.endsWith(':active')) total += await server.llen(key);
+          else if (key.endsWith(':delayed') || key.endsWith(':prioritized')) total += await server.zcard(key);
+        }
+      } while (cursor !== '0');
+    }
     return total;
   }
 

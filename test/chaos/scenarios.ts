@@ -18,6 +18,8 @@ import {
 } from './harness';
 import { rng, type LoadOptions, type RunRequest } from './load';
 import { PrivatePostgres, PrivateRedis } from './private-servers';
+import { inboxKey, INBOX_GROUP } from '@baton/shared';
+import { TestRedisCluster } from '../support/redis-cluster';
 
 /**
  * The chaos scenarios. Each runs on a fresh system under continuous load (CHAOS_RUNS run starts, 200
@@ -389,6 +391,68 @@ export const twoCoordinators = define(() => ({
     system.markFault();
   },
 }));
+
+/** Inbox entries each consumer holds unacknowledged, over `shards` shards (XPENDING summaries). */
+async function pendingByConsumer(system: ChaosSystem, shards: number): Promise<Map<string, number>> {
+  const held = new Map<string, number>();
+  for (let shard = 0; shard < shards; shard++) {
+    const summary = (await system.redis.xpending(inboxKey(system.prefix, shard), INBOX_GROUP)) as [
+      number,
+      string | null,
+      string | null,
+      [string, string][] | null,
+    ];
+    for (const [consumer, count] of summary[3] ?? []) held.set(consumer, (held.get(consumer) ?? 0) + Number(count));
+  }
+  return held;
+}
+
+/**
+ * Two coordinator processes on a sharded inbox (BATON_INBOX_SHARDS, every replica reading every
+ * shard); one is frozen (SIGSTOP) at a moment it holds inbox entries it has read and not
+ * acknowledged, then killed (SIGKILL) and not brought back. The other takes its entries over
+ * (the per-shard claim) and finishes every run; at the end no shard holds an entry.
+ */
+export const killOneOfTwoCoordinatorsSharded = (shards = 8) =>
+  define(() => {
+    let stranded = 0;
+    return {
+      name: `kill -9 one of two coordinators on ${shards} inbox shards`,
+      options: () => ({ env: { '*': { BATON_INBOX_SHARDS: String(shards) } } }),
+      setup: async (system) => {
+        await system.addComponent('coordinator-2', 'coordinator');
+      },
+      act: async (system, ctx) => {
+        await ctx.faultAt(0.2, 0.5);
+        const pid = system.pid('coordinator');
+        const deadline = Date.now() + 30_000;
+        // Frozen first, so what it holds is known before it dies; thawed and tried again when it
+        // happened to hold nothing.
+        while (Date.now() < deadline) {
+          system.signal('coordinator', 'SIGSTOP');
+          const held = await pendingByConsumer(system, shards);
+          stranded = [...held].filter(([consumer]) => consumer.includes(`:${pid}:`)).reduce((n, [, c]) => n + c, 0);
+          if (stranded > 0) break;
+          system.signal('coordinator', 'SIGCONT');
+          await sleep(5);
+        }
+        if (!stranded) system.notes.push(`${PRECONDITION_MISSED} the coordinator held no inbox entry when killed`);
+        await system.kill('coordinator', 'SIGKILL');
+        system.notes.push(`killed holding ${stranded} unacknowledged inbox entries; coordinator-2 alone after`);
+      },
+      verify: async (system) => {
+        const lost: string[] = [];
+        const held = await pendingByConsumer(system, shards);
+        for (const [consumer, count] of held)
+          if (count) lost.push(`${count} inbox entries still pending for ${consumer}`);
+        for (let shard = 0; shard < shards; shard++) {
+          const length = await system.redis.xlen(inboxKey(system.prefix, shard));
+          if (length) lost.push(`inbox shard ${shard} still holds ${length} entries`);
+        }
+        return { lost };
+      },
+    };
+  });
 
 /** New versions of the invoice and diamond workflows saved while runs are in flight, under load. */
 export const definitionChanged = define(() => {
@@ -1241,6 +1305,18 @@ function onPrivateRedis(build: (size?: ScenarioSize) => Scenario): (size?: Scena
   };
 }
 
+/** Runs `scenario` on a 3-master Redis Cluster of its own (test/support/redis-cluster.ts). */
+export function onRedisCluster(build: (size?: ScenarioSize) => Scenario): (size?: ScenarioSize) => Scenario {
+  return (size) => async (seed) => {
+    const cluster = await TestRedisCluster.start(3);
+    try {
+      return await withServers(build(size), { redisClusterNodes: cluster.nodes })(seed);
+    } finally {
+      await cluster.stop();
+    }
+  };
+}
+
 /** Runs `scenario` on a private PostgreSQL cluster. */
 function onPrivatePostgres(
   build: (size?: ScenarioSize) => Scenario,
@@ -1304,4 +1380,8 @@ export const ALL_SCENARIOS: { name: string; run: (size?: ScenarioSize) => Scenar
   { name: 'PostgreSQL down under load (private server)', run: onPrivatePostgres(postgresDownUnderLoad()) },
   { name: 'max_connections (private server)', run: onPrivatePostgres(maxConnections(), { maxConnections: 60 }) },
   { name: '200-step run with 1 MB outputs', run: onPrivateRedis(wideRun()) },
+  {
+    name: 'kill -9 one of two coordinators, sharded inbox, Redis Cluster',
+    run: onRedisCluster(killOneOfTwoCoordinatorsSharded()),
+  },
 ];
