@@ -74,7 +74,16 @@ const external = helmTemplate({
   set: ['image.registry=registry.example.com/baton', 'image.tag=2.0.0'],
   values: [path.join(ROOT, 'templates/function/chart-values.yaml')],
 });
-const RENDERS: Record<string, K8sObject[]> = { bare, full, dev, custom, external };
+/** On a Redis Cluster with a sharded inbox (REDIS_CLUSTER_NODES, BATON_INBOX_SHARDS). */
+const redisCluster = helmTemplate({
+  apis: ALL_APIS,
+  set: [
+    'redis.clusterNodes={redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379}',
+    'redis.inboxShards=16',
+    'redis.inboxDrainShards=32',
+  ],
+});
+const RENDERS: Record<string, K8sObject[]> = { bare, full, dev, custom, external, redisCluster };
 
 const workloads = (objects: K8sObject[]): K8sObject[] => objects.filter((o) => WORKLOAD_KINDS.includes(o.kind));
 const containersOf = (obj: K8sObject): any[] => podSpecOf(obj)?.containers ?? [];
@@ -363,6 +372,39 @@ describe('a function from its own repository, listed in `functions`', () => {
     expect(env).toMatchObject({ METRICS_PORT: '9464', BATON_QUEUE_PREFIX: 'baton', REDIS_HOST: 'redis' });
     expect(env.DATABASE_URL).toBeUndefined();
     expect(env.SMTP_URL).toBeUndefined();
+  });
+
+  it('on a Redis Cluster: every component gets the nodes and the shard count, KEDA reads the wait list too', () => {
+    const nodes = 'redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379';
+    for (const workload of workloads(redisCluster).filter((w) => w.kind === 'Deployment')) {
+      const env = envOf(containersOf(workload)[0]);
+      expect(env).toMatchObject({ REDIS_CLUSTER_NODES: nodes, BATON_INBOX_SHARDS: '16' });
+    }
+    expect(envOf(containersOf(find(redisCluster, 'Deployment', 'baton-coordinator'))[0])).toMatchObject({
+      BATON_INBOX_DRAIN_SHARDS: '32',
+    });
+    // Single Redis (the default): no cluster variable, one inbox stream, no drain.
+    const single = envOf(containersOf(find(bare, 'Deployment', 'baton-coordinator'))[0]);
+    expect(single.REDIS_CLUSTER_NODES).toBeUndefined();
+    expect(single.BATON_INBOX_DRAIN_SHARDS).toBeUndefined();
+    expect(single.BATON_INBOX_SHARDS).toBe('1');
+    for (const fn of FUNCTIONS) {
+      const so = find(redisCluster, 'ScaledObject', `baton-fn-${fn}`);
+      expect(so.spec.triggers.map((t: { type: string }) => t.type)).toEqual(['metrics-api', 'redis-cluster']);
+      expect(so.spec.triggers[1]).toEqual({
+        type: 'redis-cluster',
+        name: 'wait-list',
+        metricType: 'AverageValue',
+        metadata: {
+          addresses: nodes,
+          listName: `baton:{fn.${fn}}:wait`,
+          listLength: '8',
+          activationListLength: '0',
+          enableTLS: 'false',
+        },
+      });
+    }
+    expect(helmTemplateError({ set: ['redis.clusterNodes={redis-0}'] })).toMatch(/clusterNodes/);
   });
 
   it('scales on its backlog with a ScaledObject, and has a PodDisruptionBudget and a NetworkPolicy', () => {

@@ -97,6 +97,12 @@ localhost before the first slash) is used as written: image.registry prefixes Ba
       name: {{ include "baton.secretName" . }}
       key: REDIS_URL
       optional: true
+{{- with .Values.redis.clusterNodes }}
+- name: REDIS_CLUSTER_NODES
+  value: {{ join "," . | quote }}
+{{- end }}
+- name: BATON_INBOX_SHARDS
+  value: {{ .Values.redis.inboxShards | quote }}
 - name: BATON_QUEUE_PREFIX
   value: {{ .Values.queuePrefix | quote }}
 - name: LOG_LEVEL
