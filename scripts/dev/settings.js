@@ -30,7 +30,9 @@ function readSettings(env = process.env) {
   return {
     databaseUrl: env.DATABASE_URL || undefined,
     pgPort: portFrom(env, 'BATON_DEV_PG_PORT', 5432),
-    redisGiven: Boolean(env.REDIS_URL || env.REDIS_HOST || env.REDIS_PORT),
+    redisGiven: Boolean(env.REDIS_URL || env.REDIS_HOST || env.REDIS_PORT || env.REDIS_CLUSTER_NODES),
+    // BATON_DEV_REDIS_CLUSTER=1: the runner starts a local 3-master Redis Cluster (scripts/dev/redis.js).
+    redisCluster: ['1', 'true', 'yes'].includes(String(env.BATON_DEV_REDIS_CLUSTER || '').toLowerCase()),
     redisPort: portFrom(env, 'BATON_DEV_REDIS_PORT', 6379),
     smtpUrl: env.SMTP_URL || undefined,
     port: portFrom(env, 'PORT', 3000),
