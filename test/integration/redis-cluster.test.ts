@@ -1,9 +1,11 @@
 import path from 'node:path';
 import nodemailer, { type Transporter } from 'nodemailer';
+import request from 'supertest';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 import { z } from 'zod';
 import {
   coordinatorQueue,
+  createLogger,
   defineFunction,
   functionQueueName,
   inboxKey,
@@ -19,6 +21,7 @@ import {
   getDefinition,
   type RedisConnection,
 } from '@baton/shared';
+import { createApp } from '../../services/gateway/src/app';
 import { createCreateInvoice } from '../../functions/create-invoice/src/index';
 import { createFetchOrders } from '../../functions/fetch-orders/src/index';
 import { createGeneratePdf } from '../../functions/generate-pdf/src/index';
@@ -190,6 +193,28 @@ describe('the engine on a Redis Cluster with a sharded inbox', () => {
       ),
     );
     expect(new Set(queueSlots).size).toBe(1);
+  });
+
+  it("counts the gateway's rate limit in the cluster, shared by replicas", async () => {
+    const config = {
+      ...env.config,
+      queuePrefix: `${env.config.queuePrefix}-rl`,
+      port: 0,
+      apiKeys: [],
+      bodyLimit: '1mb',
+      rateLimit: 3,
+    };
+    const deps = {
+      pool: env.pool,
+      redis: env.redis,
+      coordinator: engine.coordinatorQueue,
+      logger: createLogger('test', 'silent'),
+    };
+    const a = createApp({ ...deps, config });
+    const b = createApp({ ...deps, config });
+    for (const app of [a, b, a]) await request(app).get('/v1/workflows').expect(200);
+    const limited = await request(b).get('/v1/workflows').expect(429);
+    expect(limited.body.error.code).toBe('RATE_LIMITED');
   });
 
   it('invoices cust-01 end to end: four steps, an invoice, a PDF, an e-mail', async () => {

@@ -1,9 +1,10 @@
+import crypto from 'node:crypto';
 import http from 'node:http';
 import type { RequestHandler } from 'express';
 import { rateLimit, type Store } from 'express-rate-limit';
 import helmet from 'helmet';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
-import { redisKeys, type Logger, type RedisConnection } from '@baton/shared';
+import { isCluster, redisKeys, type Logger, type RedisConnection } from '@baton/shared';
 import { NOT_RATE_LIMITED } from '../api/openapi';
 import { ApiError } from './errors';
 import { ErrorCode } from '@baton/shared';
@@ -66,10 +67,22 @@ const UNLIMITED = new Set<string>(NOT_RATE_LIMITED);
  */
 class SharedRedisStore extends RedisStore {
   constructor(redis: RedisConnection, prefix: string) {
+    // On a Redis Cluster a SCRIPT LOAD reaches one node and the EVALSHA of a key another (NOSCRIPT
+    // each time): there the scripts are kept here and sent with EVAL, which the cluster client
+    // routes by its one key.
+    const scripts = new Map<string, string>();
     super({
       prefix,
       sendCommand: async (command: string, ...args: string[]) => {
         if (redis.status !== 'ready') throw new Error(`redis connection ${redis.status}`);
+        if (isCluster(redis) && command.toUpperCase() === 'SCRIPT' && args[0]?.toUpperCase() === 'LOAD') {
+          const sha = crypto.createHash('sha1').update(args[1]).digest('hex');
+          scripts.set(sha, args[1]);
+          return sha;
+        }
+        if (isCluster(redis) && command.toUpperCase() === 'EVALSHA' && scripts.has(args[0])) {
+          return (await redis.call('EVAL', scripts.get(args[0]) as string, ...args.slice(1))) as RedisReply;
+        }
         return (await redis.call(command, ...args)) as RedisReply;
       },
     });
