@@ -10,6 +10,11 @@
  *   node bench/run.js [--runs N] [--quick] [--reps R] [--systems a,b] [--rate R] [--common-rate R]
  *                     [--latency-runs N] [--concurrency C] [--function-processes N] [--out file.json]
  *                     [--redis-url URL] [--scenario systems|fanout|all|function] [--fanout-items 1000,10000]
+ *                     [--topology single|cluster]
+ *
+ * `--topology cluster` measures Baton on a 3-master Redis Cluster it starts (`baton-cluster`: 16 inbox
+ * shards, BENCH_CLUSTER_SHARDS) next to Baton on one Redis (`baton`), in the same run; the other
+ * systems are left out unless --systems names them.
  *
  * `--scenario fanout` (or BENCH_SCENARIO=fanout) runs only the fan-out scenario of issue 14 (Baton: one
  * forEach of N items against N runs of one step, bench/lib/fanout.js) and writes its `fanout` section
@@ -50,7 +55,8 @@ function parseArgs(argv) {
   const opts = {
     runs: 2000,
     reps: 3,
-    systems: SYSTEMS,
+    // baton-cluster only with --topology cluster (or named in --systems): it starts a cluster of its own.
+    systems: SYSTEMS.filter((s) => s !== 'baton-cluster'),
     rate: undefined,
     commonRate: COMMON_RATE,
     latencyRuns: undefined,
@@ -87,7 +93,12 @@ function parseArgs(argv) {
     else if (arg === '--out') opts.out = path.resolve(value());
     else if (arg === '--redis-url') opts.redisUrl = value();
     else if (arg === '--quick') opts.quick = true;
-    else if (arg === '--scenario') opts.scenario = value();
+    else if (arg === '--topology') {
+      const topology = value();
+      if (!['single', 'cluster'].includes(topology))
+        throw new Error(`--topology is single or cluster, not '${topology}'`);
+      opts.topology = topology;
+    } else if (arg === '--scenario') opts.scenario = value();
     else if (arg === '--fanout-items') opts.fanoutItems = parseSizes(value());
     else if (arg === '--systems') {
       opts.systems = value()
@@ -101,6 +112,7 @@ function parseArgs(argv) {
       process.exit(0);
     } else throw new Error(`unknown option ${arg}`);
   }
+  if (opts.topology === 'cluster' && !given.has('--systems')) opts.systems = ['baton', 'baton-cluster'];
   if (!SCENARIOS.includes(opts.scenario))
     throw new Error(`unknown scenario '${opts.scenario}' (known: ${SCENARIOS.join(', ')})`);
   if (opts.quick) {

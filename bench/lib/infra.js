@@ -6,7 +6,9 @@
  */
 const fs = require('node:fs');
 const net = require('node:net');
-const { spawn, fork } = require('node:child_process');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, fork, execFileSync } = require('node:child_process');
 const { setTimeout: sleep } = require('node:timers/promises');
 const pg = require('pg');
 const { Redis } = require('ioredis');
@@ -123,6 +125,67 @@ async function startRedis({ appendonly = false, dir } = {}) {
   return { url: `redis://127.0.0.1:${port}/0`, pid: entry.child.pid, entry };
 }
 
+/**
+ * A Redis Cluster of `masters` redis-servers (no persistence, like startRedis) on free ports, joined
+ * with `redis-cli --cluster create`; resolves once every node reports cluster_state:ok.
+ */
+async function startRedisCluster(masters = 3) {
+  const ports = [];
+  while (ports.length < masters) {
+    const port = await freePort();
+    // The cluster bus listens on port + 10000.
+    if (port + 10_000 <= 65_535 && !ports.includes(port)) ports.push(port);
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-cluster-'));
+  const entries = ports.map((port) =>
+    track(
+      spawn(
+        'redis-server',
+        [
+          ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+          ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      ),
+      `redis-cluster-${port}`,
+    ),
+  );
+  for (const [i, port] of ports.entries()) {
+    await waitUntil(
+      async () => {
+        if (entries[i].exited) throw fatal(`redis-server (cluster) exited:\n${entries[i].tail.join('\n')}`);
+        return canConnect(port);
+      },
+      10_000,
+      'redis-server (cluster node)',
+    );
+  }
+  execFileSync(
+    'redis-cli',
+    ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'],
+    {
+      stdio: 'ignore',
+    },
+  );
+  const nodes = ports.map((port) => new Redis({ host: '127.0.0.1', port }));
+  await waitUntil(
+    async () =>
+      (await Promise.all(nodes.map((n) => n.cluster('INFO')))).every((info) => info.includes('cluster_state:ok')),
+    30_000,
+    'cluster_state:ok',
+  );
+  return {
+    nodes: ports.map((p) => `127.0.0.1:${p}`).join(','),
+    pids: entries.map((e) => e.child.pid),
+    clients: nodes,
+    async stop() {
+      for (const n of nodes) n.disconnect();
+      for (const entry of entries) await stopProcess(entry);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 async function commandStats(redis) {
   const info = await redis.info('commandstats');
   const stats = {};
@@ -183,6 +246,7 @@ module.exports = {
   stopProcess,
   stopAllProcesses,
   startRedis,
+  startRedisCluster,
   commandStats,
   withDatabase,
   adminQuery,

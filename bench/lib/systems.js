@@ -27,6 +27,8 @@ const WORKERS = path.join(BENCH, 'workers');
 const TUNING = {
   baton: (c, functionProcesses = 1) =>
     `gateway + coordinator (defaults: inbox batches of up to 200 messages, 2 reading loops) + ${functionProcesses} bench-noop function process(es), each running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP (keep-alive)`,
+  'baton-cluster': (c, functionProcesses = 1) =>
+    `baton (same processes and settings) on a 3-master Redis Cluster the harness starts (no persistence), REDIS_CLUSTER_NODES, BATON_INBOX_SHARDS ${BENCH_CLUSTER_SHARDS}; ${functionProcesses} function process(es), BENCH_NOOP_CONCURRENCY ${4 * c}`,
   'bullmq-chain': (c) =>
     `one worker process, 4 queues x concurrency ${c}; removeOnComplete; the worker of queue k adds the job of queue k+1`,
   'bullmq-chain-aof': (c) =>
@@ -45,12 +47,16 @@ const TUNING = {
     'restate-server 1.7 (single node, its defaults: 24 partitions, replicated loglet with replication 1 on its own log-server, RocksDB WAL fsynced) started by the harness in a temp dir on free ports; one service deployment process (SDK 1.14, HTTP/2) registered through the admin API; handler of 4 ctx.run steps, each journaled before the next; runs started through the ingress (POST /bench/run/send, keep-alive)',
 };
 
+/** Inbox shards of `baton-cluster` (BENCH_CLUSTER_SHARDS, default 16). */
+const BENCH_CLUSTER_SHARDS = Number(process.env.BENCH_CLUSTER_SHARDS || 16);
+
 /** The minimum polling interval of the DBOS queue's dispatch loop (ms). */
 const DBOS_POLL_MS = Number(process.env.BENCH_DBOS_POLL_MS || 50);
 
 /** How each system keeps a step once it has run (docs/PERFORMANCE.md). */
 const DURABILITY = {
   baton: 'PostgreSQL (synchronous_commit on), every step',
+  'baton-cluster': 'PostgreSQL (synchronous_commit on), every step',
   'bullmq-chain': 'none (Redis without persistence)',
   'bullmq-chain-aof': 'Redis AOF, fsync every second (up to ~1 s lost on a crash)',
   'bullmq-flow': 'none (Redis without persistence)',
@@ -61,7 +67,7 @@ const DURABILITY = {
   restate: "Restate's log and journal (RocksDB, its defaults: WAL fsynced), every ctx.run",
 };
 /** The systems the issue-16 latency target compares Baton with: each run's steps survive a crash. */
-const DURABLE = new Set(['baton', 'pg-boss', 'graphile-worker', 'dbos', 'dbos-queue', 'restate']);
+const DURABLE = new Set(['baton', 'baton-cluster', 'pg-boss', 'graphile-worker', 'dbos', 'dbos-queue', 'restate']);
 
 const SYSTEMS = Object.keys(TUNING);
 
@@ -134,6 +140,7 @@ class BatonSystem extends BaseSystem {
       REDIS_URL: this.ctx.redisUrl,
       BATON_QUEUE_PREFIX: this.prefix,
       LOG_LEVEL: 'warn',
+      ...this.extraEnv,
     };
     this.procs.push(
       infra.startProcess('baton-gateway', path.join(ROOT, 'services/gateway/dist/main.js'), {
@@ -564,8 +571,49 @@ class RestateSystem extends ForkedSystem {
   }
 }
 
+/**
+ * Baton on a 3-master Redis Cluster of its own with a sharded inbox (`--topology cluster` runs it
+ * next to `baton` on one Redis). Redis calls are counted over the three masters, Redis CPU is theirs.
+ */
+class BatonClusterSystem extends BatonSystem {
+  async setup() {
+    this.cluster = await infra.startRedisCluster(3);
+    this.extraEnv = { REDIS_CLUSTER_NODES: this.cluster.nodes, BATON_INBOX_SHARDS: String(BENCH_CLUSTER_SHARDS) };
+    // INFO commandstats summed over the masters (the harness reads it as one server's).
+    const clients = this.cluster.clients;
+    this.statsRedis = {
+      info: async (section) => {
+        const sums = new Map();
+        for (const info of await Promise.all(clients.map((c) => c.info(section)))) {
+          for (const line of info.split('\n')) {
+            const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
+            if (m) sums.set(m[1], (sums.get(m[1]) ?? 0) + Number(m[2]));
+          }
+        }
+        return [...sums].map(([name, calls]) => `cmdstat_${name}:calls=${calls}`).join('\n');
+      },
+    };
+    this.clusterPids = this.cluster.pids;
+    await super.setup();
+  }
+
+  processes() {
+    // The masters' CPU counts for the system (the single Redis's is reported apart as redisCpu).
+    return [...super.processes(), ...this.clusterPids.map((pid, i) => ({ label: `redis-master-${i + 1}`, pid }))];
+  }
+
+  async teardown() {
+    // Its keys go with the cluster: the base class's key cleanup is for the shared Redis.
+    this.redis?.disconnect();
+    this.redis = undefined;
+    await super.teardown();
+    await this.cluster?.stop();
+  }
+}
+
 const CLASSES = {
   baton: BatonSystem,
+  'baton-cluster': BatonClusterSystem,
   'bullmq-chain': BullmqChainSystem,
   'bullmq-chain-aof': BullmqChainAofSystem,
   'bullmq-flow': BullmqFlowSystem,
