@@ -180,6 +180,13 @@ export {
   setSchedulePaused,
   syncSchedules,
 } from './schedules';
+export {
+  applyFunctionPause,
+  type FunctionControl,
+  functionControls,
+  recordFunctionPaused,
+  syncFunctionPauses,
+} from './function-controls';
 
 // --- Redis: keys, queues, the coordinator's inbox and messages, discovery; tracing across them ---
 export { redisKeys, type RedisKeys } from './keys';
@@ -246,6 +253,10 @@ export {
 // --- The function runtime is the SDK's (@baton/sdk): re-exported for the engine's tests and tools ---
 export {
   concurrencyEnvName,
+  FUNCTION_RATE_LIMIT_ENV,
+  parseRateLimit,
+  type RateLimit,
+  rateLimitEnvName,
   defineFunction,
   runFunctionMain,
   startFunctionWorker,

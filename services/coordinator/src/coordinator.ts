@@ -11,6 +11,7 @@ import {
   type QueueContext,
   type StepJobData,
   type TraceCarrier,
+  syncFunctionPauses,
 } from '@baton/shared';
 import { BatchApplier } from './batch-apply';
 import { BuiltinTimers } from './builtin-steps';
@@ -194,6 +195,14 @@ export class Coordinator {
   /** The coordinator's own queue (schedules live on it). */
   get queue(): CoordinatorClient {
     return this.client;
+  }
+
+  /**
+   * Function pauses stored in PostgreSQL put back on their queues (shared/src/function-controls.ts):
+   * at start and on every reconcile pass, so a Redis wipe or restart never resumes a function.
+   */
+  syncFunctionPauses(): Promise<{ paused: string[]; resumed: string[] }> {
+    return syncFunctionPauses(this.deps.pool, this.deps.queues);
   }
 
   functionQueue(functionName: string): Queue {
