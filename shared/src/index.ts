@@ -121,6 +121,20 @@ export {
 } from './workflow/planner';
 export { backoffDelayMs, isRetryable } from './workflow/retry';
 export {
+  CATCH_UP_MAX_TICKS,
+  DEFAULT_SCHEDULE_CATCH_UP,
+  DEFAULT_SCHEDULE_OVERLAP,
+  dueTicks,
+  SCHEDULE_CATCH_UPS,
+  SCHEDULE_ON_TIME_MS,
+  SCHEDULE_OVERLAPS,
+  type ScheduleCatchUp,
+  type ScheduleOverlap,
+  tickJobId,
+  tickTimeOfJob,
+  ticksToFire,
+} from './workflow/schedule-ticks';
+export {
   effectiveRetention,
   parseDuration,
   parseRetentionEnv,

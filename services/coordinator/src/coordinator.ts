@@ -145,8 +145,10 @@ export class Coordinator {
   /** A message not from the inbox, in a transaction of its own. */
   private async handleMessage(message: Exclude<CoordinatorMessage, InboxMessage>, jobId?: string): Promise<void> {
     if (message.type === 'event.deliver') return this.triggers.deliverEvent(message.eventId);
-    if (message.type === 'schedule.fire')
-      return this.triggers.fireSchedule(message.scheduleId, message.workflow, jobId);
+    if (message.type === 'schedule.fire') {
+      await this.triggers.fireSchedule(message.scheduleId, message.workflow, jobId);
+      return;
+    }
     await this.advancer.inRunTransaction(message.runId, async (client, run, writes) => {
       switch (message.type) {
         case 'run.cancel':
@@ -167,6 +169,14 @@ export class Coordinator {
   /** Re-plans a run without a new report (the reconciler, a freed concurrency slot). */
   advance(runId: string): Promise<void> {
     return this.advancer.advance(runId);
+  }
+
+  /**
+   * A schedule tick as its `schedule.fire` job would be handled, at `now` (tests choose the time to
+   * see catch-up and overlap without waiting for ticks): the ids of the runs it started.
+   */
+  fireSchedule(scheduleId: string, workflow: string, jobId: string | undefined, now?: number): Promise<string[]> {
+    return this.triggers.fireSchedule(scheduleId, workflow, jobId, now);
   }
 
   /** Offers a stored event to the runs parked on it (triggers.ts; the control outbox re-drives it). */

@@ -5,6 +5,8 @@ import {
   MAX_TAGS,
   RUN_STATUSES,
   runTagsSchema,
+  SCHEDULE_CATCH_UPS,
+  SCHEDULE_OVERLAPS,
   STEP_STATUSES,
   TAG_KEY_PATTERN,
   workflowDefinitionSchema,
@@ -484,6 +486,12 @@ export const scheduleResponse = response(
     cron: z.string(),
     timezone: z.string(),
     input: z.unknown(),
+    overlap: z.enum(SCHEDULE_OVERLAPS).meta({
+      description: 'a tick while a run it started is active: allow (another run), skip, cancelPrevious',
+    }),
+    catchUp: z.enum(SCHEDULE_CATCH_UPS).meta({
+      description: 'ticks missed while no coordinator ran: latest (one run), none, all (at most 100)',
+    }),
     paused: z.boolean(),
     nextFireAt: isoTimeOrNull.meta({ description: 'null when paused' }),
   }),
