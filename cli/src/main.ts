@@ -7,7 +7,7 @@ import { CliErrorCode } from './error-codes';
 import { parseValue, readDefinitionFile } from './input';
 import { newFunctionProject } from './scaffold';
 import { errorText, formatDuration, runFrame, tagText, type Style } from './render';
-import type { EventPublished, Run, RunAccepted, WorkflowSaved } from './types';
+import type { EventPublished, FunctionControl, FunctionSummary, Run, RunAccepted, WorkflowSaved } from './types';
 import { executionCount, getRun, isTerminal, printLogs, watchRun } from './watch';
 
 /**
@@ -404,6 +404,53 @@ export function buildProgram(): Command {
         }>('GET', '/v1/workflows');
         if (ctx.json) return printJson(body);
         for (const w of body.workflows) print(`${w.name}  v${w.version}${w.description ? `  ${w.description}` : ''}`);
+      }),
+    );
+
+  const functions = program.command('functions').description('step functions and their queues');
+  const functionPath = (name: string, suffix = ''): string => `/v1/functions/${encodeURIComponent(name)}${suffix}`;
+  const pauseText = (f: FunctionControl): string =>
+    f.paused ? `paused since ${f.pausedAt ?? '?'}${f.pauseReason ? ` (${f.pauseReason})` : ''}` : 'running';
+
+  functions
+    .command('list')
+    .description('every known function: paused or not, jobs waiting and active, workers')
+    .action(
+      action(async (_opts: object, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { body } = await ctx.client.request<{ functions: FunctionSummary[] }>('GET', '/v1/functions');
+        if (ctx.json) return printJson(body);
+        for (const f of body.functions) {
+          const jobs = `waiting ${f.jobs.waiting ?? 0}, active ${f.jobs.active ?? 0}, workers ${f.workers}`;
+          print(`${f.name}  ${f.paused ? 'PAUSED' : 'running'}  ${jobs}${f.pauseReason ? `  (${f.pauseReason})` : ''}`);
+        }
+      }),
+    );
+
+  functions
+    .command('pause <name>')
+    .description("stop handing out the function's jobs (running ones finish, new ones wait) until resumed")
+    .option('-r, --reason <text>', 'why: shown with the function')
+    .action(
+      action(async (name: string, opts: { reason?: string }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { body } = await ctx.client.request<FunctionControl>('POST', functionPath(name, '/pause'), {
+          json: opts.reason === undefined ? {} : { reason: opts.reason },
+        });
+        if (ctx.json) return printJson(body);
+        print(`${body.name}: ${pauseText(body)}`);
+      }),
+    );
+
+  functions
+    .command('resume <name>')
+    .description("hand out the function's jobs again")
+    .action(
+      action(async (name: string, _opts: object, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { body } = await ctx.client.request<FunctionControl>('POST', functionPath(name, '/resume'));
+        if (ctx.json) return printJson(body);
+        print(`${body.name}: ${pauseText(body)}`);
       }),
     );
 

@@ -98,3 +98,19 @@ export interface EventPublished {
   runIds: string[];
   rejected?: { workflow: string; message: string }[];
 }
+
+/** A function's pause, as POST /v1/functions/:name/pause|resume answers it. */
+export interface FunctionControl {
+  name: string;
+  paused: boolean;
+  pausedAt: string | null;
+  pauseReason: string | null;
+}
+
+/** One row of GET /v1/functions. */
+export interface FunctionSummary extends FunctionControl {
+  queue: string;
+  jobs: Record<string, number>;
+  workers: number;
+  lastSeenAt: string | null;
+}

@@ -36,6 +36,43 @@ export const outputLimitEnv = z.object({
     .default(DEFAULT_MAX_OUTPUT_BYTES),
 });
 
+/**
+ * A function's rate limit: at most `max` attempts start per `durationMs`, counted across every
+ * worker of its queue (BullMQ's global limiter: fixed windows of `durationMs` kept in Redis).
+ */
+export interface RateLimit {
+  max: number;
+  durationMs: number;
+}
+
+const RATE_LIMIT_PATTERN = /^(\d+)\s*\/\s*(\d*)\s*(ms|s|m|h)$/;
+const RATE_LIMIT_UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+const RATE_LIMIT_MAX_DURATION_MS = 24 * 3_600_000;
+
+/**
+ * `<max>/<duration>`: `100/1s`, `10/500ms`, `600/m` (a missing count means 1), units ms, s, m, h.
+ * max 1..1 000 000 per window, the window 1 ms..24 h. The problem, as a string, when invalid.
+ */
+export function parseRateLimit(text: string): RateLimit | string {
+  const match = RATE_LIMIT_PATTERN.exec(text.trim());
+  if (!match) return "expected '<max>/<duration>', e.g. 100/1s, 10/500ms, 600/m (units ms, s, m, h)";
+  const max = Number(match[1]);
+  const durationMs = Number(match[2] || 1) * RATE_LIMIT_UNIT_MS[match[3] as keyof typeof RATE_LIMIT_UNIT_MS];
+  if (!Number.isSafeInteger(max) || max < 1 || max > 1_000_000) return 'max must be 1 to 1000000';
+  if (durationMs < 1 || durationMs > RATE_LIMIT_MAX_DURATION_MS) return 'the duration must be 1ms to 24h';
+  return { max, durationMs };
+}
+
+/** A rate limit in the environment (`<FUNCTION>_RATE_LIMIT`, `BATON_FUNCTION_RATE_LIMIT`). */
+export const rateLimitSetting = z.string().transform((text, ctx): RateLimit => {
+  const parsed = parseRateLimit(text);
+  if (typeof parsed === 'string') {
+    ctx.addIssue({ code: 'custom', message: parsed });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
 /** Where Redis is and what Baton's keys start with: every process reads these. */
 export const redisEnv = z.object({
   REDIS_URL: z.string().url().optional(),

@@ -63,3 +63,11 @@ export function defineFunction<I, O>(definition: FunctionDefinition<I, O>): Func
 export function concurrencyEnvName(functionName: string): string {
   return `${functionName.replace(/-/g, '_').toUpperCase()}_CONCURRENCY`;
 }
+
+/** `send-email` → `SEND_EMAIL_RATE_LIMIT` (the same rule as `concurrencyEnvName`). */
+export function rateLimitEnvName(functionName: string): string {
+  return `${functionName.replace(/-/g, '_').toUpperCase()}_RATE_LIMIT`;
+}
+
+/** The rate limit every function process of this installation falls back to. */
+export const FUNCTION_RATE_LIMIT_ENV = 'BATON_FUNCTION_RATE_LIMIT';

@@ -4,12 +4,13 @@ import {
   loadConfigOrExitAsync,
   outputLimitEnv,
   parseEnv,
+  rateLimitSetting,
   redisEnv,
   toFunctionConfig,
   type FunctionConfig,
 } from './config';
 import { advertiseHost, registerTarget } from './discovery';
-import { concurrencyEnvName, type FunctionDefinition } from './function';
+import { concurrencyEnvName, FUNCTION_RATE_LIMIT_ENV, rateLimitEnvName, type FunctionDefinition } from './function';
 import { createLogger, type Logger } from './logger';
 import { collectProcessMetrics, startMetricsServer } from './metrics';
 import { createRedis } from './redis';
@@ -32,8 +33,9 @@ export const SHUTDOWN_TIMEOUT_MS = 25_000;
  * opens what it needs; it may return a definition alone.
  *
  * The runtime reads REDIS_URL (or REDIS_HOST/REDIS_PORT), BATON_QUEUE_PREFIX, LOG_LEVEL,
- * METRICS_PORT, BATON_STEP_LOCK_MS, BATON_MAX_OUTPUT_BYTES, `<NAME>_CONCURRENCY` and, when set,
- * OTEL_EXPORTER_OTLP_ENDPOINT. Nothing else: a function without a database needs no DATABASE_URL.
+ * METRICS_PORT, BATON_STEP_LOCK_MS, BATON_MAX_OUTPUT_BYTES, `<NAME>_CONCURRENCY`, `<NAME>_RATE_LIMIT`
+ * (else BATON_FUNCTION_RATE_LIMIT) and, when set, OTEL_EXPORTER_OTLP_ENDPOINT. Nothing else: a
+ * function without a database needs no DATABASE_URL.
  */
 export async function runFunctionMain(
   name: string,
@@ -47,6 +49,14 @@ export async function runFunctionMain(
   const concurrency = loadConfigOrExit(
     () => parseEnv(z.object({ [envName]: z.coerce.number().int().min(1).max(1_000).optional() }))[envName],
   );
+  // `<NAME>_RATE_LIMIT=100/1s` (or BATON_FUNCTION_RATE_LIMIT for any function): BullMQ's global limiter.
+  const rateEnvName = rateLimitEnvName(name);
+  const rateLimit = loadConfigOrExit(() => {
+    const parsed = parseEnv(
+      z.object({ [rateEnvName]: rateLimitSetting.optional(), [FUNCTION_RATE_LIMIT_ENV]: rateLimitSetting.optional() }),
+    );
+    return parsed[rateEnvName] ?? parsed[FUNCTION_RATE_LIMIT_ENV];
+  });
   // How soon a step whose worker died (kill -9, node lost) is handed to another worker: BullMQ
   // re-runs a job whose lock was not renewed within this, checked as often.
   const lockMs = loadConfigOrExit(
@@ -72,6 +82,7 @@ export async function runFunctionMain(
     stalledIntervalMs: lockMs,
     maxOutputBytes,
     ...(concurrency ? { concurrency } : {}),
+    ...(rateLimit ? { rateLimit } : {}),
   });
   const target = metricsServer
     ? registerTarget(connection, config.queuePrefix, {
@@ -82,7 +93,7 @@ export async function runFunctionMain(
       })
     : undefined;
   logger.info(
-    { concurrency: worker.worker.opts.concurrency, metricsPort: metricsServer?.port },
+    { concurrency: worker.worker.opts.concurrency, rateLimit, metricsPort: metricsServer?.port },
     'function worker started',
   );
 

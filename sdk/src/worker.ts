@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError, Worker, type Job, type MinimalJob } from 'bullmq';
-import { jsonByteLength, DEFAULT_MAX_OUTPUT_BYTES } from './config';
+import { jsonByteLength, DEFAULT_MAX_OUTPUT_BYTES, type RateLimit } from './config';
 import { StepErrorCode } from './error-codes';
 import { BatonError, CancelledError, NonRetryableError, StepTimeoutError, serializeError } from './errors';
 import { failpoint } from './failpoints';
@@ -27,6 +27,11 @@ export interface FunctionWorkerOptions {
   queues: QueueContext;
   logger: Logger;
   concurrency?: number;
+  /**
+   * At most `max` attempts start per `durationMs` on this function's queue, counted in Redis across
+   * every worker of it (BullMQ's global limiter). Give every replica the same value.
+   */
+  rateLimit?: RateLimit;
   workerId?: string;
   /**
    * Times a job may stall (its worker died or was killed mid-step) before BullMQ fails it. 2: one
@@ -310,6 +315,7 @@ export function startFunctionWorker(
     connection: opts.queues.connection,
     prefix: opts.queues.prefix,
     concurrency: opts.concurrency ?? definition.concurrency ?? 4,
+    ...(opts.rateLimit ? { limiter: { max: opts.rateLimit.max, duration: opts.rateLimit.durationMs } } : {}),
     maxStalledCount: opts.maxStalledCount ?? 2,
     lockDuration: opts.lockDurationMs ?? 30_000,
     stalledInterval: opts.stalledIntervalMs ?? 30_000,

@@ -121,6 +121,20 @@ export {
 } from './workflow/planner';
 export { backoffDelayMs, isRetryable } from './workflow/retry';
 export {
+  CATCH_UP_MAX_TICKS,
+  DEFAULT_SCHEDULE_CATCH_UP,
+  DEFAULT_SCHEDULE_OVERLAP,
+  dueTicks,
+  SCHEDULE_CATCH_UPS,
+  SCHEDULE_ON_TIME_MS,
+  SCHEDULE_OVERLAPS,
+  type ScheduleCatchUp,
+  type ScheduleOverlap,
+  tickJobId,
+  tickTimeOfJob,
+  ticksToFire,
+} from './workflow/schedule-ticks';
+export {
   effectiveRetention,
   parseDuration,
   parseRetentionEnv,
@@ -180,6 +194,13 @@ export {
   setSchedulePaused,
   syncSchedules,
 } from './schedules';
+export {
+  applyFunctionPause,
+  type FunctionControl,
+  functionControls,
+  recordFunctionPaused,
+  syncFunctionPauses,
+} from './function-controls';
 
 // --- Redis: keys, queues, the coordinator's inbox and messages, discovery; tracing across them ---
 export { redisKeys, type RedisKeys } from './keys';
@@ -251,6 +272,10 @@ export {
 // --- The function runtime is the SDK's (@baton/sdk): re-exported for the engine's tests and tools ---
 export {
   concurrencyEnvName,
+  FUNCTION_RATE_LIMIT_ENV,
+  parseRateLimit,
+  type RateLimit,
+  rateLimitEnvName,
   defineFunction,
   runFunctionMain,
   startFunctionWorker,

@@ -4,6 +4,12 @@ import type { Pool } from './db/pool';
 import { NotFoundError } from './errors';
 import type { TriggerMessage } from './protocol';
 import { COORDINATOR_JOB_OPTIONS } from './queues';
+import {
+  DEFAULT_SCHEDULE_CATCH_UP,
+  DEFAULT_SCHEDULE_OVERLAP,
+  type ScheduleCatchUp,
+  type ScheduleOverlap,
+} from './workflow/schedule-ticks';
 import { listLatestDefinitions } from './workflow/store';
 
 /**
@@ -22,6 +28,10 @@ export interface ScheduleSpec {
   cron: string;
   timezone: string;
   input: unknown;
+  /** What a tick does while a run it started is active (default `allow`). */
+  overlap: ScheduleOverlap;
+  /** What fires for ticks missed while no coordinator ran (default `latest`). */
+  catchUp: ScheduleCatchUp;
 }
 
 export interface ScheduleView extends ScheduleSpec {
@@ -42,6 +52,8 @@ export async function desiredSchedules(pool: Pool): Promise<ScheduleSpec[]> {
         cron: trigger.schedule.cron,
         timezone: trigger.schedule.timezone ?? 'UTC',
         input: trigger.schedule.input ?? {},
+        overlap: trigger.schedule.overlap ?? DEFAULT_SCHEDULE_OVERLAP,
+        catchUp: trigger.schedule.catchUp ?? DEFAULT_SCHEDULE_CATCH_UP,
       });
     });
   }

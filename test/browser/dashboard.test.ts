@@ -485,6 +485,26 @@ describe('dashboard in headless Chromium', () => {
     }
   });
 
+  it('pauses and resumes a function from the functions page, and shows it paused', async () => {
+    await page.goto(`${open.url}/functions`);
+    const row = page.locator('#functions-table tr[data-function="make-document"]');
+    await row.locator('.fn-running').waitFor();
+    // The prompt for a reason is accepted empty (the dialog handler of the suite).
+    await row.locator('button[data-action="pause"]').click();
+    await page.locator('#functions-table tr[data-function="make-document"][data-paused="true"] .fn-paused').waitFor();
+    await page.locator('#functions-flash .notice', { hasText: 'make-document paused' }).waitFor();
+    expect(await row.locator('button[data-action="resume"]').innerText()).toBe('Resume');
+    // The API says the same: stored, and the queue itself is paused.
+    const listed = (await (await fetch(`${open.url}/v1/functions`)).json()) as { functions: { name: string }[] };
+    expect(listed.functions.find((f: { name: string }) => f.name === 'make-document')).toMatchObject({ paused: true });
+    expect(await engine.coordinator.functionQueue('make-document').isPaused()).toBe(true);
+    await shot('06-functions-paused');
+
+    await row.locator('button[data-action="resume"]').click();
+    await page.locator('#functions-table tr[data-function="make-document"][data-paused="false"] .fn-running').waitFor();
+    expect(await engine.coordinator.functionQueue('make-document').isPaused()).toBe(false);
+  });
+
   it('serves Bull Board at /admin/queues with every function queue and the coordinator', async () => {
     await page.goto(`${open.url}/admin/queues`);
     for (const name of ['{coordinator}', '{fn.charge-card}', '{fn.fetch-data}', '{fn.release-data}', '{fn.slow-job}']) {

@@ -338,6 +338,32 @@ describe('baton CLI', () => {
     expect(bad.stderr).toMatch(/key=value/);
   });
 
+  it('functions pause, list and resume a function', async () => {
+    const paused = await baton(['functions', 'pause', 'cli-greet', '--reason', 'upstream down']);
+    exits(paused, 0);
+    expect(paused.stdout).toMatch(/^cli-greet: paused since \S+ \(upstream down\)\n$/);
+    expect(await engine.coordinator.functionQueue('cli-greet').isPaused()).toBe(true);
+
+    const listed = await baton(['functions', 'list']);
+    exits(listed, 0);
+    expect(listed.stdout).toMatch(
+      /^cli-greet {2}PAUSED {2}waiting \d+, active \d+, workers \d+ {2}\(upstream down\)$/m,
+    );
+    const json = await baton(['--json', 'functions', 'list']);
+    expect(JSON.parse(json.stdout).functions).toEqual(
+      expect.arrayContaining([expect.objectContaining({ name: 'cli-greet', paused: true })]),
+    );
+
+    const resumed = await baton(['functions', 'resume', 'cli-greet']);
+    exits(resumed, 0);
+    expect(resumed.stdout).toBe('cli-greet: running\n');
+    expect(await engine.coordinator.functionQueue('cli-greet').isPaused()).toBe(false);
+
+    const unknown = await baton(['functions', 'pause', 'no-such-fn']);
+    exits(unknown, 1);
+    expect(unknown.stderr).toContain("function 'no-such-fn' not found");
+  });
+
   it('sends BATON_API_KEY as a bearer token', async () => {
     const without = await baton(['workflows', 'list'], { env: { BATON_URL: keyedUrl } });
     exits(without, 1);

@@ -60,6 +60,7 @@ const custom = helmTemplate({
     'gateway.ingress.host=baton.example.com',
     'gateway.rbac.create=false',
     'functions.resize-image.concurrency=3',
+    'functions.resize-image.rateLimit=100/1s',
     'functions.resize-image.needs.postgres=false',
     'functions.fetch-orders.autoscaling.enabled=false',
     'functions.generate-pdf.image.tag=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
@@ -331,6 +332,13 @@ describe('scaling with KEDA', () => {
     const resize = find(custom, 'Deployment', 'prod-baton-fn-resize-image');
     const env = envOf(containersOf(resize)[0]);
     expect(env.RESIZE_IMAGE_CONCURRENCY).toBe('3');
+    expect(env.RESIZE_IMAGE_RATE_LIMIT).toBe('100/1s');
+    // values.schema.json refuses a rate limit the function runtime would refuse at start.
+    expect(helmTemplateError({ set: ['functions.resize-image.rateLimit=fast'] })).toMatch(/rateLimit/);
+    // Only where set: no rate limit by default.
+    expect(
+      envOf(containersOf(find(custom, 'Deployment', 'prod-baton-fn-generate-pdf'))[0]).GENERATE_PDF_RATE_LIMIT,
+    ).toBeUndefined();
     expect(env.DATABASE_URL).toBeUndefined();
     expect(containersOf(resize)[0].image).toBe('ghcr.io/acme/baton-fn-resize-image:1.2.3');
     expect(containersOf(find(custom, 'Deployment', 'prod-baton-fn-generate-pdf'))[0].image).toMatch(

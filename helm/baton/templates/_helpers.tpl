@@ -85,6 +85,11 @@ localhost before the first slash) is used as written: image.registry prefixes Ba
 {{- printf "%s_CONCURRENCY" (. | upper | replace "-" "_" | replace "." "_") -}}
 {{- end -}}
 
+{{/* <FUNCTION>_RATE_LIMIT, as sdk/src/function.ts (rateLimitEnvName) names it. */}}
+{{- define "baton.rateLimitEnv" -}}
+{{- printf "%s_RATE_LIMIT" (. | upper | replace "-" "_" | replace "." "_") -}}
+{{- end -}}
+
 {{/* Environment every component reads (shared/src/config.ts). */}}
 {{- define "baton.commonEnv" -}}
 - name: REDIS_HOST

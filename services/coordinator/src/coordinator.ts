@@ -11,6 +11,7 @@ import {
   type QueueContext,
   type StepJobData,
   type TraceCarrier,
+  syncFunctionPauses,
 } from '@baton/shared';
 import { BatchApplier } from './batch-apply';
 import { BuiltinTimers } from './builtin-steps';
@@ -148,8 +149,10 @@ export class Coordinator {
   /** A message not from the inbox, in a transaction of its own. */
   private async handleMessage(message: Exclude<CoordinatorMessage, InboxMessage>, jobId?: string): Promise<void> {
     if (message.type === 'event.deliver') return this.triggers.deliverEvent(message.eventId);
-    if (message.type === 'schedule.fire')
-      return this.triggers.fireSchedule(message.scheduleId, message.workflow, jobId);
+    if (message.type === 'schedule.fire') {
+      await this.triggers.fireSchedule(message.scheduleId, message.workflow, jobId);
+      return;
+    }
     await this.advancer.inRunTransaction(message.runId, async (client, run, writes) => {
       switch (message.type) {
         case 'run.cancel':
@@ -170,6 +173,14 @@ export class Coordinator {
   /** Re-plans a run without a new report (the reconciler, a freed concurrency slot). */
   advance(runId: string): Promise<void> {
     return this.advancer.advance(runId);
+  }
+
+  /**
+   * A schedule tick as its `schedule.fire` job would be handled, at `now` (tests choose the time to
+   * see catch-up and overlap without waiting for ticks): the ids of the runs it started.
+   */
+  fireSchedule(scheduleId: string, workflow: string, jobId: string | undefined, now?: number): Promise<string[]> {
+    return this.triggers.fireSchedule(scheduleId, workflow, jobId, now);
   }
 
   /** Offers a stored event to the runs parked on it (triggers.ts; the control outbox re-drives it). */
@@ -198,6 +209,14 @@ export class Coordinator {
   /** The coordinator's own queue (schedules live on it). */
   get queue(): CoordinatorClient {
     return this.client;
+  }
+
+  /**
+   * Function pauses stored in PostgreSQL put back on their queues (shared/src/function-controls.ts):
+   * at start and on every reconcile pass, so a Redis wipe or restart never resumes a function.
+   */
+  syncFunctionPauses(): Promise<{ paused: string[]; resumed: string[] }> {
+    return syncFunctionPauses(this.deps.pool, this.deps.queues);
   }
 
   functionQueue(functionName: string): Queue {

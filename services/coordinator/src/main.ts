@@ -59,6 +59,9 @@ async function main(): Promise<void> {
   // Schedules follow the definitions just loaded; the reconciler keeps them in step after that.
   const schedules = await syncSchedules(pool, coordinator.queue);
   if (schedules.upserted.length || schedules.removed.length) logger.info(schedules, 'schedules synced');
+  // Function pauses are stored in PostgreSQL: a fresh or wiped Redis gets them back before any work.
+  const pauses = await coordinator.syncFunctionPauses();
+  if (pauses.paused.length || pauses.resumed.length) logger.info(pauses, 'function pauses applied');
   coordinator.start();
   const reconciler = new Reconciler({
     pool,

@@ -68,7 +68,7 @@ export interface ReconcileResult {
 }
 
 /** What a failure was about: the `kind` label of `baton_reconcile_failures_total`. */
-type FailureKind = 'step' | 'run_advance' | 'run_timeout' | 'schedules' | 'page' | 'child';
+type FailureKind = 'step' | 'run_advance' | 'run_timeout' | 'schedules' | 'function_pauses' | 'page' | 'child';
 
 /** The walks a pass makes; each keeps its own cursor. */
 type WalkName = 'steps' | 'idle' | 'held' | 'overdue' | 'orphans';
@@ -106,6 +106,14 @@ export class Reconciler {
     // Wait and active lists of function queues, read once a pass and only when needed (see StepDispatcher.probeJobs).
     const lists = new Map<string, Promise<Set<string>>>();
 
+    // 0. Function pauses stored in PostgreSQL, back on their queues (a Redis wipe loses them) before
+    // anything is re-enqueued on them below.
+    try {
+      const pauses = await this.opts.coordinator.syncFunctionPauses();
+      if (pauses.paused.length || pauses.resumed.length) this.opts.logger.info(pauses, 'function pauses re-applied');
+    } catch (err) {
+      this.failed(result, 'function_pauses', err, {}, 'function pause sync failed');
+    }
     // 1. Executions the DB says are outstanding: is their job (or timer) still in Redis?
     await this.walk(
       'steps',

@@ -1,4 +1,7 @@
 import {
+  DEFAULT_SCHEDULE_CATCH_UP,
+  DEFAULT_SCHEDULE_OVERLAP,
+  dueTicks,
   evaluateCondition,
   ExpressionError,
   expressionContext,
@@ -7,7 +10,11 @@ import {
   NotFoundError,
   publishEvent,
   startRun,
+  tickJobId,
+  tickTimeOfJob,
+  ticksToFire,
   type CoordinatorClient,
+  type ScheduleOverlap,
   type Logger,
   type Pool,
   type PoolClient,
@@ -23,6 +30,7 @@ import {
   type WaitingStep,
 } from './control-store';
 import { nothing } from './outcome';
+import { activeScheduledRuns, recordScheduleCancel } from './schedule-store';
 import type { RunAdvancer } from './run-advancer';
 import { completeBuiltin, loadExecutions, type LockedRun, type SuccessReport } from './run-store';
 
@@ -130,8 +138,20 @@ export class Triggers {
     };
   }
 
-  /** One schedule tick: one run of the workflow's latest version, keyed on the tick's job id. */
-  async fireSchedule(scheduleId: string, workflow: string, jobId: string | undefined): Promise<void> {
+  /**
+   * One schedule tick: runs of the workflow's latest version, each keyed on its tick (the run's
+   * idempotency key is `schedule:<the tick's job id>`, so a tick handled twice starts one run). The
+   * tick's time is in its job id: handled late (no coordinator ran), the ticks due since are fired
+   * by the schedule's `catchUp` (schedule-ticks.ts), each after its `overlap` check. A tick whose job
+   * id carries no time fires once, as it comes. `now`: when the tick is handled (tests choose it).
+   * Returns the ids of the runs it started.
+   */
+  async fireSchedule(
+    scheduleId: string,
+    workflow: string,
+    jobId: string | undefined,
+    now = Date.now(),
+  ): Promise<string[]> {
     // Only "no such workflow" means the schedule is gone. Anything else (PostgreSQL unreachable, a
     // statement timeout) fails the tick, which BullMQ retries with backoff: the tick is not lost.
     const stored = await getDefinition(this.deps.pool, workflow).catch((err: unknown) => {
@@ -142,15 +162,82 @@ export class Triggers {
     const trigger = stored?.definition.triggers[index];
     if (!stored || !trigger || !('schedule' in trigger)) {
       this.deps.logger.warn({ scheduleId }, 'tick of a schedule that no longer exists; ignored');
-      return;
+      return [];
     }
-    const started = await startRun(this.deps.pool, this.deps.coordinator, {
-      definition: stored,
-      input: trigger.schedule.input ?? {},
-      trigger: { type: 'schedule', scheduleId, cron: trigger.schedule.cron, firedAt: new Date().toISOString() },
-      // A tick handled twice (a coordinator crash mid-message) still starts one run.
-      ...(jobId ? { idempotencyKey: `schedule:${jobId}` } : {}),
-    });
-    if (started.created) this.deps.logger.info({ runId: started.runId, scheduleId }, 'scheduled run started');
+    const schedule = trigger.schedule;
+    const catchUp = schedule.catchUp ?? DEFAULT_SCHEDULE_CATCH_UP;
+    const tickAt = tickTimeOfJob(jobId, scheduleId);
+    let ticks: (number | undefined)[] = [undefined];
+    if (tickAt !== undefined) {
+      const due = dueTicks(schedule.cron, schedule.timezone ?? 'UTC', tickAt, now);
+      ticks = ticksToFire(due, now, catchUp);
+      if (due.length > 1 || ticks.length !== 1) {
+        this.deps.logger.info(
+          { scheduleId, catchUp, due: due.length, firing: ticks.length, since: new Date(tickAt).toISOString() },
+          'schedule ticks missed while no coordinator ran',
+        );
+      }
+    }
+    const started: string[] = [];
+    for (const tick of ticks) {
+      const key = tick === undefined ? jobId : tickJobId(scheduleId, tick);
+      const idempotencyKey = key ? `schedule:${key}` : undefined;
+      if (
+        !(await this.overlapAllows(workflow, scheduleId, schedule.overlap ?? DEFAULT_SCHEDULE_OVERLAP, idempotencyKey))
+      ) {
+        this.deps.logger.info(
+          { scheduleId },
+          'schedule tick skipped: a run it started is still active (overlap: skip)',
+        );
+        continue;
+      }
+      const run = await startRun(this.deps.pool, this.deps.coordinator, {
+        definition: stored,
+        input: schedule.input ?? {},
+        trigger: {
+          type: 'schedule',
+          scheduleId,
+          cron: schedule.cron,
+          firedAt: new Date(now).toISOString(),
+          ...(tick === undefined ? {} : { tickAt: new Date(tick).toISOString() }),
+        },
+        // A tick handled twice (a coordinator crash mid-message) still starts one run.
+        ...(idempotencyKey ? { idempotencyKey } : {}),
+      });
+      if (run.created) {
+        this.deps.logger.info({ runId: run.runId, scheduleId }, 'scheduled run started');
+        started.push(run.runId);
+      }
+    }
+    return started;
+  }
+
+  /**
+   * A schedule's `overlap` before a tick starts a run: whether it may, having cancelled the active
+   * runs it started first for `cancelPrevious` (recorded in the control outbox, then woken: the
+   * reconciler applies a cancel whose message is lost). The tick's own run (`idempotencyKey`, when
+   * the tick is handled again) does not count.
+   */
+  private async overlapAllows(
+    workflow: string,
+    scheduleId: string,
+    overlap: ScheduleOverlap,
+    idempotencyKey: string | undefined,
+  ): Promise<boolean> {
+    if (overlap === 'allow') return true;
+    const active = await activeScheduledRuns(this.deps.pool, workflow, scheduleId, idempotencyKey);
+    if (active.length === 0) return true;
+    if (overlap === 'skip') return false;
+    for (const runId of active) {
+      const requestId = await recordScheduleCancel(this.deps.pool, runId);
+      if (!requestId) continue;
+      this.deps.logger.info({ runId, scheduleId }, 'cancelling the previous scheduled run (overlap: cancelPrevious)');
+      await this.deps.coordinator
+        .send({ type: 'run.cancel', runId, compensate: false, requestId })
+        .catch((err: unknown) =>
+          this.deps.logger.warn({ err, runId }, 'cancel not sent; the reconciler applies the recorded request'),
+        );
+    }
+    return true;
   }
 }

@@ -5,6 +5,7 @@ import { ValidationError, type ValidationProblem } from '../errors';
 import { compileExpression, templateExpressions } from './expressions';
 import { ErrorCode } from '../error-codes';
 import { retentionSchema } from './retention';
+import { SCHEDULE_CATCH_UPS, SCHEDULE_OVERLAPS } from './schedule-ticks';
 import { definitionTagsSchema } from './tags';
 
 /**
@@ -182,6 +183,16 @@ const triggerSchema = z.union([
           timezone: z.string().min(1).max(64).optional(),
           /** The input of every run it starts. */
           input: z.unknown().optional(),
+          /**
+           * A tick while a run this schedule started is still active: `allow` (default) starts
+           * another, `skip` starts none, `cancelPrevious` cancels the active one and starts anew.
+           */
+          overlap: z.enum(SCHEDULE_OVERLAPS).optional(),
+          /**
+           * Ticks missed while no coordinator ran: `latest` (default) one run for them, `none` no
+           * run, `all` one per tick (at most CATCH_UP_MAX_TICKS, the latest). schedule-ticks.ts.
+           */
+          catchUp: z.enum(SCHEDULE_CATCH_UPS).optional(),
         })
         .strict(),
     })

@@ -3,8 +3,9 @@ import { h, jsonText, mono, notice, replace, timeEl } from './dom.js';
 import { poller } from './live.js';
 
 /**
- * Functions and their queues from GET /v1/functions (depth per state, workers, replicas), refreshed
- * every 5 s. A gateway without that route still shows the functions its workflows name.
+ * Functions and their queues from GET /v1/functions (depth per state, workers, replicas, paused),
+ * refreshed every 5 s, with a pause/resume button per function (POST /v1/functions/:name/pause|resume).
+ * A gateway without that route still shows the functions its workflows name.
  */
 
 const STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'];
@@ -25,6 +26,7 @@ function cellValue(value) {
 
 export function mount(main, { signal }) {
   const status = h('div');
+  const flash = h('div', { id: 'functions-flash' });
   const table = h('div', { class: 'card table-card' });
   main.append(
     h(
@@ -35,6 +37,7 @@ export function mount(main, { signal }) {
       h('a', { href: '/admin/queues', class: 'button' }, 'Open the queue board'),
     ),
     status,
+    flash,
     table,
   );
 
@@ -85,9 +88,79 @@ export function mount(main, { signal }) {
     );
   };
 
+  /** Pause or resume one function, then refresh the table. */
+  const setPaused = async (button, name, paused) => {
+    button.disabled = true;
+    flash.replaceChildren();
+    try {
+      let body;
+      if (paused) {
+        const reason = window.prompt(
+          `Pause ${name}? Its queue hands out no job until resumed; running ones finish.\nReason (optional):`,
+        );
+        if (reason === null) return;
+        body = reason.trim() ? { reason: reason.trim() } : {};
+      }
+      const f = await api(`/v1/functions/${encodeURIComponent(name)}/${paused ? 'pause' : 'resume'}`, {
+        method: 'POST',
+        body,
+        signal,
+      });
+      replace(flash, notice('info', `${f.name} ${f.paused ? 'paused' : 'resumed'}.`));
+      polling.refresh();
+    } catch (err) {
+      if (err instanceof AuthRequired) return;
+      replace(flash, notice('error', describeApiError(err)));
+    } finally {
+      button.disabled = false;
+    }
+  };
+
+  const pauseCell = (f) => {
+    if (typeof f.paused !== 'boolean') return h('td', { class: 'muted' }, '—');
+    const button = h(
+      'button',
+      {
+        type: 'button',
+        class: ['button', 'small', !f.paused && 'danger'],
+        dataset: { action: f.paused ? 'resume' : 'pause' },
+      },
+      f.paused ? 'Resume' : 'Pause',
+    );
+    button.addEventListener('click', () => setPaused(button, f.name, !f.paused));
+    return h(
+      'td',
+      { class: 'fn-state' },
+      f.paused
+        ? h(
+            'span',
+            {
+              class: 'badge status-compensating fn-paused',
+              title: f.pauseReason ? `Paused: ${f.pauseReason}` : 'Paused',
+            },
+            'paused',
+          )
+        : h('span', { class: 'badge status-running fn-running' }, 'running'),
+      f.paused && f.pausedAt ? h('span', { class: 'muted' }, ' since ', timeEl(f.pausedAt)) : null,
+      f.paused && f.pauseReason ? h('div', { class: 'muted pause-reason' }, f.pauseReason) : null,
+      ' ',
+      button,
+    );
+  };
+
   const render = (data) => {
     const functions = Array.isArray(data?.functions) ? data.functions : [];
-    const known = new Set(['name', 'queue', 'jobs', 'workers', 'replicas', 'lastSeenAt']);
+    const known = new Set([
+      'name',
+      'queue',
+      'jobs',
+      'workers',
+      'replicas',
+      'lastSeenAt',
+      'paused',
+      'pausedAt',
+      'pauseReason',
+    ]);
     const extra = [...new Set(functions.flatMap((f) => Object.keys(f ?? {})).filter((k) => !known.has(k)))];
     replace(
       table,
@@ -101,6 +174,7 @@ export function mount(main, { signal }) {
             'tr',
             null,
             h('th', { scope: 'col' }, 'Function'),
+            h('th', { scope: 'col' }, 'State'),
             h('th', { scope: 'col' }, 'Queue'),
             STATES.map((s) => h('th', { scope: 'col', class: 'num' }, s)),
             h('th', { scope: 'col', class: 'num' }, 'Workers'),
@@ -115,8 +189,9 @@ export function mount(main, { signal }) {
           functions.map((f) =>
             h(
               'tr',
-              { dataset: { function: String(f.name ?? '') } },
+              { dataset: { function: String(f.name ?? ''), paused: String(f.paused === true) } },
               h('td', null, mono(String(f.name ?? '?'))),
+              pauseCell(f),
               h('td', null, f.queue ? mono(String(f.queue)) : '—'),
               STATES.map((s) => count(f.jobs?.[s])),
               h('td', { class: ['num', f.workers === 0 && 'warn'] }, f.workers ?? '—'),
@@ -138,7 +213,7 @@ export function mount(main, { signal }) {
   };
 
   let available = true;
-  poller(
+  const polling = poller(
     async () => {
       if (!available) return false;
       try {

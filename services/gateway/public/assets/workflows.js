@@ -26,7 +26,9 @@ function triggerLine(trigger) {
   if (trigger === 'http' || trigger?.http !== undefined)
     return h('li', null, 'HTTP (', mono('POST /v1/workflows/:name/runs'), ')');
   if (trigger?.schedule) {
-    return h('li', null, 'Schedule ', mono(trigger.schedule.cron), ` (${trigger.schedule.timezone ?? 'UTC'})`);
+    const { cron, timezone, overlap, catchUp } = trigger.schedule;
+    const policies = [overlap && `overlap ${overlap}`, catchUp && `catch-up ${catchUp}`].filter(Boolean).join(', ');
+    return h('li', null, 'Schedule ', mono(cron), ` (${timezone ?? 'UTC'})`, policies ? ` — ${policies}` : '');
   }
   if (trigger?.event) {
     return h(

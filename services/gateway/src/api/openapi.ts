@@ -284,6 +284,30 @@ export const OPERATIONS: readonly Operation[] = [
     errors: { 503: REDIS_UNAVAILABLE },
   },
   {
+    method: 'post',
+    path: '/v1/functions/:name/pause',
+    operationId: 'pauseFunction',
+    tag: 'operations',
+    summary: 'Pause a function: its queue hands out no job (running ones finish; new ones wait) until resumed',
+    description:
+      'Stored in PostgreSQL, so a Redis wipe or a restart does not resume it; KEDA does not scale a paused function up. ' +
+      'Pausing a paused function keeps its first pause time (and its reason, unless a new one is given).',
+    params: { name: api.functionNameParam },
+    body: { schema: api.functionPauseBody, required: false },
+    responses: { 200: { description: 'the function, paused', schema: api.functionControlResponse } },
+    errors: { ...JSON_BODY_ERRORS, 404: 'unknown function (no worker reported it and no workflow names it)' },
+  },
+  {
+    method: 'post',
+    path: '/v1/functions/:name/resume',
+    operationId: 'resumeFunction',
+    tag: 'operations',
+    summary: 'Resume a paused function: its waiting jobs are handed out again',
+    params: { name: api.functionNameParam },
+    responses: { 200: { description: 'the function, resumed', schema: api.functionControlResponse } },
+    errors: { 400: 'invalid function name', 404: 'unknown function (no worker reported it and no workflow names it)' },
+  },
+  {
     method: 'get',
     path: '/v1/prometheus/targets',
     operationId: 'prometheusTargets',

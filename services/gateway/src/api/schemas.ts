@@ -5,6 +5,8 @@ import {
   MAX_TAGS,
   RUN_STATUSES,
   runTagsSchema,
+  SCHEDULE_CATCH_UPS,
+  SCHEDULE_OVERLAPS,
   STEP_STATUSES,
   TAG_KEY_PATTERN,
   workflowDefinitionSchema,
@@ -49,6 +51,10 @@ export const workflowNameParam = z.string().min(1).meta({ description: 'workflow
 export const eventNameParam = eventName.meta({ description: 'event name, e.g. `order.created`' });
 export const stepIdParam = z.string().min(1).meta({ description: 'a forEach or repeat step id of the definition' });
 export const scheduleIdParam = z.string().min(1).meta({ description: '`<workflow>.<trigger index>`' });
+export const functionNameParam = z
+  .string()
+  .min(1)
+  .meta({ description: 'function name (its queue is `{fn.<name>}`)', examples: ['send-email'] });
 
 // ---------------------------------------------------------------------------------------------------
 // Request bodies and queries
@@ -211,6 +217,20 @@ export const eventBody = request(
 );
 
 export const scheduleBody = request('SchedulePatch', z.object({ paused: z.boolean() }).strict());
+
+export const functionPauseBody = request(
+  'PauseFunctionRequest',
+  z
+    .object({
+      reason: z
+        .string()
+        .min(1)
+        .max(500)
+        .optional()
+        .meta({ description: 'why, shown with the function (GET /v1/functions, the dashboard)' }),
+    })
+    .strict(),
+);
 
 // ---------------------------------------------------------------------------------------------------
 // Responses
@@ -466,6 +486,12 @@ export const scheduleResponse = response(
     cron: z.string(),
     timezone: z.string(),
     input: z.unknown(),
+    overlap: z.enum(SCHEDULE_OVERLAPS).meta({
+      description: 'a tick while a run it started is active: allow (another run), skip, cancelPrevious',
+    }),
+    catchUp: z.enum(SCHEDULE_CATCH_UPS).meta({
+      description: 'ticks missed while no coordinator ran: latest (one run), none, all (at most 100)',
+    }),
     paused: z.boolean(),
     nextFireAt: isoTimeOrNull.meta({ description: 'null when paused' }),
   }),
@@ -480,12 +506,26 @@ export const readinessResponse = response(
   z.object({ status: z.literal('ok'), checks: z.object({ database: z.literal('ok'), redis: z.literal('ok') }) }),
 );
 
+const functionPauseFields = {
+  paused: z.boolean().meta({
+    description: 'paused through POST /v1/functions/:name/pause: its queue hands out no job until resumed',
+  }),
+  pausedAt: isoTimeOrNull.meta({ description: 'when it was paused; null when not paused' }),
+  pauseReason: z.string().nullable().meta({ description: 'the reason given with the pause' }),
+};
+
+export const functionControlResponse = response(
+  'FunctionControl',
+  z.object({ name: z.string(), ...functionPauseFields }),
+);
+
 export const functionListResponse = response(
   'FunctionList',
   z.object({
     functions: z.array(
       z.object({
         name: z.string(),
+        ...functionPauseFields,
         queue: z.string().meta({ description: 'the BullMQ queue, `{fn.<name>}`' }),
         jobs: z.object(
           Object.fromEntries(
