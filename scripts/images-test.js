@@ -385,7 +385,8 @@ async function main() {
         '--',
         'sh',
         '-c',
-        'ls -d /app/*/* /app/node_modules/@*/* 2>/dev/null',
+        // A glob that matches nothing (a bundled function has no node_modules) is not an error.
+        'ls -d /app/*/* /app/node_modules/@*/* 2>/dev/null; true',
       ]).split('\n');
       const workspaceDirs = ['/app/services/', '/app/functions/', '/app/cli/'];
       if (isFunction && !template) workspaceDirs.push('/app/shared/');
