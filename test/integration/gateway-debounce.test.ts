@@ -39,6 +39,12 @@ describe('gateway: debounced workflows', () => {
     await saveDefinition(suite.env.pool, { name: 'db-burst', debounce: { key: 'input.k', periodMs: 1500 }, steps });
     await saveDefinition(suite.env.pool, { name: 'db-cap', debounce: { periodMs: 600, maxWaitMs: 1200 }, steps });
     await saveDefinition(suite.env.pool, { name: 'db-restart', debounce: { key: 'input.k', periodMs: 200 }, steps });
+    await saveDefinition(suite.env.pool, {
+      name: 'db-event',
+      triggers: [{ event: { name: 'db.changed' } }],
+      debounce: { key: 'input.k', periodMs: 1000 },
+      steps,
+    });
   });
 
   afterAll(async () => {
@@ -176,6 +182,23 @@ describe('gateway: debounced workflows', () => {
     expect(runs.map((r) => r.id).sort()).toEqual([kept, lost, raced].map((a) => a.body.runId as string).sort());
     expect(runs.map((r) => r.trigger.debounced.count)).toEqual([1, 1, 1]);
     expect(await openWindows('db-restart')).toBe(0);
+  });
+
+  it('events are debounced too: each publication names the run its window will start', async () => {
+    const published = [];
+    for (let n = 0; n < 3; n++) {
+      published.push(
+        await request(suite.app)
+          .post('/v1/events/db.changed')
+          .send({ payload: { k: 'ev', n } })
+          .expect(202),
+      );
+    }
+    const runIds = published.map((p) => p.body.runIds[0] as string);
+    expect(new Set(runIds).size).toBe(1);
+    const fired = await run(runIds[0]);
+    expect(fired.input).toEqual({ k: 'ev', n: 2 });
+    expect(fired.trigger).toMatchObject({ type: 'event', event: 'db.changed', debounced: { count: 3, key: 'ev' } });
   });
 
   it('a key that fails on the input is a 400 naming debounce.key', async () => {

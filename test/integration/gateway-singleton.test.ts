@@ -185,6 +185,27 @@ describe('gateway: singleton workflows', () => {
     await engine.waitForRun(second.body.runId, ['succeeded']);
   });
 
+  it('events start singleton runs under the same rule', async () => {
+    await saveDefinition(suite.env.pool, {
+      name: 'sg-event',
+      triggers: [{ event: { name: 'sg.ping' } }],
+      singleton: { key: 'input.customer', mode: 'skip' },
+      steps: [{ id: 'hold', function: 'sg-hold', input: { key: '{{ input.customer }}' }, retry: fast }],
+    });
+    const first = await request(suite.app)
+      .post('/v1/events/sg.ping')
+      .send({ payload: { customer: 'e1' } })
+      .expect(202);
+    const second = await request(suite.app)
+      .post('/v1/events/sg.ping')
+      .send({ payload: { customer: 'e1' } })
+      .expect(202);
+    expect(second.body.runIds).toEqual(first.body.runIds);
+    expect(await activeRuns('sg-event', 'e1')).toEqual(first.body.runIds);
+    released.add('e1');
+    await engine.waitForRun(first.body.runIds[0], ['succeeded']);
+  });
+
   it('refuses bad definitions with 400 naming the field', async () => {
     const steps = [{ id: 'a', function: 'sg-hold' }];
     const cases: [unknown, string][] = [
