@@ -36,13 +36,13 @@ describe('gateway: debounced workflows', () => {
 
   beforeAll(async () => {
     engine = await startEngine(suite.env, [echo]);
-    await saveDefinition(suite.env.pool, { name: 'db-burst', debounce: { key: 'input.k', periodMs: 1500 }, steps });
+    await saveDefinition(suite.env.pool, { name: 'db-burst', debounce: { key: 'input.k', periodMs: 3000 }, steps });
     await saveDefinition(suite.env.pool, { name: 'db-cap', debounce: { periodMs: 600, maxWaitMs: 1200 }, steps });
     await saveDefinition(suite.env.pool, { name: 'db-restart', debounce: { key: 'input.k', periodMs: 200 }, steps });
     await saveDefinition(suite.env.pool, {
       name: 'db-event',
       triggers: [{ event: { name: 'db.changed' } }],
-      debounce: { key: 'input.k', periodMs: 1000 },
+      debounce: { key: 'input.k', periodMs: 3000 },
       steps,
     });
   });
@@ -122,26 +122,27 @@ describe('gateway: debounced workflows', () => {
   it('maxWaitMs closes a window that a continuous stream of triggers keeps open', async () => {
     const runIds: string[] = [];
     let sent = 0;
-    // Triggers every 100 ms (< periodMs 600) until a second window has opened and some more.
-    while (new Set(runIds).size < 3) {
+    // Triggers every 100 ms (< periodMs 600) until a fourth window has opened.
+    while (new Set(runIds).size < 4) {
       const a = await trigger('db-cap', { n: sent });
       runIds.push(a.body.runId);
       sent += 1;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const windows = [...new Set(runIds)];
-    const fired = await Promise.all(windows.slice(0, 2).map(run));
+    const fired = await Promise.all(windows.slice(0, 3).map(run));
     // Every trigger of the closed windows is counted in its run, each window at most maxWaitMs long.
     for (const [i, r] of fired.entries()) {
       expect(r.trigger.debounced.count).toBe(runIds.filter((id) => id === windows[i]).length);
       const span = Date.parse(r.trigger.debounced.lastAt) - Date.parse(r.trigger.debounced.firstAt);
       expect(span).toBeLessThanOrEqual(1200);
     }
-    // The first window closed although the stream never paused for periodMs: its next trigger opened
-    // the second window less than periodMs after the first window's last one.
-    const gap = Date.parse(fired[1].trigger.debounced.firstAt) - Date.parse(fired[0].trigger.debounced.lastAt);
-    expect(gap).toBeLessThan(600);
-    expect(fired[0].trigger.debounced.count).toBeGreaterThan(1);
+    // A window closed although the stream did not pause for periodMs: the next window's first trigger
+    // came less than periodMs after its last one (a slow machine may pause the stream now and then).
+    const gaps = [0, 1].map(
+      (i) => Date.parse(fired[i + 1].trigger.debounced.firstAt) - Date.parse(fired[i].trigger.debounced.lastAt),
+    );
+    expect(Math.min(...gaps)).toBeLessThan(600);
   });
 
   it('a window due while the coordinator is down fires once when it is back, timer kept or lost', async () => {
