@@ -24,7 +24,7 @@ export class Debouncer {
   constructor(private readonly deps: { pool: Pool; coordinator: CoordinatorClient; logger: Logger }) {}
 
   /** Fires the window of `runId` if it is due; re-arms its timer if it is not yet. True: a run started. */
-  async fire(target: { workflow: string; key: string; runId: string }): Promise<boolean> {
+  async fire(target: { workflow: string; key: string; runId: string; dueAt?: number }): Promise<boolean> {
     const { runId } = target;
     const fired = await fireDueWindow(this.deps.pool, target);
     if (fired) {
@@ -38,7 +38,12 @@ export class Debouncer {
     }
     const open = await windowDue(this.deps.pool, runId);
     if (open) {
-      await this.deps.coordinator.sendDelayed(debounceTimer(target.workflow, target.key, runId, open.fireAt, open.now));
+      const timer = debounceTimer(target.workflow, target.key, runId, open.fireAt, open.now);
+      // A timer that came a little early (Redis's clock against PostgreSQL's) re-arms for the same
+      // due time: a new job id all the same, or the add would be a no-op while this job is active.
+      if (target.dueAt !== undefined && timer.message.type === 'debounce.fire' && timer.message.dueAt <= target.dueAt)
+        timer.message.dueAt = target.dueAt + 1;
+      await this.deps.coordinator.sendDelayed(timer);
     }
     return false;
   }
