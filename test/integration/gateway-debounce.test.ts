@@ -87,6 +87,8 @@ describe('gateway: debounced workflows', () => {
     const fired = await run(runId);
     expect(fired.input).toEqual({ k: 'a', n: 4 });
     expect(fired.trigger).toMatchObject({ type: 'http', debounced: { count: 5, key: 'a' } });
+    const shown = await request(suite.app).get(`/v1/runs/${runId}`).expect(200);
+    expect(shown.body).toMatchObject({ input: { k: 'a', n: 4 }, trigger: { debounced: { count: 5, key: 'a' } } });
     // Runs are only inserted from a window's row: none left means no second run can come.
     expect(await openWindows('db-burst')).toBe(0);
     expect((await runsOf('db-burst')).map((r) => r.id)).toEqual([runId]);
