@@ -6,7 +6,7 @@ import { ApiError, CliError, Client } from './client';
 import { CliErrorCode } from './error-codes';
 import { parseValue, readDefinitionFile } from './input';
 import { newFunctionProject } from './scaffold';
-import { errorText, formatDuration, runFrame, tagText, type Style } from './render';
+import { errorText, formatDuration, runFrame, startNote, tagText, type Style } from './render';
 import type { EventPublished, FunctionControl, FunctionSummary, Run, RunAccepted, WorkflowSaved } from './types';
 import { executionCount, getRun, isTerminal, printLogs, watchRun } from './watch';
 
@@ -75,6 +75,19 @@ function tagObject(tags: string[]): Record<string, string> {
 const runPath = (id: string, suffix = ''): string => `/v1/runs/${encodeURIComponent(id)}${suffix}`;
 
 /** Follows a run to its end; the exit code says whether it succeeded. */
+/** Polls until the run exists (a debounced trigger's run: 404 until its window fires). */
+async function untilRunExists(ctx: Context, runId: string, intervalMs: number): Promise<void> {
+  for (;;) {
+    try {
+      await getRun(ctx.client, runId);
+      return;
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 404) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
 async function watchAndExit(
   ctx: Context,
   runId: string,
@@ -215,9 +228,12 @@ export function buildProgram(): Command {
               json: body,
             },
           );
-          if (res.status === 200 && !ctx.json) warn(`an earlier run has this idempotency key: ${res.body.runId}`);
+          const note = startNote(res.status, res.body);
+          if (note && !ctx.json) warn(note);
           if (ctx.json && !opts.watch) printJson(res.body);
           if (!ctx.json) print(res.body.runId);
+          // A debounced trigger's run exists once its window fires: wait for it first.
+          if (opts.watch && res.body.debounce) await untilRunExists(ctx, res.body.runId, opts.interval);
           if (opts.watch) await watchAndExit(ctx, res.body.runId, opts.interval);
         },
       ),

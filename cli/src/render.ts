@@ -1,4 +1,4 @@
-import type { Fanout, LogEntry, Run, Step } from './types';
+import type { Fanout, LogEntry, Run, RunAccepted, Step } from './types';
 
 /** Pure text rendering of runs, steps and log lines; `color` adds ANSI colours. */
 
@@ -245,4 +245,25 @@ export function fitWidth(line: string, width: number): string {
     visible += 1;
   }
   return out;
+}
+
+/**
+ * What `runs start` says on stderr besides the run id (stdout stays the id alone, for scripts): an
+ * earlier run of the idempotency key, a singleton's active run returned or runs replaced, a
+ * debounced trigger's window. Undefined for a plain new run.
+ */
+export function startNote(status: number, body: RunAccepted): string | undefined {
+  if (body.debounce) {
+    const d = body.debounce;
+    return (
+      `debounced → run ${body.runId} (${d.count} trigger${d.count === 1 ? '' : 's'} so far; starts at ${d.firesAt}` +
+      `${d.deadline ? `, at the latest ${d.deadline}` : ''}, unless another trigger of key '${d.key}' comes)`
+    );
+  }
+  if (body.singleton?.skipped)
+    return `singleton: key '${body.singleton.key}' already has an active run (${body.status}): ${body.runId}; nothing started`;
+  if (body.singleton?.cancelled?.length)
+    return `singleton: cancelled the active run${body.singleton.cancelled.length === 1 ? '' : 's'} ${body.singleton.cancelled.join(', ')}`;
+  if (status === 200) return `an earlier run has this idempotency key: ${body.runId}`;
+  return undefined;
 }

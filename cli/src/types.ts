@@ -4,8 +4,13 @@ export const TERMINAL_RUN_STATUSES = ['succeeded', 'failed', 'compensated', 'com
 
 export interface RunAccepted {
   runId: string;
+  /** A run status, or `debounced`: the run starts when its debounce window closes. */
   status: string;
   statusUrl: string;
+  /** Singleton and debounced workflows: whether this request started the run. */
+  started?: boolean;
+  singleton?: { key: string; mode: string; skipped?: boolean; cancelled?: string[] };
+  debounce?: { key: string; count: number; firesAt: string; deadline: string | null };
 }
 
 export interface Step {

@@ -3,7 +3,15 @@ import type { CoordinatorClient } from './coordinator-client';
 import type { Pool, PoolClient } from './db/pool';
 import { evaluateCondition, ExpressionError } from './workflow/expressions';
 import { ValidationError } from './errors';
-import { notifyCoordinator, startRun, validateRunInput, type Queryable } from './runs';
+import {
+  notifyCoordinator,
+  sendWakeups,
+  startRun,
+  validateRunInput,
+  type Queryable,
+  type StartedRun,
+  type Wakeups,
+} from './runs';
 import { listLatestDefinitions } from './workflow/store';
 
 /**
@@ -62,6 +70,7 @@ export async function publishEvent(
   const runIds: string[] = [];
   const started: { runId: string; trace?: Record<string, string> }[] = [];
   const rejected: PublishedEvent['rejected'] = [];
+  const wakeups: Wakeups[] = [];
   for (const definition of subscribers) {
     const trigger = definition.definition.triggers.find((t) => 'event' in t && t.event.name === req.name);
     const filter = trigger && 'event' in trigger ? trigger.event.filter : undefined;
@@ -81,15 +90,25 @@ export async function publishEvent(
       rejected.push({ workflow: definition.name, message: err.message });
       continue;
     }
-    const run = await startRun(db, undefined, {
-      definition,
-      input: req.payload,
-      trigger: { type: 'event', event: req.name, eventId },
-      // One run per (event, workflow), however often the event is handled.
-      idempotencyKey: `event:${eventId}`,
-    });
+    let run: StartedRun;
+    try {
+      run = await startRun(db, undefined, {
+        definition,
+        input: req.payload,
+        trigger: { type: 'event', event: req.name, eventId },
+        // One run per (event, workflow), however often the event is handled.
+        idempotencyKey: `event:${eventId}`,
+      });
+    } catch (err) {
+      // A singleton or debounce key that fails on this payload: no run of this workflow, as above.
+      if (!(err instanceof ValidationError)) throw err;
+      rejected.push({ workflow: definition.name, message: err.message });
+      continue;
+    }
+    // A debounced workflow's id is the run its window will start; a singleton's, the run that holds the key.
     runIds.push(run.runId);
     if (run.created) started.push({ runId: run.runId, ...(run.trace ? { trace: run.trace } : {}) });
+    if (run.wakeups) wakeups.push(run.wakeups);
   }
   await db.query('UPDATE events SET run_ids = $2 WHERE id = $1', [eventId, runIds]);
   return {
@@ -100,6 +119,7 @@ export async function publishEvent(
     notify: async () => {
       // Best effort, as in startRun: the runs and the event are committed, and the coordinator's
       // reconciler re-sends `run.start` and `event.deliver` for what a lost notification missed.
+      for (const w of wakeups) await sendWakeups(coordinator, w);
       for (const run of started) {
         await notifyCoordinator(coordinator, { type: 'run.start', ...run }).catch(() => undefined);
       }

@@ -65,6 +65,7 @@ export {
   BACKOFF_TYPES,
   CHILD_WORKFLOW_FUNCTION,
   cronProblem,
+  DEBOUNCE_MAX_MS,
   DEFAULT_RETRY_POLICY,
   eventName,
   findCycle,
@@ -74,6 +75,7 @@ export {
   REPEAT_MAX_ITERATIONS,
   type RetryPolicy,
   retryPolicySchema,
+  SINGLETON_MODES,
   SLEEP_FUNCTION,
   type StepDefinition,
   type Trigger,
@@ -174,8 +176,12 @@ export {
   unknownFunctionWarnings,
 } from './workflow/store';
 export {
+  type CancelWakeup,
+  debounceWakeups,
   notifyCoordinator,
   type Queryable,
+  sendWakeups,
+  type Wakeups,
   type RunTrigger,
   type StartedRun,
   startRun,
@@ -184,6 +190,28 @@ export {
   validateRunInput,
 } from './runs';
 export { RunStarter, RUN_START_BATCH, type StartByNameRequest } from './run-starter';
+export { insertRuns, type NewRun } from './run-rows';
+export { replaceSingleton, type ReplaceOutcome, singletonOf, type SingletonStart } from './singleton';
+export {
+  armDebounce,
+  type DebouncedTrigger,
+  debounceOf,
+  type DebounceStart,
+  debounceTimer,
+  debounceTrigger,
+  type FiredWindow,
+} from './debounce';
+export {
+  fireDueWindow,
+  releaseSingleton,
+  SINGLETON_ACTIVE_STATUSES,
+  singletonHolders,
+  singletonSlot,
+  upsertDebounce,
+  type DebounceTrigger,
+  type DebounceWindow,
+} from './flow-store';
+export { MAX_FLOW_KEY, resolveFlowKey } from './workflow/flow-keys';
 export { GroupCommit, type GroupCommitOptions } from './group-commit';
 export { type PublishedEvent, publishEvent, publishEventNow, type PublishEventRequest } from './events';
 export {

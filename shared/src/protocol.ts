@@ -45,7 +45,9 @@ export type TriggerMessage =
   /** Offer a stored event to the runs parked on `waitForEvent` for its name. */
   | { type: 'event.deliver'; eventId: string }
   /** A schedule's tick, produced by a BullMQ job scheduler (`scheduleId` = `<workflow>:<trigger index>`). */
-  | { type: 'schedule.fire'; scheduleId: string; workflow: string };
+  | { type: 'schedule.fire'; scheduleId: string; workflow: string }
+  /** A debounce window's timer (debounce.ts): start its run if `dueAt` (ms) is still its due time. */
+  | { type: 'debounce.fire'; workflow: string; key: string; runId: string; dueAt: number };
 
 /**
  * Everything the coordinator receives: the `InboxMessage`s (run starts, step reports) on its inbox
@@ -69,6 +71,7 @@ export function coordinatorJobId(message: CoordinatorMessage): string {
   if (message.type === 'step.wake' || message.type === 'step.waitTimeout')
     return `${message.type}_${message.stepExecutionId}`;
   if (message.type === 'event.deliver') return `deliver_${message.eventId}`;
+  if (message.type === 'debounce.fire') return `debounce_${message.runId}_${message.dueAt}`;
   // Ticks come from BullMQ's job scheduler, which names its jobs itself.
   if (message.type === 'schedule.fire') throw new Error('schedule ticks are enqueued by their job scheduler');
   // A recorded request is one message: a second cancel of the same run is a request of its own.

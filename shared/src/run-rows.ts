@@ -20,6 +20,8 @@ export interface NewRun {
   metadata: Record<string, unknown>;
   /** `runs.tags`, already validated and resolved (workflow/tags.ts). */
   tags: Record<string, string>;
+  /** `runs.singleton_key` (singleton.ts): while the run is active, no other run of the workflow has it. */
+  singletonKey?: string;
 }
 
 /**
@@ -34,18 +36,22 @@ export async function insertRuns(
   opts: { onlyLatest: boolean },
 ): Promise<Set<string>> {
   if (!runs.length) return new Set();
-  // A repeated idempotency key (an earlier run, or an earlier item of this batch) inserts nothing.
+  // A repeated idempotency key (an earlier run, or an earlier item of this batch) inserts nothing, nor
+  // does a singleton key an active run holds (the index runs_singleton; ON CONFLICT without a target
+  // covers both unique indexes).
   // Named statements: prepared once per connection instead of parsed and planned every batch.
   const { rows } = await client.query<{ id: string }>({
     name: 'baton.insert_runs',
-    text: `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata, tags)
+    text: `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger, idempotency_key, metadata, tags,
+                      singleton_key)
      SELECT r.id, r.workflow_name, r.workflow_version, 'pending', r.input::jsonb, r.trigger, r.idempotency_key, r.metadata,
-            COALESCE(r.tags, '{}')
+            COALESCE(r.tags, '{}'), r.singleton_key
        FROM jsonb_to_recordset($1::jsonb)
-            AS r(id uuid, workflow_name text, workflow_version int, input text, trigger jsonb, idempotency_key text, metadata jsonb, tags jsonb)
+            AS r(id uuid, workflow_name text, workflow_version int, input text, trigger jsonb, idempotency_key text, metadata jsonb, tags jsonb,
+                 singleton_key text)
       WHERE $2::boolean IS NOT TRUE
          OR r.workflow_version = (SELECT max(d.version) FROM workflow_definitions d WHERE d.name = r.workflow_name)
-     ON CONFLICT (workflow_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+     ON CONFLICT DO NOTHING
      RETURNING id`,
     values: [
       JSON.stringify(
@@ -59,6 +65,7 @@ export async function insertRuns(
           idempotency_key: r.idempotencyKey ?? null,
           metadata: r.metadata,
           tags: r.tags,
+          singleton_key: r.singletonKey ?? null,
         })),
       ),
       opts.onlyLatest,

@@ -6,7 +6,11 @@ import { NotFoundError, ValidationError } from './errors';
 import { GroupCommit } from './group-commit';
 import type { Logger } from './logger';
 import { existingRuns, insertRuns, runKey } from './run-rows';
-import { traced, validateRunInput, type RunTrigger, type StartedRun } from './runs';
+import { debounceWakeups, sendWakeups, traced, validateRunInput, type RunTrigger, type StartedRun } from './runs';
+import { withTransaction } from './db/pool';
+import { debounceOf, debounceTrigger, type DebounceStart } from './debounce';
+import { singletonHolders, singletonSlot } from './flow-store';
+import { replaceSingleton, singletonOf, type SingletonStart } from './singleton';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import { getDefinition, type StoredDefinition } from './workflow/store';
 import { ErrorCode } from './error-codes';
@@ -26,6 +30,9 @@ interface Pending extends StartByNameRequest {
   trace: TraceCarrier;
   /** The tags resolved against the definition the input was validated with. */
   resolvedTags?: Record<string, string>;
+  /** A singleton workflow's key (singleton.ts); a debounced one's window (debounce.ts). */
+  singleton?: SingletonStart;
+  debounce?: DebounceStart;
 }
 
 /** Runs inserted per transaction at most; a burst beyond it waits for the next commit. */
@@ -99,14 +106,29 @@ export class RunStarter {
           validateRunInput(definition, item.input);
           // An API start: a tag template that fails is a 400 naming `tags.<key>` (tags.ts).
           const tags = await resolveRunTags(definition.definition.tags, item.input, item.tags, { strict: true });
-          return { ...item, resolvedTags: tags };
+          // A key that fails on the input is a 400 naming `singleton.key` / `debounce.key` (flow-keys.ts).
+          const singleton = await singletonOf(definition.definition, item.input);
+          const debounce = await debounceOf(definition.definition, item.input);
+          return {
+            ...item,
+            resolvedTags: tags,
+            ...(singleton ? { singleton } : {}),
+            ...(debounce ? { debounce } : {}),
+          };
         } catch (err) {
           if (!fetched.has(item.workflow)) recheck.push(item);
           return err as Error;
         }
       }),
     );
-    const valid = checked.filter((c): c is Pending => !(c instanceof Error));
+    const all = checked.filter((c): c is Pending => !(c instanceof Error));
+    // Debounced triggers and cancelRunning starts go one by one (flow-control below); the rest,
+    // singleton `skip` ones included, share the batch's INSERT.
+    const alone = await this.startAlone(
+      all.filter((v) => v.debounce || v.singleton?.mode === 'cancelRunning'),
+      latest,
+    );
+    const valid = all.filter((v) => !alone.has(v.runId));
     const created = await insertRuns(
       this.pool,
       valid.map((v) => ({
@@ -118,6 +140,7 @@ export class RunStarter {
         idempotencyKey: v.idempotencyKey,
         metadata: traced(v.trace),
         tags: v.resolvedTags ?? {},
+        ...(v.singleton ? { singletonKey: v.singleton.key } : {}),
       })),
       { onlyLatest: true },
     );
@@ -125,14 +148,39 @@ export class RunStarter {
       this.pool,
       valid.filter((v) => !created.has(v.runId) && v.idempotencyKey !== undefined),
     );
+    // singleton `skip`: a start the key's index refused returns the run that holds the key.
+    const holders = await singletonHolders(
+      this.pool,
+      valid.flatMap((v) =>
+        !created.has(v.runId) && v.singleton && !existing.has(runKey(v.workflow, v.idempotencyKey))
+          ? [{ workflow: v.workflow, key: v.singleton.key }]
+          : [],
+      ),
+    );
     // Items to start again against a fresh read of their workflow: those refused by a cached
     // version, and those neither inserted nor found by key (a newer version was saved meanwhile).
     const again = new Set(recheck.map((r) => r.runId));
     const results = checked.map((c, i): StartedRun | Error => {
       if (c instanceof Error) return c;
-      if (created.has(c.runId)) return { runId: c.runId, status: 'pending', created: true, ...traced(c.trace) };
+      const apart = alone.get(c.runId);
+      if (apart === 'stale') {
+        again.add(c.runId);
+        return new Error('replaced below by the second attempt');
+      }
+      if (apart) return apart;
+      const singleton = c.singleton && { key: c.singleton.key, mode: c.singleton.mode };
+      if (created.has(c.runId))
+        return {
+          runId: c.runId,
+          status: 'pending',
+          created: true,
+          ...traced(c.trace),
+          ...(singleton && { singleton }),
+        };
       const found = existing.get(runKey(c.workflow, c.idempotencyKey));
       if (found) return { ...found, created: false };
+      const holder = singleton && holders.get(singletonSlot(c.workflow, singleton.key));
+      if (holder) return { ...holder, created: false, singleton: { ...singleton, skipped: true } };
       again.add(items[i].runId);
       return new Error('replaced below by the second attempt');
     });
@@ -149,6 +197,11 @@ export class RunStarter {
     // that have no executions), so a failed notification fails no request. It cannot hold the
     // request either: the append is bounded by the connection's command timeout (the gateway's).
     const started = final.filter((r): r is StartedRun => !(r instanceof Error) && r.created);
+    const coordinator = this.coordinator;
+    if (attempt === 1 && coordinator) {
+      // Best effort (runs.ts sendWakeups): cancel requests are in the outbox, lost timers are swept.
+      for (const r of final) if (!(r instanceof Error) && r.wakeups) await sendWakeups(coordinator, r.wakeups);
+    }
     if (attempt === 1 && this.coordinator && started.length) {
       await this.coordinator
         .sendToInbox(
@@ -163,6 +216,76 @@ export class RunStarter {
         );
     }
     return final;
+  }
+
+  /**
+   * Starts that cannot share the batch's INSERT, each on its own: a debounced trigger joins its
+   * window (debounce.ts: no run yet, 202 with the run id it will start); a cancelRunning start
+   * releases the key's active run (cancelled) and inserts its own in one transaction (singleton.ts).
+   * 'stale': not inserted because a newer version was saved (started again like the batch's).
+   */
+  private async startAlone(
+    items: Pending[],
+    latest: Map<string, StoredDefinition>,
+  ): Promise<Map<string, StartedRun | Error | 'stale'>> {
+    const results = new Map<string, StartedRun | Error | 'stale'>();
+    for (const item of items) {
+      const definition = latest.get(item.workflow) as StoredDefinition;
+      const base = {
+        id: item.runId,
+        workflow: item.workflow,
+        version: definition.version,
+        input: item.input,
+        trigger: item.trigger,
+        idempotencyKey: item.idempotencyKey,
+        metadata: traced(item.trace),
+        tags: item.resolvedTags ?? {},
+      };
+      try {
+        if (item.debounce) {
+          const d = await debounceTrigger(this.pool, {
+            ...base,
+            definition,
+            debounce: item.debounce,
+            runId: item.runId,
+          });
+          results.set(item.runId, {
+            runId: d.runId,
+            status: 'debounced',
+            created: false,
+            debounce: d.debounce,
+            wakeups: debounceWakeups(d),
+          });
+          continue;
+        }
+        const singleton = item.singleton as SingletonStart;
+        const outcome = await withTransaction(this.pool, (client) =>
+          replaceSingleton(
+            client,
+            { ...base, singletonKey: singleton.key },
+            {
+              onlyLatest: true,
+              compensate: singleton.compensate,
+            },
+          ),
+        );
+        if (outcome.kind === 'stale') results.set(item.runId, 'stale');
+        else if (outcome.kind === 'existing')
+          results.set(item.runId, { runId: outcome.runId, status: outcome.status, created: false });
+        else
+          results.set(item.runId, {
+            runId: item.runId,
+            status: 'pending',
+            created: true,
+            ...traced(item.trace),
+            singleton: { key: singleton.key, mode: singleton.mode, cancelled: outcome.cancelled.map((c) => c.runId) },
+            wakeups: { cancels: outcome.cancelled.map((c) => ({ ...c, compensate: singleton.compensate })) },
+          });
+      } catch (err) {
+        results.set(item.runId, unstorable(err));
+      }
+    }
+    return results;
   }
 
   /** The latest version of each workflow as last seen; a stale one is caught by the INSERT. */

@@ -1,6 +1,15 @@
 import type { Client } from '../../cli/src/client';
 import { detailLines } from '../../cli/src/main';
-import { fitWidth, formatDuration, logLine, progressText, runFrame, stepLine, tagText } from '../../cli/src/render';
+import {
+  fitWidth,
+  formatDuration,
+  logLine,
+  progressText,
+  runFrame,
+  startNote,
+  stepLine,
+  tagText,
+} from '../../cli/src/render';
 import type { Run, Step } from '../../cli/src/types';
 import { watchRun } from '../../cli/src/watch';
 
@@ -227,6 +236,33 @@ describe('CLI rendering', () => {
     expect(frames[0]).toMatch(/invoice v2 {2}running {2}\S+\n.*fetchOrders .*running +1\/3/);
     expect(frames[1]).toMatch(
       /succeeded {2}900ms\n.*✓ {2}fetchOrders .*succeeded +1\/3 {2}800ms\nrun succeeded in 900ms\n$/,
+    );
+  });
+});
+
+describe('startNote (runs start, on stderr)', () => {
+  const base = { runId: 'r1', status: 'pending', statusUrl: '/v1/runs/r1' };
+  it('says nothing for a plain new run, and names an earlier run of the idempotency key', () => {
+    expect(startNote(202, base)).toBeUndefined();
+    expect(startNote(200, base)).toBe('an earlier run has this idempotency key: r1');
+  });
+  it('says what a singleton start did', () => {
+    expect(
+      startNote(200, {
+        ...base,
+        status: 'running',
+        started: false,
+        singleton: { key: 'c1', mode: 'skip', skipped: true },
+      }),
+    ).toBe("singleton: key 'c1' already has an active run (running): r1; nothing started");
+    expect(startNote(202, { ...base, singleton: { key: '', mode: 'cancelRunning', cancelled: ['r0'] } })).toBe(
+      'singleton: cancelled the active run r0',
+    );
+  });
+  it('says when a debounced run starts', () => {
+    const debounce = { key: 'k', count: 3, firesAt: '2026-12-03T15:00:05.000Z', deadline: null };
+    expect(startNote(202, { ...base, status: 'debounced', debounce })).toBe(
+      "debounced → run r1 (3 triggers so far; starts at 2026-12-03T15:00:05.000Z, unless another trigger of key 'k' comes)",
     );
   });
 });

@@ -15,6 +15,7 @@ import {
 } from '@baton/shared';
 import { BatchApplier } from './batch-apply';
 import { BuiltinTimers } from './builtin-steps';
+import { Debouncer } from './debouncer';
 import { takeRequest } from './control-store';
 import { InboxConsumer, type InboxConsumerOptions } from './inbox-consumer';
 import { nothing } from './outcome';
@@ -63,6 +64,8 @@ export class Coordinator {
   private readonly control: RunControl;
   private readonly triggers: Triggers;
   private readonly batches: BatchApplier;
+  /** Debounce windows (debouncer.ts): fired by their timer, and by the reconciler when it is lost. */
+  readonly debouncer: Debouncer;
   private worker?: Worker<CoordinatorMessage>;
   private inbox?: InboxConsumer;
   private inboxStarted?: Promise<void>;
@@ -83,6 +86,7 @@ export class Coordinator {
     });
     this.control = new RunControl(this.advancer, logger);
     this.triggers = new Triggers({ pool, logger, advancer: this.advancer, coordinator: this.client });
+    this.debouncer = new Debouncer({ pool, logger, coordinator: this.client });
     this.batches = new BatchApplier({
       pool,
       logger,
@@ -151,6 +155,10 @@ export class Coordinator {
     if (message.type === 'event.deliver') return this.triggers.deliverEvent(message.eventId);
     if (message.type === 'schedule.fire') {
       await this.triggers.fireSchedule(message.scheduleId, message.workflow, jobId);
+      return;
+    }
+    if (message.type === 'debounce.fire') {
+      await this.debouncer.fire(message);
       return;
     }
     await this.advancer.inRunTransaction(message.runId, async (client, run, writes) => {

@@ -2,3 +2,4 @@ export { Coordinator, type CoordinatorDeps } from './coordinator';
 export { Reconciler, type ReconcilerOptions, type ReconcileResult } from './reconciler';
 export { loadCoordinatorConfig, type CoordinatorConfig } from './config';
 export { RetentionSweeper, type RetentionSweeperOptions, type SweepResult } from './retention';
+export { Debouncer } from './debouncer';

@@ -61,6 +61,8 @@ export interface ReconcileResult {
   stepsRequeued: number;
   reportsReplayed: number;
   runsTimedOut: number;
+  /** Debounce windows past due that this pass fired (their timer lost). */
+  debouncesFired?: number;
   /** Outstanding executions looked at in this pass. */
   stepsChecked: number;
   /** Repairs (or whole pages) that threw; see `baton_reconcile_failures_total`. */
@@ -68,7 +70,8 @@ export interface ReconcileResult {
 }
 
 /** What a failure was about: the `kind` label of `baton_reconcile_failures_total`. */
-type FailureKind = 'step' | 'run_advance' | 'run_timeout' | 'schedules' | 'function_pauses' | 'page' | 'child';
+type FailureKind =
+  'step' | 'run_advance' | 'run_timeout' | 'schedules' | 'function_pauses' | 'page' | 'child' | 'debounce';
 
 /** The walks a pass makes; each keeps its own cursor. */
 type WalkName = 'steps' | 'idle' | 'held' | 'overdue' | 'orphans';
@@ -155,6 +158,15 @@ export class Reconciler {
       (after, limit) => overduePage(this.opts.pool, this.graceSecs(), after, limit),
       (rows) => this.timeOutEach(rows, result),
     );
+    // 4b. Debounce windows past due whose timer was lost (debouncer.ts): each fired on its own.
+    try {
+      const fired = await this.opts.coordinator.debouncer.fireOverdue(this.opts.graceMs, (swept) => {
+        this.failed(result, 'debounce', swept.err, { runId: swept.runId }, 'debounce window not fired');
+      });
+      result.debouncesFired = fired;
+    } catch (err) {
+      this.failed(result, 'debounce', err, {}, 'debounce sweep failed');
+    }
 
     const { stepsRequeued, reportsReplayed, runsAdvanced, runsTimedOut, failures } = result;
     if (stepsRequeued || reportsReplayed || runsAdvanced || runsTimedOut || failures) {

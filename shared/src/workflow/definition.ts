@@ -171,6 +171,34 @@ const stepSchema = z
       ctx.addIssue({ code: 'custom', path: ['repeat'], message: 'a step cannot have both forEach and repeat' });
   });
 
+/** `singleton:` (shared/src/singleton.ts). */
+export const SINGLETON_MODES = ['skip', 'cancelRunning'] as const;
+
+const singletonSchema = z
+  .object({
+    /** JSONata over `{input}`: runs with one value share the slot. Omitted: one slot per workflow. */
+    key: z.string().min(1).max(1_000).optional(),
+    /** `skip`: a new trigger returns the active run; `cancelRunning`: cancels it and starts anew. */
+    mode: z.enum(SINGLETON_MODES),
+    /** cancelRunning: the replaced run compensates its completed steps, as `POST .../cancel {compensate}`. */
+    compensate: z.boolean().default(false),
+  })
+  .strict();
+
+/** `debounce:` bounds (shared/src/debounce.ts). */
+export const DEBOUNCE_MAX_MS = 7 * 86_400_000;
+
+const debounceSchema = z
+  .object({
+    /** JSONata over `{input}`: triggers with one value collapse together. Omitted: one per workflow. */
+    key: z.string().min(1).max(1_000).optional(),
+    /** The run starts once no trigger of the key came for this long. */
+    periodMs: z.number().int().min(1).max(DEBOUNCE_MAX_MS),
+    /** At the latest this long after the window's first trigger, however the triggers keep coming. */
+    maxWaitMs: z.number().int().min(1).max(DEBOUNCE_MAX_MS).optional(),
+  })
+  .strict();
+
 const triggerSchema = z.union([
   z.object({ http: z.object({}).strict() }).strict(),
   z
@@ -243,6 +271,10 @@ export const workflowDefinitionSchema = z
     retention: retentionSchema.optional(),
     /** Run tags, a template over `{input}` per key, resolved when a run starts (tags.ts). */
     tags: definitionTagsSchema.optional(),
+    /** At most one active run per key: a new trigger returns it (`skip`) or replaces it (singleton.ts). */
+    singleton: singletonSchema.optional(),
+    /** Triggers of one key within `periodMs` collapse into one run with the latest input (debounce.ts). */
+    debounce: debounceSchema.optional(),
   })
   .strict();
 
@@ -325,6 +357,12 @@ function semanticProblems(def: WorkflowDefinition): ValidationProblem[] {
   checkTemplates(def.output, 'output', problems);
   checkTemplates(def.tags, 'tags', problems);
   if (def.concurrency?.key !== undefined) checkExpression(def.concurrency.key, 'concurrency.key', problems);
+  if (def.singleton?.key !== undefined) checkExpression(def.singleton.key, 'singleton.key', problems);
+  if (def.debounce?.key !== undefined) checkExpression(def.debounce.key, 'debounce.key', problems);
+  if (def.debounce?.maxWaitMs !== undefined && def.debounce.maxWaitMs < def.debounce.periodMs)
+    problems.push({ path: 'debounce.maxWaitMs', message: 'must be at least periodMs' });
+  if (def.debounce && def.singleton)
+    problems.push({ path: 'debounce', message: 'a workflow cannot have both debounce and singleton' });
   const cycle = findCycle(def.steps);
   if (cycle) {
     problems.push({ path: `steps[${indexById.get(cycle[0])}].needs`, message: `cycle: ${cycle.join(' -> ')}` });

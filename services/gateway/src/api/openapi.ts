@@ -75,11 +75,18 @@ const DATABASE_UNAVAILABLE =
   'PostgreSQL is unreachable or out of connections (DATABASE_UNAVAILABLE): nothing was done; try again in a few seconds';
 const STARTED: Record<number, ResponseSpec> = {
   202: {
-    description: 'the run was created; `statusUrl` shows its progress',
+    description:
+      'the run was created (a singleton `cancelRunning` start lists the run it replaced in `singleton.cancelled`), ' +
+      'or a debounced trigger joined its window (`status: debounced`, `debounce`); `statusUrl` shows its progress',
     schema: api.runAcceptedResponse,
     headers: { Location: { description: 'the run status URL', schema: { type: 'string' } } },
   },
-  200: { description: 'the idempotency key was seen before: the first run', schema: api.runAcceptedResponse },
+  200: {
+    description:
+      'the idempotency key was seen before: the first run; or a singleton `skip` workflow already has an active ' +
+      'run for the key: that run (`started: false`, `singleton.skipped`)',
+    schema: api.runAcceptedResponse,
+  },
 };
 
 export const OPERATIONS: readonly Operation[] = [

@@ -7,6 +7,7 @@ import {
   runTagsSchema,
   SCHEDULE_CATCH_UPS,
   SCHEDULE_OVERLAPS,
+  SINGLETON_MODES,
   STEP_STATUSES,
   TAG_KEY_PATTERN,
   workflowDefinitionSchema,
@@ -260,9 +261,41 @@ export const problem = response('Problem', z.object({ path: z.string(), message:
 export const runAcceptedResponse = response(
   'RunAccepted',
   z.object({
-    runId: z.uuid(),
-    status: z.enum(RUN_STATUSES),
-    statusUrl: z.string().meta({ description: '`/v1/runs/<runId>`: where the outcome shows' }),
+    runId: z.uuid().meta({ description: 'the run; for a debounced trigger, the id of the run its window will start' }),
+    status: z.enum([...RUN_STATUSES, 'debounced']).meta({
+      description: '`debounced`: no run yet, it starts when the debounce window closes (`debounce.firesAt`)',
+    }),
+    statusUrl: z.string().meta({
+      description: '`/v1/runs/<runId>`: where the outcome shows (404 for a debounced trigger until its window fires)',
+    }),
+    started: z
+      .boolean()
+      .optional()
+      .meta({ description: 'singleton and debounced workflows only: whether this request started the run' }),
+    singleton: z
+      .object({
+        key: z.string(),
+        mode: z.enum(SINGLETON_MODES),
+        skipped: z.boolean().optional().meta({ description: 'the key had an active run: that run is returned (200)' }),
+        cancelled: z
+          .array(z.uuid())
+          .optional()
+          .meta({ description: 'cancelRunning: the active run(s) this start replaced (cancel requested)' }),
+      })
+      .optional()
+      .meta({ description: 'a `singleton:` workflow: its key for this input and what the start did' }),
+    debounce: z
+      .object({
+        key: z.string(),
+        count: z.number().int().meta({ description: 'triggers collapsed into the window so far, this one included' }),
+        firesAt: z.iso.datetime().meta({ description: 'when the run starts if no other trigger of the key comes' }),
+        deadline: z.iso
+          .datetime()
+          .nullable()
+          .meta({ description: 'the latest it starts (first trigger + maxWaitMs); null without maxWaitMs' }),
+      })
+      .optional()
+      .meta({ description: 'a `debounce:` workflow: the window this trigger joined' }),
   }),
 );
 

@@ -69,13 +69,34 @@ function idempotencyKeyOf(req: Request, fromBody: string | undefined): string | 
   return header;
 }
 
-/** 202 for a new run; 200 with the original run when the idempotency key was seen before. */
+/**
+ * 202 for a new run; 200 with the original run when the idempotency key was seen before, or with the
+ * active run of a singleton's key (`started: false`, `singleton.skipped`); 202 for a debounced
+ * trigger (`status: "debounced"`: `runId` is the run its window will start, `debounce` says when).
+ */
 function sendStarted(res: Response, started: StartedRun): void {
   const statusUrl = `/v1/runs/${started.runId}`;
+  const accepted = started.created || started.debounce !== undefined;
   res
-    .status(started.created ? 202 : 200)
+    .status(accepted ? 202 : 200)
     .location(statusUrl)
-    .json({ runId: started.runId, status: started.status, statusUrl });
+    .json({
+      runId: started.runId,
+      status: started.status,
+      statusUrl,
+      ...(started.singleton || started.debounce ? { started: started.created } : {}),
+      ...(started.singleton ? { singleton: singletonAnswer(started.singleton) } : {}),
+      ...(started.debounce ? { debounce: started.debounce } : {}),
+    });
+}
+
+function singletonAnswer(s: NonNullable<StartedRun['singleton']>): Record<string, unknown> {
+  return {
+    key: s.key,
+    mode: s.mode,
+    ...(s.skipped ? { skipped: true } : {}),
+    ...(s.cancelled?.length ? { cancelled: s.cancelled } : {}),
+  };
 }
 
 export function runsRouter(deps: AppDeps): Router {
@@ -103,6 +124,8 @@ export function runsRouter(deps: AppDeps): Router {
       ...(key === undefined ? {} : { idempotencyKey: key }),
     });
     if (started.created) res.locals.log.info({ runId: started.runId, workflow }, 'run started');
+    if (started.singleton?.cancelled?.length)
+      res.locals.log.info({ workflow, cancelled: started.singleton.cancelled }, 'singleton: active run replaced');
     sendStarted(res, started);
   };
 
