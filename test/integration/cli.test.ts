@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +15,7 @@ import {
 import { createApp } from '../../services/gateway/src/app';
 import type { GatewayConfig } from '../../services/gateway/src/config';
 import { startEngine, type Engine } from '../support/engine';
-import { createTestEnv, type TestEnv } from '../support/env';
+import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 
 /**
  * The built `baton` CLI (cli/dist/main.js, from `npx tsc -b`, which `npm test` runs first) as a real
@@ -39,11 +39,19 @@ function exits(res: Result, code: number): void {
   }
 }
 
+/**
+ * Names whose greeting waits until the test opens its gate: a step held running for as long as the
+ * test needs, whatever the machine's load (a fixed duration raced the CLI's own start).
+ */
+const gates = new Map<string, Promise<void>>();
+
 const greet = defineFunction({
   name: 'cli-greet',
   input: z.object({ name: z.string(), ms: z.number().default(0) }),
   handler: async ({ name, ms }, ctx) => {
     ctx.log.info('greeting', { name });
+    const gate = gates.get(name);
+    if (gate) await Promise.race([gate, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve))]);
     if (ms) {
       // Slow on request, and stops when the run is cancelled.
       await new Promise<void>((resolve) => {
@@ -122,6 +130,23 @@ describe('baton CLI', () => {
       );
     });
 
+  /** `baton` whose output can be read while it runs. */
+  const batonStreaming = (args: string[]): { stdout: () => string; done: Promise<Result> } => {
+    let stdout = '';
+    let stderr = '';
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH ?? '', BATON_URL: url },
+      cwd: tmp,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const done = new Promise<Result>((resolve) =>
+      child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr })),
+    );
+    return { stdout: () => stdout, done };
+  };
+
   beforeAll(async () => {
     if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: build first (npx tsc -b)`);
     env = await createTestEnv('cli');
@@ -177,16 +202,27 @@ describe('baton CLI', () => {
   });
 
   it('runs start prints the run id; runs get --watch follows it and exits 0 when it succeeds', async () => {
-    const started = await baton(['runs', 'start', 'cli-hello', '--input', '{"name":"Ada","ms":2500}']);
+    let open = (): void => undefined;
+    gates.set('Ada', new Promise<void>((resolve) => (open = resolve)));
+    const started = await baton(['runs', 'start', 'cli-hello', '--input', '{"name":"Ada"}']);
     exits(started, 0);
     const runId = started.stdout.trim();
     expect(runId).toMatch(UUID);
 
-    const watched = await baton(['runs', 'get', runId, '--watch', '--interval', '100']);
+    // Not a terminal: a line whenever a step changes. greet is held running until the watch has
+    // printed it so, then let go: seen running, then done.
+    const watching = batonStreaming(['runs', 'get', runId, '--watch', '--interval', '100']);
+    await waitFor(
+      async () => (/greet +cli-greet +running +1\/1/.test(watching.stdout()) ? true : undefined),
+      30_000,
+      'the watch to show greet running',
+    );
+    open();
+    const watched = await watching.done;
+    gates.delete('Ada');
     expect(watched.stderr).toBe('');
     exits(watched, 0);
     expect(watched.stdout).toContain(`run ${runId}`);
-    // Not a terminal: a line whenever a step changes. greet takes 2.5 s: seen running, then done.
     expect(watched.stdout).toMatch(/greet +cli-greet +running +1\/1/);
     expect(watched.stdout).toMatch(/✓ +greet +cli-greet +succeeded +1\/1 +\d+(ms|\.\ds)\n/);
     expect(watched.stdout).toMatch(/✓ +shout +cli-greet +succeeded +1\/1/);
