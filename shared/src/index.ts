@@ -52,9 +52,11 @@ export { storableJson, storableString, storableText, jsonByteLength, DEFAULT_MAX
 
 // --- The workflow language: definitions, expressions, planning (pure: no I/O) ---
 export {
+  ACTIVE_RUN_STATUSES,
   isOutstandingStep,
   isTerminalRun,
   OUTSTANDING_STEP_STATUSES,
+  RETRYABLE_RUN_STATUSES,
   RUN_STATUSES,
   type RunStatus,
   STEP_STATUSES,
@@ -122,6 +124,7 @@ export {
   WORKFLOW_TIMEOUT,
 } from './workflow/planner';
 export { backoffDelayMs, isRetryable } from './workflow/retry';
+export { downstreamOf, type ForkPlan, planFork } from './workflow/fork';
 export {
   CATCH_UP_MAX_TICKS,
   DEFAULT_SCHEDULE_CATCH_UP,

@@ -22,7 +22,7 @@ import { resolveRunTags } from './workflow/tags';
  */
 
 export interface RunTrigger {
-  type: 'http' | 'schedule' | 'event' | 'retry';
+  type: 'http' | 'schedule' | 'event' | 'retry' | 'fork';
   [key: string]: unknown;
 }
 

@@ -11,7 +11,7 @@ import {
   type RunTrigger,
   type CoordinatorClient,
 } from '@baton/shared';
-import { Coordinator, Reconciler } from '../../services/coordinator/src';
+import { BulkOperations, Coordinator, Reconciler } from '../../services/coordinator/src';
 import { waitFor, type TestEnv } from './env';
 
 /**
@@ -21,6 +21,8 @@ import { waitFor, type TestEnv } from './env';
 export interface Engine {
   coordinator: Coordinator;
   reconciler: Reconciler;
+  /** The bulk operations pass, when `bulkIntervalMs` was given. */
+  bulk?: BulkOperations;
   coordinatorQueue: CoordinatorClient;
   workers: FunctionWorker[];
   start(workflow: string, input: unknown, opts?: { idempotencyKey?: string; trigger?: RunTrigger }): Promise<string>;
@@ -50,6 +52,8 @@ export async function startEngine(
     maxChildDepth?: number;
     /** Inbox shards the coordinator reads (BATON_INBOX_DRAIN_SHARDS); default: the env's shards. */
     inboxReadShards?: number;
+    /** Starts the bulk operations pass (bulk-operations.ts) at this interval. */
+    bulkIntervalMs?: number;
   } = {},
 ): Promise<Engine> {
   const logger = createLogger('test', env.config.logLevel);
@@ -72,6 +76,16 @@ export async function startEngine(
     graceMs: opts.reconcileGraceMs ?? 500,
   });
   reconciler.start();
+  const bulk =
+    opts.bulkIntervalMs === undefined
+      ? undefined
+      : new BulkOperations({
+          pool: env.pool,
+          coordinator: coordinator.client,
+          logger,
+          intervalMs: opts.bulkIntervalMs,
+        });
+  bulk?.start();
   const workers = functions.map((fn) =>
     startFunctionWorker(fn, {
       queues: env.queues,
@@ -85,6 +99,7 @@ export async function startEngine(
   return {
     coordinator,
     reconciler,
+    ...(bulk ? { bulk } : {}),
     coordinatorQueue: queue,
     workers,
     async start(workflow, input, o = {}) {
@@ -119,6 +134,7 @@ export async function startEngine(
       }
     },
     async close() {
+      await bulk?.stop();
       await reconciler.stop();
       await Promise.all(workers.map((w) => w.close()));
       await coordinator.close();

@@ -51,6 +51,8 @@ const coordinatorEnv = baseEnv.extend({
     }),
   /** How often the retention sweep deletes finished runs past their retention. */
   BATON_RETENTION_SWEEP_MS: z.coerce.number().int().min(100).default(60_000),
+  /** How often the bulk pass hands running bulk operations their next slice (pacing is per second). */
+  BATON_BULK_INTERVAL_MS: z.coerce.number().int().min(10).max(1000).default(200),
 });
 
 export interface CoordinatorConfig extends BaseConfig {
@@ -68,6 +70,7 @@ export interface CoordinatorConfig extends BaseConfig {
   maxChildDepth: number;
   retention: RetentionPolicy;
   retentionSweepMs: number;
+  bulkIntervalMs: number;
 }
 
 export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
@@ -87,5 +90,6 @@ export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): Coo
     maxChildDepth: parsed.BATON_MAX_CHILD_DEPTH,
     retention: parseRetentionEnv(parsed.BATON_RETENTION),
     retentionSweepMs: parsed.BATON_RETENTION_SWEEP_MS,
+    bulkIntervalMs: parsed.BATON_BULK_INTERVAL_MS,
   };
 }

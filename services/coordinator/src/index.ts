@@ -3,3 +3,4 @@ export { Reconciler, type ReconcilerOptions, type ReconcileResult } from './reco
 export { loadCoordinatorConfig, type CoordinatorConfig } from './config';
 export { RetentionSweeper, type RetentionSweeperOptions, type SweepResult } from './retention';
 export { Debouncer } from './debouncer';
+export { BulkOperations, sliceBudget, type BulkOperationsOptions, type BulkPassResult } from './bulk-operations';

@@ -15,6 +15,7 @@ import {
   syncSchedules,
 } from '@baton/shared';
 import { BacklogReader, backlogRoute } from './backlog';
+import { BulkOperations } from './bulk-operations';
 import { exportQueueDepths } from './queue-metrics';
 import { loadCoordinatorConfig } from './config';
 import { Coordinator } from './coordinator';
@@ -79,6 +80,9 @@ async function main(): Promise<void> {
     intervalMs: config.retentionSweepMs,
   });
   retention.start();
+  // Bulk retries and cancels (POST /v1/runs/bulk/*): paced slices, each run once across replicas.
+  const bulk = new BulkOperations({ pool, coordinator: coordinator.client, logger, intervalMs: config.bulkIntervalMs });
+  bulk.start();
   // /backlog on the metrics port is what KEDA scales each function on (docs/SCALING.md).
   const backlog = new BacklogReader(queues, redis);
   const metricsServer =
@@ -104,6 +108,7 @@ async function main(): Promise<void> {
     // worker.close() waits for the message being applied, so its transaction commits (or rolls back) first.
     await reconciler.stop();
     await retention.stop();
+    await bulk.stop();
     await target?.stop();
     await queueGauge.close();
     await coordinator.close();

@@ -103,6 +103,8 @@ interface ExecutionRow {
   finished_at: Date | null;
   created_at: Date;
   child_run_id: string | null;
+  /** Copied by a fork from its source run (migration 012). */
+  copied: boolean;
   /** Stored size of `output`; `output` is NULL when the payload cache holds it (by `output_key`). */
   output_key: string;
   output_bytes: number | null;
@@ -118,6 +120,7 @@ function toExecutionState(r: ExecutionRow): StepExecutionState {
     ...(r.first_failure ? { firstFailure: r.first_failure } : {}),
     ...(r.last ? { last: r.last } : {}),
     ...(r.child_run_id ? { childRunId: r.child_run_id } : {}),
+    ...(r.copied ? { copied: true } : {}),
     id: r.id,
     stepId: r.step_id,
     kind: r.kind,
@@ -181,7 +184,7 @@ export async function loadExecutionsOf(
   const { rows } = await client.query<ExecutionRow>({
     name: 'baton.load_executions',
     text: `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.status, e.attempt, e.error, e.finished_at,
-                  e.created_at, e.child_run_id,
+                  e.created_at, e.child_run_id, e.copied_from IS NOT NULL AS copied,
                   -- A large output the payload cache holds is not sent again (payload-cache.ts).
                   k.output_key, CASE WHEN k.output_key = ANY($2::text[]) THEN NULL ELSE e.output END AS output,
                   k.output_key = ANY($2::text[]) AS output_cached, pg_column_size(e.output) AS output_bytes,

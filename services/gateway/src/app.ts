@@ -1,5 +1,7 @@
 import express, { type Express } from 'express';
 import { BULL_BOARD_PATH, bullBoardHandler, requireAdminKey } from './bull-board';
+import { bulkRouter } from './routes/bulk';
+import { forkRouter } from './routes/fork';
 import type { AppDeps } from './deps';
 import { requireApiKey } from './http/auth';
 import { errorHandler, notFoundHandler } from './http/errors';
@@ -49,7 +51,10 @@ export function createApp(deps: AppDeps): Express {
   // which is what the duration metric is labelled with. Body parsers sit on the routes themselves
   // for the same reason (a 413 or bad JSON is still counted under its route).
   app.use(healthRouter(deps));
+  // Before the runs router: /v1/runs/bulk/* is not /v1/runs/:id/*.
+  app.use(bulkRouter(deps));
   app.use(runsRouter(deps));
+  app.use(forkRouter(deps));
   app.use(workflowsRouter(deps));
   app.use(documentsRouter(deps));
   app.use(triggersRouter(deps));

@@ -29,6 +29,8 @@ export interface RunSummary {
   /** 0 for a top-level run, a child its parent's + 1. */
   depth: number;
   tags: Record<string, string>;
+  /** A fork: the run it was forked from. */
+  forkedFrom: string | null;
 }
 
 export interface AttemptView {
@@ -57,6 +59,8 @@ export interface StepView {
   childRunId?: string;
   /** Set when that child run was deleted (retention). */
   childRunDeleted?: true;
+  /** A fork's kept step: the source run's execution it was copied from. */
+  copiedFrom?: string;
   /** A forEach/repeat step: its items' counts, its first items in index order, the cursor to the rest. */
   fanout?: FanoutView;
   items?: ItemView[];
@@ -118,6 +122,7 @@ interface RunRow {
   parent_step_id: string | null;
   depth: number;
   tags: Record<string, string>;
+  forked_from: string | null;
   /** A child run whose parent was deleted (retention): the link names a run that is gone. */
   parent_run_deleted: boolean;
   /** created_at at full microsecond precision; a JS Date would drop the microseconds. */
@@ -125,7 +130,7 @@ interface RunRow {
 }
 
 const RUN_COLUMNS = `id, workflow_name, workflow_version, status, input, output, error, trigger, idempotency_key,
-  created_at, started_at, finished_at, parent_run_id, parent_step_id, depth, tags,
+  created_at, started_at, finished_at, parent_run_id, parent_step_id, depth, tags, forked_from,
   (parent_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.id = runs.parent_run_id)) AS parent_run_deleted,
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key`;
 
@@ -147,6 +152,7 @@ const toSummary = (row: RunRow): RunSummary => ({
   ...(row.parent_run_deleted ? { parentRunDeleted: true } : {}),
   depth: row.depth,
   tags: row.tags,
+  forkedFrom: row.forked_from,
 });
 
 interface StepRow {
@@ -165,6 +171,7 @@ interface StepRow {
   child_run_id: string | null;
   /** Its child run was deleted (retention): `childRunId` names a run that is gone. */
   child_run_deleted: boolean;
+  copied_from: string | null;
   /** From step_fanouts: set for a forEach/repeat step's execution only. */
   mode: 'forEach' | 'repeat' | null;
   total: number | null;
@@ -260,7 +267,7 @@ export async function getRunDetail(
     // (here and for items): its child run was deleted by retention, so its link names a 404.
     pool.query<StepRow>(
       `SELECT e.id, e.step_id, e.kind, e.function_name, e.status, e.output, e.error, e.attempt, e.max_attempts,
-              e.queued_at, e.started_at, e.finished_at, e.child_run_id,
+              e.queued_at, e.started_at, e.finished_at, e.child_run_id, e.copied_from,
               (e.child_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.id = e.child_run_id))
                 AS child_run_deleted,
               f.mode, f.total, f.pending, f.succeeded, f.failed, f.cancelled, f.undone, f.concurrency
@@ -333,6 +340,7 @@ export async function getRunDetail(
       attemptHistory: history.get(s.id) ?? [],
       ...(s.child_run_id && !fanout ? { childRunId: s.child_run_id } : {}),
       ...(s.child_run_deleted && !fanout ? { childRunDeleted: true } : {}),
+      ...(s.copied_from ? { copiedFrom: s.copied_from } : {}),
       ...(fanout
         ? {
             fanout,

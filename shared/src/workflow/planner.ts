@@ -41,6 +41,11 @@ export interface StepExecutionState {
   last?: LastIteration;
   /** A `workflow:` step: the child run it started. */
   childRunId?: string | null;
+  /**
+   * Copied from the run this one was forked from (`POST /v1/runs/:id/fork`): its output stands, and
+   * its effect belongs to that run, so this run never compensates it.
+   */
+  copied?: boolean;
 }
 
 export interface RunState {
@@ -405,7 +410,7 @@ async function planCompensation(definition: WorkflowDefinition, run: RunState, p
  * failed or was stopped, some of its items did.
  */
 function hasEffect(exec: StepExecutionState | undefined): boolean {
-  if (!exec) return false;
+  if (!exec || exec.copied) return false;
   if (exec.fanout?.mode === 'forEach') return exec.fanout.succeeded > 0;
   return DONE.includes(exec.status);
 }

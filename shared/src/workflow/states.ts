@@ -19,6 +19,17 @@ export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = [
   'cancelled',
 ];
 
+/** What a run can be retried from (retry from failure; bulk retry). */
+export const RETRYABLE_RUN_STATUSES: readonly RunStatus[] = [
+  'failed',
+  'compensated',
+  'compensation_failed',
+  'cancelled',
+];
+
+/** Runs not finished: what a cancel applies to. */
+export const ACTIVE_RUN_STATUSES: readonly RunStatus[] = ['pending', 'running', 'compensating'];
+
 export const STEP_STATUSES = [
   /** A forEach item created but not yet dispatched (a concurrency cap holds it). */
   'pending',

@@ -184,6 +184,110 @@ export const OPERATIONS: readonly Operation[] = [
     },
   },
   {
+    method: 'post',
+    path: '/v1/runs/:id/fork',
+    operationId: 'forkRun',
+    tag: 'runs',
+    summary: 'Fork a finished run from a step: a new run that keeps the outputs of the steps before it',
+    description:
+      'A new run of the same workflow version, `forkedFrom` the source. Every step not downstream of `fromStep` in ' +
+      'the needs graph keeps its succeeded output (copied; never run nor compensated by the fork); `fromStep`, ' +
+      'every step that needs it and any step that had not succeeded run again. A forEach/repeat step is copied as ' +
+      'its output only (its items are not). `input` replaces the run input.',
+    params: { id: api.uuid },
+    body: { schema: api.forkBody },
+    responses: {
+      202: {
+        description: 'the fork was created; `statusUrl` shows its progress',
+        schema: api.forkAcceptedResponse,
+        headers: { Location: { description: 'the fork status URL', schema: { type: 'string' } } },
+      },
+    },
+    errors: {
+      ...JSON_BODY_ERRORS,
+      400: `${BAD_ID}, an invalid body, an input the input schema refuses, or a fromStep the run's workflow version does not have`,
+      404: 'unknown run',
+      409: 'the run has not finished',
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/runs/bulk/retry',
+    operationId: 'bulkRetryRuns',
+    tag: 'runs',
+    summary: 'Retry every run a filter matches, paced, as one operation',
+    description:
+      'The matched runs (top-level only) are snapshotted now; the coordinator then retries them from their failed ' +
+      'steps at most `ratePerSec` a second, as `POST /v1/runs/{id}/retry` would. A run no longer retryable when its ' +
+      'turn comes is skipped, with the reason. `dryRun`: only the count. The filter must name a workflow or a status.',
+    body: { schema: api.bulkRetryBody },
+    responses: {
+      202: {
+        description: 'the operation was created; `statusUrl` shows its progress',
+        schema: api.bulkAcceptedResponse,
+        headers: { Location: { description: 'the operation URL', schema: { type: 'string' } } },
+      },
+      200: { description: 'dryRun: the count only, nothing stored', schema: api.bulkDryRunResponse },
+    },
+    errors: {
+      ...JSON_BODY_ERRORS,
+      400: 'invalid body (`details` names the field): an empty filter, a status that cannot be retried, more than 100 000 runs',
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/runs/bulk/cancel',
+    operationId: 'bulkCancelRuns',
+    tag: 'runs',
+    summary: 'Cancel every run a filter matches, paced, as one operation',
+    description:
+      'As the bulk retry, with `POST /v1/runs/{id}/cancel` for each unfinished run matched; one finished meanwhile ' +
+      'is skipped.',
+    body: { schema: api.bulkCancelBody },
+    responses: {
+      202: {
+        description: 'the operation was created; `statusUrl` shows its progress',
+        schema: api.bulkAcceptedResponse,
+        headers: { Location: { description: 'the operation URL', schema: { type: 'string' } } },
+      },
+      200: { description: 'dryRun: the count only, nothing stored', schema: api.bulkDryRunResponse },
+    },
+    errors: {
+      ...JSON_BODY_ERRORS,
+      400: 'invalid body (`details` names the field): an empty filter, a finished status, more than 100 000 runs',
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/operations',
+    operationId: 'listOperations',
+    tag: 'runs',
+    summary: 'Bulk operations, newest first, with their progress',
+    query: api.listOperationsQuery,
+    responses: { 200: { description: 'operations', schema: api.operationListResponse } },
+    errors: { 400: 'invalid query (INVALID_QUERY; `details` names the parameter)' },
+  },
+  {
+    method: 'get',
+    path: '/v1/operations/:id',
+    operationId: 'getOperation',
+    tag: 'runs',
+    summary: 'A bulk operation: its progress and the runs it skipped or failed, with why',
+    params: { id: api.uuid },
+    responses: { 200: { description: 'the operation', schema: api.operationResponse } },
+    errors: { 400: BAD_ID, 404: 'unknown operation' },
+  },
+  {
+    method: 'post',
+    path: '/v1/operations/:id/cancel',
+    operationId: 'cancelOperation',
+    tag: 'runs',
+    summary: 'Stop a running bulk operation; the runs it has not reached are left as they are',
+    params: { id: api.uuid },
+    responses: { 200: { description: 'the operation, cancelled', schema: api.operationResponse } },
+    errors: { 400: BAD_ID, 404: 'unknown operation', 409: 'the operation has ended' },
+  },
+  {
     method: 'get',
     path: '/v1/runs/:id/logs',
     operationId: 'listRunLogs',

@@ -182,6 +182,91 @@ export const retryBody = request(
     .strict(),
 );
 
+/** A bulk operation's runs: which ones (top-level runs only; a child is handled through its parent). */
+const bulkFilter = z
+  .object({
+    workflow: z.string().min(1).max(63).optional().meta({ description: 'only runs of this workflow' }),
+    status: z
+      .union([z.enum(RUN_STATUSES), z.array(z.enum(RUN_STATUSES)).min(1)])
+      .transform((value) => (Array.isArray(value) ? value : [value]))
+      .optional()
+      .meta({
+        description:
+          'one status or a list; default: every status the operation applies to (retry: failed, compensated, ' +
+          'compensation_failed, cancelled; cancel: pending, running, compensating)',
+      }),
+    tags: runTagsSchema.optional().meta({ description: 'only runs carrying every one of these tags' }),
+    createdAfter: z.iso.datetime({ offset: true }).optional().meta({ description: 'only runs created after this' }),
+    createdBefore: z.iso.datetime({ offset: true }).optional().meta({ description: 'only runs created before this' }),
+  })
+  .strict()
+  .meta({ description: 'the runs to act on; at least `workflow` or `status` (an empty filter is refused)' });
+
+const bulkCommon = {
+  filter: bulkFilter,
+  dryRun: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'only count the runs the filter matches now (200): nothing is stored or done' }),
+  ratePerSec: z
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(10)
+    .meta({ description: 'at most this many runs retried (cancelled) in any one second' }),
+};
+
+export const bulkRetryBody = request(
+  'BulkRetryRequest',
+  z
+    .object({
+      ...bulkCommon,
+      input: z
+        .unknown()
+        .optional()
+        .meta({ description: "replaces the input of each run's failed step(s), as `POST /v1/runs/{id}/retry`" }),
+    })
+    .strict(),
+);
+
+export const bulkCancelBody = request(
+  'BulkCancelRequest',
+  z
+    .object({
+      ...bulkCommon,
+      compensate: z
+        .boolean()
+        .default(false)
+        .meta({ description: 'compensate completed steps before ending cancelled' }),
+    })
+    .strict(),
+);
+
+export const OPERATION_STATUSES = ['running', 'succeeded', 'cancelled', 'failed'] as const;
+
+export const listOperationsQuery = z.object({
+  limit: limitParam(100, 20),
+  status: z.enum(OPERATION_STATUSES).optional().meta({ description: 'only operations in this status' }),
+});
+
+export const forkBody = request(
+  'ForkRunRequest',
+  z
+    .object({
+      fromStep: z
+        .string()
+        .min(1)
+        .max(63)
+        .meta({ description: 'the step to run again from: it and every step that needs it, directly or not' }),
+      input: z
+        .unknown()
+        .optional()
+        .meta({ description: "the fork's run input (checked against the input schema); default the source run's" }),
+    })
+    .strict(),
+);
+
 export const getWorkflowQuery = z.object({
   version: z.coerce.number().int().min(1).optional().meta({ description: 'an older version; default the latest' }),
 });
@@ -383,6 +468,10 @@ export const stepResponse = response(
         .literal(true)
         .optional()
         .meta({ description: 'that child run was deleted (retention): `childRunId` is a 404' }),
+      copiedFrom: z.uuid().optional().meta({
+        description:
+          'a fork kept this step: the execution of the source run it was copied from (not run, never compensated here)',
+      }),
       fanout: fanoutResponse.optional().meta({ description: 'a forEach/repeat step: its items by state' }),
       items: z
         .array(stepItemResponse)
@@ -407,7 +496,7 @@ const runFields = {
       '`{stepId, function, attempt, code, message, nonRetryable, itemIndex?}` when it failed ' +
       '(`itemIndex`: the forEach item or repeat iteration that failed the step)',
   }),
-  trigger: z.unknown().meta({ description: 'how it started: `{type: http|schedule|event|parent, …}`' }),
+  trigger: z.unknown().meta({ description: 'how it started: `{type: http|schedule|event|parent|fork, …}`' }),
   idempotencyKey: z.string().nullable(),
   createdAt: isoTime,
   startedAt: isoTimeOrNull,
@@ -422,9 +511,94 @@ const runFields = {
   tags: z
     .record(z.string(), z.string())
     .meta({ description: "its tags (given at start, from the definition's `tags:`, or its parent's)" }),
+  forkedFrom: z
+    .uuid()
+    .nullable()
+    .meta({ description: 'a fork (`POST /v1/runs/{id}/fork`): the run it was forked from' }),
 };
 
 export const runSummaryResponse = response('RunSummary', z.object(runFields));
+
+export const forkAcceptedResponse = response(
+  'ForkAccepted',
+  z.object({
+    runId: z.uuid().meta({ description: 'the fork' }),
+    status: z.literal('pending'),
+    statusUrl: z.string().meta({ description: '`/v1/runs/<runId>`: where the outcome shows' }),
+    forkedFrom: z.uuid(),
+    kept: z.array(z.string()).meta({ description: 'steps whose succeeded output the fork keeps (not run again)' }),
+    rerun: z
+      .array(z.string())
+      .meta({ description: 'steps the fork runs: fromStep, what needs it, what had not succeeded' }),
+  }),
+);
+
+export const bulkAcceptedResponse = response(
+  'BulkOperationAccepted',
+  z.object({
+    operationId: z.uuid(),
+    matched: z
+      .number()
+      .int()
+      .meta({ description: 'runs the filter matched, snapshotted now: the operation acts on these' }),
+    statusUrl: z.string().meta({ description: '`/v1/operations/<operationId>`: its progress' }),
+  }),
+);
+
+export const bulkDryRunResponse = response(
+  'BulkOperationDryRun',
+  z.object({
+    dryRun: z.literal(true),
+    matched: z.number().int().meta({ description: 'runs the filter matches now' }),
+  }),
+);
+
+const operationFields = {
+  id: z.uuid(),
+  kind: z.enum(['retry', 'cancel']),
+  status: z.enum(OPERATION_STATUSES).meta({
+    description:
+      '`running` until every matched run is handled (`succeeded`), it is cancelled, or its slices kept failing (`failed`)',
+  }),
+  filter: z.record(z.string(), z.unknown()).meta({ description: 'the filter as given' }),
+  params: z.record(z.string(), z.unknown()).meta({ description: '`{input?}` of a retry, `{compensate}` of a cancel' }),
+  ratePerSec: z.number().int(),
+  matched: z.number().int(),
+  done: z.number().int().meta({ description: 'runs whose retry (cancel) was requested' }),
+  skipped: z.number().int().meta({ description: 'runs no longer retryable (cancellable) when their turn came' }),
+  failed: z.number().int().meta({ description: 'runs whose request could not be recorded' }),
+  remaining: z.number().int().meta({ description: 'runs not handled yet' }),
+  error: z.string().nullable().meta({ description: 'why the operation failed' }),
+  createdAt: isoTime,
+  updatedAt: isoTime,
+  firstProcessedAt: isoTimeOrNull,
+  lastProcessedAt: isoTimeOrNull,
+  finishedAt: isoTimeOrNull,
+};
+
+export const operationSummaryResponse = response('BulkOperationSummary', z.object(operationFields));
+
+export const operationResponse = response(
+  'BulkOperation',
+  z.object({
+    ...operationFields,
+    problems: z
+      .array(
+        z.object({
+          runId: z.uuid(),
+          outcome: z.enum(['skipped', 'failed']),
+          reason: z.string(),
+          processedAt: isoTime,
+        }),
+      )
+      .meta({ description: 'the first 100 skipped or failed runs, with why' }),
+  }),
+);
+
+export const operationListResponse = response(
+  'BulkOperationList',
+  z.object({ operations: z.array(operationSummaryResponse) }),
+);
 
 export const runDetailResponse = response(
   'Run',
