@@ -84,6 +84,7 @@ describe('gateway HTTP API: reading and listing runs', () => {
         parentStepId: null,
         depth: 0,
         tags: {},
+        forkedFrom: null,
         steps: [
           {
             id: 'hello',
@@ -305,6 +306,7 @@ describe('gateway HTTP API: reading and listing runs', () => {
         parentStepId: null,
         depth: 0,
         tags: {},
+        forkedFrom: null,
       });
     });
 
