@@ -6,8 +6,16 @@ import { ApiError, CliError, Client } from './client';
 import { CliErrorCode } from './error-codes';
 import { parseValue, readDefinitionFile } from './input';
 import { newFunctionProject } from './scaffold';
-import { errorText, formatDuration, runFrame, startNote, tagText, type Style } from './render';
-import type { EventPublished, FunctionControl, FunctionSummary, Run, RunAccepted, WorkflowSaved } from './types';
+import { errorText, formatDuration, operationLines, runFrame, startNote, tagText, type Style } from './render';
+import type {
+  EventPublished,
+  FunctionControl,
+  FunctionSummary,
+  Operation,
+  Run,
+  RunAccepted,
+  WorkflowSaved,
+} from './types';
 import { executionCount, getRun, isTerminal, printLogs, watchRun } from './watch';
 
 /**
@@ -103,6 +111,38 @@ async function watchAndExit(
   );
   if (ctx.json) printJson(run);
   if (run.status !== expected) process.exitCode = EXIT_RUN_NOT_SUCCEEDED;
+}
+
+interface BulkOptions {
+  workflow?: string;
+  status?: string;
+  tag?: string[];
+  createdAfter?: string;
+  createdBefore?: string;
+  rate?: number;
+  dryRun?: boolean;
+  watch?: boolean;
+  interval: number;
+}
+
+const operationPath = (id: string, suffix = ''): string => `/v1/operations/${encodeURIComponent(id)}${suffix}`;
+
+/** Polls an operation until it is no longer running, printing its progress when it changes. */
+async function watchOperation(ctx: Context, id: string, intervalMs: number): Promise<void> {
+  let last = '';
+  for (;;) {
+    const { body } = await ctx.client.request<Operation>('GET', operationPath(id));
+    const lines = operationLines(body);
+    if (!ctx.json && lines[0] !== last) print(lines[0]);
+    last = lines[0];
+    if (body.status !== 'running') {
+      if (ctx.json) printJson(body);
+      else for (const line of lines.slice(1)) print(line);
+      if (body.status !== 'succeeded') process.exitCode = EXIT_RUN_NOT_SUCCEEDED;
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
 }
 
 function printRun(run: Run, ctx: Context): void {
@@ -386,6 +426,145 @@ export function buildProgram(): Command {
         if (!ctx.json) print(`cancellation requested: run ${accepted.runId} (was ${accepted.status})`);
         // Cancelling is what was asked: here a run that ends `cancelled` is the success.
         if (opts.watch) await watchAndExit(ctx, accepted.runId, opts.interval, { expected: 'cancelled' });
+      }),
+    );
+
+  /** The filter options of the bulk commands, as the API's body. */
+  const bulkCommand = (name: 'bulk-retry' | 'bulk-cancel') =>
+    runs
+      .command(name)
+      .option('--workflow <name>', 'only runs of this workflow')
+      .option('--status <status>', 'a status or a comma-separated list')
+      .option('--tag <key=value>', 'only runs with this tag (repeatable: all must match)', collectTag)
+      .option('--created-after <time>', 'only runs created after this ISO time')
+      .option('--created-before <time>', 'only runs created before this ISO time')
+      .option('--rate <perSec>', 'at most this many runs a second (default 10)', positiveInt)
+      .option('--dry-run', 'only count the matching runs')
+      .option('-w, --watch', 'then follow the operation to its end')
+      .option(...interval);
+
+  const bulkBody = (opts: BulkOptions): Record<string, unknown> => ({
+    filter: {
+      ...(opts.workflow === undefined ? {} : { workflow: opts.workflow }),
+      ...(opts.status === undefined ? {} : { status: opts.status.split(',').map((st) => st.trim()) }),
+      ...(opts.tag === undefined ? {} : { tags: tagObject(opts.tag) }),
+      ...(opts.createdAfter === undefined ? {} : { createdAfter: opts.createdAfter }),
+      ...(opts.createdBefore === undefined ? {} : { createdBefore: opts.createdBefore }),
+    },
+    ...(opts.rate === undefined ? {} : { ratePerSec: opts.rate }),
+    ...(opts.dryRun ? { dryRun: true } : {}),
+  });
+
+  const runBulk = async (ctx: Context, kind: 'retry' | 'cancel', body: Record<string, unknown>, opts: BulkOptions) => {
+    const res = await ctx.client.request<{ operationId?: string; matched: number }>('POST', `/v1/runs/bulk/${kind}`, {
+      json: body,
+    });
+    if (ctx.json && !opts.watch) return printJson(res.body);
+    if (!res.body.operationId) {
+      if (!ctx.json) print(`dry run: ${res.body.matched} run${res.body.matched === 1 ? '' : 's'} match`);
+      return;
+    }
+    if (!ctx.json) print(`bulk ${kind} ${res.body.operationId}: ${res.body.matched} runs matched`);
+    if (opts.watch) await watchOperation(ctx, res.body.operationId, opts.interval);
+  };
+
+  bulkCommand('bulk-retry')
+    .description('retry every run a filter matches, paced (--workflow or --status required)')
+    .option('-i, --input <json|@file>', "replaces each run's failed step input")
+    .action(
+      action(async (opts: BulkOptions & { input?: string }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const body = bulkBody(opts);
+        if (opts.input !== undefined) body.input = parseValue(opts.input, '--input');
+        await runBulk(ctx, 'retry', body, opts);
+      }),
+    );
+
+  bulkCommand('bulk-cancel')
+    .description('cancel every unfinished run a filter matches, paced (--workflow or --status required)')
+    .option('--compensate', 'compensate completed steps first')
+    .action(
+      action(async (opts: BulkOptions & { compensate?: boolean }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const body = bulkBody(opts);
+        if (opts.compensate) body.compensate = true;
+        await runBulk(ctx, 'cancel', body, opts);
+      }),
+    );
+
+  runs
+    .command('fork <id>')
+    .description('a new run of a finished one that keeps the steps before --from and runs from there')
+    .requiredOption('--from <stepId>', 'the step to run again from (it and every step that needs it)')
+    .option('-i, --input <json|@file>', 'a new run input (default: the source run input)')
+    .option('-w, --watch', 'then follow the fork to its end (exit 2 if it does not succeed)')
+    .option(...interval)
+    .action(
+      action(
+        async (id: string, opts: { from: string; input?: string; watch?: boolean; interval: number }, cmd: Command) => {
+          const ctx = contextOf(cmd);
+          const { body } = await ctx.client.request<RunAccepted & { kept: string[]; rerun: string[] }>(
+            'POST',
+            runPath(id, '/fork'),
+            {
+              json: {
+                fromStep: opts.from,
+                ...(opts.input === undefined ? {} : { input: parseValue(opts.input, '--input') }),
+              },
+            },
+          );
+          if (ctx.json && !opts.watch) printJson(body);
+          if (!ctx.json) {
+            print(body.runId);
+            warn(`kept: ${body.kept.join(', ') || '(none)'}; runs again: ${body.rerun.join(', ')}`);
+          }
+          if (opts.watch) await watchAndExit(ctx, body.runId, opts.interval);
+        },
+      ),
+    );
+
+  const operations = program.command('operations').description('bulk operations (runs bulk-retry, bulk-cancel)');
+
+  operations
+    .command('get <id>')
+    .description("an operation's progress, and the runs it skipped or failed with why")
+    .option('-w, --watch', 'redraw until it ends')
+    .option(...interval)
+    .action(
+      action(async (id: string, opts: { watch?: boolean; interval: number }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        if (opts.watch) return watchOperation(ctx, id, opts.interval);
+        const { body } = await ctx.client.request<Operation>('GET', operationPath(id));
+        if (ctx.json) return printJson(body);
+        for (const line of operationLines(body)) print(line);
+      }),
+    );
+
+  operations
+    .command('list')
+    .description('bulk operations, newest first')
+    .option('--status <status>', 'running, succeeded, cancelled or failed')
+    .option('--limit <n>', 'how many', positiveInt, 20)
+    .action(
+      action(async (opts: { status?: string; limit: number }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { body } = await ctx.client.request<{ operations: Operation[] }>('GET', '/v1/operations', {
+          query: { status: opts.status, limit: opts.limit },
+        });
+        if (ctx.json) return printJson(body);
+        for (const op of body.operations) print(operationLines(op)[0]);
+      }),
+    );
+
+  operations
+    .command('cancel <id>')
+    .description('stop a running operation; the runs it has not reached are left as they are')
+    .action(
+      action(async (id: string, _opts: object, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { body } = await ctx.client.request<Operation>('POST', operationPath(id, '/cancel'));
+        if (ctx.json) return printJson(body);
+        for (const line of operationLines(body)) print(line);
       }),
     );
 

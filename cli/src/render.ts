@@ -1,4 +1,4 @@
-import type { Fanout, LogEntry, Run, RunAccepted, Step } from './types';
+import type { Fanout, LogEntry, Operation, Run, RunAccepted, Step } from './types';
 
 /** Pure text rendering of runs, steps and log lines; `color` adds ANSI colours. */
 
@@ -195,6 +195,7 @@ export function runFrame(run: Run, now: number, style: Style, terminal: boolean)
   const lines = [runHeader(run, now, style)];
   const parent = parentLine(run, style);
   if (parent) lines.push(parent);
+  if (run.forkedFrom) lines.push(paint(style, 'dim', `  forked from run ${run.forkedFrom}`));
   const tags = tagsLine(run, style);
   if (tags) lines.push(tags);
   lines.push(...run.steps.flatMap(step));
@@ -266,4 +267,15 @@ export function startNote(status: number, body: RunAccepted): string | undefined
     return `singleton: cancelled the active run${body.singleton.cancelled.length === 1 ? '' : 's'} ${body.singleton.cancelled.join(', ')}`;
   if (status === 200) return `an earlier run has this idempotency key: ${body.runId}`;
   return undefined;
+}
+
+/** An operation's progress on one line, then its skipped and failed runs with why. */
+export function operationLines(op: Operation): string[] {
+  const counts = `${op.done}/${op.matched} done, ${op.skipped} skipped, ${op.failed} failed, ${op.remaining} remaining`;
+  const head = [op.id, op.status.padEnd(9), `bulk ${op.kind}`.padEnd(11), counts, `${op.ratePerSec}/s`, op.createdAt];
+  return [
+    head.join('  '),
+    ...(op.error ? [`error: ${op.error}`] : []),
+    ...(op.problems ?? []).map((p) => `  ${p.outcome} ${p.runId}: ${p.reason}`),
+  ];
 }

@@ -74,8 +74,27 @@ export interface Run {
   depth?: number;
   /** Run tags (absent from gateways before tags). */
   tags?: Record<string, string>;
+  /** A fork: the run it was forked from (absent from gateways before fork). */
+  forkedFrom?: string | null;
   steps: Step[];
   compensations: Step[];
+}
+
+/** A bulk operation (`GET /v1/operations/:id`). */
+export interface Operation {
+  id: string;
+  kind: 'retry' | 'cancel';
+  status: 'running' | 'succeeded' | 'cancelled' | 'failed';
+  ratePerSec: number;
+  matched: number;
+  done: number;
+  skipped: number;
+  failed: number;
+  remaining: number;
+  error: string | null;
+  createdAt: string;
+  /** Only on a single operation: the first skipped or failed runs, with why. */
+  problems?: { runId: string; outcome: 'skipped' | 'failed'; reason: string }[];
 }
 
 export interface LogEntry {

@@ -152,7 +152,7 @@ describe('baton CLI', () => {
     env = await createTestEnv('cli');
     coordinator = coordinatorQueue(env.queues);
     config = { ...env.config, port: 0, apiKeys: [], bodyLimit: '1mb' };
-    engine = await startEngine(env, [greet]);
+    engine = await startEngine(env, [greet], { bulkIntervalMs: 100 });
     url = await listen();
     keyedUrl = await listen({ apiKeys: ['cli-s3cret'] });
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-cli-'));
@@ -398,6 +398,55 @@ describe('baton CLI', () => {
     const unknown = await baton(['functions', 'pause', 'no-such-fn']);
     exits(unknown, 1);
     expect(unknown.stderr).toContain("function 'no-such-fn' not found");
+  });
+
+  it('runs bulk-retry paces a re-drive, operations get shows it; runs fork re-runs from a step', async () => {
+    const started = await baton(['runs', 'start', 'cli-hello', '--input', '{"name":"nobody"}', '--tag', 'batch=cli']);
+    exits(started, 0);
+    const runId = started.stdout.trim();
+    expect((await engine.waitForRun(runId)).status).toBe('failed');
+
+    const dry = await baton(['runs', 'bulk-retry', '--workflow', 'cli-hello', '--tag', 'batch=cli', '--dry-run']);
+    exits(dry, 0);
+    expect(dry.stdout.trim()).toBe('dry run: 1 run match');
+    const empty = await baton(['runs', 'bulk-cancel']);
+    exits(empty, 1);
+    expect(empty.stderr).toMatch(/filter must name at least a workflow or a status/);
+
+    const retried = await baton([
+      'runs',
+      'bulk-retry',
+      '--status',
+      'failed',
+      '--tag',
+      'batch=cli',
+      '--input',
+      '{"name":"Fixed","ms":0}',
+      '--rate',
+      '5',
+      '--watch',
+      '--interval',
+      '100',
+    ]);
+    exits(retried, 0);
+    const [head] = retried.stdout.trim().split('\n');
+    const operationId = /^bulk retry (\S+): 1 runs matched$/.exec(head)?.[1] ?? '';
+    expect(operationId).toMatch(UUID);
+    expect(retried.stdout).toMatch(/succeeded\s+bulk retry\s+1\/1 done, 0 skipped, 0 failed, 0 remaining {2}5\/s/);
+    expect((await engine.waitForRun(runId, ['succeeded'])).output).toBe('hello hello Fixed');
+    const shown = await baton(['operations', 'get', operationId]);
+    exits(shown, 0);
+    expect(shown.stdout).toContain('1/1 done');
+    const listed = await baton(['operations', 'list']);
+    expect(listed.stdout).toContain(operationId);
+
+    const forked = await baton(['runs', 'fork', runId, '--from', 'shout', '--watch', '--interval', '100']);
+    exits(forked, 0);
+    const forkId = forked.stdout.trim().split('\n')[0];
+    expect(forkId).toMatch(UUID);
+    expect(forked.stderr).toContain('kept: greet; runs again: shout');
+    const fork = await baton(['runs', 'get', forkId]);
+    expect(fork.stdout).toContain(`  forked from run ${runId}\n`);
   });
 
   it('sends BATON_API_KEY as a bearer token', async () => {
