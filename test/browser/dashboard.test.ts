@@ -155,7 +155,7 @@ describe('dashboard in headless Chromium', () => {
     }
     fs.mkdirSync(SHOTS, { recursive: true });
     env = await createTestEnv('browser');
-    engine = await startEngine(env, [fetchData, releaseData, chargeCard, slow, makeDocument]);
+    engine = await startEngine(env, [fetchData, releaseData, chargeCard, slow, makeDocument], { bulkIntervalMs: 100 });
     const deps = {
       pool: env.pool,
       redis: env.redis,
@@ -632,5 +632,72 @@ describe('dashboard in headless Chromium', () => {
     await page.waitForURL('**/?workflow=paperwork&topLevel=true');
     await childRow.waitFor({ state: 'detached' });
     expect(await page.locator('.empty').innerText()).toBe('No runs match these filters.');
+  });
+
+  it('shows bulk operations with their progress on the runs page, and stops a running one', async () => {
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`${open.url}${path}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(res.status).toBe(202);
+      return (await res.json()) as { operationId: string; matched: number };
+    };
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${open.url}/v1/workflows/long-job/runs`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ tags: { group: 'ops' } }),
+      });
+      ids.push(((await res.json()) as { runId: string }).runId);
+    }
+    for (const id of ids) await engine.waitForRun(id, ['running']);
+    const ops = { workflow: 'long-job', tags: { group: 'ops' } };
+    const cancel = await post('/v1/runs/bulk/cancel', { filter: ops, ratePerSec: 10 });
+    expect(cancel.matched).toBe(5);
+
+    await page.goto(`${open.url}/`);
+    const done = page.locator(`#operations li.op[data-operation-id="${cancel.operationId}"][data-status="succeeded"]`);
+    await done.waitFor({ timeout: 20_000 });
+    expect(await done.locator('.op-counts').innerText()).toBe('5/5 handled · 5 cancelled');
+    for (const id of ids) await engine.waitForRun(id, ['cancelled']);
+
+    // A slow re-drive (1 a second): its Stop button ends it with runs left untouched.
+    const retry = await post('/v1/runs/bulk/retry', { filter: { ...ops, status: 'cancelled' }, ratePerSec: 1 });
+    const row = page.locator(`#operations li.op[data-operation-id="${retry.operationId}"]`);
+    await row.locator('.op-cancel').click({ timeout: 20_000 }); // the confirm() dialog is accepted
+    await page
+      .locator(`#operations li.op[data-operation-id="${retry.operationId}"][data-status="cancelled"]`)
+      .waitFor();
+    const text = await row.locator('.op-counts').innerText();
+    const handled = Number(/^(\d+)\/5 handled/.exec(text)?.[1]);
+    expect(handled).toBeLessThan(5);
+    expect(await row.locator('.op-progress').getAttribute('aria-valuenow')).toBe(String(handled));
+    await shot('11-bulk-operations');
+
+    // The runs it retried are running again: stopped here, so that teardown does not wait for them.
+    const stop = await post('/v1/runs/bulk/cancel', { filter: ops, ratePerSec: 100 });
+    await page.locator(`#operations li.op[data-operation-id="${stop.operationId}"][data-status="succeeded"]`).waitFor();
+    for (const id of ids) await engine.waitForRun(id, ['cancelled']);
+  });
+
+  it('forks a finished run from a step: the new run names its source and shows the kept steps as copied', async () => {
+    await page.goto(`${open.url}/runs/${runs.failed}`);
+    await page.locator('.run-title .badge', { hasText: 'succeeded' }).waitFor();
+    await page.click('#fork');
+    await page.selectOption('#fork-step', 'charge');
+    await page.click('#fork-submit');
+    await page.waitForURL((url) => /\/runs\/[0-9a-f-]{36}$/.test(url.pathname) && !url.pathname.endsWith(runs.failed));
+    await page.locator('.run-title .badge', { hasText: 'succeeded' }).waitFor({ timeout: 20_000 });
+    expect(await page.locator('#forked-from-link').getAttribute('href')).toBe(`/runs/${runs.failed}`);
+    const items = await page
+      .locator('.timeline > li')
+      .evaluateAll((els) => els.map((e) => `${e.getAttribute('data-step-id')}:${e.getAttribute('data-status')}`));
+    expect(items).toEqual(['fetchOrders:succeeded', 'charge:succeeded']);
+    expect(await page.locator('.timeline > li[data-step-id="fetchOrders"] .tag-copied').innerText()).toBe('copied');
+    expect(await page.locator('.timeline > li[data-step-id="charge"] .tag-copied').count()).toBe(0);
+    await shot('12-run-forked');
   });
 });

@@ -425,6 +425,16 @@ function timelineItem(item, window, logs, open, fanout) {
             'earlier execution',
           )
         : null,
+      item.copiedFrom
+        ? h(
+            'span',
+            {
+              class: 'tag tag-copied',
+              title: 'Kept by the fork: the output of the run it was forked from; not run here',
+            },
+            'copied',
+          )
+        : null,
       h('span', { class: 'spacer' }),
       h(
         'span',
@@ -522,6 +532,46 @@ export function mount(main, { signal }) {
     }
   };
 
+  /** Fork a finished run from a step: a new run that keeps the outputs of the steps before it. */
+  const forkForm = () => {
+    const stepIds = [...new Set(run.steps.map((s) => s.id))];
+    const step = h(
+      'select',
+      { id: 'fork-step', 'aria-label': 'Step to run again from' },
+      stepIds.map((id) => h('option', { value: id }, id)),
+    );
+    const problem = h('p', { class: 'form-error', hidden: true });
+    const submit = h('button', { type: 'submit', class: 'button', id: 'fork-submit' }, 'Fork');
+    const form = h(
+      'form',
+      { class: 'retry-form', id: 'fork-form' },
+      h(
+        'p',
+        { class: 'muted' },
+        'A new run of this version: the steps before the chosen one keep their outputs (not run again); it and the steps after it run again.',
+      ),
+      h('label', { class: 'field' }, h('span', null, 'From step'), step),
+      problem,
+      submit,
+    );
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      submit.disabled = true;
+      problem.hidden = true;
+      try {
+        const fork = await api(`/v1/runs/${run.id}/fork`, { method: 'POST', body: { fromStep: step.value }, signal });
+        location.assign(`/runs/${fork.runId}`);
+      } catch (err) {
+        if (err instanceof AuthRequired) return;
+        problem.hidden = false;
+        problem.textContent = err.message;
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    return h('details', { class: 'popover' }, h('summary', { class: 'button', id: 'fork' }, 'Fork from step…'), form);
+  };
+
   const renderActions = () => {
     actions.replaceChildren();
     if (RETRYABLE.includes(run.status)) {
@@ -577,6 +627,7 @@ export function mount(main, { signal }) {
         h('details', { class: 'popover' }, h('summary', { class: 'button' }, 'Retry with new input…'), form),
       );
     }
+    if (!ACTIVE.includes(run.status)) actions.append(forkForm());
     if (ACTIVE.includes(run.status)) {
       const compensate = h('input', { type: 'checkbox', id: 'cancel-compensate' });
       const cancel = h('button', { type: 'button', class: 'button danger', id: 'cancel' }, 'Cancel run');
@@ -617,7 +668,9 @@ export function mount(main, { signal }) {
           ? `event ${trigger.event ?? ''}`
           : trigger.type === 'parent'
             ? `parent run, step ${trigger.stepId ?? ''}`
-            : `${trigger.type ?? '—'}${trigger.route ? ` ${trigger.route}` : ''}`;
+            : trigger.type === 'fork'
+              ? `fork from step ${trigger.fromStep ?? ''}`
+              : `${trigger.type ?? '—'}${trigger.route ? ` ${trigger.route}` : ''}`;
     const field = (label, value) => h('div', { class: 'field-view' }, h('dt', null, label), h('dd', null, value));
     replace(
       summary,
@@ -642,6 +695,16 @@ export function mount(main, { signal }) {
               run.parentStepId ? [' step ', mono(run.parentStepId)] : null,
               run.depth > 1 ? h('span', { class: 'muted' }, ` (depth ${run.depth})`) : null,
             ])
+          : null,
+        run.forkedFrom
+          ? field(
+              'Forked from',
+              h(
+                'a',
+                { id: 'forked-from-link', href: `/runs/${run.forkedFrom}`, title: run.forkedFrom },
+                mono(shortId(run.forkedFrom)),
+              ),
+            )
           : null,
         run.idempotencyKey ? field('Idempotency key', mono(run.idempotencyKey)) : null,
         Object.keys(run.tags ?? {}).length ? field('Tags', h('span', { id: 'run-tags' }, tagChips(run.tags))) : null,

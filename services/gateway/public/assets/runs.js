@@ -13,6 +13,7 @@ import {
   timeEl,
 } from './dom.js';
 import { poller } from './live.js';
+import { operationsPanel } from './operations.js';
 
 /** The runs list: newest first, filtered by workflow and status, refreshed every 2 s. */
 
@@ -182,6 +183,8 @@ export function mount(main, { signal }) {
       live,
     ),
     error,
+    // Bulk retries and cancels with their progress (hidden while there are none).
+    operationsPanel({ signal }),
     h(
       'div',
       { class: 'card table-card' },
