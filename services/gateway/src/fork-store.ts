@@ -59,8 +59,8 @@ export interface NewFork {
 
 /**
  * Inserts the fork (`pending`, same workflow version, `forked_from` the source, its tags) and a copy
- * of each kept execution: succeeded, with its input, output and attempts made, `copied_from` the
- * original. A forEach/repeat step's copy is its own execution only: its output (the items' outputs
+ * of each kept execution: succeeded, with its input, output, attempts made and times (so the fork
+ * lists its steps in the order they ran), `copied_from` the original. A forEach/repeat step's copy is its own execution only: its output (the items' outputs
  * in list order) without the items, which the fork never needs. Returns false when the source run is
  * gone (deleted meanwhile): nothing is inserted.
  */
@@ -81,10 +81,11 @@ export async function insertFork(pool: Pool, fork: NewFork): Promise<boolean> {
     if (!run.rowCount) return false;
     await client.query(
       `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, output, attempt, max_attempts,
-                                    retry_policy, timeout_ms, worker_id, metadata, child_run_id, queued_at, started_at,
-                                    finished_at, copied_from)
+                                    retry_policy, timeout_ms, worker_id, metadata, child_run_id, created_at, queued_at,
+                                    started_at, finished_at, copied_from)
        SELECT gen_random_uuid(), $1, step_id, 'action', function_name, 'succeeded', input, output, attempt, max_attempts,
-              retry_policy, timeout_ms, worker_id, metadata, child_run_id, queued_at, started_at, finished_at, id
+              retry_policy, timeout_ms, worker_id, metadata, child_run_id, created_at, queued_at, started_at, finished_at,
+              id
          FROM step_executions WHERE id = ANY($2::uuid[]) AND run_id = $3 AND status = 'succeeded'`,
       [fork.id, fork.keep, fork.source.id],
     );
