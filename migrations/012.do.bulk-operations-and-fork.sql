@@ -32,6 +32,8 @@ CREATE TABLE bulk_operations (
 
 CREATE INDEX bulk_operations_running ON bulk_operations (created_at) WHERE status = 'running';
 CREATE INDEX bulk_operations_newest ON bulk_operations (created_at DESC, id DESC);
+-- Ended operations are deleted (with their runs) BULK_KEEP_DAYS after they ended.
+CREATE INDEX bulk_operations_ended ON bulk_operations (finished_at) WHERE status <> 'running';
 
 -- The runs an operation matched, snapshotted when it was created (a run started later is never
 -- swept in), in the order they are handled (oldest run first). No foreign key to runs: retention

@@ -1,7 +1,8 @@
-import { defineFunction, NonRetryableError, saveDefinition } from '@baton/shared';
+import { createLogger, defineFunction, NonRetryableError, saveDefinition } from '@baton/shared';
 import type { Express } from 'express';
 import request from 'supertest';
 import { z } from 'zod';
+import { BulkOperations } from '../../services/coordinator/src';
 import { testApp } from '../support/gateway';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
@@ -319,5 +320,39 @@ describe('bulk operations', () => {
       expect.objectContaining({ runId: ids[2], outcome: 'skipped', reason: expect.stringMatching(/cancel/) }),
     ]);
     for (const id of ids) expect((await engine.waitForRun(id)).status).toBe('cancelled');
+  });
+
+  it('deletes an operation 30 days after it ended, with its runs; keeps newer ones', async () => {
+    const insert = (status: string, endedDaysAgo: number | null) =>
+      env.pool
+        .query<{ id: string }>(
+          `WITH op AS (
+             INSERT INTO bulk_operations (id, kind, status, filter, rate_per_sec, matched, finished_at)
+             VALUES (gen_random_uuid(), 'retry', $1, '{}', 1, 1,
+                     CASE WHEN $2::int IS NULL THEN NULL ELSE now() - make_interval(days => $2::int) END)
+             RETURNING id)
+           INSERT INTO bulk_operation_runs (operation_id, seq, run_id) SELECT id, 1, gen_random_uuid() FROM op
+           RETURNING operation_id AS id`,
+          [status, endedDaysAgo],
+        )
+        .then((r) => r.rows[0].id);
+    const old = await insert('succeeded', 31);
+    const recent = await insert('cancelled', 29);
+    // A fresh pass purges at once (then once a minute).
+    const pass = new BulkOperations({
+      pool: env.pool,
+      coordinator: engine.coordinatorQueue,
+      logger: createLogger('test', 'silent'),
+      intervalMs: 100,
+    });
+    // (The engine's own pass may have been first: either way, the old one is gone, the recent kept.)
+    expect((await pass.passOnce()).purged).toBeLessThanOrEqual(1);
+    const left = await env.pool.query<{ id: string }>('SELECT id FROM bulk_operations WHERE id = ANY($1::uuid[])', [
+      [old, recent],
+    ]);
+    expect(left.rows.map((r) => r.id)).toEqual([recent]);
+    const runs = await env.pool.query('SELECT 1 FROM bulk_operation_runs WHERE operation_id = $1', [old]);
+    expect(runs.rowCount).toBe(0);
+    await request(app).get(`/v1/operations/${old}`).expect(404);
   });
 });

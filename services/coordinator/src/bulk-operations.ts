@@ -16,6 +16,7 @@ import {
   markRun,
   nextRuns,
   noteOperationError,
+  purgeEndedOperations,
   recordCancel,
   recordRetry,
   type ClaimedOperation,
@@ -60,7 +61,15 @@ export interface BulkPassResult {
   requests: number;
   skipped: number;
   failed: number;
+  /** Ended operations deleted (past BULK_KEEP_SECS). */
+  purged: number;
 }
+
+/** Ended operations (with their runs) are kept this long, then deleted by the pass. */
+export const BULK_KEEP_SECS = 30 * 86_400;
+/** How often a pass also deletes ended operations past BULK_KEEP_SECS, and how many at most. */
+const PURGE_EVERY_MS = 60_000;
+const PURGE_LIMIT = 100;
 
 /** A slice that fails this many times in a row fails its operation. */
 export const MAX_SLICE_FAILURES = 10;
@@ -90,6 +99,7 @@ export function skipReason(kind: ClaimedOperation['kind'], found: RecordedReques
 
 export class BulkOperations {
   private readonly periodic: Periodic;
+  private lastPurge = 0;
 
   constructor(private readonly opts: BulkOperationsOptions) {
     this.periodic = new Periodic(() => this.passOnce(), { ...opts, what: 'bulk operations pass' });
@@ -103,10 +113,18 @@ export class BulkOperations {
     await this.periodic.stop();
   }
 
-  /** One slice of every running operation (each once), oldest operation first. */
+  /**
+   * One slice of every running operation (each once), oldest operation first; once a minute, ended
+   * operations past BULK_KEEP_SECS are deleted.
+   */
   async passOnce(): Promise<BulkPassResult> {
     const { pool, logger } = this.opts;
-    const result: BulkPassResult = { operations: 0, requests: 0, skipped: 0, failed: 0 };
+    const result: BulkPassResult = { operations: 0, requests: 0, skipped: 0, failed: 0, purged: 0 };
+    if (Date.now() - this.lastPurge >= PURGE_EVERY_MS) {
+      this.lastPurge = Date.now();
+      result.purged = await purgeEndedOperations(pool, BULK_KEEP_SECS, PURGE_LIMIT);
+      if (result.purged) logger.info({ purged: result.purged }, 'ended bulk operations deleted');
+    }
     const seen: string[] = [];
     for (;;) {
       let claimed: string | undefined;

@@ -217,3 +217,22 @@ export async function noteOperationError(
   );
   return rows[0]?.status === 'failed';
 }
+
+/**
+ * Deletes up to `limit` operations that ended more than `keepSecs` ago, with their runs (cascade);
+ * returns how many.
+ */
+export async function purgeEndedOperations(
+  client: Pick<PoolClient, 'query'>,
+  keepSecs: number,
+  limit: number,
+): Promise<number> {
+  const { rowCount } = await client.query(
+    `DELETE FROM bulk_operations WHERE id IN (
+       SELECT id FROM bulk_operations
+        WHERE status <> 'running' AND finished_at < now() - make_interval(secs => $1)
+        ORDER BY finished_at LIMIT $2)`,
+    [keepSecs, limit],
+  );
+  return rowCount ?? 0;
+}
