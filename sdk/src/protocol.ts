@@ -54,6 +54,11 @@ export interface StepJobData {
    * then the key gains a generation, so the side effect is made anew instead of found.
    */
   idempotencyKey?: string;
+  /**
+   * The run's priority, 1 (highest) … 10 (absent: 5): the BullMQ priority the job was enqueued with,
+   * kept so that a re-enqueue keeps it. The runtime does not read it.
+   */
+  priority?: number;
   /** W3C trace context of the span that planned this step (tracing on only). */
   trace?: TraceCarrier;
   /**

@@ -140,6 +140,16 @@ export {
   ticksToFire,
 } from './workflow/schedule-ticks';
 export {
+  DEFAULT_PRIORITY,
+  jobPriority,
+  MAX_PRIORITY,
+  MIN_PRIORITY,
+  prioritySchema,
+  type RateLimit,
+  rateLimitSchema,
+  runPriority,
+} from './workflow/admission';
+export {
   effectiveRetention,
   parseDuration,
   parseRetentionEnv,
@@ -178,6 +188,7 @@ export {
   type StoredDefinition,
   unknownFunctionWarnings,
 } from './workflow/store';
+export { pausedWorkflows, setWorkflowPaused, type WorkflowPause } from './workflow/pauses';
 export {
   type CancelWakeup,
   debounceWakeups,
@@ -256,6 +267,7 @@ export {
 } from './queues';
 export { CoordinatorClient, coordinatorQueue, type DelayedMessage } from './coordinator-client';
 export {
+  type AdmissionMessage,
   type BuiltinStepMessage,
   coordinatorJobId,
   type CoordinatorMessage,

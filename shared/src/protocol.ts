@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import type { StepReport } from '@baton/sdk';
 import type { TraceCarrier } from './tracing';
 
@@ -49,6 +50,13 @@ export type TriggerMessage =
   /** A debounce window's timer (debounce.ts): start its run if `dueAt` (ms) is still its due time. */
   | { type: 'debounce.fire'; workflow: string; key: string; runId: string; dueAt: number };
 
+/** Held runs to look at again: the coordinator admits them in order (run-advancer.ts). */
+export type AdmissionMessage =
+  /** The oldest start of `workflow`'s rate bucket `key` leaves its window at `dueAt` (epoch ms). */
+  | { type: 'admission.rateWake'; workflow: string; key: string; dueAt: number }
+  /** `workflow` was resumed at `at` (epoch ms): admit its held runs. */
+  | { type: 'workflow.resume'; workflow: string; at: number };
+
 /**
  * Everything the coordinator receives: the `InboxMessage`s (run starts, step reports) on its inbox
  * stream, the rest as jobs on its BullMQ queue (which still takes reports from functions older than
@@ -59,6 +67,7 @@ export type CoordinatorMessage =
   | RunControlMessage
   | BuiltinStepMessage
   | TriggerMessage
+  | AdmissionMessage
   | StepReport;
 
 /**
@@ -72,6 +81,12 @@ export function coordinatorJobId(message: CoordinatorMessage): string {
     return `${message.type}_${message.stepExecutionId}`;
   if (message.type === 'event.deliver') return `deliver_${message.eventId}`;
   if (message.type === 'debounce.fire') return `debounce_${message.runId}_${message.dueAt}`;
+  // One wake-up per bucket and instant (a key may hold any character: hashed).
+  if (message.type === 'admission.rateWake') {
+    const key = crypto.createHash('sha1').update(message.key).digest('hex').slice(0, 16);
+    return `ratewake_${message.workflow}_${key}_${message.dueAt}`;
+  }
+  if (message.type === 'workflow.resume') return `resume_${message.workflow}_${message.at}`;
   // Ticks come from BullMQ's job scheduler, which names its jobs itself.
   if (message.type === 'schedule.fire') throw new Error('schedule ticks are enqueued by their job scheduler');
   // A recorded request is one message: a second cancel of the same run is a request of its own.

@@ -161,6 +161,15 @@ export class Coordinator {
       await this.debouncer.fire(message);
       return;
     }
+    // Held runs, admitted in order: a rate window freed, a workflow resumed.
+    if (message.type === 'admission.rateWake') {
+      await this.advancer.admitHeld(message.workflow, message.key, { by: 'rate' });
+      return;
+    }
+    if (message.type === 'workflow.resume') {
+      await this.advancer.admitWorkflow(message.workflow);
+      return;
+    }
     await this.advancer.inRunTransaction(message.runId, async (client, run, writes) => {
       switch (message.type) {
         case 'run.cancel':
@@ -189,6 +198,11 @@ export class Coordinator {
    */
   fireSchedule(scheduleId: string, workflow: string, jobId: string | undefined, now?: number): Promise<string[]> {
     return this.triggers.fireSchedule(scheduleId, workflow, jobId, now);
+  }
+
+  /** Held runs of an admission group, in order, until one stays held or `max` were admitted. */
+  admitHeld(workflow: string, key: string, max?: number): Promise<number> {
+    return this.advancer.admitHeld(workflow, key, { max });
   }
 
   /** Offers a stored event to the runs parked on it (triggers.ts; the control outbox re-drives it). */

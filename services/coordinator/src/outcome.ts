@@ -1,4 +1,4 @@
-import type { StepJobData, RunStatus, StepReport } from '@baton/shared';
+import type { DelayedMessage, StepJobData, RunStatus, StepReport } from '@baton/shared';
 import type { CancelledExecution, LockedRun } from './run-store';
 
 /** What a committed transaction leaves to do (run-advancer.ts carries it out after the commit). */
@@ -21,6 +21,10 @@ export interface Outcome {
   releasedKeys: { workflow: string; key: string; limit: number }[];
   /** Runs started with a deadline: send the delayed timeout messages. */
   deadlines: { runId: string; attempt: number; delayMs: number }[];
+  /** Held runs' wake-ups, sent delayed (a rate-limit window that frees). */
+  wakes: DelayedMessage[];
+  /** Rate buckets that admitted a run under a concurrency limit too: look at their next held run. */
+  rateFollowUps: { workflow: string; key: string }[];
   /** Coordinator notifications of events published in the transaction. */
   notify: (() => Promise<void>)[];
 }
@@ -36,6 +40,8 @@ export const nothing = (): Outcome => ({
   finished: [],
   releasedKeys: [],
   deadlines: [],
+  wakes: [],
+  rateFollowUps: [],
   notify: [],
 });
 
@@ -50,6 +56,8 @@ export function merge(into: Outcome, from: Outcome): Outcome {
   into.finished.push(...from.finished);
   into.releasedKeys.push(...from.releasedKeys);
   into.deadlines.push(...from.deadlines);
+  into.wakes.push(...from.wakes);
+  into.rateFollowUps.push(...from.rateFollowUps);
   into.notify.push(...from.notify);
   return into;
 }

@@ -56,13 +56,14 @@ interface JobDataRow {
   timeout_ms: number | null;
   idempotency_key: string | null;
   workflow_name: string;
+  priority: number;
 }
 
 /** The job data of executions still outstanding, by id (the same a first enqueue carries, trace aside). */
 export async function outstandingJobData(pool: Pool, ids: string[]): Promise<Map<string, StepJobData>> {
   const { rows } = await pool.query<JobDataRow>(
     `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.input, e.retry_policy, e.timeout_ms,
-            e.metadata->>'idempotencyKey' AS idempotency_key, r.workflow_name
+            e.metadata->>'idempotencyKey' AS idempotency_key, r.workflow_name, r.priority
        FROM step_executions e JOIN runs r ON r.id = e.run_id
       WHERE e.id = ANY($1::uuid[]) AND e.status = ANY($2)`,
     [ids, OUTSTANDING_STEP_STATUSES],
@@ -71,7 +72,7 @@ export async function outstandingJobData(pool: Pool, ids: string[]): Promise<Map
     rows.map((row): [string, StepJobData] => [
       row.id,
       stepJobData(
-        { id: row.run_id, workflow: row.workflow_name },
+        { id: row.run_id, workflow: row.workflow_name, priority: row.priority },
         {
           id: row.id,
           stepId: row.step_id,
@@ -123,8 +124,9 @@ export interface HeldKey {
 }
 
 /**
- * Concurrency keys with held runs (pending, admission done), with the version of the oldest held
- * run and how many runs of the key hold a slot (index runs_concurrency).
+ * Admission groups (`concurrency_key`: the concurrency key, else the rate key, else '') with held
+ * runs (pending, admission done) of workflows not paused, with the version of the oldest held run and
+ * how many runs of the group hold a slot (index runs_concurrency).
  */
 export async function heldKeysPage(
   pool: Pool,
@@ -148,6 +150,8 @@ export async function heldKeysPage(
                FROM runs
               WHERE status = 'pending' AND concurrency_key IS NOT NULL
                 AND updated_at < now() - make_interval(secs => $1)
+                -- A paused workflow's runs stay held until it is resumed.
+                AND NOT EXISTS (SELECT 1 FROM workflow_pauses p WHERE p.workflow_name = runs.workflow_name)
                   AND ($3::text IS NULL OR (workflow_name, concurrency_key) > ($3::text, $4::text))
               GROUP BY workflow_name, concurrency_key
               ORDER BY workflow_name, concurrency_key LIMIT $2) h

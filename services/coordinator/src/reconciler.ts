@@ -26,7 +26,6 @@ import {
   type HeldKey,
   type OutstandingRow,
 } from './reconcile-store';
-import { waitingRuns } from './run-store';
 import type { JobProbe } from './step-dispatch';
 
 /**
@@ -436,9 +435,11 @@ export class Reconciler {
   }
 
   /**
-   * A held run waits until a run of its key finishes and wakes it. If that wake-up was lost (a crash
-   * after the commit), the key has free slots and held runs: advance as many of the oldest as there
-   * are free slots. A key whose slots are all taken costs nothing more.
+   * A held run waits until a run of its key finishes, its rate window frees or its workflow is resumed,
+   * and that wakes it. If the wake-up was lost (a crash after the commit, a Redis wipe), the group has
+   * held runs of a workflow not paused: advance them in admission order while there are free slots,
+   * until one stays held (a rate window still full: it arms its wake-up again). A group whose slots
+   * are all taken costs nothing more; one held by its rate limit, one transaction.
    */
   private async admitHeld(keys: HeldKey[], result: ReconcileResult): Promise<void> {
     for (const k of keys) {
@@ -446,16 +447,13 @@ export class Reconciler {
         const limit = await this.concurrencyLimit(k.workflow, k.version);
         const free = (limit ?? Infinity) - k.holding;
         if (free <= 0) continue;
-        const held = await waitingRuns(
-          this.opts.pool,
+        const admitted = await this.opts.coordinator.admitHeld(
           k.workflow,
           k.key,
           Math.min(free, this.opts.batchSize ?? DEFAULT_BATCH_SIZE),
         );
-        await this.advanceEach(
-          held.map((id) => ({ id })),
-          result,
-        );
+        result.runsAdvanced += admitted;
+        if (admitted) metrics.reconciledTotal.inc({ kind: 'run_advanced' }, admitted);
       } catch (err) {
         const where = { workflow: k.workflow, concurrencyKey: k.key };
         this.failed(result, 'run_advance', err, where, 'could not admit held runs');

@@ -12,6 +12,7 @@ import {
   evaluate,
   getDefinition,
   injectTrace,
+  runPriority,
   isTerminalRun,
   metrics,
   OUTSTANDING_STEP_STATUSES,
@@ -50,14 +51,18 @@ import {
 } from './fanout-store';
 import { merge, nothing, type Outcome } from './outcome';
 import {
+  heldGroups,
+  heldInOrder,
+  holdRun,
   loadExecutions,
   lockConcurrencyKey,
   lockRun,
+  rateWindow,
   runsAhead,
   RunWrites,
-  setConcurrencyKey,
   undoGenerations,
   waitingRuns,
+  type HeldPosition,
   type LockedRun,
   type NewExecution,
 } from './run-store';
@@ -69,9 +74,14 @@ import { stepJobData, type StepDispatcher } from './step-dispatch';
  * once committed, carry out the outcome (enqueue, stop cancelled jobs, deadlines, wake-ups).
  *
  * Writes go through the buffered `RunWrites` (one statement per kind at commit), except two that
- * must be immediate: admission's `setConcurrencyKey` under the key's advisory lock (the next admission
- * of the key, in this batch or another, counts this run) and `recordWaitChecks` (the wait's check
- * request must exist in the transaction that plans it; see control-store.ts).
+ * must be immediate: admission's `holdRun` under the key's advisory locks (the next admission of the
+ * key or rate bucket, in this batch or another, counts this run and its start) and `recordWaitChecks`
+ * (the wait's check request must exist in the transaction that plans it; see control-store.ts).
+ *
+ * Admission (a pending run, `admit`): a run of a workflow with a `concurrency` limit, a `rateLimit`
+ * or paused is held until each lets it through, in order (priority, then arrival); held runs are
+ * woken by a run of their key finishing (`releasedKeys`), a rate window freeing (a delayed
+ * `admission.rateWake`), a resume (`workflow.resume`), or the reconciler (`admitHeld`).
  */
 export interface RunAdvancerDeps {
   pool: Pool;
@@ -171,10 +181,13 @@ export class RunAdvancer {
         delayMs,
       })),
     );
+    await this.deps.coordinator.sendAllDelayed(outcome.wakes);
     for (const { workflow, key, limit } of outcome.releasedKeys) {
       for (const runId of await waitingRuns(this.deps.pool, workflow, key, limit)) await this.advance(runId);
     }
     for (const runId of new Set(outcome.readvance)) await this.advance(runId);
+    const followUps = new Map(outcome.rateFollowUps.map((f) => [`${f.workflow}\u0000${f.key}`, f]));
+    for (const { workflow, key } of followUps.values()) await this.admitHeld(workflow, key, { by: 'rate', max: 1 });
   }
 
   /**
@@ -195,14 +208,14 @@ export class RunAdvancer {
     if (run.status === 'pending') {
       let admitted: boolean;
       try {
-        admitted = await this.admit(client, run, definition, writes);
+        admitted = await this.admit(client, run, definition, writes, outcome);
       } catch (err) {
         if (!(err instanceof ExpressionError)) throw err;
-        // A concurrency key that fails on this run's input fails the run (nothing is written before
-        // the key is known); re-planning it could only fail again.
+        // A concurrency or rate key, or a priority, that fails on this run's input fails the run
+        // (nothing is written before they are known); re-planning it could only fail again.
         return this.transition(run, definition, writes, 'failed', undefined, runError(err.code, err.message));
       }
-      if (!admitted) return nothing();
+      if (!admitted) return outcome;
       if (definition.timeoutMs)
         outcome.deadlines.push({ runId: run.id, attempt: run.retries, delayMs: definition.timeoutMs });
     }
@@ -529,29 +542,106 @@ export class RunAdvancer {
   }
 
   /**
-   * A pending run takes a concurrency slot of its key, or stays pending behind the runs ahead of it
-   * (running ones, and older pending ones: first come, first served).
+   * A pending run is admitted, or held (stays pending, its admission group written at once) while its
+   * workflow is paused, its concurrency key has no free slot, or its rate bucket has had `limit`
+   * starts within the last period. Held runs ahead of it count too (higher priority first, first come
+   * first served within one), so a newcomer never passes them. A run refused by a full rate window
+   * arms the delayed wake-up of its bucket for when the window's oldest start leaves it.
    */
   private async admit(
     client: PoolClient,
     run: LockedRun,
     definition: WorkflowDefinition,
     writes: RunWrites,
+    outcome: Outcome,
   ): Promise<boolean> {
+    const priority = await runPriority(definition.priority, run.input);
+    run.priority = priority;
     const limit = definition.concurrency?.limit;
-    if (limit === undefined) {
-      writes.changeRun(run.id, { admitted: { concurrencyKey: null, deadlineMs: definition.timeoutMs } });
+    const rate = definition.rateLimit;
+    if (limit === undefined && !rate && !run.paused) {
+      writes.changeRun(run.id, { admitted: { concurrencyKey: null, deadlineMs: definition.timeoutMs, priority } });
       return true;
     }
-    const raw = definition.concurrency?.key ? await evaluate(definition.concurrency.key, { input: run.input }) : '';
-    const key = typeof raw === 'string' ? raw : JSON.stringify(raw ?? null);
-    // Serialises admissions per key, so two runs cannot both take the last slot. The key is written
-    // at once, not buffered: the next admission of the key (in this batch or another) counts this run.
-    await lockConcurrencyKey(client, run.workflow, key);
-    await setConcurrencyKey(client, run.id, key);
-    if ((await runsAhead(client, run, key)) >= limit) return false;
-    writes.changeRun(run.id, { admitted: { concurrencyKey: key, deadlineMs: definition.timeoutMs } });
+    const key = limit === undefined ? undefined : await admissionKey(definition.concurrency?.key, run.input);
+    const rateKey = rate ? await admissionKey(rate.key, run.input) : null;
+    // The run's admission group (what the reconciler and a resume look at held runs by).
+    const group = key ?? rateKey ?? '';
+    // Serialise admissions per rate bucket, then per concurrency key (always in this order), so two
+    // runs cannot both take the last slot or the last start of a window.
+    if (rateKey !== null) await lockConcurrencyKey(client, run.workflow, rateKey, 'rate');
+    if (key !== undefined) await lockConcurrencyKey(client, run.workflow, key);
+    const hold = { group, rateKey, priority, started: false };
+    let admitted = !run.paused;
+    if (admitted && limit !== undefined && key !== undefined) {
+      // runsAhead reads the stored key of the others; this run's own is written below.
+      admitted = (await runsAhead(client, run, key)) < limit;
+    }
+    if (admitted && rate && rateKey !== null) {
+      const window = await rateWindow(client, run, rateKey, rate.periodMs);
+      admitted = window.started + window.ahead < rate.limit;
+      if (!admitted && window.started >= rate.limit && window.freesAt !== null) {
+        // A few ms late rather than early: woken early, the run would be held again.
+        const dueAt = Math.ceil(window.freesAt) + 5;
+        outcome.wakes.push({
+          message: { type: 'admission.rateWake', workflow: run.workflow, key: rateKey, dueAt },
+          delayMs: dueAt - Date.now(),
+        });
+      }
+      hold.started = admitted;
+    }
+    await holdRun(client, run.id, hold);
+    if (!admitted) return false;
+    writes.changeRun(run.id, { admitted: { concurrencyKey: group, deadlineMs: definition.timeoutMs, priority } });
+    // Under a concurrency limit too, runs of the bucket behind this one may be held by it alone:
+    // look at them again once this start is committed (a rate wake-up covers the rest).
+    if (rate && rateKey !== null && limit !== undefined)
+      outcome.rateFollowUps.push({ workflow: run.workflow, key: rateKey });
     return true;
+  }
+
+  /**
+   * Wakes held runs in admission order — of an admission group, or of a rate bucket (`by: 'rate'`) —
+   * each in its own transaction, until one stays held (those behind it would too) or `max` were
+   * admitted. Returns how many were admitted.
+   */
+  async admitHeld(workflow: string, key: string, opts: { by?: 'group' | 'rate'; max?: number } = {}): Promise<number> {
+    const max = opts.max ?? Infinity;
+    let admitted = 0;
+    let after: HeldPosition['cursor'] | undefined;
+    for (;;) {
+      const page = await heldInOrder(this.deps.pool, workflow, key, Math.min(100, max - admitted), {
+        by: opts.by,
+        after,
+      });
+      for (const held of page) {
+        const result = await this.advanceHeld(held.id);
+        if (result === 'held') return admitted;
+        if (result === 'admitted') admitted += 1;
+        if (admitted >= max) return admitted;
+      }
+      if (page.length < Math.min(100, max - admitted) || !page.length) return admitted;
+      after = page[page.length - 1].cursor;
+    }
+  }
+
+  /** A resumed workflow: its held runs admitted in order, group by group. */
+  async admitWorkflow(workflow: string): Promise<number> {
+    let admitted = 0;
+    for (const group of await heldGroups(this.deps.pool, workflow)) admitted += await this.admitHeld(workflow, group);
+    return admitted;
+  }
+
+  /** Advances a held run: admitted, still held, or no longer pending (cancelled, admitted elsewhere). */
+  private async advanceHeld(runId: string): Promise<'admitted' | 'held' | 'gone'> {
+    let result: 'admitted' | 'held' | 'gone' = 'gone';
+    await this.inRunTransaction(runId, async (client, run, writes) => {
+      if (run.status !== 'pending') return nothing();
+      const outcome = await this.advanceLocked(client, run, writes);
+      result = writes.admits(run.id) ? 'admitted' : writes.statusOf(run.id) ? 'gone' : 'held';
+      return outcome;
+    });
+    return result;
   }
 
   /** Buffers a run's change of status; a terminal one also releases its concurrency slot. */
@@ -602,6 +692,13 @@ export class RunAdvancer {
     }
     return stored;
   }
+}
+
+/** A concurrency or rate key over `{input}` (JSONata), as text; '' without an expression. */
+async function admissionKey(expression: string | undefined, input: unknown): Promise<string> {
+  if (!expression) return '';
+  const raw = await evaluate(expression, { input });
+  return typeof raw === 'string' ? raw : JSON.stringify(raw ?? null);
 }
 
 export function runError(code: string, message: string): RunError {

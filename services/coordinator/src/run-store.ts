@@ -29,6 +29,10 @@ export interface LockedRun {
   error: RunError | null;
   retries: number;
   concurrencyKey: string | null;
+  /** 1 (highest) … 10: its step jobs' priority; set when the run is admitted (admission.ts in shared). */
+  priority: number;
+  /** A pending run whose workflow is paused (workflow_pauses): admission holds it. */
+  paused: boolean;
   inputOverrides: Record<string, unknown>;
   createdAt: Date;
   /** 0 for a top-level run; a child run is its parent's depth + 1. */
@@ -47,6 +51,8 @@ interface RunRow {
   error: RunError | null;
   retries: number;
   concurrency_key: string | null;
+  priority: number;
+  paused: boolean;
   metadata: { inputOverrides?: Record<string, unknown> } | null;
   created_at: Date;
   depth: number;
@@ -70,6 +76,8 @@ function toLockedRun(row: RunRow): LockedRun {
     error: row.error,
     retries: row.retries,
     concurrencyKey: row.concurrency_key,
+    priority: row.priority ?? 5,
+    paused: row.paused ?? false,
     inputOverrides: row.metadata?.inputOverrides ?? {},
     createdAt: row.created_at,
     depth: row.depth ?? 0,
@@ -83,7 +91,12 @@ function toLockedRun(row: RunRow): LockedRun {
 export async function lockRun(client: PoolClient, runId: string): Promise<LockedRun | undefined> {
   const { rows } = await client.query<RunRow>(
     `SELECT id, workflow_name, workflow_version, status, input, error, retries, concurrency_key, metadata, created_at,
-            depth, parent_run_id, parent_execution_id
+            depth, parent_run_id, parent_execution_id, priority,
+            -- A pending run's workflow paused? Read by the statement that locks the run, so a pause
+            -- committed before the run existed is always seen by its admission.
+            CASE WHEN status = 'pending'
+                 THEN EXISTS (SELECT 1 FROM workflow_pauses p WHERE p.workflow_name = runs.workflow_name)
+                 ELSE false END AS paused
        FROM runs WHERE id = $1 FOR UPDATE`,
     [runId],
   );
@@ -393,43 +406,140 @@ export async function resetForRetry(
 }
 
 /**
- * The concurrency key of a run asking for a slot, written at once: the next admission of the key
- * (counting with `runsAhead`) must see it. Its deadline is set when it is admitted (RunWrites).
+ * A run that admission looked at and held, written at once: the next admission of its group or rate
+ * bucket (counting with `runsAhead`, `rateWindow`) must see it, and the reconciler knows it by its
+ * `concurrency_key` (its admission group: the concurrency key, else the rate key, else ''). `started`:
+ * it is admitted under a rate limit, so its start is recorded now (`clock_timestamp()`, under the
+ * bucket's lock: the next admission of the bucket counts it). Its deadline is set when it is admitted
+ * (RunWrites).
  */
-export async function setConcurrencyKey(client: PoolClient, runId: string, concurrencyKey: string): Promise<void> {
-  await client.query('UPDATE runs SET concurrency_key = $2 WHERE id = $1', [runId, concurrencyKey]);
+export async function holdRun(
+  client: PoolClient,
+  runId: string,
+  hold: { group: string; rateKey: string | null; priority: number; started: boolean },
+): Promise<void> {
+  await client.query(
+    `UPDATE runs SET concurrency_key = $2, rate_key = $3, priority = $4,
+                     started_at = CASE WHEN $5 THEN clock_timestamp() ELSE started_at END
+      WHERE id = $1`,
+    [runId, hold.group, hold.rateKey, hold.priority, hold.started],
+  );
 }
 
 /**
- * Serialises admissions per (workflow, concurrency key) until the transaction ends, so two runs
- * cannot both take the last slot.
+ * Serialises admissions per (workflow, concurrency key) — or per (workflow, rate key) for a rate
+ * limit — until the transaction ends, so two runs cannot both take the last slot.
  */
-export async function lockConcurrencyKey(client: PoolClient, workflow: string, key: string): Promise<void> {
-  await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`baton.concurrency:${workflow}:${key}`]);
+export async function lockConcurrencyKey(
+  client: PoolClient,
+  workflow: string,
+  key: string,
+  what: 'concurrency' | 'rate' = 'concurrency',
+): Promise<void> {
+  await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`baton.${what}:${workflow}:${key}`]);
 }
 
 /**
  * Runs that hold or wait for a concurrency slot ahead of this one: the running ones, and the pending
- * ones created earlier (first come, first served). Called under an advisory lock on the key.
+ * ones admitted before it — higher priority first, first come first served within one. Called under
+ * an advisory lock on the key.
  */
 export async function runsAhead(client: PoolClient, run: LockedRun, key: string): Promise<number> {
   const { rows } = await client.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM runs
       WHERE workflow_name = $1 AND concurrency_key = $2 AND id <> $3
-        AND (status IN ('running', 'compensating') OR (status = 'pending' AND (created_at, id) < ($4, $3::uuid)))`,
-    [run.workflow, key, run.id, run.createdAt],
+        AND (status IN ('running', 'compensating')
+             OR (status = 'pending' AND (priority, created_at, id) < ($5, $4, $3::uuid)))`,
+    [run.workflow, key, run.id, run.createdAt, run.priority],
   );
   return rows[0].n;
 }
 
-/** The oldest runs waiting for a slot of this key. */
-export async function waitingRuns(pool: Pool, workflow: string, key: string, limit: number): Promise<string[]> {
-  const { rows } = await pool.query<{ id: string }>(
-    `SELECT id FROM runs WHERE workflow_name = $1 AND concurrency_key = $2 AND status = 'pending'
-      ORDER BY created_at, id LIMIT $3`,
-    [workflow, key, limit],
+/** A rate bucket as admission sees it under its lock. */
+export interface RateWindow {
+  /** Runs of the bucket started within the last period (`started_at >= now - period`). */
+  started: number;
+  /** Held runs of the bucket ahead of this one (priority, then arrival). */
+  ahead: number;
+  /** When the oldest start of the window leaves it (epoch ms); null when the window is empty. */
+  freesAt: number | null;
+}
+
+/** Counts a rate bucket's starts in the last `periodMs` and the held runs ahead (under its lock). */
+export async function rateWindow(
+  client: PoolClient,
+  run: LockedRun,
+  rateKey: string,
+  periodMs: number,
+): Promise<RateWindow> {
+  const { rows } = await client.query<{ started: number; ahead: number; frees_at: string | null }>(
+    `WITH c AS (SELECT clock_timestamp() - make_interval(secs => $5 / 1000.0) AS since)
+     SELECT (SELECT count(*)::int FROM runs, c
+              WHERE workflow_name = $1 AND rate_key = $2 AND started_at >= c.since) AS started,
+            (SELECT (extract(epoch FROM min(started_at)) * 1000 + $5)::text FROM runs, c
+              WHERE workflow_name = $1 AND rate_key = $2 AND started_at >= c.since) AS frees_at,
+            (SELECT count(*)::int FROM runs
+              WHERE workflow_name = $1 AND rate_key = $2 AND status = 'pending' AND id <> $3
+                AND (priority, created_at, id) < ($6, $4, $3::uuid)) AS ahead`,
+    [run.workflow, rateKey, run.id, run.createdAt, periodMs, run.priority],
   );
-  return rows.map((r) => r.id);
+  const row = rows[0];
+  return { started: row.started, ahead: row.ahead, freesAt: row.frees_at === null ? null : Number(row.frees_at) };
+}
+
+/** Held runs of an admission group, or of a rate bucket (`by: 'rate'`), in admission order. */
+export interface HeldPosition {
+  id: string;
+  cursor: [number, string, string];
+}
+
+/**
+ * The held runs of an admission group (`concurrency_key`) or a rate bucket (`rate_key`), in the order
+ * admission takes them (priority, then arrival), `limit` of them after `after` (index runs_held,
+ * runs_held_by_rate).
+ */
+export async function heldInOrder(
+  pool: Pool,
+  workflow: string,
+  key: string,
+  limit: number,
+  opts: { by?: 'group' | 'rate'; after?: HeldPosition['cursor'] } = {},
+): Promise<HeldPosition[]> {
+  const after = opts.after;
+  const params = [workflow, key, limit, after?.[0] ?? null, after?.[1] ?? null, after?.[2] ?? null];
+  type Row = { id: string; priority: number; created_at: string };
+  const { rows } =
+    opts.by === 'rate'
+      ? await pool.query<Row>(
+          `SELECT id, priority, created_at::text FROM runs
+            WHERE workflow_name = $1 AND rate_key = $2 AND status = 'pending'
+              AND ($4::int IS NULL OR (priority, created_at, id) > ($4, $5::timestamptz, $6::uuid))
+            ORDER BY priority, created_at, id LIMIT $3`,
+          params,
+        )
+      : await pool.query<Row>(
+          `SELECT id, priority, created_at::text FROM runs
+            WHERE workflow_name = $1 AND concurrency_key = $2 AND status = 'pending'
+              AND ($4::int IS NULL OR (priority, created_at, id) > ($4, $5::timestamptz, $6::uuid))
+            ORDER BY priority, created_at, id LIMIT $3`,
+          params,
+        );
+  return rows.map((r) => ({ id: r.id, cursor: [r.priority, r.created_at, r.id] }));
+}
+
+/** The first runs waiting for a slot of this key (priority, then arrival). */
+export async function waitingRuns(pool: Pool, workflow: string, key: string, limit: number): Promise<string[]> {
+  return (await heldInOrder(pool, workflow, key, limit)).map((r) => r.id);
+}
+
+/** The admission groups of a workflow with held runs (a resumed workflow's, to admit). */
+export async function heldGroups(pool: Pool, workflow: string): Promise<string[]> {
+  const { rows } = await pool.query<{ concurrency_key: string }>(
+    `SELECT DISTINCT concurrency_key FROM runs
+      WHERE workflow_name = $1 AND status = 'pending' AND concurrency_key IS NOT NULL`,
+    [workflow],
+  );
+  return rows.map((r) => r.concurrency_key);
 }
 
 export async function markFunctionSeen(pool: Pool, name: string): Promise<void> {
@@ -545,7 +655,11 @@ export async function lockAndRecord(
     name: 'baton.lock_and_record',
     text: `WITH locked AS (
        SELECT id, workflow_name, workflow_version, status, error, retries, concurrency_key, metadata, created_at,
-              depth, parent_run_id, parent_execution_id,
+              depth, parent_run_id, parent_execution_id, priority,
+              -- As lockRun's: only pending runs pay the lookup.
+              CASE WHEN status = 'pending'
+                   THEN EXISTS (SELECT 1 FROM workflow_pauses p WHERE p.workflow_name = runs.workflow_name)
+                   ELSE false END AS paused,
               -- A large input the payload cache holds is not sent again (payload-cache.ts).
               CASE WHEN id = ANY($5::uuid[]) THEN NULL ELSE input END AS input,
               id = ANY($5::uuid[]) AS input_cached, pg_column_size(input) AS input_bytes
@@ -662,7 +776,7 @@ export interface RunChange {
    * Set when the run is admitted (or retried): its concurrency key and its workflow deadline, now()
    * + `deadlineMs` (none without). The one place a deadline is computed.
    */
-  admitted?: { concurrencyKey: string | null; deadlineMs: number | undefined };
+  admitted?: { concurrencyKey: string | null; deadlineMs: number | undefined; priority?: number };
 }
 
 /**
@@ -696,6 +810,16 @@ export class RunWrites {
   /** Merges into the run's pending change; a run without one is still touched (`updated_at`). */
   changeRun(runId: string, change: RunChange = {}): void {
     this.runs.set(runId, { ...this.runs.get(runId), ...change });
+  }
+
+  /** The status this transaction gives the run, if any. */
+  statusOf(runId: string): RunStatus | undefined {
+    return this.runs.get(runId)?.status;
+  }
+
+  /** Whether this transaction admits the run (a held run's wake-up: was it admitted?). */
+  admits(runId: string): boolean {
+    return Boolean(this.runs.get(runId)?.admitted);
   }
 
   /** Everything buffered, in one statement (its parts touch disjoint rows). */
@@ -742,13 +866,14 @@ export class RunWrites {
               output = COALESCE(u.output::jsonb, r.output),
               error = COALESCE(u.error, r.error),
               concurrency_key = CASE WHEN u.admitted THEN u.concurrency_key ELSE r.concurrency_key END,
+              priority = COALESCE(u.priority, r.priority),
               deadline_at = CASE WHEN u.admitted IS NOT TRUE THEN r.deadline_at
                                  WHEN u.deadline_ms IS NULL THEN NULL
                                  ELSE now() + make_interval(secs => u.deadline_ms / 1000.0) END,
               updated_at = now()
          FROM jsonb_to_recordset($5::jsonb)
            AS u(id uuid, status text, terminal boolean, output text, error jsonb, admitted boolean,
-                concurrency_key text, deadline_ms bigint)
+                concurrency_key text, deadline_ms bigint, priority smallint)
         WHERE r.id = u.id AND r.id = ANY($9::uuid[])`,
       values: [
         JSON.stringify(
@@ -791,6 +916,7 @@ export class RunWrites {
             admitted: Boolean(c.admitted),
             concurrency_key: c.admitted?.concurrencyKey ?? null,
             deadline_ms: c.admitted?.deadlineMs ?? null,
+            priority: c.admitted?.priority ?? null,
           })),
         ),
         NOT_FINISHED,

@@ -3,6 +3,7 @@ import {
   inboxShardOf,
   isBuiltinFunction,
   functionQueueName,
+  jobPriority,
   KEEP_FINISHED_JOBS,
   publishCancellation,
   traced,
@@ -37,7 +38,7 @@ export interface DispatchedExecution {
  * and a re-enqueue by the reconciler (without one).
  */
 export function stepJobData(
-  run: { id: string; workflow: string },
+  run: { id: string; workflow: string; priority?: number },
   e: DispatchedExecution,
   trace?: TraceCarrier,
 ): StepJobData {
@@ -52,6 +53,7 @@ export function stepJobData(
     retry: e.retry,
     ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
     ...(e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : {}),
+    ...(run.priority === undefined ? {} : { priority: run.priority }),
     // The function's attempt spans become children of the span that planned the step.
     ...(trace ? traced(trace) : {}),
   };
@@ -103,6 +105,9 @@ export class StepDispatcher {
               backoff: { type: 'baton' },
               removeOnComplete: KEEP_FINISHED_JOBS,
               removeOnFail: KEEP_FINISHED_JOBS,
+              // The run's priority; every job has one, since BullMQ hands out jobs without a
+              // priority before all prioritized ones (a priority-5 run would pass a priority-1 run).
+              priority: jobPriority(data.priority),
               // A repeat step's next iteration waits its `delayMs` (durably: a delayed job).
               ...(delays?.get(data.stepExecutionId) ? { delay: delays.get(data.stepExecutionId) } : {}),
             },

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { ValidationError, type ValidationProblem } from '../errors';
 import { compileExpression, templateExpressions } from './expressions';
 import { ErrorCode } from '../error-codes';
+import { prioritySchema, rateLimitSchema } from './admission';
 import { retentionSchema } from './retention';
 import { SCHEDULE_CATCH_UPS, SCHEDULE_OVERLAPS } from './schedule-ticks';
 import { definitionTagsSchema } from './tags';
@@ -266,6 +267,10 @@ export const workflowDefinitionSchema = z
       .object({ limit: z.number().int().min(1).max(10_000), key: z.string().min(1).optional() })
       .strict()
       .optional(),
+    /** At most `limit` run starts per `periodMs` per value of `key` (JSONata over `{input}`); others wait in order. */
+    rateLimit: rateLimitSchema.optional(),
+    /** 1 (highest) … 10, default 5, or a `{{ }}` template over `{input}`: step jobs and admission take it first. */
+    priority: prioritySchema.optional(),
     steps: z.array(stepSchema).min(1).max(200),
     /** How long finished runs are kept, by outcome (`7d`, `12h`…); omitted classes: BATON_RETENTION. */
     retention: retentionSchema.optional(),
@@ -363,6 +368,8 @@ function semanticProblems(def: WorkflowDefinition): ValidationProblem[] {
     problems.push({ path: 'debounce.maxWaitMs', message: 'must be at least periodMs' });
   if (def.debounce && def.singleton)
     problems.push({ path: 'debounce', message: 'a workflow cannot have both debounce and singleton' });
+  if (def.rateLimit?.key !== undefined) checkExpression(def.rateLimit.key, 'rateLimit.key', problems);
+  if (typeof def.priority === 'string') checkTemplates(def.priority, 'priority', problems);
   const cycle = findCycle(def.steps);
   if (cycle) {
     problems.push({ path: `steps[${indexById.get(cycle[0])}].needs`, message: `cycle: ${cycle.join(' -> ')}` });

@@ -637,6 +637,14 @@ export const logPageResponse = response(
   }),
 );
 
+const workflowPauseFields = {
+  paused: z.boolean().meta({ description: 'new runs stay `pending` until the workflow is resumed' }),
+  pausedAt: isoTimeOrNull.meta({ description: 'when it was paused; null when it is not' }),
+};
+
+/** A workflow's pause state, as pause and resume answer it. */
+export const workflowPauseResponse = response('WorkflowPause', z.object({ name: z.string(), ...workflowPauseFields }));
+
 export const workflowSummaryResponse = response(
   'WorkflowSummary',
   z.object({
@@ -645,6 +653,7 @@ export const workflowSummaryResponse = response(
     description: z.string().nullable(),
     createdAt: isoTime,
     steps: z.array(z.object({ id: z.string(), function: z.string(), needs: z.array(z.string()) })),
+    ...workflowPauseFields,
   }),
 );
 
@@ -660,6 +669,7 @@ export const workflowDetailResponse = response(
       .record(z.string(), z.unknown())
       .meta({ description: 'the definition as stored: defaults applied, `needs` explicit' }),
     versions: z.array(z.object({ version: z.number().int(), createdAt: isoTime })),
+    ...workflowPauseFields,
   }),
 );
 

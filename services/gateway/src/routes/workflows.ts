@@ -5,6 +5,8 @@ import {
   listLatestDefinitions,
   listVersions,
   parseDefinitionText,
+  pausedWorkflows,
+  setWorkflowPaused,
   saveDefinition,
   syncSchedules,
   unknownFunctionWarnings,
@@ -15,12 +17,18 @@ import { getWorkflowQuery, YAML_TYPES } from '../api/schemas';
 import type { AppDeps } from '../deps';
 import { checkBodyShape, jsonBody, parseOrThrow } from '../http/validation';
 
-const summary = (d: StoredDefinition) => ({
+const summary = (d: StoredDefinition, pausedAt: Date | undefined) => ({
   name: d.name,
   version: d.version,
   description: d.definition.description ?? null,
   createdAt: d.createdAt.toISOString(),
   steps: d.definition.steps.map((s) => ({ id: s.id, function: s.function, needs: s.needs })),
+  ...pauseState(pausedAt),
+});
+
+const pauseState = (pausedAt: Date | null | undefined) => ({
+  paused: Boolean(pausedAt),
+  pausedAt: pausedAt ? pausedAt.toISOString() : null,
 });
 
 export function workflowsRouter(deps: AppDeps): Router {
@@ -30,15 +38,16 @@ export function workflowsRouter(deps: AppDeps): Router {
   const yaml = express.text({ type: YAML_TYPES, limit: deps.config.bodyLimit });
 
   router.get('/v1/workflows', async (_req, res) => {
-    const definitions = await listLatestDefinitions(pool);
-    res.json({ workflows: definitions.map(summary) });
+    const [definitions, paused] = await Promise.all([listLatestDefinitions(pool), pausedWorkflows(pool)]);
+    res.json({ workflows: definitions.map((d) => summary(d, paused.get(d.name))) });
   });
 
   router.get('/v1/workflows/:name', async (req, res) => {
     const q = parseOrThrow(getWorkflowQuery, req.query, { code: ErrorCode.INVALID_QUERY, what: 'query' });
-    const [definition, versions] = await Promise.all([
+    const [definition, versions, paused] = await Promise.all([
       getDefinition(pool, req.params.name, q.version),
       listVersions(pool, req.params.name),
+      pausedWorkflows(pool),
     ]);
     res.json({
       name: definition.name,
@@ -46,8 +55,27 @@ export function workflowsRouter(deps: AppDeps): Router {
       createdAt: definition.createdAt.toISOString(),
       definition: definition.definition,
       versions: versions.map((v) => ({ version: v.version, createdAt: v.createdAt.toISOString() })),
+      ...pauseState(paused.get(definition.name)),
     });
   });
+
+  // Pause: new runs are accepted and stay pending; resume admits them in order (the coordinator,
+  // woken by `workflow.resume`; its reconciler if that message is lost). Stored in PostgreSQL first.
+  for (const action of ['pause', 'resume'] as const) {
+    router.post(`/v1/workflows/:name/${action}`, async (req, res) => {
+      const name = req.params.name;
+      const state = await setWorkflowPaused(pool, name, action === 'pause');
+      if (action === 'resume' && state.changed) {
+        await deps.coordinator
+          .send({ type: 'workflow.resume', workflow: name, at: Date.now() })
+          .catch((err: unknown) =>
+            res.locals.log.warn({ err, workflow: name }, 'resume wake-up deferred to the reconciler'),
+          );
+      }
+      if (state.changed) res.locals.log.info({ workflow: name, paused: state.paused }, `workflow ${action}d`);
+      res.json({ name, ...pauseState(state.pausedAt) });
+    });
+  }
 
   router.put('/v1/workflows/:name', json, yaml, async (req, res) => {
     const name = req.params.name;
