@@ -117,13 +117,14 @@ describe('reconciler', () => {
     const stuck = await Promise.all(Array.from({ length: 3 }, () => ctx!.start('stuck')));
     const stuckSteps = await Promise.all(stuck.map((id) => ctx!.executionOf(id)));
     const fnQueue = coordinator.functionQueue('nowhere');
-    await waitFor(async () => ((await fnQueue.getWaitingCount()) === 3 ? true : undefined), 10_000, '3 jobs');
+    // Step jobs carry their run's priority (BullMQ's prioritized set, not its wait list).
+    await waitFor(async () => ((await fnQueue.getPrioritizedCount()) === 3 ? true : undefined), 10_000, '3 jobs');
 
     for (const id of sleepSteps) expect(await coordinator.queue.remove(`step.wake_${id}`)).toBe(1);
     expect(await fnQueue.remove(stuckSteps[0])).toBe(1);
     expect(await fnQueue.remove(stuckSteps[1])).toBe(1);
-    // The third is an orphan: its job hash survives, but it is in no list a worker reads.
-    expect(await env.redis.lrem(fnQueue.keys.wait, 0, stuckSteps[2])).toBe(1);
+    // The third is an orphan: its job hash survives, but it is in no list or set a worker reads.
+    expect(await env.redis.zrem(fnQueue.keys.prioritized, stuckSteps[2])).toBe(1);
     expect(await fnQueue.getJobState(stuckSteps[2])).toBe('unknown');
 
     const ensure = jest.spyOn(coordinator, 'ensureBuiltinArmed');
@@ -142,7 +143,7 @@ describe('reconciler', () => {
     for (let pass = 0; pass < 4; pass += 1) await reconciler.reconcileOnce();
 
     for (const id of sleepSteps) expect(await coordinator.queue.getJobState(`step.wake_${id}`)).toBe('delayed');
-    for (const id of stuckSteps) expect(await fnQueue.getJobState(id)).toBe('waiting');
+    for (const id of stuckSteps) expect(await fnQueue.getJobState(id)).toBe('prioritized');
     // Parked waits whose timer is there cost a pipelined lookup, not a coordinator call each.
     expect(ensure).toHaveBeenCalledTimes(sleepSteps.length);
     for (const id of parked.slice(0, 3)) {
@@ -180,7 +181,8 @@ describe('reconciler', () => {
     // E1, E2: runs whose run.start was lost.
     const lostStarts = [await insertLostStart(ctx, 'stuck'), await insertLostStart(ctx, 'stuck')];
     const fnQueue = coordinator.functionQueue('nowhere');
-    await waitFor(async () => ((await fnQueue.getWaitingCount()) === 3 ? true : undefined), 10_000, '3 jobs');
+    // Step jobs carry their run's priority (BullMQ's prioritized set, not its wait list).
+    await waitFor(async () => ((await fnQueue.getPrioritizedCount()) === 3 ? true : undefined), 10_000, '3 jobs');
     expect(await fnQueue.remove(lostJobStep)).toBe(1);
     expect(await coordinator.queue.remove(`step.wake_${sleepStep}`)).toBe(1);
 
@@ -219,7 +221,7 @@ describe('reconciler', () => {
     const first = await reconciler.reconcileOnce();
     expect(first).toMatchObject({ stepsRequeued: 2, runsTimedOut: 1, reportsReplayed: 0 });
 
-    expect(await fnQueue.getJobState(lostJobStep)).toBe('waiting');
+    expect(await fnQueue.getJobState(lostJobStep)).toBe('prioritized');
     expect(await coordinator.queue.getJobState(`step.wake_${sleepStep}`)).toBe('delayed');
     const runs = async (ids: string[]) =>
       (await env.pool.query('SELECT id, status FROM runs WHERE id = ANY($1)', [ids])).rows.reduce(
