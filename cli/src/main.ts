@@ -595,12 +595,34 @@ export function buildProgram(): Command {
       action(async (_opts: object, cmd: Command) => {
         const ctx = contextOf(cmd);
         const { body } = await ctx.client.request<{
-          workflows: { name: string; version: number; description: string | null }[];
+          workflows: { name: string; version: number; description: string | null; paused?: boolean }[];
         }>('GET', '/v1/workflows');
         if (ctx.json) return printJson(body);
-        for (const w of body.workflows) print(`${w.name}  v${w.version}${w.description ? `  ${w.description}` : ''}`);
+        for (const w of body.workflows) {
+          print(`${w.name}  v${w.version}${w.paused ? '  (paused)' : ''}${w.description ? `  ${w.description}` : ''}`);
+        }
       }),
     );
+
+  for (const [verb, what] of [
+    ['pause', 'new runs are accepted and stay pending until resumed; running runs go on'],
+    ['resume', 'admit its pending runs, in order (priority, then arrival)'],
+  ] as const) {
+    workflows
+      .command(`${verb} <name>`)
+      .description(`${verb} a workflow: ${what}`)
+      .action(
+        action(async (name: string, _opts: object, cmd: Command) => {
+          const ctx = contextOf(cmd);
+          const { body } = await ctx.client.request<{ name: string; paused: boolean; pausedAt: string | null }>(
+            'POST',
+            `/v1/workflows/${encodeURIComponent(name)}/${verb}`,
+          );
+          if (ctx.json) return printJson(body);
+          print(`${body.name}: ${body.paused ? `paused (since ${body.pausedAt})` : 'running (not paused)'}`);
+        }),
+      );
+  }
 
   const functions = program.command('functions').description('step functions and their queues');
   const functionPath = (name: string, suffix = ''): string => `/v1/functions/${encodeURIComponent(name)}${suffix}`;

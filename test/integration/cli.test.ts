@@ -189,6 +189,20 @@ describe('baton CLI', () => {
     expect(list.stdout).toContain('cli-hello  v1  greets');
   });
 
+  it('workflows pause|resume: POSTs the action, prints the state; list shows it', async () => {
+    await baton(['workflows', 'apply', 'hello.yaml']);
+    const paused = await baton(['workflows', 'pause', 'cli-hello']);
+    exits(paused, 0);
+    expect(paused.stdout).toMatch(/^cli-hello: paused \(since \d{4}-\d\d-\d\dT/);
+    expect((await baton(['workflows', 'list'])).stdout).toContain('cli-hello  v1  (paused)  greets');
+    const resumed = await baton(['--json', 'workflows', 'resume', 'cli-hello']);
+    exits(resumed, 0);
+    expect(JSON.parse(resumed.stdout)).toEqual({ name: 'cli-hello', paused: false, pausedAt: null });
+    expect((await baton(['workflows', 'list'])).stdout).toContain('cli-hello  v1  greets');
+    const unknown = await baton(['workflows', 'pause', 'cli-nope']);
+    exits(unknown, 1);
+  });
+
   it('workflows apply: an invalid definition prints the API message and each problem by path, exit 1', async () => {
     fs.writeFileSync(
       path.join(tmp, 'bad.json'),
