@@ -455,6 +455,30 @@ describe('dashboard in headless Chromium', () => {
     await page.locator('.run-title .badge', { hasText: 'succeeded' }).waitFor({ timeout: 20_000 });
   });
 
+  it('pauses and resumes a workflow from its page; the state shows in the list and survives a reload', async () => {
+    const state = async () =>
+      ((await (await fetch(`${open.url}/v1/workflows/long-job`)).json()) as { paused: boolean }).paused;
+    await page.goto(`${open.url}/workflows?name=long-job`);
+    await page.locator('#wf-pause', { hasText: 'Pause' }).waitFor();
+    expect(await page.locator('#wf-paused .tag').count()).toBe(0);
+    await page.click('#wf-pause');
+    await page.locator('#wf-pause', { hasText: 'Resume' }).waitFor();
+    await page.locator('#wf-paused .tag', { hasText: 'paused' }).waitFor();
+    await page.locator('.wf-list li[data-name="long-job"] .wf-state .tag', { hasText: 'paused' }).waitFor();
+    expect(await state()).toBe(true);
+    await shot('05b-workflow-paused');
+
+    // Stored in PostgreSQL: a new page load shows it from GET /v1/workflows.
+    await page.reload();
+    await page.locator('.wf-list li[data-name="long-job"] .wf-state .tag', { hasText: 'paused' }).waitFor();
+    expect(await page.locator('.wf-list li[data-name="billing"] .wf-state .tag').count()).toBe(0);
+    await page.click('#wf-pause');
+    await page.locator('#wf-pause', { hasText: 'Pause' }).waitFor();
+    expect(await page.locator('#wf-paused .tag').count()).toBe(0);
+    expect(await page.locator('.wf-list li[data-name="long-job"] .wf-state .tag').count()).toBe(0);
+    expect(await state()).toBe(false);
+  });
+
   it('shows the functions page, or says the function overview is not available', async () => {
     // A gateway without GET /v1/functions answers 404 there; the page says so instead of failing.
     watcher.allow(/status of 404 .*\/v1\/functions/);

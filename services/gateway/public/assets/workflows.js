@@ -3,7 +3,8 @@ import { h, jsonBlock, jsonText, mono, notice, problemList, replace, timeEl } fr
 
 /**
  * Workflow definitions: the latest version of each, one selected with its versions, steps, triggers
- * and schedules, and a form that starts a run with a JSON input.
+ * and schedules, its pause state with a button to pause or resume it, and a form that starts a run
+ * with a JSON input.
  */
 
 /** A starting input from the workflow's JSON Schema: its required properties with empty values. */
@@ -85,6 +86,43 @@ function stepsTable(definition) {
       ),
     ),
   );
+}
+
+/** Pause or resume: new runs of a paused workflow are accepted and stay pending until resumed. */
+function pauseButton(wf, signal, onChange) {
+  const button = h(
+    'button',
+    {
+      type: 'button',
+      id: 'wf-pause',
+      class: 'button',
+      title: wf.paused
+        ? 'admit its pending runs, in order (priority, then arrival)'
+        : 'new runs are accepted and stay pending until resumed; running runs go on',
+    },
+    wf.paused ? 'Resume' : 'Pause',
+  );
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      const state = await api(`/v1/workflows/${encodeURIComponent(wf.name)}/${wf.paused ? 'resume' : 'pause'}`, {
+        method: 'POST',
+        signal,
+      });
+      onChange(state);
+    } catch (err) {
+      if (!(err instanceof AuthRequired)) button.replaceWith(notice('error', describeApiError(err)));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+function pausedTag(paused, pausedAt) {
+  return paused
+    ? h('span', { class: 'tag paused', title: pausedAt ? `paused since ${pausedAt}` : '' }, 'paused')
+    : null;
 }
 
 function startForm(detail, signal) {
@@ -180,7 +218,14 @@ export function mount(main, { signal }) {
             { class: 'section-head' },
             h('h2', null, wf.name, h('span', { class: 'muted version' }, ` v${wf.version}`)),
             wf.version !== latest ? h('span', { class: 'tag' }, `older version; latest is v${latest}`) : null,
+            h('span', { id: 'wf-paused' }, pausedTag(wf.paused, wf.pausedAt)),
             h('span', { class: 'spacer' }),
+            pauseButton(wf, signal, (state) => {
+              const item = [...list.querySelectorAll('[data-name]')].find((li) => li.dataset.name === wf.name);
+              const where = item?.querySelector('.wf-state');
+              if (where) replace(where, pausedTag(state.paused, state.pausedAt));
+              showDetail(name, version);
+            }),
             h('a', { href: `/?workflow=${encodeURIComponent(wf.name)}` }, 'Runs of this workflow →'),
           ),
           def.description ? h('p', null, def.description) : null,
@@ -244,6 +289,10 @@ export function mount(main, { signal }) {
                 def.concurrency
                   ? h('li', null, 'Concurrency: ', mono(jsonText(def.concurrency).replace(/\s+/g, ' ')))
                   : null,
+                def.rateLimit
+                  ? h('li', null, 'Rate limit: ', mono(jsonText(def.rateLimit).replace(/\s+/g, ' ')))
+                  : null,
+                def.priority !== undefined ? h('li', null, 'Priority: ', mono(String(def.priority))) : null,
               ),
             ),
           ),
@@ -285,6 +334,7 @@ export function mount(main, { signal }) {
               { href: `/workflows?name=${encodeURIComponent(w.name)}` },
               h('span', { class: 'wf-name' }, w.name),
               h('span', { class: 'muted' }, ` v${w.version}`),
+              h('span', { class: 'wf-state' }, pausedTag(w.paused, w.pausedAt)),
               h(
                 'span',
                 { class: 'wf-sub muted' },
