@@ -183,6 +183,49 @@ describe('gateway: admission (rate limit, priority, pause)', () => {
       }
     }, 60_000);
 
+    it('counts the runs a batch admitted before, whatever their priority (one transaction)', async () => {
+      await request(suite.app)
+        .put('/v1/workflows/adm-batch')
+        .send({
+          concurrency: { limit: 1 },
+          priority: '{{ input.p }}',
+          steps: [{ id: 'gate', function: 'adm-hold', retry: fast }],
+        })
+        .expect(201);
+      await request(suite.app)
+        .put('/v1/workflows/adm-batch-rate')
+        .send({ rateLimit: { limit: 2, periodMs: 60_000 }, steps: [{ id: 'w', function: 'adm-work', retry: fast }] })
+        .expect(201);
+      gate = new Promise<void>((resolve) => (release = resolve));
+      // Rows only, no run.start on the inbox: the test hands both starts to the coordinator as one
+      // batch, in this order (a low-priority run first, admitted; then a high-priority one).
+      const insert = async (workflow: string, input: unknown) => {
+        const { rows } = await suite.env.pool.query<{ id: string }>(
+          `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger)
+           VALUES (gen_random_uuid(), $1, 1, 'pending', $2, '{"type":"http"}') RETURNING id`,
+          [workflow, JSON.stringify(input)],
+        );
+        return rows[0].id;
+      };
+      const low = await insert('adm-batch', { p: 9 });
+      const high = await insert('adm-batch', { p: 1 });
+      const r1 = await insert('adm-batch-rate', {});
+      const r2 = await insert('adm-batch-rate', {});
+      await engine.coordinator.handleBatch([low, high, r1, r2].map((runId) => ({ type: 'run.start' as const, runId })));
+      const { rows } = await suite.env.pool.query<{ id: string; status: string }>(
+        'SELECT id, status FROM runs WHERE id = ANY($1::uuid[])',
+        [[low, high, r1, r2]],
+      );
+      const status = new Map(rows.map((r) => [r.id, r.status]));
+      // Concurrency 1: the high-priority run did not take a second slot beside the admitted one.
+      expect([status.get(low), status.get(high)]).toEqual(['running', 'pending']);
+      // Rate 2: the second start of the window was not held by the first (counted once, not twice).
+      expect(status.get(r1)).not.toBe('pending');
+      expect(status.get(r2)).not.toBe('pending');
+      release();
+      await waitAll([low, high, r1, r2]);
+    }, 60_000);
+
     it('has a run’s step jobs taken first from the function queue', async () => {
       await request(suite.app)
         .put('/v1/workflows/adm-queue')

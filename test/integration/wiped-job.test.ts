@@ -49,9 +49,10 @@ describe('a step job whose Redis hash was wiped', () => {
       10_000,
       'the step job in Redis',
     );
-    // The wipe: the job's hash is gone, its id is still in the wait list.
+    // The wipe: the job's hash is gone, its id is still where workers take it from (the prioritized
+    // set: every step job carries its run's priority).
     expect(await env.redis.del(queue.toKey(executionId))).toBe(1);
-    expect(await env.redis.lrange(queue.toKey('wait'), 0, -1)).toContain(executionId);
+    expect(await env.redis.zscore(queue.toKey('prioritized'), executionId)).not.toBeNull();
 
     worker = startFunctionWorker(late, { queues: env.queues, logger: createLogger('test', env.config.logLevel) });
     const run = await engine.waitForRun(runId);

@@ -580,16 +580,15 @@ export class RunAdvancer {
     if (admitted && rate && rateKey !== null) {
       const window = await rateWindow(client, run, rateKey, rate.periodMs);
       admitted = window.started + window.ahead < rate.limit;
-      if (!admitted && window.started >= rate.limit && window.freesAt !== null) {
-        // A few ms late rather than early: woken early, the run would be held again.
-        const dueAt = Math.ceil(window.freesAt) + 5;
+      if (!admitted && window.started >= rate.limit && window.frees) {
+        // One wake-up per bucket and instant (its job id); a few ms late rather than early.
         outcome.wakes.push({
-          message: { type: 'admission.rateWake', workflow: run.workflow, key: rateKey, dueAt },
-          delayMs: dueAt - Date.now(),
+          message: { type: 'admission.rateWake', workflow: run.workflow, key: rateKey, dueAt: window.frees.at },
+          delayMs: Math.max(0, Math.ceil(window.frees.inMs)) + 5,
         });
       }
-      hold.started = admitted;
     }
+    hold.started = admitted;
     await holdRun(client, run.id, hold);
     if (!admitted) return false;
     writes.changeRun(run.id, { admitted: { concurrencyKey: group, deadlineMs: definition.timeoutMs, priority } });

@@ -409,8 +409,8 @@ export async function resetForRetry(
  * A run that admission looked at and held, written at once: the next admission of its group or rate
  * bucket (counting with `runsAhead`, `rateWindow`) must see it, and the reconciler knows it by its
  * `concurrency_key` (its admission group: the concurrency key, else the rate key, else ''). `started`:
- * it is admitted under a rate limit, so its start is recorded now (`clock_timestamp()`, under the
- * bucket's lock: the next admission of the bucket counts it). Its deadline is set when it is admitted
+ * it is admitted, so its start is recorded now (`clock_timestamp()`, under its locks: the next
+ * admission of the key or bucket, in this transaction or another, counts it). Its deadline is set when it is admitted
  * (RunWrites).
  */
 export async function holdRun(
@@ -449,6 +449,8 @@ export async function runsAhead(client: PoolClient, run: LockedRun, key: string)
     `SELECT count(*)::int AS n FROM runs
       WHERE workflow_name = $1 AND concurrency_key = $2 AND id <> $3
         AND (status IN ('running', 'compensating')
+             -- Admitted earlier in this transaction: still pending until the commit's write, started.
+             OR (status = 'pending' AND started_at IS NOT NULL)
              OR (status = 'pending' AND (priority, created_at, id) < ($5, $4, $3::uuid)))`,
     [run.workflow, key, run.id, run.createdAt, run.priority],
   );
@@ -461,8 +463,12 @@ export interface RateWindow {
   started: number;
   /** Held runs of the bucket ahead of this one (priority, then arrival). */
   ahead: number;
-  /** When the oldest start of the window leaves it (epoch ms); null when the window is empty. */
-  freesAt: number | null;
+  /**
+   * When the oldest start of the window leaves it: the instant (epoch ms, the same for every run the
+   * window holds back, so one wake-up serves them all) and how far off it is by PostgreSQL's clock
+   * (so a coordinator's skewed clock does not wake them early). Null when the window is empty.
+   */
+  frees: { at: number; inMs: number } | null;
 }
 
 /** Counts a rate bucket's starts in the last `periodMs` and the held runs ahead (under its lock). */
@@ -472,19 +478,30 @@ export async function rateWindow(
   rateKey: string,
   periodMs: number,
 ): Promise<RateWindow> {
-  const { rows } = await client.query<{ started: number; ahead: number; frees_at: string | null }>(
-    `WITH c AS (SELECT clock_timestamp() - make_interval(secs => $5 / 1000.0) AS since)
+  const { rows } = await client.query<{
+    started: number;
+    ahead: number;
+    frees: { at: number; in_ms: number } | null;
+  }>(
+    `WITH c AS (SELECT clock_timestamp() AS now, clock_timestamp() - make_interval(secs => $5 / 1000.0) AS since)
      SELECT (SELECT count(*)::int FROM runs, c
               WHERE workflow_name = $1 AND rate_key = $2 AND started_at >= c.since) AS started,
-            (SELECT (extract(epoch FROM min(started_at)) * 1000 + $5)::text FROM runs, c
-              WHERE workflow_name = $1 AND rate_key = $2 AND started_at >= c.since) AS frees_at,
+            (SELECT json_build_object('at', ceil(extract(epoch FROM min(started_at)) * 1000 + $5),
+                                      'in_ms', extract(epoch FROM min(started_at) - c.now) * 1000 + $5)
+               FROM runs, c
+              WHERE workflow_name = $1 AND rate_key = $2 AND started_at >= c.since GROUP BY c.now) AS frees,
+            -- Held runs ahead (a run admitted earlier in this transaction is still pending, started).
             (SELECT count(*)::int FROM runs
-              WHERE workflow_name = $1 AND rate_key = $2 AND status = 'pending' AND id <> $3
+              WHERE workflow_name = $1 AND rate_key = $2 AND status = 'pending' AND started_at IS NULL AND id <> $3
                 AND (priority, created_at, id) < ($6, $4, $3::uuid)) AS ahead`,
     [run.workflow, rateKey, run.id, run.createdAt, periodMs, run.priority],
   );
   const row = rows[0];
-  return { started: row.started, ahead: row.ahead, freesAt: row.frees_at === null ? null : Number(row.frees_at) };
+  return {
+    started: row.started,
+    ahead: row.ahead,
+    frees: row.frees ? { at: Number(row.frees.at), inMs: Number(row.frees.in_ms) } : null,
+  };
 }
 
 /** Held runs of an admission group, or of a rate bucket (`by: 'rate'`), in admission order. */
