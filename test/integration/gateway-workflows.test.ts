@@ -29,6 +29,8 @@ describe('gateway HTTP API: workflows', () => {
           { id: 'hello', function: 'say-hello', needs: [] },
           { id: 'bye', function: 'say-bye', needs: ['hello'] },
         ],
+        paused: false,
+        pausedAt: null,
       });
       expect(res.body.workflows.map((w: { name: string }) => w.name)).toEqual(
         expect.arrayContaining(['invoice', 'greet']),
