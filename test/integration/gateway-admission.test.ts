@@ -248,6 +248,15 @@ describe('gateway: admission (rate limit, priority, pause)', () => {
           const counts = await queue.getJobCounts('waiting', 'prioritized');
           return (counts.waiting ?? 0) + (counts.prioritized ?? 0) === ids.length ? true : undefined;
         });
+        // A job Redis lost comes back from the reconciler with its run's priority.
+        const { rows: lost } = await suite.env.pool.query<{ id: string }>(
+          'SELECT id FROM step_executions WHERE run_id = $1',
+          [ids[2]],
+        );
+        expect((await queue.getJob(lost[0].id))?.opts.priority).toBe(1);
+        expect(await queue.remove(lost[0].id)).toBe(1);
+        const requeued = await waitFor(async () => (await queue.getJob(lost[0].id)) ?? undefined);
+        expect(requeued.opts.priority).toBe(1);
         worker = startFunctionWorker(ordered, {
           queues: suite.env.queues,
           logger: createLogger('test', 'silent'),
