@@ -176,6 +176,9 @@ describe('gateway: admission (rate limit, priority, pause)', () => {
       await waitAll([blocker, ...ids]);
       const runs = await starts(ids);
       expect(runs.map((r) => r.priority)).toEqual([1, 1, 1, 3, 3, 9, 9, 9]);
+      // The API shows the stored priority.
+      const shown = await request(suite.app).get(`/v1/runs/${ids[1]}`).expect(200);
+      expect(shown.body.priority).toBe(1);
       // FIFO within a priority: their `n` (arrival) ascending.
       for (const p of [1, 3, 9]) {
         const ns = runs.filter((r) => r.priority === p).map((r) => r.input.n);

@@ -85,6 +85,7 @@ describe('gateway HTTP API: reading and listing runs', () => {
         depth: 0,
         tags: {},
         forkedFrom: null,
+        priority: 5,
         steps: [
           {
             id: 'hello',
@@ -307,6 +308,7 @@ describe('gateway HTTP API: reading and listing runs', () => {
         depth: 0,
         tags: {},
         forkedFrom: null,
+        priority: 5,
       });
     });
 

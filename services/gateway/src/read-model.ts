@@ -31,6 +31,8 @@ export interface RunSummary {
   tags: Record<string, string>;
   /** A fork: the run it was forked from. */
   forkedFrom: string | null;
+  /** 1 (highest) … 10: its step jobs' priority and its place among held runs (5 until admitted). */
+  priority: number;
 }
 
 export interface AttemptView {
@@ -123,6 +125,7 @@ interface RunRow {
   depth: number;
   tags: Record<string, string>;
   forked_from: string | null;
+  priority: number;
   /** A child run whose parent was deleted (retention): the link names a run that is gone. */
   parent_run_deleted: boolean;
   /** created_at at full microsecond precision; a JS Date would drop the microseconds. */
@@ -130,7 +133,7 @@ interface RunRow {
 }
 
 const RUN_COLUMNS = `id, workflow_name, workflow_version, status, input, output, error, trigger, idempotency_key,
-  created_at, started_at, finished_at, parent_run_id, parent_step_id, depth, tags, forked_from,
+  created_at, started_at, finished_at, parent_run_id, parent_step_id, depth, tags, forked_from, priority,
   (parent_run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.id = runs.parent_run_id)) AS parent_run_deleted,
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key`;
 
@@ -153,6 +156,7 @@ const toSummary = (row: RunRow): RunSummary => ({
   depth: row.depth,
   tags: row.tags,
   forkedFrom: row.forked_from,
+  priority,
 });
 
 interface StepRow {

@@ -515,6 +515,10 @@ const runFields = {
     .uuid()
     .nullable()
     .meta({ description: 'a fork (`POST /v1/runs/{id}/fork`): the run it was forked from' }),
+  priority: z
+    .number()
+    .int()
+    .meta({ description: "1 (highest) … 10, from the definition's `priority` when admitted (5 until then)" }),
 };
 
 export const runSummaryResponse = response('RunSummary', z.object(runFields));
