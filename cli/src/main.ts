@@ -638,7 +638,9 @@ export function buildProgram(): Command {
         const { body } = await ctx.client.request<{ functions: FunctionSummary[] }>('GET', '/v1/functions');
         if (ctx.json) return printJson(body);
         for (const f of body.functions) {
-          const jobs = `waiting ${f.jobs.waiting ?? 0}, active ${f.jobs.active ?? 0}, workers ${f.workers}`;
+          // Waiting to be handed out: step jobs carry their run's priority (BullMQ's prioritized set).
+          const waiting = (f.jobs.waiting ?? 0) + (f.jobs.prioritized ?? 0);
+          const jobs = `waiting ${waiting}, active ${f.jobs.active ?? 0}, workers ${f.workers}`;
           print(`${f.name}  ${f.paused ? 'PAUSED' : 'running'}  ${jobs}${f.pauseReason ? `  (${f.pauseReason})` : ''}`);
         }
       }),

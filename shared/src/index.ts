@@ -145,9 +145,9 @@ export {
   MAX_PRIORITY,
   MIN_PRIORITY,
   prioritySchema,
-  type RateLimit,
   rateLimitSchema,
   runPriority,
+  type WorkflowRateLimit,
 } from './workflow/admission';
 export {
   effectiveRetention,

@@ -35,6 +35,11 @@ describe('function pause and resume', () => {
   let env: TestEnv;
   let engine: Engine;
   let queue: Queue;
+  /** Jobs waiting to be handed out: step jobs carry their run's priority (BullMQ's prioritized set). */
+  const waitingJobs = async (): Promise<number> => {
+    const counts = await queue.getJobCounts('waiting', 'prioritized');
+    return (counts.waiting ?? 0) + (counts.prioritized ?? 0);
+  };
   let backlog: BacklogReader;
   let app: ReturnType<typeof createApp>;
   const runs: Record<string, string> = {};
@@ -106,7 +111,7 @@ describe('function pause and resume', () => {
     runs.c = await engine.start('gated', { n: 3 });
     // Both step jobs are enqueued and wait.
     await waitFor(
-      async () => ((await queue.getWaitingCount()) >= 2 ? true : undefined),
+      async () => ((await waitingJobs()) >= 2 ? true : undefined),
       20_000,
       'the new step jobs to be enqueued',
     );
@@ -119,12 +124,12 @@ describe('function pause and resume', () => {
     // nothing else was handed out.
     await waitFor(async () => ((await queue.getJob(jobA))?.finishedOn ? true : undefined), 20_000, 'job A finished');
     expect(calls).toEqual(['n1']);
-    expect(await queue.getWaitingCount()).toBe(2);
-    expect(await backlog.read('gated-fn')).toMatchObject({ paused: true, waiting: 2, active: 0, backlog: 0 });
+    expect(await waitingJobs()).toBe(2);
+    expect(await backlog.read('gated-fn')).toMatchObject({ paused: true, prioritized: 2, active: 0, backlog: 0 });
     expect(await listed('gated-fn')).toMatchObject({
       paused: true,
       pauseReason: 'payment API down',
-      jobs: { waiting: 2, active: 0 },
+      jobs: { prioritized: 2, active: 0 },
     });
     // Pausing again keeps the first pause's time.
     const again = await post('/v1/functions/gated-fn/pause');
@@ -141,7 +146,7 @@ describe('function pause and resume', () => {
     expect(await queue.isPaused()).toBe(false);
     // The reconciler puts the pause back before it re-enqueues the lost jobs.
     await waitFor(
-      async () => ((await queue.getWaitingCount()) >= 2 && (await queue.getJob(jobB!)) ? true : undefined),
+      async () => ((await waitingJobs()) >= 2 && (await queue.getJob(jobB!)) ? true : undefined),
       30_000,
       'the reconciler to re-enqueue the lost jobs',
     );

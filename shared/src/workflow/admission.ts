@@ -25,7 +25,7 @@ export const rateLimitSchema = z
   })
   .strict();
 
-export type RateLimit = z.infer<typeof rateLimitSchema>;
+export type WorkflowRateLimit = z.infer<typeof rateLimitSchema>;
 
 /** `priority`: an integer from 1 (highest) to 10, or a `{{ }}` template over `{input}` resolving to one. */
 export const prioritySchema = z.union([
