@@ -3,12 +3,10 @@ import { z } from 'zod';
 import {
   createLogger,
   defineFunction,
-  functionQueueName,
   setWorkflowPaused,
   startFunctionWorker,
   type FunctionWorker,
 } from '@baton/shared';
-import { Queue } from 'bullmq';
 import { startEngine, TERMINAL, type Engine } from '../support/engine';
 import { waitFor } from '../support/env';
 import { useGatewaySuite } from '../support/gateway-suite';
@@ -241,10 +239,8 @@ describe('gateway: admission (rate limit, priority, pause)', () => {
       const ids: string[] = [];
       for (const [n, p] of priorities.entries()) ids.push(await startRun('adm-queue', { n, p }));
       // No worker takes them yet: wait until every job is in Redis, then start one of concurrency 1.
-      const queue = new Queue(functionQueueName('adm-ordered'), {
-        connection: suite.env.queues.connection,
-        prefix: suite.env.queues.prefix,
-      });
+      // The coordinator's own handle on the queue (closed with the engine).
+      const queue = engine.coordinator.functionQueue('adm-ordered');
       let worker: FunctionWorker | undefined;
       try {
         await waitFor(async () => {
@@ -268,7 +264,6 @@ describe('gateway: admission (rate limit, priority, pause)', () => {
         await waitAll(ids);
       } finally {
         await worker?.close();
-        await queue.close();
       }
       const { rows } = await suite.env.pool.query<{ p: number; n: number }>(
         `SELECT (r.input->>'p')::int AS p, (r.input->>'n')::int AS n
