@@ -156,7 +156,7 @@ const toSummary = (row: RunRow): RunSummary => ({
   depth: row.depth,
   tags: row.tags,
   forkedFrom: row.forked_from,
-  priority,
+  priority: row.priority,
 });
 
 interface StepRow {
