@@ -154,7 +154,7 @@ async function main() {
   log.ok(`smtp:     ${maskUrl(mail.smtpUrl)} (${mail.origin})`);
   if (mail.webUrl) log.ok(bold(`mail: ${mail.webUrl}`));
 
-  await prepareDatabase(postgres.url, { workflowsDir: settings.workflowsDir, log });
+  await prepareDatabase(settings.migrationDatabaseUrl ?? postgres.url, { workflowsDir: settings.workflowsDir, log });
   if (shutdownStarted) return;
 
   const common = { DATABASE_URL: postgres.url, ...redis.env, SMTP_URL: mail.smtpUrl, LOG_LEVEL: settings.logLevel };
