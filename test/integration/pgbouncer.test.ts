@@ -94,7 +94,7 @@ describe('PgBouncer 1.18 in transaction mode: the pooler itself', () => {
     }
   });
 
-  it('keeps the session bounds, set on the database since the pooler drops startup parameters', async () => {
+  it('keeps the session bounds: the pooler drops startup parameters, its connect_query sets them', async () => {
     const { rows } = await env.pool.query(
       "SELECT current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt, current_setting('idle_in_transaction_session_timeout') AS it",
     );

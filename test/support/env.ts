@@ -82,16 +82,7 @@ export async function createTestEnv(suite: string, opts: TestEnvOptions = {}): P
   const pooler = opts.pooler ?? ownPooler;
   let settings: DatabaseSettings | undefined;
   if (pooler) {
-    // The pooler drops the session bounds sent as startup parameters: the server applies them to
-    // every session of this database instead (docs/SCALING.md, PgBouncer).
-    await admin(async (c) => {
-      const db = c.escapeIdentifier(database);
-      await c.query(`ALTER DATABASE ${db} SET statement_timeout = ${DEFAULT_PG_LIMITS.statementTimeoutMs}`);
-      await c.query(`ALTER DATABASE ${db} SET lock_timeout = ${DEFAULT_PG_LIMITS.lockTimeoutMs}`);
-      await c.query(
-        `ALTER DATABASE ${db} SET idle_in_transaction_session_timeout = ${DEFAULT_PG_LIMITS.idleInTransactionTimeoutMs}`,
-      );
-    });
+    // The pooler drops the session bounds sent as startup parameters; its connect_query sets them.
     settings = { ...DEFAULT_PG_LIMITS, namedStatements: false };
   }
   const databaseUrl = pooler ? pooler.url(database) : directDatabaseUrl;

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import pg from 'pg';
+import { DEFAULT_PG_LIMITS } from '@baton/shared';
 import { freePort, waitFor } from './env';
 
 /**
@@ -12,10 +13,10 @@ import { freePort, waitFor } from './env';
  * really share server connections. `stop()` kills the process it started (its PID) and removes the
  * folder.
  *
- * The startup parameters Baton's pools send (statement_timeout, lock_timeout,
- * idle_in_transaction_session_timeout, options) are listed in `ignore_startup_parameters`, as
- * docs/SCALING.md tells operators to do; the session bounds then come from the server
- * (`ALTER DATABASE|ROLE … SET`, done by createTestEnv for a pooled suite).
+ * Configured as docs/SCALING.md tells operators to: the startup parameters Baton's pools send
+ * (statement_timeout, lock_timeout, idle_in_transaction_session_timeout, options) are listed in
+ * `ignore_startup_parameters`, and the pooler's `connect_query` sets the session bounds on each
+ * server connection it opens instead.
  */
 export interface PgBouncer {
   port: number;
@@ -51,7 +52,11 @@ export async function startPgBouncer(opts: { poolSize?: number } = {}): Promise<
     ini,
     [
       '[databases]',
-      `* = host=${server.hostname} port=${server.port || 5432}`,
+      `* = host=${server.hostname} port=${server.port || 5432} connect_query='${[
+        `SET statement_timeout = ${DEFAULT_PG_LIMITS.statementTimeoutMs}`,
+        `SET lock_timeout = ${DEFAULT_PG_LIMITS.lockTimeoutMs}`,
+        `SET idle_in_transaction_session_timeout = ${DEFAULT_PG_LIMITS.idleInTransactionTimeoutMs}`,
+      ].join('; ')}'`,
       '[pgbouncer]',
       'listen_addr = 127.0.0.1',
       `listen_port = ${port}`,
