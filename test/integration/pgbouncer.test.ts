@@ -8,6 +8,8 @@ import {
   saveDefinition,
   type Pool,
 } from '@baton/shared';
+import pg from 'pg';
+import { createPostgresPool } from '@baton/sdk';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 import { z } from 'zod';
@@ -91,6 +93,24 @@ describe('PgBouncer 1.18 in transaction mode: the pooler itself', () => {
     for (let i = 0; i < 3; i += 1) {
       await expect(a.query(named)).resolves.toMatchObject({ rows: [{ n: 7 }] });
       await expect(b.query(named)).resolves.toMatchObject({ rows: [{ n: 7 }] });
+    }
+  });
+
+  it("serves a function's own pool (the SDK's createPostgresPool, startup parameters and all)", async () => {
+    const fnPool = createPostgresPool(
+      pg.Pool,
+      { applicationName: 'fn.pgbouncer-test' },
+      {
+        DATABASE_URL: env.databaseUrl,
+      },
+    );
+    try {
+      const { rows } = await fnPool.query(
+        "SELECT count(*)::int AS n, current_setting('lock_timeout') AS lt FROM customers",
+      );
+      expect(rows).toEqual([{ n: 5, lt: '10s' }]);
+    } finally {
+      await fnPool.end();
     }
   });
 
