@@ -277,9 +277,9 @@ describe('retention', () => {
     const total = async () => (await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM events')).rows[0].n;
     const before = await total();
     const result = await withEvents.sweepOnce();
-    // Past one second and delivered: `old`, and the ping stored before the wait parked. Kept: the
-    // undelivered one (the reconciler still has to offer it), the recent one, and the ping inside the
-    // parked wait's window.
+    // Delivered more than a second ago: `old`, and the ping stored before the wait parked. Kept: the
+    // undelivered one (the reconciler may deliver it meanwhile, which starts its retention now), the
+    // recent one, and the ping inside the parked wait's window.
     expect(await remaining()).toEqual([ids.undelivered, ids.recent, ids.inWindow].sort());
     // Counted as deleted (batches of one: the sweep went on until a batch came back short), the
     // suite's earlier events included.

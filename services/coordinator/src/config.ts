@@ -54,7 +54,7 @@ const coordinatorEnv = baseEnv.extend({
   BATON_RETENTION_SWEEP_MS: z.coerce.number().int().min(100).default(60_000),
   /** How often the bulk pass hands running bulk operations their next slice (pacing is per second). */
   BATON_BULK_INTERVAL_MS: z.coerce.number().int().min(10).max(1000).default(200),
-  /** Delivered events older than this are deleted by the sweep (`forever`: never). */
+  /** Events delivered longer ago than this are deleted by the sweep (`forever`: never). */
   BATON_EVENT_RETENTION: z
     .string()
     .default('7d')

@@ -103,9 +103,9 @@ export async function purgeDoneControlRequests(
 }
 
 /**
- * Up to `limit` events stored more than `olderThanSecs` ago and already delivered (offered to the
- * waits parked on their name), oldest first (index events_delivered), skipping rows another replica
- * is deleting. An event still inside the window of a parked wait — a `waitForEvent` execution running
+ * Up to `limit` events delivered (offered to the waits parked on their name) more than
+ * `olderThanSecs` ago, oldest first (index events_delivered), skipping rows another replica is
+ * deleting. An event still inside the window of a parked wait — a `waitForEvent` execution running
  * on its name, queued at or before it (the rule of control-store.ts `storedEventsFor`) — is kept
  * whatever its age, so no wait can miss an event it could still match. Returns how many were deleted.
  */
@@ -117,12 +117,12 @@ export async function purgeDeliveredEvents(
   const { rowCount } = await pool.query(
     `DELETE FROM events WHERE id IN (
        SELECT ev.id FROM events ev
-        WHERE ev.delivered_at IS NOT NULL AND ev.created_at < now() - make_interval(secs => $1)
+        WHERE ev.delivered_at < now() - make_interval(secs => $1)
           AND NOT EXISTS (
                 SELECT 1 FROM step_executions e
                  WHERE e.function_name = $3 AND e.status = 'running' AND e.superseded_at IS NULL
                    AND e.input->>'name' = ev.name AND e.queued_at <= ev.created_at)
-        ORDER BY ev.created_at LIMIT $2 FOR UPDATE OF ev SKIP LOCKED)`,
+        ORDER BY ev.delivered_at LIMIT $2 FOR UPDATE OF ev SKIP LOCKED)`,
     [olderThanSecs, limit, WAIT_FOR_EVENT_FUNCTION],
   );
   return rowCount ?? 0;

@@ -35,10 +35,10 @@ import { Periodic } from './periodic';
  * deleted by exactly one of them, none waits for another, and no lock is held longer than one batch.
  * A sweep stops after `maxBatches` batches; the rest waits for the next.
  *
- * Events (POST /v1/events, ctx.emit) belong to no run: they go after `eventRetentionSecs`
- * (BATON_EVENT_RETENTION, default 7 days), once delivered and outside the window of every wait still
- * parked on their name (retention-store.ts `purgeDeliveredEvents`). An event's idempotency key is
- * remembered as long as the event is kept.
+ * Events (POST /v1/events, ctx.emit) belong to no run: they go `eventRetentionSecs`
+ * (BATON_EVENT_RETENTION, default 7 days) after they were delivered, unless they are in the window of
+ * a wait still parked on their name (retention-store.ts `purgeDeliveredEvents`). An event's
+ * idempotency key is remembered as long as the event is kept.
  */
 export interface RetentionSweeperOptions {
   pool: Pool;
@@ -50,7 +50,7 @@ export interface RetentionSweeperOptions {
   batchSize?: number;
   /** Batches a sweep (default 20). */
   maxBatches?: number;
-  /** BATON_EVENT_RETENTION in seconds: delivered events older than this are deleted; undefined keeps them. */
+  /** BATON_EVENT_RETENTION in seconds: events delivered longer ago are deleted; undefined keeps them. */
   eventRetentionSecs?: number;
 }
 
