@@ -14,6 +14,7 @@ const { resolvePostgres } = require('./dev/postgres');
 const { resolveRedis } = require('./dev/redis');
 const { startMailCatcher } = require('./dev/mail');
 const { prepareDatabase } = require('./dev/database');
+const { startPgBouncer } = require('./dev/pgbouncer');
 const { createSupervisor } = require('./dev/supervisor');
 const { isPortFree, freePorts, canConnect, httpStatus, pollUntil } = require('./dev/ports');
 
@@ -154,10 +155,23 @@ async function main() {
   log.ok(`smtp:     ${maskUrl(mail.smtpUrl)} (${mail.origin})`);
   if (mail.webUrl) log.ok(bold(`mail: ${mail.webUrl}`));
 
-  await prepareDatabase(postgres.url, { workflowsDir: settings.workflowsDir, log });
+  await prepareDatabase(settings.migrationDatabaseUrl ?? postgres.url, { workflowsDir: settings.workflowsDir, log });
   if (shutdownStarted) return;
 
-  const common = { DATABASE_URL: postgres.url, ...redis.env, SMTP_URL: mail.smtpUrl, LOG_LEVEL: settings.logLevel };
+  // BATON_DEV_PGBOUNCER=1: the components go through a transaction-mode pgbouncer (migrations did not).
+  let databaseUrl = postgres.url;
+  if (settings.pgbouncer) {
+    const pooler = await startPgBouncer(postgres.url, log);
+    onShutdown(pooler.stop);
+    databaseUrl = pooler.url;
+  }
+  const common = {
+    DATABASE_URL: databaseUrl,
+    ...(settings.pgbouncer ? { BATON_PG_NAMED_STATEMENTS: 'false' } : {}),
+    ...redis.env,
+    SMTP_URL: mail.smtpUrl,
+    LOG_LEVEL: settings.logLevel,
+  };
   const metricsPorts = await startComponents(components, settings, common);
   log.info(`gateway on http://localhost:${settings.port}, log level ${settings.logLevel}`);
   const notUp = await waitUntilUp(components, settings, metricsPorts);

@@ -5,6 +5,8 @@
  * service): create the database when missing, apply pending migrations, and — only when
  * BATON_SEED_DEMO=true — load the demo customers and orders. Exits 0 when the schema is current.
  * Runs from the coordinator image (`node scripts/migrate.js`) or the repository after a build.
+ * Connects to BATON_MIGRATION_DATABASE_URL when set (a direct connection while DATABASE_URL names a
+ * transaction-mode pooler: postgrator holds a session advisory lock), else to DATABASE_URL.
  */
 const {
   baseEnv,
@@ -12,6 +14,7 @@ const {
   loadConfigOrExit,
   maskCredentials,
   migrate,
+  migrationDatabaseUrl,
   parseEnv,
   seedDemoData,
 } = require('../shared/dist');
@@ -19,9 +22,10 @@ const {
 async function main() {
   const env = loadConfigOrExit(() => parseEnv(baseEnv));
   const seed = /^(1|true|yes)$/i.test(process.env.BATON_SEED_DEMO ?? '');
-  const where = maskCredentials(env.DATABASE_URL);
-  const created = await ensureDatabase(env.DATABASE_URL);
-  const applied = await migrate(env.DATABASE_URL);
+  const url = migrationDatabaseUrl(env);
+  const where = maskCredentials(url);
+  const created = await ensureDatabase(url);
+  const applied = await migrate(url);
   console.log(
     JSON.stringify({
       msg: 'migrations done',
@@ -31,7 +35,7 @@ async function main() {
     }),
   );
   if (seed) {
-    await seedDemoData(env.DATABASE_URL);
+    await seedDemoData(url);
     console.log(JSON.stringify({ msg: 'demo data loaded', database: where }));
   }
 }

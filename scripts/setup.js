@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * `npm run setup`: prepare the database named by DATABASE_URL (default: the local server) —
+ * `npm run setup`: prepare the database named by BATON_MIGRATION_DATABASE_URL, else DATABASE_URL
+ * (default: the local server) —
  * create it when missing, migrate, load the demo data and workflows/ — and nothing else.
  * The same code runs as a step of `npm run dev`.
  */
@@ -14,7 +15,10 @@ const log = makeLog('setup');
 
 async function main() {
   const settings = readSettings();
-  await prepareDatabase(settings.databaseUrl ?? DEFAULT_DATABASE_URL, { workflowsDir: settings.workflowsDir, log });
+  await prepareDatabase(settings.migrationDatabaseUrl ?? settings.databaseUrl ?? DEFAULT_DATABASE_URL, {
+    workflowsDir: settings.workflowsDir,
+    log,
+  });
 }
 
 main().then(

@@ -29,6 +29,10 @@ function readSettings(env = process.env) {
   }
   return {
     databaseUrl: env.DATABASE_URL || undefined,
+    // Where `npm run setup` and the dev runner migrate: a direct server while DATABASE_URL is a pooler.
+    migrationDatabaseUrl: env.BATON_MIGRATION_DATABASE_URL || undefined,
+    // A pgbouncer in transaction mode between the components and PostgreSQL (scripts/dev/pgbouncer.js).
+    pgbouncer: /^(1|true|yes)$/i.test(env.BATON_DEV_PGBOUNCER ?? ''),
     pgPort: portFrom(env, 'BATON_DEV_PG_PORT', 5432),
     redisGiven: Boolean(env.REDIS_URL || env.REDIS_HOST || env.REDIS_PORT || env.REDIS_CLUSTER_NODES),
     // BATON_DEV_REDIS_CLUSTER=1: the runner starts a local 3-master Redis Cluster (scripts/dev/redis.js).

@@ -42,6 +42,12 @@ export const DEFAULT_PG_LIMITS: PgSessionLimits = {
 /** How a process connects to PostgreSQL: its pool size (when set) and its session bounds. */
 export interface DatabaseSettings extends PgSessionLimits {
   poolMax?: number;
+  /**
+   * Hot statements are prepared once per connection under a name (true, the default). False sends
+   * every statement unnamed: required behind PgBouncer in transaction mode (1.18 does not keep a
+   * named statement across transactions; docs/SCALING.md, PgBouncer).
+   */
+  namedStatements?: boolean;
 }
 
 /**
@@ -82,6 +88,12 @@ export function expressionLimitsFrom(env: z.infer<typeof expressionEnv>): Expres
 
 export const baseEnv = z.object({
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/baton'),
+  /**
+   * Where migrations run (scripts/migrate.js, the chart's migration Job, `npm run setup`): a direct
+   * connection when DATABASE_URL is a transaction-mode pooler, since postgrator holds a session
+   * advisory lock. Default: DATABASE_URL.
+   */
+  BATON_MIGRATION_DATABASE_URL: z.string().url().optional(),
   // REDIS_URL / REDIS_HOST / REDIS_PORT, BATON_QUEUE_PREFIX, LOG_LEVEL, METRICS_PORT: as functions read them.
   ...redisEnv.shape,
   /** Most PostgreSQL connections this process opens (each component has its own default). */
@@ -90,6 +102,8 @@ export const baseEnv = z.object({
   BATON_PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_PG_LIMITS.statementTimeoutMs),
   BATON_PG_LOCK_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_PG_LIMITS.lockTimeoutMs),
   BATON_PG_IDLE_TX_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_PG_LIMITS.idleInTransactionTimeoutMs),
+  /** `false` behind a transaction-mode pooler (PgBouncer 1.18): no named prepared statements. */
+  BATON_PG_NAMED_STATEMENTS: z.enum(['true', 'false']).default('true'),
   ...expressionEnv.shape,
   /**
    * Streams of the coordinator inbox (docs/SCALING.md): a run's messages go to the shard of its id.
@@ -99,6 +113,11 @@ export const baseEnv = z.object({
 });
 
 export type BaseEnv = z.infer<typeof baseEnv>;
+
+/** The URL migrations use: BATON_MIGRATION_DATABASE_URL, else DATABASE_URL. */
+export function migrationDatabaseUrl(env: Pick<BaseEnv, 'DATABASE_URL' | 'BATON_MIGRATION_DATABASE_URL'>): string {
+  return env.BATON_MIGRATION_DATABASE_URL ?? env.DATABASE_URL;
+}
 
 export interface BaseConfig {
   databaseUrl: string;
@@ -120,6 +139,7 @@ export function toBaseConfig(env: BaseEnv): BaseConfig {
       statementTimeoutMs: env.BATON_PG_STATEMENT_TIMEOUT_MS,
       lockTimeoutMs: env.BATON_PG_LOCK_TIMEOUT_MS,
       idleInTransactionTimeoutMs: env.BATON_PG_IDLE_TX_TIMEOUT_MS,
+      namedStatements: env.BATON_PG_NAMED_STATEMENTS === 'true',
     },
     redis: redisOptionsFrom(env),
     queuePrefix: env.BATON_QUEUE_PREFIX,

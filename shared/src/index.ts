@@ -39,6 +39,7 @@ export {
   loadConfigOrExit,
   loadConfigOrExitAsync,
   maskCredentials,
+  migrationDatabaseUrl,
   outputLimitEnv,
   parseEnv,
   type PgSessionLimits,

@@ -71,7 +71,11 @@ describe('schedule ticks while PostgreSQL is unreachable', () => {
     const url = new URL(env.databaseUrl);
     gate = await postgresGate({ host: url.hostname, port: Number(url.port || 5432) });
     url.port = String(gate.port);
-    gatedPool = createPool(url.toString(), { max: 4, applicationName: 'test-schedule-tick' });
+    gatedPool = createPool(url.toString(), {
+      max: 4,
+      applicationName: 'test-schedule-tick',
+      ...(env.config.database ? { database: env.config.database } : {}),
+    });
     coordinator = new Coordinator({
       pool: gatedPool,
       queues: env.queues,

@@ -817,6 +817,32 @@ describe('PostgreSQL connection budget', () => {
     expect(worstCase(pooled)).toBe(128);
   });
 
+  it('points components at a pooler and the migration Job at PostgreSQL directly', () => {
+    const job = (objects: K8sObject[]) => envOf(containersOf(find(objects, 'Job', 'baton-migrations'))[0]);
+    const deployed = (objects: K8sObject[], name: string) => envOf(containersOf(find(objects, 'Deployment', name))[0]);
+    // Default: no pooler, named statements kept; the Job's direct URL is an optional key it may lack.
+    expect(deployed(bare, 'baton-gateway').BATON_PG_NAMED_STATEMENTS).toBeUndefined();
+    expect(job(bare).BATON_MIGRATION_DATABASE_URL).toEqual({
+      secretKeyRef: { name: 'baton-secrets', key: 'BATON_MIGRATION_DATABASE_URL', optional: true },
+    });
+    expect(find(bare, 'Secret', 'baton-secrets').stringData).not.toHaveProperty('BATON_MIGRATION_DATABASE_URL');
+
+    const pooled = helmTemplate({
+      set: [
+        'database.pooled=true',
+        'secrets.databaseUrl=postgres://baton@pgbouncer:6432/baton',
+        'secrets.migrationDatabaseUrl=postgres://baton@postgres:5432/baton',
+      ],
+    });
+    expect(find(pooled, 'Secret', 'baton-secrets').stringData).toMatchObject({
+      DATABASE_URL: 'postgres://baton@pgbouncer:6432/baton',
+      BATON_MIGRATION_DATABASE_URL: 'postgres://baton@postgres:5432/baton',
+    });
+    for (const name of ['baton-gateway', 'baton-coordinator'])
+      expect(deployed(pooled, name).BATON_PG_NAMED_STATEMENTS).toBe('false');
+    expect(job(pooled).DATABASE_URL).toEqual({ secretKeyRef: { name: 'baton-secrets', key: 'DATABASE_URL' } });
+  });
+
   it('refuses a coordinator pool too small for its BullMQ concurrency and inbox loops', () => {
     const message = helmTemplateError({ set: ['coordinator.concurrency=16'] });
     expect(message).toContain('coordinator.databasePoolMax (14)');

@@ -1,7 +1,9 @@
 import net from 'node:net';
 import crypto from 'node:crypto';
 import pg from 'pg';
+import { startPgBouncer, type PgBouncer } from './pgbouncer';
 import {
+  DEFAULT_PG_LIMITS,
   createPool,
   createRedis,
   type RedisConnection,
@@ -11,6 +13,7 @@ import {
   redisOptionsFrom,
   seedDemoData,
   type BaseConfig,
+  type DatabaseSettings,
   type Pool,
   type QueueContext,
 } from '@baton/shared';
@@ -19,9 +22,19 @@ import {
  * Isolation for integration suites: each gets a fresh database (migrated and seeded) and a Redis
  * key prefix of its own, both removed by `cleanup()`. The servers come from TEST_DATABASE_URL /
  * TEST_REDIS_URL, defaulting to the local ones.
+ *
+ * Through a pooler (`opts.pooler`, or TEST_PGBOUNCER=1 for a private PgBouncer in transaction mode
+ * per suite, test/support/pgbouncer.ts): migrations and seeds go to the server directly
+ * (`directDatabaseUrl`, as BATON_MIGRATION_DATABASE_URL does), everything else — `pool`,
+ * `databaseUrl`, the engine built on them — through the pooler, without named statements.
  */
 export interface TestEnv {
+  /** The URL the components use: the pooler's when pooled. */
   databaseUrl: string;
+  /** The server itself (migrations, admin work). */
+  directDatabaseUrl: string;
+  /** The pooler in between, when there is one. */
+  pooler?: PgBouncer;
   pool: Pool;
   redis: RedisConnection;
   config: BaseConfig;
@@ -54,17 +67,28 @@ export interface TestEnvOptions {
   redisClusterNodes?: string;
   /** BATON_INBOX_SHARDS (default 1). */
   inboxShards?: number;
+  /** A pooler (test/support/pgbouncer.ts) between the suite and PostgreSQL; TEST_PGBOUNCER=1 starts one. */
+  pooler?: PgBouncer;
 }
 
 export async function createTestEnv(suite: string, opts: TestEnvOptions = {}): Promise<TestEnv> {
   const id = crypto.randomBytes(4).toString('hex');
   const database = `baton_test_${suite.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${id}`;
   await admin((c) => c.query(`CREATE DATABASE ${c.escapeIdentifier(database)}`));
-  const databaseUrl = withDatabase(SERVER_URL, database);
-  await migrate(databaseUrl);
-  await seedDemoData(databaseUrl);
+  const directDatabaseUrl = withDatabase(SERVER_URL, database);
+  await migrate(directDatabaseUrl);
+  await seedDemoData(directDatabaseUrl);
+  const ownPooler = !opts.pooler && process.env.TEST_PGBOUNCER === '1' ? await startPgBouncer() : undefined;
+  const pooler = opts.pooler ?? ownPooler;
+  let settings: DatabaseSettings | undefined;
+  if (pooler) {
+    // The pooler drops the session bounds sent as startup parameters; its connect_query sets them.
+    settings = { ...DEFAULT_PG_LIMITS, namedStatements: false };
+  }
+  const databaseUrl = pooler ? pooler.url(database) : directDatabaseUrl;
   const config: BaseConfig = {
     databaseUrl,
+    ...(settings ? { database: settings } : {}),
     redis: redisOptionsFrom({
       REDIS_URL: opts.redisClusterNodes ? undefined : REDIS_URL,
       REDIS_HOST: '127.0.0.1',
@@ -75,10 +99,16 @@ export async function createTestEnv(suite: string, opts: TestEnvOptions = {}): P
     ...(opts.inboxShards ? { inboxShards: opts.inboxShards } : {}),
     logLevel: (process.env.TEST_LOG_LEVEL as BaseConfig['logLevel']) ?? 'silent',
   };
-  const pool = createPool(databaseUrl, { max: 10, applicationName: `test-${suite}` });
+  const pool = createPool(databaseUrl, {
+    max: 10,
+    applicationName: `test-${suite}`,
+    ...(settings ? { database: settings } : {}),
+  });
   const redis = createRedis(config.redis, `test-${suite}`);
   return {
     databaseUrl,
+    directDatabaseUrl,
+    ...(pooler ? { pooler } : {}),
     pool,
     redis,
     config,
@@ -87,6 +117,7 @@ export async function createTestEnv(suite: string, opts: TestEnvOptions = {}): P
       await pool.end();
       await deleteKeysWithPrefix(redis, config.queuePrefix);
       await redis.quit();
+      await ownPooler?.stop();
       await admin((c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(database)} WITH (FORCE)`));
     },
   };

@@ -5,6 +5,7 @@ import {
   inboxKey,
   inboxShardOf,
   maskCredentials,
+  migrationDatabaseUrl,
   parseEnv,
   redisOptionsFrom,
   toBaseConfig,
@@ -16,7 +17,12 @@ describe('configuration', () => {
     const config = toBaseConfig(parseEnv(baseEnv, {}));
     expect(config).toEqual({
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/baton',
-      database: { statementTimeoutMs: 30_000, lockTimeoutMs: 10_000, idleInTransactionTimeoutMs: 30_000 },
+      database: {
+        statementTimeoutMs: 30_000,
+        lockTimeoutMs: 10_000,
+        idleInTransactionTimeoutMs: 30_000,
+        namedStatements: true,
+      },
       redis: { host: '127.0.0.1', port: 6379, db: 0 },
       queuePrefix: 'baton',
       inboxShards: 1,
@@ -93,8 +99,26 @@ describe('configuration', () => {
       statementTimeoutMs: 0,
       lockTimeoutMs: 250,
       idleInTransactionTimeoutMs: 30_000,
+      namedStatements: true,
     });
     expect(() => parseEnv(baseEnv, { DATABASE_POOL_MAX: '0' })).toThrow(/DATABASE_POOL_MAX/);
+  });
+
+  it('behind a transaction-mode pooler: no named statements, migrations on their own URL', () => {
+    const pooled = parseEnv(baseEnv, {
+      DATABASE_URL: 'postgres://baton@pgbouncer:6432/baton',
+      BATON_MIGRATION_DATABASE_URL: 'postgres://baton@postgres:5432/baton',
+      BATON_PG_NAMED_STATEMENTS: 'false',
+    });
+    expect(toBaseConfig(pooled).database?.namedStatements).toBe(false);
+    expect(toBaseConfig(pooled).databaseUrl).toBe('postgres://baton@pgbouncer:6432/baton');
+    expect(migrationDatabaseUrl(pooled)).toBe('postgres://baton@postgres:5432/baton');
+    // Unset: migrations use DATABASE_URL.
+    expect(migrationDatabaseUrl(parseEnv(baseEnv, { DATABASE_URL: 'postgres://x@db:5432/b' }))).toBe(
+      'postgres://x@db:5432/b',
+    );
+    expect(() => parseEnv(baseEnv, { BATON_PG_NAMED_STATEMENTS: 'no' })).toThrow(/BATON_PG_NAMED_STATEMENTS/);
+    expect(() => parseEnv(baseEnv, { BATON_MIGRATION_DATABASE_URL: 'direct' })).toThrow(/BATON_MIGRATION_DATABASE_URL/);
   });
 
   it('reads the coordinator limits of forEach lists and child depth, with their defaults', () => {

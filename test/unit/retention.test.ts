@@ -38,6 +38,11 @@ describe('retention durations and policies', () => {
   it('BATON_RETENTION is the default class by class; a workflow overrides only the classes it gives', () => {
     expect(loadCoordinatorConfig({}).retention).toEqual({});
     expect(loadCoordinatorConfig({}).retentionSweepMs).toBe(60_000);
+    // Delivered events: 7 days unless BATON_EVENT_RETENTION says otherwise; `forever` keeps them.
+    expect(loadCoordinatorConfig({}).eventRetentionSecs).toBe(7 * 86_400);
+    expect(loadCoordinatorConfig({ BATON_EVENT_RETENTION: '2s' }).eventRetentionSecs).toBe(2);
+    expect(loadCoordinatorConfig({ BATON_EVENT_RETENTION: 'forever' }).eventRetentionSecs).toBeUndefined();
+    expect(() => loadCoordinatorConfig({ BATON_EVENT_RETENTION: '7 days' })).toThrow(/BATON_EVENT_RETENTION/);
     expect(loadCoordinatorConfig({ BATON_RETENTION: 'succeeded=7d, failed=30d' }).retention).toEqual({
       succeeded: 604_800,
       failed: 2_592_000,

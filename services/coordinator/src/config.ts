@@ -4,6 +4,7 @@ import {
   DEFAULT_FOREACH_MAX_ITEMS,
   outputLimitEnv,
   parseEnv,
+  parseDuration,
   parseRetentionEnv,
   toBaseConfig,
   type BaseConfig,
@@ -53,6 +54,14 @@ const coordinatorEnv = baseEnv.extend({
   BATON_RETENTION_SWEEP_MS: z.coerce.number().int().min(100).default(60_000),
   /** How often the bulk pass hands running bulk operations their next slice (pacing is per second). */
   BATON_BULK_INTERVAL_MS: z.coerce.number().int().min(10).max(1000).default(200),
+  /** Events delivered longer ago than this are deleted by the sweep (`forever`: never). */
+  BATON_EVENT_RETENTION: z
+    .string()
+    .default('7d')
+    .refine(
+      (text) => text.trim() === 'forever' || parseDuration(text) !== undefined,
+      "a duration like 30s, 15m, 12h or 7d (at most 3650d), or 'forever'",
+    ),
 });
 
 export interface CoordinatorConfig extends BaseConfig {
@@ -71,6 +80,8 @@ export interface CoordinatorConfig extends BaseConfig {
   retention: RetentionPolicy;
   retentionSweepMs: number;
   bulkIntervalMs: number;
+  /** BATON_EVENT_RETENTION in seconds; undefined: events are kept forever. */
+  eventRetentionSecs?: number;
 }
 
 export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
@@ -91,5 +102,8 @@ export function loadCoordinatorConfig(env: NodeJS.ProcessEnv = process.env): Coo
     retention: parseRetentionEnv(parsed.BATON_RETENTION),
     retentionSweepMs: parsed.BATON_RETENTION_SWEEP_MS,
     bulkIntervalMs: parsed.BATON_BULK_INTERVAL_MS,
+    ...(parsed.BATON_EVENT_RETENTION.trim() === 'forever'
+      ? {}
+      : { eventRetentionSecs: parseDuration(parsed.BATON_EVENT_RETENTION) }),
   };
 }

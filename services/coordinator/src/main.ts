@@ -72,12 +72,14 @@ async function main(): Promise<void> {
     graceMs: config.reconcileGraceMs,
   });
   reconciler.start();
-  // Deletes finished runs past their retention (nothing unless a workflow or BATON_RETENTION gives one).
+  // Deletes finished runs past their retention (nothing unless a workflow or BATON_RETENTION gives one)
+  // and delivered events past BATON_EVENT_RETENTION (7 days unless set).
   const retention = new RetentionSweeper({
     pool,
     logger,
     global: config.retention,
     intervalMs: config.retentionSweepMs,
+    ...(config.eventRetentionSecs === undefined ? {} : { eventRetentionSecs: config.eventRetentionSecs }),
   });
   retention.start();
   // Bulk retries and cancels (POST /v1/runs/bulk/*): paced slices, each run once across replicas.

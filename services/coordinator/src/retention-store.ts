@@ -1,4 +1,4 @@
-import { OUTSTANDING_STEP_STATUSES, type Pool, type PoolClient } from '@baton/shared';
+import { OUTSTANDING_STEP_STATUSES, WAIT_FOR_EVENT_FUNCTION, type Pool, type PoolClient } from '@baton/shared';
 
 /**
  * The retention sweep's SQL (retention.ts). A batch is one transaction: `lockExpiredRuns` locks up to
@@ -98,6 +98,32 @@ export async function purgeDoneControlRequests(
         WHERE done_at IS NOT NULL AND done_at < now() - make_interval(secs => $1)
         ORDER BY done_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
     [olderThanSecs, limit],
+  );
+  return rowCount ?? 0;
+}
+
+/**
+ * Up to `limit` events delivered (offered to the waits parked on their name) more than
+ * `olderThanSecs` ago, oldest first (index events_delivered), skipping rows another replica is
+ * deleting. An event still inside the window of a parked wait — a `waitForEvent` execution running
+ * on its name, queued at or before it (the rule of control-store.ts `storedEventsFor`) — is kept
+ * whatever its age, so no wait can miss an event it could still match. Returns how many were deleted.
+ */
+export async function purgeDeliveredEvents(
+  pool: Pick<Pool, 'query'>,
+  olderThanSecs: number,
+  limit: number,
+): Promise<number> {
+  const { rowCount } = await pool.query(
+    `DELETE FROM events WHERE id IN (
+       SELECT ev.id FROM events ev
+        WHERE ev.delivered_at < now() - make_interval(secs => $1)
+          AND NOT EXISTS (
+                SELECT 1 FROM step_executions e
+                 WHERE e.function_name = $3 AND e.status = 'running' AND e.superseded_at IS NULL
+                   AND e.input->>'name' = ev.name AND e.queued_at <= ev.created_at)
+        ORDER BY ev.delivered_at LIMIT $2 FOR UPDATE OF ev SKIP LOCKED)`,
+    [olderThanSecs, limit, WAIT_FOR_EVENT_FUNCTION],
   );
   return rowCount ?? 0;
 }

@@ -15,6 +15,7 @@ import {
   deleteRuns,
   latestRetentions,
   lockExpiredRuns,
+  purgeDeliveredEvents,
   purgeDoneControlRequests,
   type RetentionRule,
 } from './retention-store';
@@ -33,6 +34,11 @@ import { Periodic } from './periodic';
  * `FOR UPDATE SKIP LOCKED` (retention-store.ts): any number of replicas sweep at once, each run is
  * deleted by exactly one of them, none waits for another, and no lock is held longer than one batch.
  * A sweep stops after `maxBatches` batches; the rest waits for the next.
+ *
+ * Events (POST /v1/events, ctx.emit) belong to no run: they go `eventRetentionSecs`
+ * (BATON_EVENT_RETENTION, default 7 days) after they were delivered, unless they are in the window of
+ * a wait still parked on their name (retention-store.ts `purgeDeliveredEvents`). An event's
+ * idempotency key is remembered as long as the event is kept.
  */
 export interface RetentionSweeperOptions {
   pool: Pool;
@@ -44,6 +50,8 @@ export interface RetentionSweeperOptions {
   batchSize?: number;
   /** Batches a sweep (default 20). */
   maxBatches?: number;
+  /** BATON_EVENT_RETENTION in seconds: events delivered longer ago are deleted; undefined keeps them. */
+  eventRetentionSecs?: number;
 }
 
 export interface SweepResult {
@@ -53,6 +61,8 @@ export interface SweepResult {
   documents: number;
   /** Control requests done for more than a day, deleted. */
   controlRequests: number;
+  /** Delivered events past the event retention, deleted. */
+  events: number;
 }
 
 const DEFAULT_BATCH_SIZE = 500;
@@ -79,7 +89,7 @@ export class RetentionSweeper {
     const { pool, logger } = this.opts;
     const batchSize = this.opts.batchSize ?? DEFAULT_BATCH_SIZE;
     const maxBatches = this.opts.maxBatches ?? DEFAULT_MAX_BATCHES;
-    const result: SweepResult = { runs: 0, documents: 0, controlRequests: 0 };
+    const result: SweepResult = { runs: 0, documents: 0, controlRequests: 0, events: 0 };
     const rules = await this.rules();
     for (let batch = 0; batch < maxBatches && rules.length; batch++) {
       const deleted = await withTransaction(pool, async (client) => {
@@ -102,7 +112,13 @@ export class RetentionSweeper {
       result.controlRequests += purged;
       if (purged < batchSize) break;
     }
-    if (result.runs || result.controlRequests) logger.info(result, 'retention sweep deleted');
+    const eventSecs = this.opts.eventRetentionSecs;
+    for (let batch = 0; eventSecs !== undefined && batch < maxBatches; batch++) {
+      const purged = await purgeDeliveredEvents(pool, eventSecs, batchSize);
+      result.events += purged;
+      if (purged < batchSize) break;
+    }
+    if (result.runs || result.controlRequests || result.events) logger.info(result, 'retention sweep deleted');
     return result;
   }
 

@@ -37,6 +37,10 @@ export function createPool(databaseUrl: string, opts: PoolOptions = {}): pg.Pool
     // (measured: 10 ms per coordinator batch of one after 10 000 steps; docs/PERFORMANCE.md).
     options: '-c plan_cache_mode=force_custom_plan',
   });
+  // Behind a transaction-mode pooler each transaction may land on another server connection, where a
+  // statement this client prepared under a name does not exist (or one of that name does, from
+  // another client): the stores' named statements are sent unnamed instead (parsed every time).
+  if (opts.database?.namedStatements === false) pool.on('connect', unnameStatements);
   // An idle client losing its connection (server restart, pg_terminate_backend) must not crash the
   // process; the pool drops it and the next query opens a new one.
   pool.on('error', () => undefined);
@@ -45,6 +49,19 @@ export function createPool(databaseUrl: string, opts: PoolOptions = {}): pg.Pool
   // instead, and the pool drops it on release.
   pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
+}
+
+/** Drops `name` from every query config the client sends, keeping text, values and row mode. */
+function unnameStatements(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    const [config, ...rest] = args;
+    if (config && typeof config === 'object' && 'name' in config) {
+      const { name: _name, ...unnamed } = config as { name?: string };
+      return query(unnamed, ...rest);
+    }
+    return query(...args);
+  };
 }
 
 /** Runs `fn` in a transaction, rolling back on any error. */
