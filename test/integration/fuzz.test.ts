@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Server } from 'node:http';
 import fc from 'fast-check';
@@ -449,13 +449,34 @@ describe('gateway fuzz: bad input never breaks it, and nothing is stored for a 4
   });
 
   describe('targeted', () => {
-    const timed = async (fn: () => Promise<number>) => {
-      const started = Date.now();
-      const status = await fn();
-      return { status, ms: Date.now() - started };
-    };
+    /**
+     * Sends a request declaring `declared` body bytes but writes only `sent` of them, and resolves
+     * with the status line the server answers while the rest was never sent.
+     */
+    const partialBody = (route: string, declared: number, sent: number): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const { hostname, port } = new URL(base);
+        const socket = net.connect(Number(port), hostname, () => {
+          socket.write(
+            `POST ${route} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\n` +
+              `Content-Length: ${declared}\r\nConnection: close\r\n\r\n`,
+          );
+          socket.write(`{"input":{"name":"${'x'.repeat(sent)}`);
+        });
+        let answer = '';
+        socket.on('data', (d) => {
+          answer += d;
+          const line = answer.split('\r\n')[0];
+          if (answer.includes('\r\n')) {
+            socket.destroy();
+            resolve(line);
+          }
+        });
+        socket.on('error', reject);
+        socket.on('close', () => reject(new Error(`closed without an answer: ${answer}`)));
+      });
 
-    it('deep nesting (10 000 levels) is refused quickly with a 4xx', async () => {
+    it('deep nesting (10 000 levels) is refused with a 4xx, never a 5xx', async () => {
       for (const kind of ['array', 'object'] as const) {
         for (const [method, route] of [
           ['POST', '/v1/workflows/anything/runs'],
@@ -469,19 +490,18 @@ describe('gateway fuzz: bad input never breaks it, and nothing is stored for a 4
             : route.includes('events')
               ? `{"payload":${deep}}`
               : deep;
-          const { status, ms } = await timed(() => send(method, route, { raw: wrapped }));
+          const status = await send(method, route, { raw: wrapped });
           expect(status).toBeGreaterThanOrEqual(400);
           expect(status).toBeLessThan(500);
-          expect(ms).toBeLessThan(2_000);
         }
       }
     });
 
     it('a 50 MB body is a 413, answered without reading it all', async () => {
-      const huge = `{"input":{"name":"${'x'.repeat(50 * 1024 * 1024)}"}}`;
-      const { status, ms } = await timed(() => send('POST', '/v1/workflows/greet/runs', { raw: huge }));
-      expect(status).toBe(413);
-      expect(ms).toBeLessThan(5_000);
+      // 64 KB of the 50 MB it declares are sent, never the rest: an answer proves it read no more.
+      expect(await partialBody('/v1/workflows/greet/runs', 50 * 1024 * 1024, 64 * 1024)).toBe(
+        'HTTP/1.1 413 Payload Too Large',
+      );
       const res = await fetch(`${base}/v1/workflows/greet/runs`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },

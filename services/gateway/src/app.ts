@@ -6,7 +6,7 @@ import type { AppDeps } from './deps';
 import { requireApiKey } from './http/auth';
 import { errorHandler, notFoundHandler } from './http/errors';
 import { observeRequests } from './http/observe';
-import { bullBoardCsp, rateLimiter, refuseNulInUrl, securityHeaders } from './http/security';
+import { bullBoardCsp, rateLimiter, refuseNulInUrl, refuseOversizedBody, securityHeaders } from './http/security';
 import { dashboardRouter } from './routes/dashboard';
 import { documentsRouter } from './routes/documents';
 import { healthRouter } from './routes/health';
@@ -46,6 +46,9 @@ export function createApp(deps: AppDeps): Express {
     // The queue board (read-only itself): any key, also as HTTP Basic's password so a browser can sign in.
     app.use(BULL_BOARD_PATH, requireAdminKey([...apiKeys, ...readOnlyApiKeys]));
   }
+
+  // After auth (a caller without a key is refused first), before every router that parses a body.
+  app.use(refuseOversizedBody(deps.config.bodyLimit));
 
   // Routers carry full paths and are mounted at `/`: then `req.route.path` is the whole pattern,
   // which is what the duration metric is labelled with. Body parsers sit on the routes themselves
