@@ -69,25 +69,8 @@ RUN if [ "${WORKSPACE#functions/}" != "${WORKSPACE}" ] \
       npm ci --omit=dev --ignore-scripts --no-audit --no-fund --workspace "${WORKSPACE}" && npm cache clean --force; \
     fi
 
-# --- function: the runtime of a step function (skaffold, compose and images:test build this target
-# for functions/*) ---------------------------------------------------------------------------------
-FROM ${NODE_IMAGE} AS function
-ARG WORKSPACE
-ENV NODE_ENV=production
-WORKDIR /app
-COPY --from=prod-deps /src/node_modules ./node_modules
-COPY --from=build /out ./
-WORKDIR /app/${WORKSPACE}
-USER 1000:1000
-# node itself is PID 1 (no npm wrapper), so SIGTERM reaches the runtime's graceful stop. A function
-# process mostly waits on its I/O and scales out on its backlog: V8 sized for memory rather than
-# peak speed, and the garbage collector on the main thread, take its idle RSS from 69 to 60 MB and
-# its RSS after 1 000 jobs from 113 to 80 MB, for about 0.4 ms more CPU per job (`npm run bench --
-# --scenario function`, docs/PERFORMANCE.md). Flags, not NODE_OPTIONS: node refuses both there.
-CMD ["node", "--optimize-for-size", "--single-threaded-gc", "dist/main.js"]
-
-# --- service: the gateway and the coordinator (the default target) -----------------------------
-FROM ${NODE_IMAGE} AS service
+# --- runtime: what both targets below share --------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
 ARG WORKSPACE
 ENV NODE_ENV=production
 WORKDIR /app
@@ -96,5 +79,18 @@ COPY --from=build /out ./
 WORKDIR /app/${WORKSPACE}
 # uid 1000 is `node` in the official image; numeric so Kubernetes' runAsNonRoot can verify it.
 USER 1000:1000
+
+# --- function: a step function's image (skaffold, compose and images:test build this target for
+# functions/*) ------------------------------------------------------------------------------------
+FROM runtime AS function
+# node itself is PID 1 (no npm wrapper), so SIGTERM reaches the runtime's graceful stop. A function
+# process mostly waits on its I/O and scales out on its backlog: V8 sized for memory rather than
+# peak speed, and the garbage collector on the main thread, take its idle RSS from 69 to 60 MB and
+# its RSS after 1 000 jobs from 113 to 80 MB, for about 0.4 ms more CPU per job (`npm run bench --
+# --scenario function`, docs/PERFORMANCE.md). Flags, not NODE_OPTIONS: node refuses both there.
+CMD ["node", "--optimize-for-size", "--single-threaded-gc", "dist/main.js"]
+
+# --- service: the gateway and the coordinator (the default target) -----------------------------
+FROM runtime AS service
 # node itself is PID 1 (no npm wrapper), so SIGTERM reaches the runtime's graceful stop.
 CMD ["node", "dist/main.js"]

@@ -67,6 +67,9 @@ describe('skaffold.yaml', () => {
     expect(skaffold.build.artifacts.map((a: any) => a.image).sort()).toEqual(WORKSPACES.map((w) => w.image).sort());
     for (const a of skaffold.build.artifacts) {
       expect(a).toMatchObject({ context: '.', docker: { dockerfile: 'Dockerfile' } });
+      // A function's image is the Dockerfile's `function` target (its bundle, its node flags); a
+      // service's the default one.
+      expect(a.docker.target).toBe(a.docker.buildArgs.WORKSPACE.startsWith('functions/') ? 'function' : undefined);
     }
     expect(fs.existsSync(path.join(ROOT, 'Dockerfile'))).toBe(true);
   });
@@ -187,6 +190,7 @@ describe('docker-compose.yml', () => {
       expect(built.length).toBeGreaterThan(0);
       for (const s of built) {
         expect(s.build).toMatchObject({ context: '.', dockerfile: 'Dockerfile', args: { WORKSPACE: workspace } });
+        expect(s.build.target).toBe(workspace.startsWith('functions/') ? 'function' : undefined);
         expect(s.build.args.NODE_IMAGE).toContain('node:22-slim');
       }
     }
