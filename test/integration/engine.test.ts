@@ -1,53 +1,21 @@
-import {
-  defineFunction,
-  NonRetryableError,
-  saveDefinition,
-  deleteKeysWithPrefix,
-  inboxKey,
-  INBOX_GROUP,
-  metrics,
-} from '@baton/shared';
+import { defineFunction, saveDefinition, deleteKeysWithPrefix, inboxKey, INBOX_GROUP, metrics } from '@baton/shared';
 import { z } from 'zod';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 import { startEngine, type Engine } from '../support/engine';
+import {
+  FAST_RETRY,
+  saveRetryingWorkflow,
+  saveSlowChainWorkflow,
+  scenarioFunctions,
+} from '../support/engine-scenarios';
 
 /**
  * The coordinator and function runtime on real Redis and PostgreSQL, with small synthetic functions
  * whose behaviour each test controls through its input.
  */
 
-const calls: Record<string, number> = {};
-const completions: string[] = [];
-
-const flaky = defineFunction({
-  name: 'flaky',
-  input: z.object({ key: z.string(), failTimes: z.number().int() }),
-  handler: async ({ key, failTimes }, ctx) => {
-    calls[key] = (calls[key] ?? 0) + 1;
-    ctx.log.info('flaky attempt', { attempt: ctx.attempt });
-    if (ctx.attempt <= failTimes) throw new Error(`planned failure ${ctx.attempt}`);
-    return { key, attempt: ctx.attempt };
-  },
-});
-
-const record = defineFunction({
-  name: 'record',
-  input: z.object({ tag: z.string(), delayMs: z.number().optional() }),
-  handler: async ({ tag, delayMs }, ctx) => {
-    if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
-    completions.push(`${ctx.kind}:${tag}`);
-    return { tag, idempotencyKey: ctx.idempotencyKey };
-  },
-});
-
-const broken = defineFunction({
-  name: 'broken',
-  input: z.object({ permanent: z.boolean().default(false) }),
-  handler: async ({ permanent }) => {
-    if (permanent) throw new NonRetryableError('BROKEN', 'broken for good');
-    throw new Error('still broken');
-  },
-});
+const fns = scenarioFunctions();
+const { calls, completions, flaky, record, broken } = fns;
 
 /** Set when the stubborn handler has returned, well after its step timed out. */
 let stubbornReturned = false;
@@ -62,7 +30,7 @@ const stubborn = defineFunction({
   },
 });
 
-const fast = { backoff: { delayMs: 20, maxDelayMs: 50, jitter: 0 } };
+const fast = FAST_RETRY;
 
 describe('engine (coordinator + function runtime)', () => {
   let env: TestEnv;
@@ -70,17 +38,7 @@ describe('engine (coordinator + function runtime)', () => {
 
   beforeAll(async () => {
     env = await createTestEnv('engine');
-    await saveDefinition(env.pool, {
-      name: 'retrying',
-      steps: [
-        {
-          id: 'only',
-          function: 'flaky',
-          input: { key: '{{ input.key }}', failTimes: 2 },
-          retry: { attempts: 3, ...fast },
-        },
-      ],
-    });
+    await saveRetryingWorkflow(env.pool);
     await saveDefinition(env.pool, {
       name: 'saga',
       steps: [
@@ -104,14 +62,7 @@ describe('engine (coordinator + function runtime)', () => {
       name: 'permanent',
       steps: [{ id: 'only', function: 'broken', input: { permanent: true }, retry: { attempts: 5, ...fast } }],
     });
-    await saveDefinition(env.pool, {
-      name: 'slow-chain',
-      steps: [
-        { id: 's1', function: 'record', input: { tag: '{{ input.tag }}-1', delayMs: 150 } },
-        { id: 's2', function: 'record', input: { tag: '{{ input.tag }}-2', delayMs: 150 } },
-        { id: 's3', function: 'record', input: { tag: '{{ input.tag }}-3', delayMs: 150 } },
-      ],
-    });
+    await saveSlowChainWorkflow(env.pool, 150);
     await saveDefinition(env.pool, {
       name: 'stubborn',
       steps: [{ id: 'only', function: 'stubborn', input: { ms: 1500 }, timeoutMs: 150, retry: { attempts: 1 } }],

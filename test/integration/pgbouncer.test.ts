@@ -2,7 +2,6 @@ import path from 'node:path';
 import {
   DEFAULT_PG_LIMITS,
   createPool,
-  defineFunction,
   deleteKeysWithPrefix,
   loadDefinitionsFromDir,
   saveDefinition,
@@ -10,17 +9,9 @@ import {
 } from '@baton/shared';
 import pg from 'pg';
 import { createPostgresPool } from '@baton/sdk';
-import nodemailer, { type Transporter } from 'nodemailer';
-import type SMTPTransport from 'nodemailer/lib/smtp-transport';
-import { z } from 'zod';
-import { createCreateInvoice } from '../../functions/create-invoice/src/index';
-import { createFetchOrders } from '../../functions/fetch-orders/src/index';
-import { createGeneratePdf } from '../../functions/generate-pdf/src/index';
-import { createSendEmail } from '../../functions/send-email/src/index';
-import { createVoidInvoice } from '../../functions/void-invoice/src/index';
 import { startEngine, type Engine } from '../support/engine';
+import * as scenarios from '../support/engine-scenarios';
 import { createTestEnv, waitFor, withDatabase, type TestEnv } from '../support/env';
-import { startSmtp, type TestSmtp } from '../support/mail';
 import { startPgBouncer, type PgBouncer } from '../support/pgbouncer';
 
 /**
@@ -124,127 +115,32 @@ describe('PgBouncer 1.18 in transaction mode: the pooler itself', () => {
 
 // --- The engine through a pooler of three server connections ---
 
-const calls: Record<string, number> = {};
-const completions: string[] = [];
-
-const flaky = defineFunction({
-  name: 'flaky',
-  input: z.object({ key: z.string(), failTimes: z.number().int() }),
-  handler: async ({ key, failTimes }, ctx) => {
-    calls[key] = (calls[key] ?? 0) + 1;
-    if (ctx.attempt <= failTimes) throw new Error(`planned failure ${ctx.attempt}`);
-    return { key, attempt: ctx.attempt };
-  },
-});
-
-const record = defineFunction({
-  name: 'record',
-  input: z.object({ tag: z.string(), value: z.number().optional(), delayMs: z.number().optional() }),
-  handler: async ({ tag, value, delayMs }, ctx) => {
-    if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
-    completions.push(`${ctx.kind}:${tag}`);
-    return { tag, value };
-  },
-});
-
-const broken = defineFunction({
-  name: 'broken',
-  input: z.object({}).passthrough(),
-  handler: async () => {
-    throw new Error('still broken');
-  },
-});
-
-const fast = { backoff: { delayMs: 20, maxDelayMs: 50, jitter: 0 } };
+const fns = scenarios.scenarioFunctions();
 
 describe('the engine through PgBouncer in transaction mode (default_pool_size 3)', () => {
   let pooler: PgBouncer;
   let env: TestEnv;
   let engine: Engine;
-  let smtp: TestSmtp;
-  let transport: Transporter<SMTPTransport.SentMessageInfo>;
+  let mail: scenarios.InvoiceMail;
 
   beforeAll(async () => {
     pooler = await startPgBouncer({ poolSize: 3 });
     env = await createTestEnv('pgbouncer', { pooler });
     await loadDefinitionsFromDir(env.pool, path.join(__dirname, '../../workflows'));
-    await saveDefinition(env.pool, {
-      name: 'retrying',
-      steps: [
-        {
-          id: 'only',
-          function: 'flaky',
-          input: { key: '{{ input.key }}', failTimes: 2 },
-          retry: { attempts: 3, ...fast },
-        },
-      ],
-    });
-    await saveDefinition(env.pool, {
-      name: 'diamond',
-      steps: [
-        { id: 'a', function: 'record', input: { tag: 'a', value: '{{ input.x }}' } },
-        { id: 'b', function: 'record', needs: ['a'], input: { tag: 'b', value: '{{ steps.a.output.value * 2 }}' } },
-        { id: 'c', function: 'record', needs: ['a'], input: { tag: 'c', value: '{{ steps.a.output.value * 3 }}' } },
-        {
-          id: 'd',
-          function: 'record',
-          needs: ['b', 'c'],
-          input: { tag: 'd', value: '{{ steps.b.output.value + steps.c.output.value }}' },
-        },
-      ],
-      output: '{{ steps.d.output.value }}',
-    });
-    await saveDefinition(env.pool, {
-      name: 'saga',
-      steps: [
-        {
-          id: 'one',
-          function: 'record',
-          input: { tag: 'one' },
-          compensate: { function: 'record', input: { tag: 'undo-one' } },
-        },
-        { id: 'two', function: 'broken', needs: ['one'], retry: { attempts: 2, ...fast } },
-      ],
-    });
-    await saveDefinition(env.pool, {
-      name: 'slow-chain',
-      steps: [
-        { id: 's1', function: 'record', input: { tag: '{{ input.tag }}-1', delayMs: 150 } },
-        { id: 's2', function: 'record', needs: ['s1'], input: { tag: '{{ input.tag }}-2', delayMs: 150 } },
-        { id: 's3', function: 'record', needs: ['s2'], input: { tag: '{{ input.tag }}-3', delayMs: 150 } },
-      ],
-    });
-    smtp = await startSmtp({ rejectRecipientsWith: 550, rejectOnly: ['edsger@example.com'] });
-    transport = nodemailer.createTransport({ url: `smtp://127.0.0.1:${smtp.port}`, connectionTimeout: 5_000 });
-    const { pool } = env;
-    engine = await startEngine(env, [
-      createFetchOrders({ pool }),
-      createCreateInvoice({ pool }),
-      createVoidInvoice({ pool }),
-      createGeneratePdf({ pool }),
-      createSendEmail({ pool, transport, from: 'Baton Invoices <invoices@baton.test>' }),
-      flaky,
-      record,
-      broken,
-    ]);
+    await scenarios.saveScenarioWorkflows(env.pool);
+    mail = await scenarios.startInvoiceMail({ refuse: ['edsger@example.com'] });
+    engine = await startEngine(env, [...scenarios.invoiceFunctions(env.pool, mail.transport), ...fns.all]);
   });
 
   afterAll(async () => {
     await engine?.close();
-    transport?.close();
-    await smtp?.close();
+    await mail?.close();
     await env?.cleanup();
     await pooler?.stop();
   });
 
   it('runs the invoice workflow end to end', async () => {
-    const run = await engine.waitForRun(await engine.start('invoice', { customerId: 'cust-01' }));
-    expect(run.status).toBe('succeeded');
-    const invoice = await env.pool.query('SELECT customer_id, status, total_cents FROM invoices WHERE run_id = $1', [
-      run.id,
-    ]);
-    expect(invoice.rows).toEqual([{ customer_id: 'cust-01', status: 'issued', total_cents: 123598 }]);
-    expect(smtp.received.some((m) => m.envelope.to.includes('ada@example.com'))).toBe(true);
+    await scenarios.expectInvoiceEndToEnd(env, engine, mail.smtp);
   });
 
   it('voids the invoice when the e-mail is refused for good (compensation of a real function)', async () => {
@@ -255,50 +151,21 @@ describe('the engine through PgBouncer in transaction mode (default_pool_size 3)
   });
 
   it('runs a DAG: a fork, two parallel steps and a join', async () => {
-    const run = await engine.waitForRun(await engine.start('diamond', { x: 5 }));
-    expect(run.status).toBe('succeeded');
-    expect(run.output).toBe(25);
+    await scenarios.expectDiamonds(engine, env, [{ tag: 'pgb', x: 5 }]);
   });
 
   it('retries a failing step and records every attempt', async () => {
-    const run = await engine.waitForRun(await engine.start('retrying', { key: 'pgb' }));
-    expect(run.status).toBe('succeeded');
-    expect(calls.pgb).toBe(3);
-    const attempts = await env.pool.query(
-      `SELECT a.attempt, a.status FROM step_attempts a JOIN step_executions e ON e.id = a.step_execution_id
-        WHERE e.run_id = $1 ORDER BY a.attempt`,
-      [run.id],
-    );
-    expect(attempts.rows).toEqual([
-      { attempt: 1, status: 'failed' },
-      { attempt: 2, status: 'failed' },
-      { attempt: 3, status: 'succeeded' },
-    ]);
+    await scenarios.expectRetriedToSuccess(engine, env, fns, 'pgb');
   });
 
   it('compensates the done step when a later one fails for good', async () => {
-    completions.length = 0;
-    const run = await engine.waitForRun(await engine.start('saga', {}));
-    expect(run.status).toBe('compensated');
-    expect(completions).toEqual(['action:one', 'compensation:undo-one']);
+    await scenarios.expectCompensated(engine, env, fns, { permanent: false });
   });
 
   it('finishes every run after the Redis keys are wiped mid-run (reconciler), each step once', async () => {
-    completions.length = 0;
-    const runIds = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => engine.start('slow-chain', { tag: `w${i}` })),
+    await scenarios.expectRunsFinishAfterWipe(engine, env, fns, () =>
+      deleteKeysWithPrefix(env.redis, env.config.queuePrefix),
     );
-    await waitFor(async () => (completions.length >= 4 ? true : undefined), 20_000, 'some steps to complete');
-    await deleteKeysWithPrefix(env.redis, env.config.queuePrefix);
-    const runs = await Promise.all(runIds.map((id) => engine.waitForRun(id, ['succeeded', 'failed'], 60_000)));
-    expect(runs.map((r) => r.status)).toEqual(Array(10).fill('succeeded'));
-    const { rows } = await env.pool.query(
-      `SELECT run_id, step_id, count(*)::int AS n FROM step_executions
-        WHERE run_id = ANY($1) AND status = 'succeeded' GROUP BY 1, 2`,
-      [runIds],
-    );
-    expect(rows).toHaveLength(30);
-    for (const row of rows) expect(row.n).toBe(1);
   });
 
   it('starts scheduled runs, one per tick', async () => {

@@ -1,12 +1,8 @@
 import path from 'node:path';
-import nodemailer, { type Transporter } from 'nodemailer';
 import request from 'supertest';
-import type SMTPTransport from 'nodemailer/lib/smtp-transport';
-import { z } from 'zod';
 import {
   coordinatorQueue,
   createLogger,
-  defineFunction,
   functionQueueName,
   inboxKey,
   inboxShardOf,
@@ -14,7 +10,6 @@ import {
   isCluster,
   loadDefinitionsFromDir,
   metrics,
-  NonRetryableError,
   saveDefinition,
   startRun,
   syncSchedules,
@@ -22,14 +17,9 @@ import {
   type RedisConnection,
 } from '@baton/shared';
 import { createApp } from '../../services/gateway/src/app';
-import { createCreateInvoice } from '../../functions/create-invoice/src/index';
-import { createFetchOrders } from '../../functions/fetch-orders/src/index';
-import { createGeneratePdf } from '../../functions/generate-pdf/src/index';
-import { createSendEmail } from '../../functions/send-email/src/index';
-import { createVoidInvoice } from '../../functions/void-invoice/src/index';
 import { startEngine, type Engine } from '../support/engine';
+import * as scenarios from '../support/engine-scenarios';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
-import { startSmtp, type TestSmtp } from '../support/mail';
 import { TestRedisCluster } from '../support/redis-cluster';
 
 /**
@@ -40,38 +30,7 @@ import { TestRedisCluster } from '../support/redis-cluster';
  */
 
 const SHARDS = 4;
-const calls: Record<string, number> = {};
-const completions: string[] = [];
-
-const flaky = defineFunction({
-  name: 'flaky',
-  input: z.object({ key: z.string(), failTimes: z.number().int() }),
-  handler: async ({ key, failTimes }, ctx) => {
-    calls[key] = (calls[key] ?? 0) + 1;
-    if (ctx.attempt <= failTimes) throw new Error(`planned failure ${ctx.attempt}`);
-    return { key, attempt: ctx.attempt };
-  },
-});
-
-const record = defineFunction({
-  name: 'record',
-  input: z.object({ tag: z.string(), delayMs: z.number().optional() }),
-  handler: async ({ tag, delayMs }, ctx) => {
-    if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
-    completions.push(`${ctx.kind}:${tag}`);
-    return { tag };
-  },
-});
-
-const broken = defineFunction({
-  name: 'broken',
-  input: z.object({}),
-  handler: async () => {
-    throw new NonRetryableError('BROKEN', 'broken for good');
-  },
-});
-
-const fast = { backoff: { delayMs: 20, maxDelayMs: 50, jitter: 0 } };
+const fns = scenarios.scenarioFunctions();
 
 /** The master port serving `key`. */
 async function portOfKey(cluster: TestRedisCluster, redis: RedisConnection, key: string): Promise<number> {
@@ -92,82 +51,19 @@ afterAll(async () => {
 describe('the engine on a Redis Cluster with a sharded inbox', () => {
   let env: TestEnv;
   let engine: Engine;
-  let smtp: TestSmtp;
-  let transport: Transporter<SMTPTransport.SentMessageInfo>;
+  let mail: scenarios.InvoiceMail;
 
   beforeAll(async () => {
     env = await createTestEnv('cluster', { redisClusterNodes: cluster.nodes, inboxShards: SHARDS });
     await loadDefinitionsFromDir(env.pool, path.join(__dirname, '../../workflows'));
-    await saveDefinition(env.pool, {
-      name: 'retrying',
-      steps: [
-        {
-          id: 'only',
-          function: 'flaky',
-          input: { key: '{{ input.key }}', failTimes: 2 },
-          retry: { attempts: 3, ...fast },
-        },
-      ],
-    });
-    await saveDefinition(env.pool, {
-      name: 'diamond',
-      steps: [
-        { id: 'a', function: 'record', input: { tag: '{{ input.tag }}-a' } },
-        { id: 'b', function: 'record', needs: ['a'], input: { tag: '{{ steps.a.output.tag }}-b' } },
-        { id: 'c', function: 'record', needs: ['a'], input: { tag: '{{ steps.a.output.tag }}-c' } },
-        {
-          id: 'd',
-          function: 'record',
-          needs: ['b', 'c'],
-          input: { tag: '{{ steps.b.output.tag }}+{{ steps.c.output.tag }}' },
-        },
-      ],
-    });
-    await saveDefinition(env.pool, {
-      name: 'saga',
-      steps: [
-        {
-          id: 'one',
-          function: 'record',
-          input: { tag: 'one' },
-          compensate: { function: 'record', input: { tag: 'undo-one' } },
-        },
-        {
-          id: 'two',
-          function: 'record',
-          input: { tag: 'two' },
-          compensate: { function: 'record', input: { tag: 'undo-two' } },
-        },
-        { id: 'three', function: 'broken', retry: { attempts: 2, ...fast } },
-      ],
-    });
-    await saveDefinition(env.pool, {
-      name: 'slow-chain',
-      steps: [
-        { id: 's1', function: 'record', input: { tag: '{{ input.tag }}-1', delayMs: 100 } },
-        { id: 's2', function: 'record', input: { tag: '{{ input.tag }}-2', delayMs: 100 } },
-        { id: 's3', function: 'record', input: { tag: '{{ input.tag }}-3', delayMs: 100 } },
-      ],
-    });
-    smtp = await startSmtp({});
-    transport = nodemailer.createTransport({ url: `smtp://127.0.0.1:${smtp.port}`, connectionTimeout: 5_000 });
-    const { pool } = env;
-    engine = await startEngine(env, [
-      flaky,
-      record,
-      broken,
-      createFetchOrders({ pool }),
-      createCreateInvoice({ pool }),
-      createVoidInvoice({ pool }),
-      createGeneratePdf({ pool }),
-      createSendEmail({ pool, transport, from: 'Baton Invoices <invoices@baton.test>' }),
-    ]);
+    await scenarios.saveScenarioWorkflows(env.pool, { slowStepMs: 100 });
+    mail = await scenarios.startInvoiceMail();
+    engine = await startEngine(env, [...fns.all, ...scenarios.invoiceFunctions(env.pool, mail.transport)]);
   }, 120_000);
 
   afterAll(async () => {
     await engine?.close();
-    transport?.close();
-    await smtp?.close();
+    await mail?.close();
     await env?.cleanup();
   });
 
@@ -218,74 +114,29 @@ describe('the engine on a Redis Cluster with a sharded inbox', () => {
   });
 
   it('invoices cust-01 end to end: four steps, an invoice, a PDF, an e-mail', async () => {
-    const runId = await engine.start('invoice', { customerId: 'cust-01' });
-    const run = await engine.waitForRun(runId);
-    expect(run.status).toBe('succeeded');
-    const steps = await env.pool.query(
-      'SELECT step_id, status, attempt FROM step_executions WHERE run_id = $1 ORDER BY created_at',
-      [runId],
-    );
-    expect(steps.rows.map((s) => [s.step_id, s.status, s.attempt])).toEqual([
-      ['fetchOrders', 'succeeded', 1],
-      ['createInvoice', 'succeeded', 1],
-      ['generatePdf', 'succeeded', 1],
-      ['sendEmail', 'succeeded', 1],
-    ]);
-    const invoice = await env.pool.query('SELECT status, total_cents FROM invoices WHERE run_id = $1', [runId]);
-    expect(invoice.rows).toEqual([{ status: 'issued', total_cents: 123598 }]);
-    await waitFor(async () => (smtp.received.length ? true : undefined), 10_000, 'the e-mail');
+    await scenarios.expectInvoiceEndToEnd(env, engine, mail.smtp);
   });
 
   it('runs a DAG: b and c after a, d joining both', async () => {
-    const runs = await Promise.all(Array.from({ length: 6 }, (_, i) => engine.start('diamond', { tag: `x${i}` })));
-    const shards = new Set(runs.map((id) => inboxShardOf(id, SHARDS)));
-    expect(shards.size).toBeGreaterThan(1);
-    for (const [i, id] of runs.entries()) {
-      const run = await engine.waitForRun(id);
-      expect(run.status).toBe('succeeded');
-      const d = await env.pool.query("SELECT output FROM step_executions WHERE run_id = $1 AND step_id = 'd'", [id]);
-      expect(d.rows[0].output).toEqual({ tag: `x${i}-a-b+x${i}-a-c` });
-    }
+    const inputs = Array.from({ length: 6 }, (_, i) => ({ tag: `x${i}`, x: i + 1 }));
+    const runIds = await scenarios.expectDiamonds(engine, env, inputs);
+    // Their inbox messages went to more than one shard.
+    expect(new Set(runIds.map((id) => inboxShardOf(id, SHARDS))).size).toBeGreaterThan(1);
   });
 
   it('retries a failing step until it succeeds', async () => {
-    const runId = await engine.start('retrying', { key: 'r1' });
-    const run = await engine.waitForRun(runId);
-    expect(run.status).toBe('succeeded');
-    expect(calls.r1).toBe(3);
-    const attempts = await env.pool.query(
-      'SELECT a.attempt, a.status FROM step_attempts a JOIN step_executions e ON e.id = a.step_execution_id WHERE e.run_id = $1 ORDER BY a.attempt',
-      [runId],
-    );
-    expect(attempts.rows.map((a) => a.status)).toEqual(['failed', 'failed', 'succeeded']);
+    await scenarios.expectRetriedToSuccess(engine, env, fns, 'r1');
   });
 
   it('compensates completed steps, newest first, when a step fails for good', async () => {
-    completions.length = 0;
-    const runId = await engine.start('saga', {});
-    const run = await engine.waitForRun(runId);
-    expect(run.status).toBe('compensated');
-    expect(completions).toEqual(['action:one', 'action:two', 'compensation:undo-two', 'compensation:undo-one']);
+    await scenarios.expectCompensated(engine, env, fns, { permanent: true });
   });
 
   it('finishes every run after FLUSHALL on every master (the reconciler)', async () => {
-    completions.length = 0;
     const reconciled = async (): Promise<number> =>
       (await metrics.reconciledTotal.get()).values.reduce((sum, v) => sum + v.value, 0);
     const before = await reconciled();
-    const runIds = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => engine.start('slow-chain', { tag: `w${i}` })),
-    );
-    await waitFor(async () => (completions.length >= 4 ? true : undefined), 20_000, 'some steps to complete');
-    await cluster.flushAll();
-    const runs = await Promise.all(runIds.map((id) => engine.waitForRun(id, ['succeeded', 'failed'], 60_000)));
-    expect(runs.map((r) => r.status)).toEqual(Array(10).fill('succeeded'));
-    const { rows } = await env.pool.query(
-      `SELECT run_id, step_id, count(*)::int AS n FROM step_executions WHERE run_id = ANY($1) AND status = 'succeeded' GROUP BY 1, 2`,
-      [runIds],
-    );
-    expect(rows).toHaveLength(30);
-    for (const row of rows) expect(row.n).toBe(1);
+    await scenarios.expectRunsFinishAfterWipe(engine, env, fns, () => cluster.flushAll());
     expect((await reconciled()) - before).toBeGreaterThan(0);
   }, 90_000);
 
@@ -357,7 +208,7 @@ describe('changing the shard count on a live system (BATON_INBOX_DRAIN_SHARDS)',
       expect(await env.redis.xlen(inboxKey(env.config.queuePrefix, inboxShardOf(id, 8)))).toBeGreaterThan(0);
     // The new count (4) with drain shards 8: it reads 0..7. The reconciler is kept out (a grace far
     // longer than the test), so only the inbox can start these runs.
-    const engine = await startEngine(env, [record], {
+    const engine = await startEngine(env, [fns.record], {
       reconcileGraceMs: 600_000,
       reconcileIntervalMs: 60_000,
       inboxReadShards: 8,

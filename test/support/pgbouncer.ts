@@ -4,11 +4,12 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import pg from 'pg';
 import { DEFAULT_PG_LIMITS } from '@baton/shared';
+import { writeConfig } from '../../scripts/dev/pgbouncer-config';
 import { freePort, waitFor } from './env';
 
 /**
  * A private PgBouncer (Debian's package, 1.18) in TRANSACTION pooling mode in front of the test
- * PostgreSQL: its own ini and userlist in a temporary folder, a free port, `* =` so every database
+ * PostgreSQL: its own ini and userlist (scripts/dev/pgbouncer-config.js, as the dev runner's) in a temporary folder, a free port, `* =` so every database
  * of the server is reachable, and a small `default_pool_size` so transactions of different clients
  * really share server connections. `stop()` kills the process it started (its PID) and removes the
  * folder.
@@ -43,38 +44,17 @@ export async function startPgBouncer(opts: { poolSize?: number } = {}): Promise<
   const binary = pgbouncerBinary();
   if (!binary) throw new Error('pgbouncer is not installed (apt-get install -y pgbouncer)');
   const server = new URL(SERVER_URL);
-  const user = decodeURIComponent(server.username || 'postgres');
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-pgbouncer-'));
-  const ini = path.join(dir, 'pgbouncer.ini');
-  const userlist = path.join(dir, 'userlist.txt');
-  fs.writeFileSync(
-    ini,
-    [
-      '[databases]',
-      `* = host=${server.hostname} port=${server.port || 5432} connect_query='${[
-        `SET statement_timeout = ${DEFAULT_PG_LIMITS.statementTimeoutMs}`,
-        `SET lock_timeout = ${DEFAULT_PG_LIMITS.lockTimeoutMs}`,
-        `SET idle_in_transaction_session_timeout = ${DEFAULT_PG_LIMITS.idleInTransactionTimeoutMs}`,
-      ].join('; ')}'`,
-      '[pgbouncer]',
-      'listen_addr = 127.0.0.1',
-      `listen_port = ${port}`,
-      'unix_socket_dir =',
-      'auth_type = trust',
-      `auth_file = ${userlist}`,
-      `admin_users = ${user}`,
-      'pool_mode = transaction',
-      `default_pool_size = ${opts.poolSize ?? 3}`,
-      'max_client_conn = 200',
-      'ignore_startup_parameters = statement_timeout,lock_timeout,idle_in_transaction_session_timeout,options',
-      '',
-    ].join('\n'),
-  );
-  fs.writeFileSync(userlist, `"${user}" "${decodeURIComponent(server.password)}"\n`);
-  // PgBouncer refuses to run as root: as root (CI containers) it drops to `nobody`.
-  fs.chmodSync(dir, 0o755);
-  for (const f of [ini, userlist]) fs.chmodSync(f, 0o644);
+  const ini = writeConfig({
+    dir,
+    serverUrl: SERVER_URL,
+    port,
+    poolSize: opts.poolSize ?? 3,
+    maxClientConn: 200,
+    allDatabases: true,
+    bounds: DEFAULT_PG_LIMITS,
+  });
   const args = process.getuid?.() === 0 ? ['-u', 'nobody', ini] : [ini];
   const child: ChildProcess = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
