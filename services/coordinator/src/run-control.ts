@@ -1,5 +1,6 @@
 import {
   CANCELLED,
+  downstreamOf,
   isTerminalRun,
   latestByStep,
   WORKFLOW_TIMEOUT,
@@ -88,7 +89,8 @@ export class RunControl {
     const undone = actions
       .filter((e) => e.status === 'compensating' || e.status === 'compensated')
       .map((e) => e.stepId);
-    const rerun = dependentsOf(definition, [...failed, ...undone]);
+    // The failed and undone steps and every step that needs them, directly or not.
+    const rerun = downstreamOf(definition, [...failed, ...undone]);
     // forEach steps with items run again only their items that did not succeed (the list is not
     // resolved again); other steps start over.
     const reopened = actions.filter((e) => rerun.includes(e.stepId) && e.fanout?.mode === 'forEach');
@@ -123,20 +125,4 @@ export class RunControl {
       outcome.deadlines.push({ runId: run.id, attempt: resumed.retries, delayMs: definition.timeoutMs });
     return outcome;
   }
-}
-
-/** The steps and every step that needs them, directly or not: what a retry must run again. */
-export function dependentsOf(definition: WorkflowDefinition, stepIds: string[]): string[] {
-  const result = new Set(stepIds);
-  let grew = true;
-  while (grew) {
-    grew = false;
-    for (const step of definition.steps) {
-      if (!result.has(step.id) && step.needs.some((n) => result.has(n))) {
-        result.add(step.id);
-        grew = true;
-      }
-    }
-  }
-  return [...result];
 }
