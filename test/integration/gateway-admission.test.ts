@@ -65,12 +65,15 @@ describe('gateway: admission (rate limit, priority, pause)', () => {
   const waitAll = async (ids: string[], statuses = ['succeeded']) => {
     for (const id of ids) expect((await engine.waitForRun(id, TERMINAL, 60_000)).status).toMatch(statuses.join('|'));
   };
-  /** The runs' stored start times (ms since epoch, microsecond precision), in start order. */
+  /**
+   * The runs' stored start times (ms since epoch, microsecond precision), in start order; runs one
+   * transaction admitted together share their start time, and are then in arrival order.
+   */
   const starts = async (ids: string[]): Promise<Started[]> => {
     const { rows } = await suite.env.pool.query<Started>(
       `SELECT id, extract(epoch FROM created_at) * 1000 AS created, extract(epoch FROM started_at) * 1000 AS started,
               priority, input
-         FROM runs WHERE id = ANY($1::uuid[]) ORDER BY started_at, id`,
+         FROM runs WHERE id = ANY($1::uuid[]) ORDER BY started_at, created_at`,
       [ids],
     );
     return rows.map((r) => ({ ...r, created: Number(r.created), started: Number(r.started) }));
