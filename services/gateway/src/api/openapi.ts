@@ -73,6 +73,16 @@ const REDIS_UNAVAILABLE =
   'Redis did not answer within BATON_REDIS_COMMAND_TIMEOUT_MS, or refused (REDIS_UNAVAILABLE); try again in a few seconds';
 const DATABASE_UNAVAILABLE =
   'PostgreSQL is unreachable or out of connections (DATABASE_UNAVAILABLE): nothing was done; try again in a few seconds';
+
+/** What both bulk routes answer: the operation created (202), or with dryRun the count alone (200). */
+const BULK_RESPONSES: Record<number, ResponseSpec> = {
+  202: {
+    description: 'the operation was created; `statusUrl` shows its progress',
+    schema: api.bulkAcceptedResponse,
+    headers: { Location: { description: 'the operation URL', schema: { type: 'string' } } },
+  },
+  200: { description: 'dryRun: the count only, nothing stored', schema: api.bulkDryRunResponse },
+};
 const STARTED: Record<number, ResponseSpec> = {
   202: {
     description:
@@ -221,14 +231,7 @@ export const OPERATIONS: readonly Operation[] = [
       'steps at most `ratePerSec` a second, as `POST /v1/runs/{id}/retry` would. A run no longer retryable when its ' +
       'turn comes is skipped, with the reason. `dryRun`: only the count. The filter must name a workflow or a status.',
     body: { schema: api.bulkRetryBody },
-    responses: {
-      202: {
-        description: 'the operation was created; `statusUrl` shows its progress',
-        schema: api.bulkAcceptedResponse,
-        headers: { Location: { description: 'the operation URL', schema: { type: 'string' } } },
-      },
-      200: { description: 'dryRun: the count only, nothing stored', schema: api.bulkDryRunResponse },
-    },
+    responses: BULK_RESPONSES,
     errors: {
       ...JSON_BODY_ERRORS,
       400: 'invalid body (`details` names the field): an empty filter, a status that cannot be retried, more than 100 000 runs',
@@ -244,14 +247,7 @@ export const OPERATIONS: readonly Operation[] = [
       'As the bulk retry, with `POST /v1/runs/{id}/cancel` for each unfinished run matched; one finished meanwhile ' +
       'is skipped.',
     body: { schema: api.bulkCancelBody },
-    responses: {
-      202: {
-        description: 'the operation was created; `statusUrl` shows its progress',
-        schema: api.bulkAcceptedResponse,
-        headers: { Location: { description: 'the operation URL', schema: { type: 'string' } } },
-      },
-      200: { description: 'dryRun: the count only, nothing stored', schema: api.bulkDryRunResponse },
-    },
+    responses: BULK_RESPONSES,
     errors: {
       ...JSON_BODY_ERRORS,
       400: 'invalid body (`details` names the field): an empty filter, a finished status, more than 100 000 runs',
