@@ -198,6 +198,11 @@ function templateContext() {
 }
 
 /** Image size in MB, as the store holds it (a number of bytes, or text such as "317 MB"). */
+/** A shell command's output, run inside a working container. */
+function shellIn(container, script) {
+  return buildah(['run', '--isolation', 'chroot', container, '--', 'sh', '-c', script]);
+}
+
 function imageMb(image) {
   const [info] = JSON.parse(buildah(['images', '--json', image]));
   if (typeof info?.size === 'number') return info.size / 1e6;
@@ -373,23 +378,14 @@ async function main() {
         failures.push(`${image}: runs as root (USER '${user}', uid ${uid})`);
         continue;
       }
-      // Only its own workspace (and, for a function, sdk/ and no shared/), and no package the
-      // lockfile marks dev-only.
+      // Only its own workspace (a function: its bundle, no sdk/ nor shared/; a service: shared/ and
+      // sdk/ under it), and no package the lockfile marks dev-only.
       const workspace = buildArgs.WORKSPACE ?? 'template';
       const isFunction = template || workspace.startsWith('functions/');
-      const listing = buildah([
-        'run',
-        '--isolation',
-        'chroot',
-        container,
-        '--',
-        'sh',
-        '-c',
-        // A glob that matches nothing (a bundled function has no node_modules) is not an error.
-        'ls -d /app/*/* /app/node_modules/@*/* 2>/dev/null; true',
-      ]).split('\n');
+      // A glob that matches nothing (a bundled function has no node_modules) is not an error.
+      const listing = shellIn(container, 'ls -d /app/*/* /app/node_modules/@*/* 2>/dev/null; true').split('\n');
       const workspaceDirs = ['/app/services/', '/app/functions/', '/app/cli/'];
-      if (isFunction && !template) workspaceDirs.push('/app/shared/');
+      if (isFunction && !template) workspaceDirs.push('/app/shared/', '/app/sdk/');
       const others = listing.filter((l) => workspaceDirs.some((d) => l.startsWith(d)) && l !== `/app/${workspace}`);
       const devOnly = listing.map((l) => l.replace(/^\/app\//, '')).filter((l) => devOnlyAtBuild.has(l));
       if (others.length || devOnly.length) {
@@ -455,19 +451,8 @@ async function main() {
         await new Promise((r) => setTimeout(r, IDLE_MS));
         const row = {
           image,
-          nodeModulesMb: Number(
-            // A bundled function may have none at all (templates/function/).
-            buildah([
-              'run',
-              '--isolation',
-              'chroot',
-              container,
-              '--',
-              'sh',
-              '-c',
-              'du -sm /app/node_modules 2>/dev/null || echo 0',
-            ]).split(/\s/)[0],
-          ),
+          // A bundled function may have none at all (templates/function/).
+          nodeModulesMb: Number(shellIn(container, 'du -sm /app/node_modules 2>/dev/null || echo 0').split(/\s/)[0]),
           imageMb: imageMb(tag),
           idleRssMb: pid ? rssMb(pid) : NaN,
           readyMs,
