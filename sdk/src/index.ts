@@ -105,7 +105,10 @@ export {
   registry,
   startMetricsServer,
   stepMetrics,
+  epochMs,
   STEP_DURATION_BUCKETS,
+  STEP_HOP_BUCKETS,
+  type StepHop,
   type RouteHandler,
 } from './metrics';
 export {

@@ -24,6 +24,27 @@ export function collectProcessMetrics(component: string): void {
 /** Buckets of step and run durations: 5 ms to 30 min. */
 export const STEP_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800];
 
+/**
+ * Buckets of one hop of a step's path (0.1 ms to 60 s): fine below 20 ms, where an idle engine's
+ * hops are, so that a breakdown can be read off them.
+ */
+export const STEP_HOP_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+  0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
+
+/** The hops of a step report's way to the next step's handler (`baton_step_hop_seconds{hop}`). */
+export type StepHop = 'inbox_wait' | 'transaction' | 'enqueue' | 'queue_wait' | 'handler_start';
+
+/**
+ * Wall-clock time in epoch milliseconds with sub-millisecond resolution, for the hops measured
+ * across processes (a report's `sentAt` against the coordinator's read). `Date.now()` has whole
+ * milliseconds only, as large as a hop of an idle engine.
+ */
+export function epochMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 /** What the function runtime measures, labelled by function. */
 export const stepMetrics = {
   stepsTotal: new client.Counter({
@@ -44,6 +65,18 @@ export const stepMetrics = {
     help: 'Time a step job waited in its queue before a worker started it (first attempt)',
     labelNames: ['function'] as const,
     buckets: STEP_DURATION_BUCKETS,
+    registers: [registry],
+  }),
+  /**
+   * One hop of a step's path, from its report to the next step's handler; each process observes its
+   * own (the coordinator: inbox_wait, transaction, enqueue; a function: queue_wait, handler_start).
+   * Labelled by hop only: these measure the engine, not a function.
+   */
+  stepHop: new client.Histogram<'hop'>({
+    name: 'baton_step_hop_seconds',
+    help: 'One hop of a step report to the next step: inbox_wait (report sent to read by the coordinator), transaction (read to commit), enqueue (the next job added), queue_wait (job created to picked up), handler_start (picked up to handler called)',
+    labelNames: ['hop'] as const,
+    buckets: STEP_HOP_BUCKETS,
     registers: [registry],
   }),
   stepRetries: new client.Counter({

@@ -101,6 +101,11 @@ interface StepReportBase {
    * step, not two): its final report carries the start time instead.
    */
   startedAt?: string;
+  /**
+   * When the runtime sent the report, epoch ms with a fraction (`epochMs()`), for the coordinator's
+   * `baton_step_hop_seconds{hop="inbox_wait"}`. Absent from runtimes before it: not measured then.
+   */
+  sentAt?: number;
   /** The reporting function (lets the coordinator note which functions have live workers). */
   function?: string;
   logs?: StepLogLine[];

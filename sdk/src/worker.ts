@@ -8,7 +8,7 @@ import { failpoint } from './failpoints';
 import type { FunctionContext, FunctionDefinition, StepLog } from './function';
 import { functionQueueName, redisKeys } from './keys';
 import type { Logger } from './logger';
-import { stepMetrics as metrics } from './metrics';
+import { epochMs, stepMetrics as metrics } from './metrics';
 import {
   appendEncodedToInbox,
   backoffDelayMs,
@@ -74,6 +74,12 @@ const MAX_EVENTS = 100;
 export const REPORT_RETRY_MIN_MS = 50;
 export const REPORT_RETRY_MAX_MS = 5_000;
 export const REPORT_CLOSE_GRACE_MS = 10_000;
+
+/** The runtime's hops of a step's path (baton_step_hop_seconds), bound once: no label lookup per step. */
+const hops = {
+  queueWait: metrics.stepHop.labels('queue_wait'),
+  handlerStart: metrics.stepHop.labels('handler_start'),
+};
 
 /** Error thrown to BullMQ for a retry: carries the delay already reported to the coordinator. */
 class RetryLater extends Error {
@@ -185,6 +191,11 @@ export function startFunctionWorker(
 
   // One span per attempt, a child of the coordinator span that planned the step.
   const processJob = async (job: Job<StepJobData>): Promise<unknown> => {
+    const pickedUp = epochMs();
+    // Queue wait from the job's creation (by the coordinator, just before its add) or the end of its
+    // delay, once per step: later attempts wait on purpose (backoff).
+    if (job.attemptsMade === 0 && Number.isFinite(job.timestamp))
+      hops.queueWait.observe(Math.max(0, pickedUp - job.timestamp - (job.delay || 0)) / 1000);
     if (typeof job.data?.stepExecutionId !== 'string' || typeof job.data.runId !== 'string') {
       // A job whose hash a Redis wipe emptied while its id stayed in the wait list: there is nothing
       // to run and no step to report for. Completing it with nothing lets the reconciler see a
@@ -192,18 +203,18 @@ export function startFunctionWorker(
       opts.logger.warn({ jobId: job.id }, 'job without step data (its Redis hash was lost): skipped');
       return null;
     }
-    return processStep(job);
+    return processStep(job, pickedUp);
   };
 
-  const processStep = (job: Job<StepJobData>): Promise<unknown> =>
+  const processStep = (job: Job<StepJobData>, pickedUp: number): Promise<unknown> =>
     inSpan(
       `baton.step ${definition.name}`,
       job.data.trace,
       { 'baton.run_id': job.data.runId, 'baton.step_id': job.data.stepId, 'baton.attempt': job.attemptsMade + 1 },
-      () => runJob(job),
+      () => runJob(job, pickedUp),
     );
 
-  const runJob = async (job: Job<StepJobData>): Promise<unknown> => {
+  const runJob = async (job: Job<StepJobData>, pickedUp: number): Promise<unknown> => {
     const data = job.data;
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
@@ -229,9 +240,10 @@ export function startFunctionWorker(
     // the run shows it running (and which worker has it).
     let startedReport: Promise<void> | undefined;
     const startedTimer = setTimeout(() => {
-      startedReport = report({ type: 'step.started', ...base, at: startedAt }, data.inboxShard).catch((err: unknown) =>
-        logger.warn({ err }, 'started report not sent'),
-      );
+      startedReport = report(
+        { type: 'step.started', ...base, at: startedAt, sentAt: epochMs() },
+        data.inboxShard,
+      ).catch((err: unknown) => logger.warn({ err }, 'started report not sent'));
     }, STARTED_REPORT_DELAY_MS);
     /** Delivers the outcome (retrying, see `deliver`); never throws. */
     const finish = async (message: StepReport, encoded: string): Promise<boolean> => {
@@ -243,12 +255,21 @@ export function startFunctionWorker(
 
     let success: { output: unknown; message: StepReport; encoded: string };
     try {
-      const output = await runAttempt(definition, data, { attempt, maxAttempts, logger, logs, events, inflight });
+      const output = await runAttempt(definition, data, {
+        attempt,
+        maxAttempts,
+        logger,
+        logs,
+        events,
+        inflight,
+        pickedUp,
+      });
       const message: StepReport = {
         type: 'step.succeeded',
         ...base,
         startedAt,
         at: new Date().toISOString(),
+        sentAt: epochMs(),
         output: output ?? null,
         logs,
         ...(events.length ? { events } : {}),
@@ -286,6 +307,7 @@ export function startFunctionWorker(
           ...base,
           startedAt,
           at: new Date().toISOString(),
+          sentAt: epochMs(),
           error,
           delayMs,
           logs,
@@ -297,7 +319,15 @@ export function startFunctionWorker(
       }
       observe(definition.name, 'failed', started);
       logger.warn({ err: error }, 'step failed for good');
-      const failed: StepReport = { type: 'step.failed', ...base, startedAt, at: new Date().toISOString(), error, logs };
+      const failed: StepReport = {
+        type: 'step.failed',
+        ...base,
+        startedAt,
+        at: new Date().toISOString(),
+        sentAt: epochMs(),
+        error,
+        logs,
+      };
       await finish(failed, encodeReport(failed));
       // Tell BullMQ not to try again: the coordinator has been told this execution failed (or, when
       // the worker closed before Redis took the report, the reconciler replays it from this job).
@@ -378,6 +408,8 @@ async function runAttempt(
     logs: StepLogLine[];
     events: { name: string; payload: unknown }[];
     inflight: Map<string, AbortController>;
+    /** When the worker took the job (epochMs), for the handler_start hop. */
+    pickedUp: number;
   },
 ): Promise<unknown> {
   const parsed = definition.input.safeParse(data.input);
@@ -423,6 +455,7 @@ async function runAttempt(
     ? setTimeout(() => controller.abort(new StepTimeoutError(data.timeoutMs as number)), data.timeoutMs)
     : undefined;
   attemptInfo.inflight.set(data.stepExecutionId, controller);
+  hops.handlerStart.observe(Math.max(0, epochMs() - attemptInfo.pickedUp) / 1000);
   const running = Promise.resolve().then(() => definition.handler(parsed.data, ctx));
   try {
     return await Promise.race([running, stopped]);

@@ -48,7 +48,7 @@ export {
   toBaseConfig,
 } from './config';
 export { createLogger, type Logger } from './logger';
-export { registry, metrics, collectProcessMetrics, startMetricsServer } from './metrics';
+export { registry, metrics, collectProcessMetrics, epochMs, startMetricsServer } from './metrics';
 export { storableJson, storableString, storableText, jsonByteLength, DEFAULT_MAX_OUTPUT_BYTES } from './storable';
 
 // --- The workflow language: definitions, expressions, planning (pure: no I/O) ---

@@ -2,7 +2,7 @@ import client from 'prom-client';
 import { registry, stepMetrics, STEP_DURATION_BUCKETS } from '@baton/sdk';
 
 /** The registry, process metrics and the /metrics server are the SDK's (sdk/src/metrics.ts). */
-export { registry, collectProcessMetrics, startMetricsServer, type RouteHandler } from '@baton/sdk';
+export { registry, collectProcessMetrics, epochMs, startMetricsServer, type RouteHandler } from '@baton/sdk';
 
 /**
  * Prometheus metrics. Names are a public contract (dashboards and alerts query them): keep them.

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import {
   defineFunction,
   listTargets,
+  metrics,
   registerTarget,
   registry,
   saveDefinition,
@@ -181,6 +182,39 @@ describe('observability', () => {
         err: expect.objectContaining({ message: 'deployments is forbidden' }),
       }),
     );
+  });
+
+  it("records every hop of a step's path: inbox wait, transaction, enqueue, queue wait, handler start", async () => {
+    // Observations per hop, from the histogram's _count series.
+    const counts = async (): Promise<Record<string, number>> => {
+      const { values } = await metrics.stepHop.get();
+      return Object.fromEntries(
+        values
+          .filter((v) => v.metricName === 'baton_step_hop_seconds_count')
+          .map((v) => [String(v.labels.hop), v.value]),
+      );
+    };
+    const hops = ['inbox_wait', 'transaction', 'enqueue', 'queue_wait', 'handler_start'];
+    const before = await counts();
+    await saveDefinition(env.pool, {
+      name: 'echo-twice',
+      steps: [
+        { id: 'a', function: 'echo', input: { v: '{{ input.v }}' } },
+        { id: 'b', function: 'echo', needs: ['a'], input: { v: '{{ steps.a.output.v }}' } },
+      ],
+    });
+    const runId = (
+      await request(app)
+        .post('/v1/workflows/echo-twice/runs')
+        .send({ input: { v: 2 } })
+        .expect(202)
+    ).body.runId;
+    expect(await engine.waitForRun(runId)).toMatchObject({ status: 'succeeded' });
+    const after = await counts();
+    // Two steps: each job added, waited for and started, each report read and applied. The suite's
+    // other runs may add to the counts, never take from them.
+    const observed = Object.fromEntries(hops.map((hop) => [hop, (after[hop] ?? 0) - (before[hop] ?? 0) >= 2]));
+    expect(observed).toEqual(Object.fromEntries(hops.map((hop) => [hop, true])));
   });
 
   it('exports baton_* metrics that promtool accepts, queue depths counted by the coordinator', async () => {

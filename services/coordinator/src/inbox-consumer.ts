@@ -2,9 +2,11 @@ import os from 'node:os';
 import {
   deadInboxKey,
   duplicateRedis,
+  epochMs,
   inboxKey,
   INBOX_GROUP,
   isInboxMessage,
+  metrics,
   type InboxMessage,
   type Logger,
   type RedisConnection,
@@ -58,6 +60,12 @@ export const INBOX_LOOPS = 2;
 export const INBOX_CLAIM_IDLE_MS = 30_000;
 export const INBOX_MAX_DELIVERIES = 10;
 const BLOCK_MS = 1_000;
+
+/** The coordinator's hops of a step report's path (baton_step_hop_seconds), bound once. */
+const hops = {
+  inboxWait: metrics.stepHop.labels('inbox_wait'),
+  transaction: metrics.stepHop.labels('transaction'),
+};
 
 /**
  * Reads the coordinator inbox (shared/src/inbox.ts) through the consumer group: each loop reads up to
@@ -134,6 +142,7 @@ export class InboxConsumer {
   private async readLoop(reader: RedisConnection, shard: Shard): Promise<void> {
     while (!this.closing) {
       let entries: Entry[];
+      let readAt: number;
       try {
         const reply = (await reader.xreadgroup(
           'GROUP',
@@ -147,6 +156,7 @@ export class InboxConsumer {
           shard.key,
           '>',
         )) as [string, [string, string[]][]][] | null;
+        readAt = epochMs();
         entries = reply ? reply[0][1].map(([id, fields]) => parseEntry(id, fields)) : [];
       } catch (err) {
         if (this.closing) return;
@@ -158,14 +168,15 @@ export class InboxConsumer {
       }
       // A failure here (Redis refusing a write) leaves the entries pending: claimed again later.
       if (entries.length) {
-        await this.apply(shard, entries).catch((err: unknown) =>
+        await this.apply(shard, entries, readAt).catch((err: unknown) =>
           this.opts.logger.warn({ err }, 'inbox entries not applied; they stay pending'),
         );
       }
     }
   }
 
-  private async apply(shard: Shard, entries: Entry[]): Promise<void> {
+  /** `readAt`: when the entries were read (epochMs), where their hops begin. */
+  private async apply(shard: Shard, entries: Entry[], readAt: number): Promise<void> {
     const malformed = entries.filter((e) => !e.message);
     if (malformed.length)
       await this.deadLetter(
@@ -176,8 +187,9 @@ export class InboxConsumer {
     if (!valid.length) return;
     // A lone message is not retried at once: left pending, it comes back after claimIdleMs.
     const alone = valid.length === 1;
+    observeInboxWait(valid, readAt);
     try {
-      await this.applyAndAck(shard, valid);
+      await this.applyAndAck(shard, valid, readAt);
       return;
     } catch (err) {
       this.opts.logger.warn(
@@ -188,7 +200,7 @@ export class InboxConsumer {
     if (alone) return;
     for (const entry of valid) {
       try {
-        await this.applyAndAck(shard, [entry]);
+        await this.applyAndAck(shard, [entry], readAt);
       } catch (err) {
         // Left pending: delivered again after claimIdleMs, dead-lettered after maxDeliveries.
         this.opts.logger.warn({ err, message: entry.message }, 'inbox message failed; it will be retried');
@@ -197,13 +209,16 @@ export class InboxConsumer {
   }
 
   /** Acknowledged when `handleBatch` says it committed, or when it returns, whichever comes first. */
-  private async applyAndAck(shard: Shard, entries: Required<Entry>[]): Promise<void> {
+  private async applyAndAck(shard: Shard, entries: Required<Entry>[], readAt: number): Promise<void> {
     let acked: Promise<void> | undefined;
-    const ack = (): Promise<void> =>
-      (acked ??= this.ack(
+    const ack = (): Promise<void> => {
+      // Called at commit (or, at the latest, once the batch is applied): the transaction hop ends.
+      if (!acked) observeTransaction(entries, readAt);
+      return (acked ??= this.ack(
         shard,
         entries.map((e) => e.id),
       ));
+    };
     await this.opts.handleBatch(
       entries.map((e) => e.message),
       ack,
@@ -253,6 +268,7 @@ export class InboxConsumer {
       string[] | null,
     ][];
     // An entry deleted meanwhile comes back without fields: only its pending record was left.
+    const readAt = epochMs();
     const entries = claimed.filter(([, fields]) => fields).map(([id, fields]) => parseEntry(id, fields as string[]));
     const gone = claimed.filter(([, fields]) => !fields).map(([id]) => id);
     if (gone.length) await this.opts.redis.xack(shard.key, INBOX_GROUP, ...gone);
@@ -261,7 +277,7 @@ export class InboxConsumer {
         { entries: entries.length, shard: shard.index },
         'inbox entries of a stopped coordinator taken over',
       );
-      await this.apply(shard, entries);
+      await this.apply(shard, entries, readAt);
     }
     return entries.length;
   }
@@ -287,6 +303,24 @@ export class InboxConsumer {
     const failed = results.find(([err]) => err);
     if (failed) throw failed[0];
   }
+}
+
+/**
+ * A step report's wait in the inbox: sent by its function (`sentAt`, the function's clock: across
+ * hosts the clocks' offset is in it, clamped at 0) → read here. Reports of a runtime without
+ * `sentAt`, and run starts, are not measured.
+ */
+function observeInboxWait(entries: Required<Entry>[], readAt: number): void {
+  for (const { message } of entries) {
+    if (message.type !== 'run.start' && typeof message.sentAt === 'number' && Number.isFinite(message.sentAt))
+      hops.inboxWait.observe(Math.max(0, readAt - message.sentAt) / 1000);
+  }
+}
+
+/** Read → committed, once per step report of the batch: each waited for the whole transaction. */
+function observeTransaction(entries: Required<Entry>[], readAt: number): void {
+  const seconds = Math.max(0, epochMs() - readAt) / 1000;
+  for (const { message } of entries) if (message.type !== 'run.start') hops.transaction.observe(seconds);
 }
 
 function parseEntry(id: string, fields: string[]): Entry {
