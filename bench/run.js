@@ -33,6 +33,7 @@ const infra = require('./lib/infra');
 const { SYSTEMS, createSystem } = require('./lib/systems');
 const { percentile, median, round, checkRuns } = require('./lib/stats');
 const { printTable, writeSvg } = require('./lib/report');
+const { diffHops, summarizeHops, HOPS } = require('./lib/hops');
 const { runFanoutScenario, printFanout } = require('./lib/fanout');
 const { runFunctionScenario, printFunctionFootprint } = require('./lib/function-footprint');
 
@@ -198,6 +199,8 @@ async function runPhase(system, env, { phase, count, rate }) {
   const before = await resourceSnapshot(system, env);
   const commitsBefore = system.database ? await pgCommits(env, system.database) : 0;
   system.harnessCommits = 0;
+  // Baton: its hop histograms, read before and after (the difference is this phase's).
+  const hopsBefore = system.hopSnapshot ? await system.hopSnapshot() : undefined;
   const start = await triggerAll(system, runs, rate);
   // Generous: a system this slow is reported with what it lost rather than waited for.
   const deadline = Date.now() + 60_000 + count * 100;
@@ -216,6 +219,7 @@ async function runPhase(system, env, { phase, count, rate }) {
   await sleep(1500);
   const commitsAfter = system.database ? await pgCommits(env, system.database) : 0;
   const byKey = await system.collect(phase);
+  const hopsAfter = hopsBefore ? await system.hopSnapshot() : undefined;
   const check = checkRuns(runs, byKey);
   const elapsedMs = check.complete ? check.lastStep - start : wallMs;
   const steps = count * 4;
@@ -246,7 +250,12 @@ async function runPhase(system, env, { phase, count, rate }) {
     stepsPerSec: (check.complete * 4 * 1000) / elapsedMs,
     workflowsPerSec: (check.complete * 1000) / elapsedMs,
     triggerLatencyMs: { p50: percentile(check.triggerLatency, 50), p99: percentile(check.triggerLatency, 99) },
-    stepLatencyMs: { p50: percentile(check.stepLatency, 50), p99: percentile(check.stepLatency, 99) },
+    stepLatencyMs: {
+      p50: percentile(check.stepLatency, 50),
+      p99: percentile(check.stepLatency, 99),
+      mean: check.stepLatency.length ? check.stepLatency.reduce((a, b) => a + b, 0) / check.stepLatency.length : null,
+    },
+    ...(hopsAfter ? { hopsMs: summarizeHops(diffHops(hopsBefore, hopsAfter)) } : {}),
     redisCallsPerStep: redisCalls / steps,
     redisScriptCallsPerStep: scriptCalls / steps,
     pgCommitsPerStep: Math.max(0, commitsAfter - commitsBefore - harnessCommits) / steps,
@@ -553,9 +562,23 @@ async function summarize(system, result, rate, capacity) {
     const m = (pick) => round(median(points.map(pick)), 2);
     latencyByLoad[key] = {
       rate: points[0].rate,
-      stepLatencyMs: { p50: m((r) => r.stepLatencyMs.p50), p99: m((r) => r.stepLatencyMs.p99) },
+      stepLatencyMs: {
+        p50: m((r) => r.stepLatencyMs.p50),
+        p99: m((r) => r.stepLatencyMs.p99),
+        mean: m((r) => r.stepLatencyMs.mean),
+      },
       triggerLatencyMs: { p50: m((r) => r.triggerLatencyMs.p50), p99: m((r) => r.triggerLatencyMs.p99) },
     };
+    // Baton's hops (bench/lib/hops.js): each figure the median over the repetitions.
+    if (points.some((r) => r.hopsMs)) {
+      latencyByLoad[key].hopsMs = {};
+      for (const hop of HOPS) {
+        const of = points.map((r) => r.hopsMs?.[hop]).filter(Boolean);
+        if (!of.length) continue;
+        const h = (pick) => round(median(of.map(pick)), 3);
+        latencyByLoad[key].hopsMs[hop] = { mean: h((x) => x.mean), p50: h((x) => x.p50), p99: h((x) => x.p99) };
+      }
+    }
   }
   const cpu = {};
   for (const label of Object.keys(result.bursts[0]?.cpuPct ?? {}))

@@ -1,6 +1,7 @@
 'use strict';
 /** The stdout table and the SVG plot (hand-drawn bars: throughput, then step latency p50/p99). */
 const fs = require('node:fs');
+const { HOPS, PATH } = require('./hops');
 
 const fmt = (v, digits = 1) => (v === null || v === undefined ? '-' : Number(v).toFixed(digits));
 
@@ -69,6 +70,7 @@ function printTable(report) {
           )
           .join('   ')}`,
     ),
+    ...hopLines(report),
     '',
     ...report.systems.map(
       (s) =>
@@ -87,6 +89,35 @@ function printTable(report) {
     ),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
+}
+
+/**
+ * Baton's step → step latency by hop at each load point: mean / p50 / p99 ms of each hop and its
+ * share of the path (the sum of the path's means), against the measured step → step mean.
+ */
+function hopLines(report) {
+  const lines = [];
+  for (const s of report.systems) {
+    for (const [load, l] of Object.entries(s.latencyByLoad ?? {})) {
+      if (!l.hopsMs) continue;
+      if (!lines.length) {
+        lines.push(
+          '',
+          'per-hop breakdown of step -> next step (mean / p50 / p99 ms, share of the path by mean; enqueue lies within queue_wait):',
+        );
+      }
+      const path = PATH.reduce((sum, hop) => sum + (l.hopsMs[hop]?.mean ?? 0), 0);
+      const cells = HOPS.filter((hop) => l.hopsMs[hop]).map((hop) => {
+        const h = l.hopsMs[hop];
+        const share = PATH.includes(hop) && path > 0 ? ` ${Math.round((100 * h.mean) / path)}%` : ' (in queue_wait)';
+        return `${hop} ${fmt(h.mean, 2)}/${fmt(h.p50, 2)}/${fmt(h.p99, 2)}${share}`;
+      });
+      lines.push(
+        `  ${s.name} ${load} (${l.rate}/s): ${cells.join('  ')}; path ${fmt(path, 2)} vs step->step mean ${fmt(l.stepLatencyMs.mean, 2)}`,
+      );
+    }
+  }
+  return lines;
 }
 
 const COLORS = {

@@ -18,6 +18,7 @@ const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { setTimeout: sleep } = require('node:timers/promises');
 const infra = require('./infra');
+const { parseHops, mergeHops } = require('./hops');
 
 const BENCH = path.resolve(__dirname, '..');
 const ROOT = path.resolve(BENCH, '..');
@@ -186,6 +187,15 @@ class BatonSystem extends BaseSystem {
     // request, CPU that the 2-core machine then could not give to the system under test.
     const status = await postJson(this.agent, `${this.base}/v1/workflows/bench-noop/runs`, { input: run });
     if (status !== 202) throw new Error(`POST /v1/workflows/bench-noop/runs: ${status}`);
+  }
+
+  /**
+   * `baton_step_hop_seconds` of the coordinator and every function process, added up: run.js takes
+   * one before and one after each phase (bench/lib/hops.js).
+   */
+  async hopSnapshot() {
+    const texts = await Promise.all([this.coordinatorMetrics, ...this.functionMetrics].map(scrapeMetrics));
+    return mergeHops(texts.map(parseHops));
   }
 
   /** Group commit at work: the coordinator's batch histograms, read off its /metrics. */
