@@ -199,6 +199,7 @@ async function runPhase(system, env, { phase, count, rate }) {
   const before = await resourceSnapshot(system, env);
   const commitsBefore = system.database ? await pgCommits(env, system.database) : 0;
   system.harnessCommits = 0;
+  system.beforePhase?.();
   // Baton: its hop histograms, read before and after (the difference is this phase's).
   const hopsBefore = system.hopSnapshot ? await system.hopSnapshot() : undefined;
   const start = await triggerAll(system, runs, rate);

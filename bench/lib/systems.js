@@ -182,6 +182,15 @@ class BatonSystem extends BaseSystem {
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
   }
 
+  /**
+   * Idle keep-alive sockets are dropped before each phase: the gateway closes a connection idle for
+   * 5 s (Node's keepAliveTimeout), and a request sent on it as it closes fails with ECONNRESET,
+   * which ended Baton's phases of a run after the wait for a slow phase's completion.
+   */
+  beforePhase() {
+    for (const sockets of Object.values(this.agent.freeSockets)) for (const socket of sockets) socket.destroy();
+  }
+
   async trigger(run) {
     // node:http with a keep-alive agent, not fetch(): undici's fetch cost the harness ~1 ms of CPU per
     // request, CPU that the 2-core machine then could not give to the system under test.
