@@ -591,7 +591,11 @@ async function summarize(system, result, rate, capacity) {
     runs: result.bursts[0]?.count ?? 0,
     stepsPerSec: valid ? med((r) => r.stepsPerSec, 0) : null,
     workflowsPerSec: valid ? med((r) => r.workflowsPerSec, 1) : null,
-    stepLatencyMs: { p50: lat((r) => r.stepLatencyMs.p50), p99: lat((r) => r.stepLatencyMs.p99) },
+    stepLatencyMs: {
+      p50: lat((r) => r.stepLatencyMs.p50),
+      p99: lat((r) => r.stepLatencyMs.p99),
+      mean: lat((r) => r.stepLatencyMs.mean),
+    },
     triggerLatencyMs: { p50: lat((r) => r.triggerLatencyMs.p50), p99: lat((r) => r.triggerLatencyMs.p99) },
     rssMb: round(
       Object.values(rssByProcessMb).reduce((a, b) => a + b, 0),

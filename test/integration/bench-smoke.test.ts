@@ -26,7 +26,14 @@ interface SystemResult {
   runsTriggered: number;
   runsInOrder: number;
   problems: Record<string, number>;
-  latencyByLoad: Record<string, { rate: number; stepLatencyMs: { p50: number | null; p99: number | null } }>;
+  latencyByLoad: Record<
+    string,
+    {
+      rate: number;
+      stepLatencyMs: { p50: number | null; p99: number | null; mean: number | null };
+      hopsMs?: Record<string, { mean: number; p50: number; p99: number }>;
+    }
+  >;
   coordinatorBatches: number;
   meanBatchMessages: number;
 }
@@ -111,6 +118,17 @@ describe('npm run bench: harness smoke run', () => {
     expect(Math.round(baton.coordinatorBatches * baton.meanBatchMessages)).toBeGreaterThanOrEqual(
       5 * baton.runsTriggered,
     );
+    // Baton's step -> step latency by hop, read off its processes' baton_step_hop_seconds.
+    const hops = baton.latencyByLoad.given.hopsMs ?? {};
+    expect(Object.keys(hops).sort()).toEqual(['enqueue', 'handler_start', 'inbox_wait', 'queue_wait', 'transaction']);
+    for (const h of Object.values(hops)) {
+      for (const value of [h.mean, h.p50, h.p99]) {
+        expect(typeof value).toBe('number');
+        expect(value).toBeGreaterThanOrEqual(0);
+      }
+    }
+    expect(report.systems[0].latencyByLoad.given.hopsMs).toBeUndefined();
+    expect(res.stdout).toContain('per-hop breakdown');
     // Baton records every step in PostgreSQL; raw BullMQ never touches it.
     expect(report.systems[1].pgCommitsPerStep).toBeGreaterThan(0);
     expect(report.systems[0].pgCommitsPerStep).toBe(0);
