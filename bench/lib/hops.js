@@ -7,8 +7,8 @@
  *
  * The path of a report to the next step's handler: inbox_wait → transaction → queue_wait →
  * handler_start (contiguous, up to the commit → add call, which does no I/O). `enqueue` (the add's
- * round trip) lies within queue_wait, which starts when the coordinator creates the job: it is shown,
- * not added to the path.
+ * round trip) overlaps queue_wait, which starts when the coordinator creates the job (and may end
+ * before the add's answer reaches the coordinator): it is shown, not added to the path.
  */
 
 const HOPS = ['inbox_wait', 'transaction', 'enqueue', 'queue_wait', 'handler_start'];

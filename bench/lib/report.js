@@ -103,13 +103,14 @@ function hopLines(report) {
       if (!lines.length) {
         lines.push(
           '',
-          'per-hop breakdown of step -> next step (mean / p50 / p99 ms, share of the path by mean; enqueue lies within queue_wait):',
+          'per-hop breakdown of step -> next step (mean / p50 / p99 ms, share of the path by mean; enqueue overlaps queue_wait):',
         );
       }
       const path = PATH.reduce((sum, hop) => sum + (l.hopsMs[hop]?.mean ?? 0), 0);
       const cells = HOPS.filter((hop) => l.hopsMs[hop]).map((hop) => {
         const h = l.hopsMs[hop];
-        const share = PATH.includes(hop) && path > 0 ? ` ${Math.round((100 * h.mean) / path)}%` : ' (in queue_wait)';
+        const share =
+          PATH.includes(hop) && path > 0 ? ` ${Math.round((100 * h.mean) / path)}%` : ' (overlaps queue_wait)';
         return `${hop} ${fmt(h.mean, 2)}/${fmt(h.p50, 2)}/${fmt(h.p99, 2)}${share}`;
       });
       lines.push(
