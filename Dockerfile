@@ -32,7 +32,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY . .
 ARG WORKSPACE
 # Each image gets its own code and the workspaces it depends on, nothing else: a service
-# @baton/shared and the SDK under it; a function one esbuild bundle of itself, the SDK and their
+# @baton/engine, @baton/workflow and the SDK under them; a function one esbuild bundle of itself, the SDK and their
 # packages (scripts/bundle-function.js says why), as dist/main.js. The coordinator image also runs
 # the migration Job (node scripts/migrate.js) and ships the definitions it loads when no ConfigMap
 # is mounted.

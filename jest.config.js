@@ -9,7 +9,8 @@ const tsJest = ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }];
 const shared = {
   transform: { '^.+\\.ts$': tsJest },
   moduleNameMapper: {
-    '^@baton/shared$': '<rootDir>/shared/src/index.ts',
+    '^@baton/workflow$': '<rootDir>/workflow/src/index.ts',
+    '^@baton/engine$': '<rootDir>/engine/src/index.ts',
     '^@baton/sdk$': '<rootDir>/sdk/src/index.ts',
   },
   // Local tool and dev-server folders (helm, image build storage, embedded PostgreSQL) hold copies of

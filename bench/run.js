@@ -272,7 +272,16 @@ async function runPhase(system, env, { phase, count, rate }) {
 function batonBuild() {
   const git = (args) => execFileSync('git', args, { cwd: path.resolve(__dirname, '..'), encoding: 'utf8' }).trim();
   try {
-    const dirty = git(['status', '--porcelain', '--untracked-files=no', '--', 'shared', 'services', 'functions']);
+    const dirty = git([
+      'status',
+      '--porcelain',
+      '--untracked-files=no',
+      '--',
+      'workflow',
+      'engine',
+      'services',
+      'functions',
+    ]);
     return { commit: git(['rev-parse', 'HEAD']), modified: dirty.length > 0 };
   } catch {
     return { commit: 'unknown', modified: true };

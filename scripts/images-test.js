@@ -11,7 +11,7 @@
  * It prints, per image: production node_modules MB, image MB, idle RSS MB (the node process, 3 s
  * after it is ready) and start-to-ready ms (node's start to the first 200 on /healthz, what a KEDA
  * scale-from-zero waits), and fails a function image above FUNCTION_TARGETS (issue 15). A function
- * image holds its own workspace and sdk/, never shared/, and boots without DATABASE_URL unless it
+ * image holds its own workspace and sdk/, never engine/ nor workflow/, and boots without DATABASE_URL unless it
  * depends on pg.
  *
  * Registries of images are out of reach here, so the base (NODE_IMAGE) is a stand-in made once per
@@ -378,14 +378,14 @@ async function main() {
         failures.push(`${image}: runs as root (USER '${user}', uid ${uid})`);
         continue;
       }
-      // Only its own workspace (a function: its bundle, no sdk/ nor shared/; a service: shared/ and
-      // sdk/ under it), and no package the lockfile marks dev-only.
+      // Only its own workspace (a function: its bundle, no sdk/, workflow/ nor engine/; a service:
+      // engine/, workflow/ and sdk/ under it), and no package the lockfile marks dev-only.
       const workspace = buildArgs.WORKSPACE ?? 'template';
       const isFunction = template || workspace.startsWith('functions/');
       // A glob that matches nothing (a bundled function has no node_modules) is not an error.
       const listing = shellIn(container, 'ls -d /app/*/* /app/node_modules/@*/* 2>/dev/null; true').split('\n');
       const workspaceDirs = ['/app/services/', '/app/functions/', '/app/cli/'];
-      if (isFunction && !template) workspaceDirs.push('/app/shared/', '/app/sdk/');
+      if (isFunction && !template) workspaceDirs.push('/app/engine/', '/app/workflow/', '/app/sdk/');
       const others = listing.filter((l) => workspaceDirs.some((d) => l.startsWith(d)) && l !== `/app/${workspace}`);
       const devOnly = listing.map((l) => l.replace(/^\/app\//, '')).filter((l) => devOnlyAtBuild.has(l));
       if (others.length || devOnly.length) {

@@ -17,7 +17,7 @@ const {
   migrationDatabaseUrl,
   parseEnv,
   seedDemoData,
-} = require('../shared/dist');
+} = require('../engine/dist');
 
 async function main() {
   const env = loadConfigOrExit(() => parseEnv(baseEnv));

@@ -125,9 +125,9 @@ class BaseSystem {
 
 class BatonSystem extends BaseSystem {
   async setup() {
-    const shared = require('@baton/shared');
+    const engine = require('@baton/engine');
     await this.createDatabase();
-    await shared.migrate(this.databaseUrl);
+    await engine.migrate(this.databaseUrl);
     this.redis = new infra.Redis(this.ctx.redisUrl);
     this.functionProcesses = this.ctx.functionProcesses ?? 1;
     const [port, coordinatorMetrics] = [await infra.freePort(), await infra.freePort()];

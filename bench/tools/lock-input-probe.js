@@ -7,7 +7,7 @@
  */
 const path = require('node:path');
 const ROOT = path.resolve(__dirname, '..', '..');
-const shared = require('@baton/shared');
+const engine = require('@baton/engine');
 const { lockAndRecord, loadExecutionsOf } = require(path.join(ROOT, 'services/coordinator/dist/run-store.js'));
 const { Pool, Client } = require('pg');
 const crypto = require('node:crypto');
@@ -23,7 +23,7 @@ const SERVER =
   await admin.query(`CREATE DATABASE ${db}`);
   const url = withDatabase(SERVER, db);
   try {
-    await shared.migrate(url);
+    await engine.migrate(url);
     const pool = new Pool({ connectionString: url, max: 1 });
     await pool.query(`INSERT INTO workflow_definitions (name, version, spec, spec_hash) VALUES ('w', 1, '{}', 'x')`);
     const pad = 'x'.repeat(280);

@@ -1,6 +1,6 @@
 /**
- * The error codes the CLI makes itself. The CLI ships without @baton/shared, so it cannot import the
- * registry (`ErrorCode` in shared/src/error-codes.ts): these mirror their entries there, and
+ * The error codes the CLI makes itself. The CLI ships without @baton/workflow, so it cannot import the
+ * registry (`ErrorCode` in workflow/src/error-codes.ts): these mirror their entries there, and
  * test/unit/error-codes.test.ts checks they match. Every other code the CLI shows comes from the
  * API's error body; a non-JSON error answer is shown as `HTTP_<status>`.
  */

@@ -10,7 +10,7 @@ const { execFileSync, spawn } = require('node:child_process');
 const { write } = require('./output');
 const { portOrFree, freePorts, pollUntil } = require('./ports');
 const procs = require('./procs');
-const { ROOT, requireFromShared } = require('./settings');
+const { ROOT, requireFromEngine } = require('./settings');
 
 const { DevError } = procs;
 const DATA_DIR = path.join(ROOT, '.dev', 'postgres');
@@ -50,7 +50,7 @@ async function resolvePostgres(settings, log) {
 
 /** Connects to the server's maintenance database (the app database may not exist yet). */
 async function probePostgres(url) {
-  const { Client } = requireFromShared('pg');
+  const { Client } = requireFromEngine('pg');
   const maintenance = new URL(url);
   maintenance.pathname = '/postgres';
   const client = new Client({ connectionString: maintenance.toString(), connectionTimeoutMillis: 3_000 });

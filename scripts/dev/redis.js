@@ -12,7 +12,7 @@ const { promisify } = require('node:util');
 const { write } = require('./output');
 const { portOrFree, freePorts, pollUntil } = require('./ports');
 const procs = require('./procs');
-const { ROOT, loadShared, requireFromShared } = require('./settings');
+const { ROOT, loadEngine, requireFromEngine } = require('./settings');
 
 const { DevError } = procs;
 const DATA_DIR = path.join(ROOT, '.dev', 'redis');
@@ -24,7 +24,7 @@ const HOW_TO_START =
  * environment already names the server); `stop` is set when the runner started the server itself.
  */
 async function resolveRedis(settings, log) {
-  const { redisOptionsFrom } = loadShared();
+  const { redisOptionsFrom } = loadEngine();
   if (process.env.REDIS_CLUSTER_NODES) {
     const options = redisOptionsFrom({
       REDIS_URL: process.env.REDIS_URL || undefined,
@@ -107,7 +107,7 @@ function describe({ host, port, db, tls }) {
 
 /** One connection attempt and a PING; never retries (the runner decides what to do instead). */
 async function pingRedis(options) {
-  const { Redis } = requireFromShared('ioredis');
+  const { Redis } = requireFromEngine('ioredis');
   const client = new Redis({
     ...options,
     lazyConnect: true,
@@ -172,7 +172,7 @@ async function startRedisServer(port, pidFile, log) {
 
 /** `cluster_state` of the node (ok, fail), or why it could not be read. */
 async function clusterState(node, options) {
-  const { Redis } = requireFromShared('ioredis');
+  const { Redis } = requireFromEngine('ioredis');
   const client = new Redis({
     host: node.host,
     port: node.port,

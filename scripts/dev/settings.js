@@ -45,16 +45,26 @@ function readSettings(env = process.env) {
   };
 }
 
-/** The built shared library, or a clear instruction when it has not been built. */
-function loadShared() {
-  const dist = path.join(ROOT, 'shared', 'dist', 'index.js');
-  if (!fs.existsSync(dist)) throw new DevError('shared/dist/index.js missing — run npm run build');
+/** A built library (`engine`, `workflow`), or a clear instruction when it has not been built. */
+function loadBuilt(dir) {
+  const dist = path.join(ROOT, dir, 'dist', 'index.js');
+  if (!fs.existsSync(dist)) throw new DevError(`${dir}/dist/index.js missing — run npm run build`);
   return require(dist);
 }
 
-/** A dependency of the shared library (pg, ioredis), resolved from there rather than from hoisting luck. */
-function requireFromShared(name) {
-  return require(require.resolve(name, { paths: [path.join(ROOT, 'shared')] }));
+/** The built engine library (@baton/engine). */
+function loadEngine() {
+  return loadBuilt('engine');
 }
 
-module.exports = { ROOT, DEFAULT_DATABASE_URL, readSettings, loadShared, requireFromShared };
+/** The built workflow language (@baton/workflow): its errors, for one. */
+function loadWorkflow() {
+  return loadBuilt('workflow');
+}
+
+/** A dependency of the engine library (pg, ioredis), resolved from there rather than from hoisting luck. */
+function requireFromEngine(name) {
+  return require(require.resolve(name, { paths: [path.join(ROOT, 'engine')] }));
+}
+
+module.exports = { ROOT, DEFAULT_DATABASE_URL, readSettings, loadEngine, loadWorkflow, requireFromEngine };

@@ -6,7 +6,7 @@ import { redisKeys } from './keys';
  * Every process that serves /metrics registers itself in Redis with a heartbeat, so the gateway
  * can answer Prometheus HTTP service discovery (`GET /v1/prometheus/targets`) with the live ones:
  * a plain Prometheus (compose, bare metal) finds every component without static config. In
- * Kubernetes a PodMonitor does the same job. (The gateway's reading side is shared/src/discovery.ts.)
+ * Kubernetes a PodMonitor does the same job. (The gateway's reading side is engine/src/discovery.ts.)
  */
 export interface ProcessTarget {
   component: string;

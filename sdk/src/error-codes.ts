@@ -1,7 +1,7 @@
 /**
  * The error codes the function runtime itself produces (step errors the coordinator records and
  * `GET /v1/runs/:id` shows). They are part of Baton's registry of codes (`ErrorCode` in
- * shared/src/error-codes.ts, which takes them from here): never change one, add a new one instead.
+ * workflow/src/error-codes.ts, which takes them from here): never change one, add a new one instead.
  * A function's own codes are its own (`NonRetryableError('CUSTOMER_NOT_FOUND', …)`).
  *
  * "Retryable" says whether the step's retry policy applies.

@@ -1,6 +1,6 @@
 /**
  * Every Redis key and channel Baton names, built here and nowhere else (as BullMQ's queue-keys.ts
- * does for a queue's own keys; `@baton/shared` re-exports them, so the function runtime and the
+ * does for a queue's own keys; `@baton/engine` re-exports them, so the function runtime and the
  * engine agree on every name). All live under the prefix (`BATON_QUEUE_PREFIX`, default `baton`).
  *
  * Queue names carry their own Redis Cluster hash tag: with prefix `baton`, the function queue

@@ -7,7 +7,7 @@ import client from 'prom-client';
  * Labels never carry run or step ids, so cardinality stays bounded by workflows × functions.
  *
  * One registry per process: the function runtime's step metrics are defined here, the engine's
- * (runs, coordinator batches, HTTP) on the same registry in shared/src/metrics.ts.
+ * (runs, coordinator batches, HTTP) on the same registry in engine/src/metrics.ts.
  */
 export const registry = new client.Registry();
 

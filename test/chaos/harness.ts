@@ -17,7 +17,7 @@ import {
   redisOptionsFrom,
   seedDemoData,
   type RedisConnection,
-} from '@baton/shared';
+} from '@baton/engine';
 import { freePort, withDatabase } from '../support/env';
 import { Ledger } from './ledger';
 import { drive, tally, type LoadOptions, type RequestResult, type RunRequest } from './load';

@@ -11,7 +11,8 @@ module.exports = {
   displayName: 'chaos',
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.json' }] },
   moduleNameMapper: {
-    '^@baton/shared$': '<rootDir>/shared/src/index.ts',
+    '^@baton/workflow$': '<rootDir>/workflow/src/index.ts',
+    '^@baton/engine$': '<rootDir>/engine/src/index.ts',
     '^@baton/sdk$': '<rootDir>/sdk/src/index.ts',
   },
   modulePathIgnorePatterns: ['<rootDir>/.tools/', '<rootDir>/.dev/'],

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { createPool, withTransaction } from '@baton/shared';
+import { createPool, withTransaction } from '@baton/engine';
 
 /**
  * Found by the chaos suite ("PostgreSQL connections terminated"): a pool client that is checked out

@@ -18,7 +18,7 @@ import {
 } from './harness';
 import { rng, type LoadOptions, type RunRequest } from './load';
 import { PrivatePostgres, PrivateRedis } from './private-servers';
-import { inboxKey, INBOX_GROUP } from '@baton/shared';
+import { inboxKey, INBOX_GROUP } from '@baton/engine';
 import { TestRedisCluster } from '../support/redis-cluster';
 
 /**

@@ -11,7 +11,7 @@ import { freePort, withDatabase } from '../support/env';
 import { SMTPServer } from 'smtp-server';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { Redis } from 'ioredis';
-import { deleteKeysWithPrefix, redisOptionsFrom } from '@baton/shared';
+import { deleteKeysWithPrefix, redisOptionsFrom } from '@baton/engine';
 
 /**
  * The whole system as processes: `node scripts/dev.js` against a fresh database, a Redis key prefix

@@ -1,5 +1,5 @@
 import { Queue, Worker } from 'bullmq';
-import { createLogger, createRedis, functionQueueName, startMetricsServer } from '@baton/shared';
+import { createLogger, createRedis, functionQueueName, startMetricsServer } from '@baton/engine';
 import { BacklogReader, backlogRoute, type Backlog } from '../../services/coordinator/src/backlog';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 

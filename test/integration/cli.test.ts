@@ -5,13 +5,8 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import {
-  coordinatorQueue,
-  createLogger,
-  defineFunction,
-  NonRetryableError,
-  type CoordinatorClient,
-} from '@baton/shared';
+import { NonRetryableError } from '@baton/workflow';
+import { coordinatorQueue, createLogger, defineFunction, type CoordinatorClient } from '@baton/engine';
 import { createApp } from '../../services/gateway/src/app';
 import type { GatewayConfig } from '../../services/gateway/src/config';
 import { startEngine, type Engine } from '../support/engine';

@@ -1,15 +1,15 @@
+import { NonRetryableError } from '@baton/workflow';
 import {
   coordinatorQueue,
   createLogger,
   defineFunction,
   deleteKeysWithPrefix,
-  NonRetryableError,
   saveDefinition,
   startFunctionWorker,
   type FunctionWorker,
   type PoolClient,
   type CoordinatorClient,
-} from '@baton/shared';
+} from '@baton/engine';
 import type { Express } from 'express';
 import request from 'supertest';
 import { z } from 'zod';

@@ -1,4 +1,4 @@
-import { defineFunction, saveDefinition, deleteKeysWithPrefix, inboxKey, INBOX_GROUP, metrics } from '@baton/shared';
+import { defineFunction, saveDefinition, deleteKeysWithPrefix, inboxKey, INBOX_GROUP, metrics } from '@baton/engine';
 import { z } from 'zod';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 import { startEngine, type Engine } from '../support/engine';

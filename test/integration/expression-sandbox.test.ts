@@ -1,4 +1,5 @@
-import { configureExpressions, defineFunction, publishEvent, saveDefinition } from '@baton/shared';
+import { configureExpressions } from '@baton/workflow';
+import { defineFunction, publishEvent, saveDefinition } from '@baton/engine';
 import { z } from 'zod';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, type TestEnv } from '../support/env';

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
-import { defineFunction, ErrorCode, NonRetryableError, saveDefinition } from '@baton/shared';
+import { ErrorCode, NonRetryableError } from '@baton/workflow';
+import { defineFunction, saveDefinition } from '@baton/engine';
 import { z } from 'zod';
 import { lockAndRecord } from '../../services/coordinator/src/run-store';
 import { payloads } from '../../services/coordinator/src/payload-cache';

@@ -1,4 +1,5 @@
-import { defineFunction, NonRetryableError, saveDefinition } from '@baton/shared';
+import { NonRetryableError } from '@baton/workflow';
+import { defineFunction, saveDefinition } from '@baton/engine';
 import type { Express } from 'express';
 import request from 'supertest';
 import { z } from 'zod';

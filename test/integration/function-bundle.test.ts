@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadDefinitionsFromDir } from '@baton/shared';
+import { loadDefinitionsFromDir } from '@baton/engine';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, freePort, waitFor, type TestEnv } from '../support/env';
 import { pdfText, startSmtp, type TestSmtp } from '../support/mail';

@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import request from 'supertest';
 import { z } from 'zod';
-import { createLogger, defineFunction, functionQueueName, saveDefinition } from '@baton/shared';
+import { createLogger, defineFunction, functionQueueName, saveDefinition } from '@baton/engine';
 import { createApp } from '../../services/gateway/src/app';
 import { BacklogReader } from '../../services/coordinator/src/backlog';
 import { startEngine, type Engine } from '../support/engine';

@@ -9,7 +9,7 @@ import {
   startFunctionWorker,
   type FunctionWorker,
   type RateLimit,
-} from '@baton/shared';
+} from '@baton/engine';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, type TestEnv } from '../support/env';
 

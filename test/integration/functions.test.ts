@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { NonRetryableError } from '@baton/shared';
+import { NonRetryableError } from '@baton/workflow';
 import nodemailer from 'nodemailer';
 import { createCreateInvoice, type CreateInvoiceOutput } from '../../functions/create-invoice/src/index';
 import { createFetchOrders, type FetchOrdersOutput } from '../../functions/fetch-orders/src/index';

@@ -4,15 +4,14 @@ import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Server } from 'node:http';
 import fc from 'fast-check';
+import { evaluate, resolveTemplate } from '@baton/workflow';
 import {
   coordinatorQueue,
   createLogger,
-  evaluate,
   parseDefinitionText,
-  resolveTemplate,
   saveDefinition,
   type CoordinatorClient,
-} from '@baton/shared';
+} from '@baton/engine';
 import { createApp } from '../../services/gateway/src/app';
 import type { GatewayConfig } from '../../services/gateway/src/config';
 import { createTestEnv, type TestEnv } from '../support/env';

@@ -6,7 +6,7 @@ import {
   setWorkflowPaused,
   startFunctionWorker,
   type FunctionWorker,
-} from '@baton/shared';
+} from '@baton/engine';
 import { startEngine, TERMINAL, type Engine } from '../support/engine';
 import { waitFor } from '../support/env';
 import { useGatewaySuite } from '../support/gateway-suite';

@@ -1,4 +1,4 @@
-import { coordinatorQueue, createPool, type CoordinatorClient, type Pool } from '@baton/shared';
+import { coordinatorQueue, createPool, type CoordinatorClient, type Pool } from '@baton/engine';
 import request from 'supertest';
 import { createTestEnv, freePort, withDatabase, type TestEnv } from '../support/env';
 import { testApp } from '../support/gateway';

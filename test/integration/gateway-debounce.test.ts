@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { z } from 'zod';
-import { createLogger, defineFunction, saveDefinition } from '@baton/shared';
+import { createLogger, defineFunction, saveDefinition } from '@baton/engine';
 import { Debouncer } from '../../services/coordinator/src';
 import { startEngine, type Engine } from '../support/engine';
 import { waitFor } from '../support/env';

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { z } from 'zod';
-import { defineFunction, saveDefinition, type Pool } from '@baton/shared';
+import { defineFunction, saveDefinition, type Pool } from '@baton/engine';
 import { startEngine, type Engine } from '../support/engine';
 import { waitFor } from '../support/env';
 import { UUID, useGatewaySuite } from '../support/gateway-suite';

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { createPool } from '@baton/shared';
+import { createPool } from '@baton/engine';
 import { loadGatewayConfig } from '../../services/gateway/src/config';
 import type { TestEnv } from '../support/env';
 import { UUID, useGatewaySuite } from '../support/gateway-suite';

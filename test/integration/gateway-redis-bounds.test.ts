@@ -11,7 +11,7 @@ import {
   queueContext,
   saveDefinition,
   type CoordinatorClient,
-} from '@baton/shared';
+} from '@baton/engine';
 import { createApp } from '../../services/gateway/src/app';
 import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS, loadGatewayConfig } from '../../services/gateway/src/config';
 import { createApiServer } from '../../services/gateway/src/http/security';

@@ -1,6 +1,6 @@
 import type { Express } from 'express';
 import request from 'supertest';
-import { inboxKey } from '@baton/shared';
+import { inboxKey } from '@baton/engine';
 import type { TestEnv } from '../support/env';
 import { UUID, useGatewaySuite } from '../support/gateway-suite';
 

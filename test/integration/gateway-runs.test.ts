@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Express } from 'express';
 import request, { type Response } from 'supertest';
-import { saveDefinition } from '@baton/shared';
+import { saveDefinition } from '@baton/engine';
 import type { TestEnv } from '../support/env';
 import { useGatewaySuite } from '../support/gateway-suite';
 

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { z } from 'zod';
-import { defineFunction, saveDefinition } from '@baton/shared';
+import { defineFunction, saveDefinition } from '@baton/engine';
 import { startEngine, type Engine } from '../support/engine';
 import { UUID, useGatewaySuite } from '../support/gateway-suite';
 

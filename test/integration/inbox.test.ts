@@ -10,7 +10,7 @@ import {
   INBOX_GROUP,
   redisOptionsFrom,
   type InboxMessage,
-} from '@baton/shared';
+} from '@baton/engine';
 import { InboxConsumer, type InboxConsumerOptions } from '../../services/coordinator/src/inbox-consumer';
 import { waitFor } from '../support/env';
 

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { loadDefinitionsFromDir } from '@baton/shared';
+import { loadDefinitionsFromDir } from '@baton/engine';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 import { createEmitEvents } from '../../functions/emit-events/src/index';

@@ -14,7 +14,7 @@ import {
   saveDefinition,
   startMetricsServer,
   TARGET_TTL_MS,
-} from '@baton/shared';
+} from '@baton/engine';
 import type { Express } from 'express';
 import pino from 'pino';
 import request from 'supertest';

@@ -4,14 +4,8 @@ import addFormats from 'ajv-formats';
 import type { Express } from 'express';
 import request, { type Response } from 'supertest';
 import { z } from 'zod';
-import {
-  coordinatorQueue,
-  createLogger,
-  defineFunction,
-  NonRetryableError,
-  saveDefinition,
-  type CoordinatorClient,
-} from '@baton/shared';
+import { NonRetryableError } from '@baton/workflow';
+import { coordinatorQueue, createLogger, defineFunction, saveDefinition, type CoordinatorClient } from '@baton/engine';
 import { NOT_IN_API } from '../../services/gateway/src/api/openapi';
 import { createApp } from '../../services/gateway/src/app';
 import type { GatewayConfig } from '../../services/gateway/src/config';

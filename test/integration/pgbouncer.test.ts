@@ -6,7 +6,7 @@ import {
   loadDefinitionsFromDir,
   saveDefinition,
   type Pool,
-} from '@baton/shared';
+} from '@baton/engine';
 import pg from 'pg';
 import { createPostgresPool } from '@baton/sdk';
 import { startEngine, type Engine } from '../support/engine';

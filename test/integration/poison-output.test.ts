@@ -1,4 +1,4 @@
-import { createLogger, defineFunction, saveDefinition, startFunctionWorker, type FunctionWorker } from '@baton/shared';
+import { createLogger, defineFunction, saveDefinition, startFunctionWorker, type FunctionWorker } from '@baton/engine';
 import { z } from 'zod';
 import { createTransform } from '../../functions/transform/src/index';
 import { createTestEnv, type TestEnv } from '../support/env';

@@ -8,7 +8,7 @@ import {
   metrics,
   saveDefinition,
   startRun,
-} from '@baton/shared';
+} from '@baton/engine';
 import { Coordinator, Reconciler } from '../../services/coordinator/src';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 

@@ -15,7 +15,7 @@ import {
   syncSchedules,
   getDefinition,
   type RedisConnection,
-} from '@baton/shared';
+} from '@baton/engine';
 import { createApp } from '../../services/gateway/src/app';
 import { startEngine, type Engine } from '../support/engine';
 import * as scenarios from '../support/engine-scenarios';

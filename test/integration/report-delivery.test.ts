@@ -1,5 +1,5 @@
+import { NonRetryableError } from '@baton/workflow';
 import {
-  NonRetryableError,
   createLogger,
   createRedis,
   type RedisConnection,
@@ -11,7 +11,7 @@ import {
   startFunctionWorker,
   type FunctionDefinition,
   type FunctionWorker,
-} from '@baton/shared';
+} from '@baton/engine';
 import { z } from 'zod';
 import { PrivateRedis } from '../chaos/private-servers';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';

@@ -1,4 +1,4 @@
-import { defineFunction, saveDefinition, type InboxMessage } from '@baton/shared';
+import { defineFunction, saveDefinition, type InboxMessage } from '@baton/engine';
 import { z } from 'zod';
 import { createTestEnv, type TestEnv } from '../support/env';
 import { startEngine, type Engine } from '../support/engine';

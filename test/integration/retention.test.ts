@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import request from 'supertest';
 import { z } from 'zod';
-import { defineFunction, metrics, NonRetryableError, saveDefinition } from '@baton/shared';
+import { NonRetryableError } from '@baton/workflow';
+import { defineFunction, metrics, saveDefinition } from '@baton/engine';
 import { RetentionSweeper, type SweepResult } from '../../services/coordinator/src/retention';
 import { startEngine, type Engine } from '../support/engine';
 import { waitFor } from '../support/env';
@@ -29,7 +30,7 @@ const fast = { attempts: 1 };
 const oneSecond = { succeeded: '1s', failed: '1s', cancelled: '1s' };
 
 /** Rows of each table a run owns. */
-async function ownedRows(pool: import('@baton/shared').Pool, runIds: string[]): Promise<Record<string, number>> {
+async function ownedRows(pool: import('@baton/engine').Pool, runIds: string[]): Promise<Record<string, number>> {
   const { rows } = await pool.query<Record<string, number>>(
     `SELECT (SELECT count(*)::int FROM runs WHERE id = ANY($1::uuid[])) AS runs,
             (SELECT count(*)::int FROM step_executions WHERE run_id = ANY($1::uuid[])) AS step_executions,

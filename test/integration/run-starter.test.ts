@@ -1,17 +1,16 @@
+import { NotFoundError, ValidationError } from '@baton/workflow';
 import {
   coordinatorQueue,
   createPool,
   getDefinition,
   inboxKey,
-  NotFoundError,
   RunStarter,
   saveDefinition,
   startRun,
-  ValidationError,
   type Pool,
   type StartedRun,
   type CoordinatorClient,
-} from '@baton/shared';
+} from '@baton/engine';
 import { createTestEnv, type TestEnv } from '../support/env';
 
 /**

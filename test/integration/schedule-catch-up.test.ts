@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { coordinatorQueue, createLogger, saveDefinition, syncSchedules, type CoordinatorClient } from '@baton/shared';
+import { coordinatorQueue, createLogger, saveDefinition, syncSchedules, type CoordinatorClient } from '@baton/engine';
 import { Coordinator } from '../../services/coordinator/src';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 

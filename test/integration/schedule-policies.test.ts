@@ -1,5 +1,6 @@
 import { CronExpressionParser } from 'cron-parser';
-import { saveDefinition, syncSchedules, tickJobId, tickTimeOfJob } from '@baton/shared';
+import { tickJobId, tickTimeOfJob } from '@baton/workflow';
+import { saveDefinition, syncSchedules } from '@baton/engine';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 

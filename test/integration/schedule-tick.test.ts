@@ -7,7 +7,7 @@ import {
   saveDefinition,
   type Pool,
   type TriggerMessage,
-} from '@baton/shared';
+} from '@baton/engine';
 import type { Queue } from 'bullmq';
 import { Coordinator } from '../../services/coordinator/src';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { saveDefinition } from '@baton/shared';
+import { saveDefinition } from '@baton/engine';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, freePort, waitFor, type TestEnv } from '../support/env';
 
@@ -124,7 +124,7 @@ describe('@baton/sdk, packed and installed outside the workspace', () => {
     expect(listing.filter((f) => f.endsWith('.tsbuildinfo'))).toEqual([]);
     const manifest = JSON.parse(fs.readFileSync(path.join(project, 'node_modules/@baton/sdk/package.json'), 'utf8'));
     const text = JSON.stringify(manifest);
-    expect(text).not.toMatch(/workspace:|file:|link:|@baton\/shared/);
+    expect(text).not.toMatch(/workspace:|file:|link:|@baton\/(engine|workflow|shared)/);
     expect(manifest.private).toBeUndefined();
     expect(manifest.main).toBe('dist/index.js');
     expect(manifest.types).toBe('dist/index.d.ts');

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { coordinatorQueue, createLogger, type CoordinatorClient, type RedisConnection } from '@baton/shared';
+import { coordinatorQueue, createLogger, type CoordinatorClient, type RedisConnection } from '@baton/engine';
 import { createApp } from '../../services/gateway/src/app';
 import { DEFAULT_RATE_LIMIT, loadGatewayConfig, type GatewayConfig } from '../../services/gateway/src/config';
 import { DASHBOARD_CSP } from '../../services/gateway/src/routes/dashboard';

@@ -1,4 +1,4 @@
-import { createLogger, createPool, defineFunction, saveDefinition, type Pool } from '@baton/shared';
+import { createLogger, createPool, defineFunction, saveDefinition, type Pool } from '@baton/engine';
 import { z } from 'zod';
 import { Coordinator } from '../../services/coordinator/src';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
@@ -8,7 +8,7 @@ import { startEngine, type Engine } from '../support/engine';
  * Issue #12, defect 6: PostgreSQL sessions had no statement, lock or idle-in-transaction bounds, so a
  * coordinator frozen inside a transaction (SIGSTOP, a partition) held its runs' row locks for ever and
  * every other coordinator waiting for them froze too. Baton's pools now bound every session
- * (shared/src/db/pool.ts, BATON_PG_* settings).
+ * (engine/src/db/pool.ts, BATON_PG_* settings).
  */
 const noop = defineFunction({
   name: 'bounds-noop',

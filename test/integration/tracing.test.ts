@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { defineFunction, saveDefinition, startTracing, type TracingHandle } from '@baton/shared';
+import { defineFunction, saveDefinition, startTracing, type TracingHandle } from '@baton/engine';
 import request from 'supertest';
 import { z } from 'zod';
 import { testApp } from '../support/gateway';

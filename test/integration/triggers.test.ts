@@ -1,5 +1,5 @@
 import { Coordinator, Reconciler } from '../../services/coordinator/src';
-import { createLogger, defineFunction, saveDefinition } from '@baton/shared';
+import { createLogger, defineFunction, saveDefinition } from '@baton/engine';
 import type { Express } from 'express';
 import request from 'supertest';
 import { z } from 'zod';

@@ -1,4 +1,4 @@
-import { createLogger, defineFunction, saveDefinition, startFunctionWorker, type FunctionWorker } from '@baton/shared';
+import { createLogger, defineFunction, saveDefinition, startFunctionWorker, type FunctionWorker } from '@baton/engine';
 import { z } from 'zod';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
 import { startEngine, type Engine } from '../support/engine';

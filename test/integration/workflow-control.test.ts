@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { defineFunction, NonRetryableError, saveDefinition } from '@baton/shared';
+import { NonRetryableError } from '@baton/workflow';
+import { defineFunction, saveDefinition } from '@baton/engine';
 import type { Express } from 'express';
 import request from 'supertest';
 import { z } from 'zod';

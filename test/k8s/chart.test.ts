@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { SHUTDOWN_TIMEOUT_MS } from '@baton/shared';
+import { SHUTDOWN_TIMEOUT_MS } from '@baton/engine';
 import {
   ALL_APIS,
   CHART,
@@ -29,7 +29,7 @@ import {
  * KEDA schemas, and the properties the chart promises (hardening, scaling, least privilege).
  */
 
-/** Metrics the dashboard must chart (sdk/src/metrics.ts, shared/src/metrics.ts and prom-client's defaults). */
+/** Metrics the dashboard must chart (sdk/src/metrics.ts, engine/src/metrics.ts and prom-client's defaults). */
 const DASHBOARD_METRICS = [
   'baton_runs_total',
   'baton_run_duration_seconds',
@@ -950,10 +950,10 @@ describe('helm test script (files/tests/run-invoice.js) against a stub gateway',
   }, 20_000);
 });
 
-/** Metric names defined in sdk/src/metrics.ts and shared/src/metrics.ts (the public contract dashboards and alerts use). */
+/** Metric names defined in sdk/src/metrics.ts and engine/src/metrics.ts (the public contract dashboards and alerts use). */
 /** Every baton_* metric the code declares: the shared ones and the coordinator's queue gauges. */
 function definedMetrics(): string[] {
-  const files = ['sdk/src/metrics.ts', 'shared/src/metrics.ts', 'services/coordinator/src/queue-metrics.ts'];
+  const files = ['sdk/src/metrics.ts', 'engine/src/metrics.ts', 'services/coordinator/src/queue-metrics.ts'];
   return files.flatMap((file) => {
     const source = fs.readFileSync(path.join(ROOT, file), 'utf8');
     return [...source.matchAll(/name: '(baton_[a-z_]+)'/g)].map((m) => m[1]);

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { createLogger, type FunctionContext, type StepLog } from '@baton/shared';
+import { createLogger, type FunctionContext, type StepLog } from '@baton/engine';
 
 export interface RecordedLogLine {
   level: 'debug' | 'info' | 'warn' | 'error';

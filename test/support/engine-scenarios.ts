@@ -1,7 +1,8 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 import { z } from 'zod';
-import { defineFunction, NonRetryableError, saveDefinition, type FunctionDefinition, type Pool } from '@baton/shared';
+import { NonRetryableError } from '@baton/workflow';
+import { defineFunction, saveDefinition, type FunctionDefinition, type Pool } from '@baton/engine';
 
 type AnyFunction = FunctionDefinition<any, any>;
 import { createCreateInvoice } from '../../functions/create-invoice/src/index';

@@ -1,5 +1,5 @@
+import { closeExpressionPool } from '@baton/workflow';
 import {
-  closeExpressionPool,
   coordinatorQueue,
   createLogger,
   getDefinition,
@@ -10,7 +10,7 @@ import {
   type FunctionWorker,
   type RunTrigger,
   type CoordinatorClient,
-} from '@baton/shared';
+} from '@baton/engine';
 import { BulkOperations, Coordinator, Reconciler } from '../../services/coordinator/src';
 import { waitFor, type TestEnv } from './env';
 

@@ -16,7 +16,7 @@ import {
   type DatabaseSettings,
   type Pool,
   type QueueContext,
-} from '@baton/shared';
+} from '@baton/engine';
 
 /**
  * Isolation for integration suites: each gets a fresh database (migrated and seeded) and a Redis

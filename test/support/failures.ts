@@ -1,4 +1,4 @@
-import { BatonError } from '@baton/shared';
+import { BatonError } from '@baton/workflow';
 
 /** The BatonError a promise rejects with (fails the test when it resolves, or rejects otherwise). */
 export async function failure(promise: Promise<unknown>): Promise<BatonError> {

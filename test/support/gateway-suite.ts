@@ -9,7 +9,7 @@ import {
   saveDefinition,
   type Pool,
   type CoordinatorClient,
-} from '@baton/shared';
+} from '@baton/engine';
 import { createApp } from '../../services/gateway/src/app';
 import type { GatewayConfig } from '../../services/gateway/src/config';
 import { createTestEnv, type TestEnv } from './env';

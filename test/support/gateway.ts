@@ -1,4 +1,4 @@
-import { createLogger, type CoordinatorClient } from '@baton/shared';
+import { createLogger, type CoordinatorClient } from '@baton/engine';
 import type { Express } from 'express';
 import { createApp, type AppDeps } from '../../services/gateway/src/app';
 import { loadGatewayConfig, type GatewayConfig } from '../../services/gateway/src/config';

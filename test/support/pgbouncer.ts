@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import pg from 'pg';
-import { DEFAULT_PG_LIMITS } from '@baton/shared';
+import { DEFAULT_PG_LIMITS } from '@baton/engine';
 import { writeConfig } from '../../scripts/dev/pgbouncer-config';
 import { freePort, waitFor } from './env';
 

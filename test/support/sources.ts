@@ -4,8 +4,11 @@ import path from 'node:path';
 /** The repository root. */
 export const ROOT = path.resolve(__dirname, '../..');
 
-/** Where shipped TypeScript lives: the SDK, the shared library, each service's and function's src/, the CLI. */
-const SOURCE_DIRS = ['sdk/src', 'shared/src', 'services', 'functions', 'cli/src'];
+/**
+ * Where shipped TypeScript lives: the SDK, the workflow language, the engine library, each service's
+ * and function's src/, the CLI.
+ */
+const SOURCE_DIRS = ['sdk/src', 'workflow/src', 'engine/src', 'services', 'functions', 'cli/src'];
 
 /**
  * Every shipped `.ts` source file (no declarations, tests, scripts, dist or node_modules), relative

@@ -14,7 +14,7 @@ import path from 'node:path';
  * 3. A name is looked up from the repository root; else from its scope: the folders named in the
  *    first cell of its table row, and the folder a `## <folder>/ — …` heading names (each also with
  *    `src/` appended); else inside a folder or next to a file found earlier in the same row
- *    (`env.ts` after `support/`, `expression-worker.js` after `workflow/expressions.ts`).
+ *    (`env.ts` after `support/`, `expression-worker.js` after `expressions.ts`).
  */
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -86,19 +86,19 @@ describe('docs/ARCHITECTURE.md names only paths that exist', () => {
     const checkedIn = (doc: string) => missingPaths(doc).checked.map((m) => m.name);
 
     it('looks names up from the root, the row and heading scopes, and next to earlier paths', () => {
-      expect(missingIn('See `shared/src/runs.ts` and `README.md`.')).toEqual([]);
+      expect(missingIn('See `engine/src/runs.ts` and `README.md`.')).toEqual([]);
       expect(missingIn('| `services/gateway/` | `http/security.ts`, `public/` |')).toEqual([]);
-      expect(missingIn('## shared/ — the library\n\n| `x` | `workflow/planner.ts` |')).toEqual([]);
-      expect(missingIn('## shared/ — x\n\n| `workflow/expressions.ts` | `expression-worker.js` |')).toEqual([]);
-      expect(missingIn('See `shared/src/gone.ts`; `nowhere/`.')).toEqual(['shared/src/gone.ts', 'nowhere/']);
-      expect(missingIn('## shared/ — x\n\n| `x` | `gone.ts` |')).toEqual(['gone.ts']);
+      expect(missingIn('## engine/ — the library\n\n| `x` | `workflow/store.ts` |')).toEqual([]);
+      expect(missingIn('## workflow/ — x\n\n| `expressions.ts` | `expression-worker.js` |')).toEqual([]);
+      expect(missingIn('See `engine/src/gone.ts`; `nowhere/`.')).toEqual(['engine/src/gone.ts', 'nowhere/']);
+      expect(missingIn('## engine/ — x\n\n| `x` | `gone.ts` |')).toEqual(['gone.ts']);
       expect(missingIn('| `test/` | `unit/` (`sql-safety.test.ts`), `support/` (`env.ts`) |')).toEqual([]);
     });
 
     it('skips placeholders, globs, code blocks and what is not a path', () => {
       expect(checkedIn('`functions/<name>/`, `*-store.ts`, `NNN.do.<what>.sql`, `{fn.<function>}`')).toEqual([]);
       expect(checkedIn('| `functions/<name>/` | `src/index.ts`, `src/main.ts` |')).toEqual([]);
-      expect(checkedIn('```\n`shared/src/gone.ts`\n```')).toEqual([]);
+      expect(checkedIn('```\n`engine/src/gone.ts`\n```')).toEqual([]);
       expect(checkedIn('`/v1/runs/:id`, `BATON_QUEUE_PREFIX`, `runs.metadata.trace`, `POST /v1/runs`')).toEqual([]);
     });
   });

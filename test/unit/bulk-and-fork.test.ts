@@ -1,4 +1,4 @@
-import { downstreamOf, parseWorkflowDefinition, planFork, planRun, type StepExecutionState } from '@baton/shared';
+import { downstreamOf, parseWorkflowDefinition, planFork, planRun, type StepExecutionState } from '@baton/workflow';
 import { skipReason, sliceBudget } from '../../services/coordinator/src/bulk-operations';
 
 /** The pure parts of bulk operations (pacing, skip reasons) and of fork (what a fork keeps). */

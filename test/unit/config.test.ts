@@ -1,6 +1,6 @@
+import { ConfigError } from '@baton/workflow';
 import {
   baseEnv,
-  ConfigError,
   deadInboxKey,
   inboxKey,
   inboxShardOf,
@@ -9,7 +9,7 @@ import {
   parseEnv,
   redisOptionsFrom,
   toBaseConfig,
-} from '@baton/shared';
+} from '@baton/engine';
 import { loadCoordinatorConfig } from '../../services/coordinator/src/config';
 
 describe('configuration', () => {

@@ -1,12 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import {
-  CHILD_WORKFLOW_FUNCTION,
-  parseDefinitionText,
-  parseWorkflowDefinition,
-  ValidationError,
-  findCycle,
-} from '@baton/shared';
+import { CHILD_WORKFLOW_FUNCTION, parseWorkflowDefinition, ValidationError, findCycle } from '@baton/workflow';
+import { parseDefinitionText } from '@baton/engine';
 
 function problemsOf(raw: unknown): { path: string; message: string }[] {
   try {

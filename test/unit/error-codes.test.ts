@@ -1,15 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
-import { ErrorCode, isErrorCode, runError } from '@baton/shared';
+import { ErrorCode, isErrorCode, runError } from '@baton/workflow';
 import { StepErrorCode } from '@baton/sdk';
 import { CliErrorCode } from '../../cli/src/error-codes';
 import { ROOT, shippedSourceFiles } from '../support/sources';
 
 /**
- * Error codes come from one registry, `ErrorCode` in shared/src/error-codes.ts, which spreads in the
+ * Error codes come from one registry, `ErrorCode` in workflow/src/error-codes.ts, which spreads in the
  * function runtime's own codes from the SDK (`StepErrorCode` in sdk/src/error-codes.ts: the SDK
- * depends on nothing of the engine). The scan parses every TypeScript source (sdk/src, shared/src,
+ * depends on nothing of the engine). The scan parses every TypeScript source (sdk/src, workflow/src, engine/src,
  * services/<name>/src, functions/<name>/src, cli/src) and fails on a quoted code written anywhere
  * else:
  *
@@ -24,11 +24,11 @@ import { ROOT, shippedSourceFiles } from '../support/sources';
  * reported unless they sit in one of the positions above.
  */
 
-const REGISTRY = 'shared/src/error-codes.ts';
+const REGISTRY = 'workflow/src/error-codes.ts';
 /** The runtime's codes, spread into the registry: documented in their own file. */
 const SDK_REGISTRY = 'sdk/src/error-codes.ts';
 const REGISTRIES = [REGISTRY, SDK_REGISTRY];
-/** The CLI ships without @baton/shared: its own codes are mirrored here (checked below). */
+/** The CLI ships without @baton/workflow: its own codes are mirrored here (checked below). */
 const CLI_MIRROR = 'cli/src/error-codes.ts';
 /**
  * A function depends on @baton/sdk only, as one written outside this repository: each mirrors the
@@ -114,7 +114,7 @@ function scanSource(file: string, text: string): Finding[] {
       if (isErrorCode(literal)) {
         findings.push({ file, line, literal, problem: `quoted code: use ErrorCode.${literal}` });
       } else if (CODE_SHAPED.test(literal) && !FOREIGN_CODE.test(literal) && inCodePosition(node)) {
-        findings.push({ file, line, literal, problem: 'error code not in the registry (shared/src/error-codes.ts)' });
+        findings.push({ file, line, literal, problem: 'error code not in the registry (workflow/src/error-codes.ts)' });
       }
     }
     ts.forEachChild(node, visit);

@@ -8,10 +8,10 @@ import {
   resolveTemplate,
   resolveTemplateEach,
   TEMPLATE_EACH_CHUNK,
-} from '@baton/shared';
+} from '@baton/workflow';
 
 /**
- * The expression sandbox (shared/src/workflow/expressions.ts): what JSONata's own guard cannot stop —
+ * The expression sandbox (workflow/src/expressions.ts): what JSONata's own guard cannot stop —
  * a backtracking regex (one evaluation step) and a huge string — fails as an ExpressionError, off the
  * caller's event loop, and the pool replaces the process it killed. No assertion on elapsed time.
  */

@@ -1,4 +1,10 @@
-import { backoffDelayMs, evaluateCondition, ExpressionError, resolveTemplate, retryPolicySchema } from '@baton/shared';
+import {
+  backoffDelayMs,
+  evaluateCondition,
+  ExpressionError,
+  resolveTemplate,
+  retryPolicySchema,
+} from '@baton/workflow';
 
 const data = { input: { customerId: 'cust-01', n: 3 }, steps: { a: { output: { items: [1, 2, 3], name: 'Ada' } } } };
 

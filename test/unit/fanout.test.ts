@@ -7,8 +7,8 @@ import {
   type FanoutCounts,
   type RunState,
   type StepExecutionState,
-} from '@baton/shared';
-import { decideFanout, listProblem } from '../../shared/src/workflow/fanout';
+} from '@baton/workflow';
+import { decideFanout, listProblem } from '../../workflow/src/fanout';
 
 /** The pure planning of forEach and repeat steps: what counts call for, without a database. */
 

@@ -1,4 +1,4 @@
-import { GroupCommit } from '@baton/shared';
+import { GroupCommit } from '@baton/engine';
 
 /**
  * GroupCommit with a controllable flush: every call records its batch and returns a promise the test

@@ -1,4 +1,4 @@
-import { BatonError, ConfigError, NonRetryableError } from '@baton/shared';
+import { BatonError, ConfigError, NonRetryableError } from '@baton/workflow';
 import {
   canonicalHost,
   classifyStatus,

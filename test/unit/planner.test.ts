@@ -5,7 +5,7 @@ import {
   type StepExecutionState,
   type StepStatus,
   type WorkflowDefinition,
-} from '@baton/shared';
+} from '@baton/workflow';
 
 let clock = 0;
 function exec(stepId: string, status: StepStatus, extra: Partial<StepExecutionState> = {}): StepExecutionState {

@@ -1,4 +1,5 @@
-import { jsonByteLength, storableJson, storableString, storableText, type InboxMessage } from '@baton/shared';
+import { jsonByteLength, storableJson, storableString, storableText } from '@baton/workflow';
+import type { InboxMessage } from '@baton/engine';
 import { guardReport, quarantineReport, withoutLogs } from '../../services/coordinator/src/report-guard';
 
 const base = {

@@ -6,7 +6,7 @@ import {
   parseWorkflowDefinition,
   retentionPolicyOf,
   ValidationError,
-} from '@baton/shared';
+} from '@baton/workflow';
 import { loadCoordinatorConfig } from '../../services/coordinator/src/config';
 
 describe('retention durations and policies', () => {

@@ -6,9 +6,9 @@ import {
   tickJobId,
   tickTimeOfJob,
   ticksToFire,
-} from '@baton/shared';
+} from '@baton/workflow';
 
-/** Schedule catch-up (shared/src/workflow/schedule-ticks.ts): pure, driven with chosen times. */
+/** Schedule catch-up (workflow/src/schedule-ticks.ts): pure, driven with chosen times. */
 const T = Date.UTC(2026, 0, 1, 0, 0, 0);
 const S = 1_000;
 const MIN = 60 * S;

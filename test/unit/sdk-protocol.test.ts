@@ -1,9 +1,9 @@
 import * as sdk from '@baton/sdk';
-import { backoffDelayMs, eventName, isRetryable, retryPolicySchema, type RetryPolicy } from '@baton/shared';
+import { backoffDelayMs, eventName, isRetryable, retryPolicySchema, type RetryPolicy } from '@baton/workflow';
 
 /**
  * The SDK owns the function side of the wire protocol and may not import the engine, which keeps its
- * own definition language (shared/src/workflow/). Where both sides state the same rule, they agree.
+ * own definition language (workflow/src/). Where both sides state the same rule, they agree.
  */
 describe('the SDK and the engine agree on the protocol', () => {
   it("a workflow's retry policy is the job data's: same shape, read by the SDK's one backoff", () => {

@@ -1,4 +1,4 @@
-import { BatonError, NonRetryableError } from '@baton/shared';
+import { BatonError, NonRetryableError } from '@baton/workflow';
 import { createTransform, runTransform, transformInput } from '../../functions/transform/src/index';
 import { createTestContext } from '../support/context';
 

@@ -35,7 +35,7 @@ export function describeJsonataError(err: unknown): string {
 
 /**
  * JSONata's own guard rails, the same the engine applies to workflow templates
- * (shared/src/workflow/expression-worker.js): a deep recursion, an endless loop or a huge range fails
+ * (workflow/src/expression-worker.js): a deep recursion, an endless loop or a huge range fails
  * with a clear error. The step's `timeoutMs` bounds the rest.
  */
 export const TRANSFORM_LIMITS: Readonly<jsonata.JsonataOptions> = Object.freeze({

@@ -80,7 +80,7 @@ localhost before the first slash) is used as written: image.registry prefixes Ba
 {{- toYaml $settings -}}
 {{- end -}}
 
-{{/* <FUNCTION>_CONCURRENCY, as shared/src/runtime/function.ts names it. */}}
+{{/* <FUNCTION>_CONCURRENCY, as sdk/src/function.ts names it. */}}
 {{- define "baton.concurrencyEnv" -}}
 {{- printf "%s_CONCURRENCY" (. | upper | replace "-" "_" | replace "." "_") -}}
 {{- end -}}
@@ -90,7 +90,7 @@ localhost before the first slash) is used as written: image.registry prefixes Ba
 {{- printf "%s_RATE_LIMIT" (. | upper | replace "-" "_" | replace "." "_") -}}
 {{- end -}}
 
-{{/* Environment every component reads (shared/src/config.ts). */}}
+{{/* Environment every component reads (engine/src/config.ts). */}}
 {{- define "baton.commonEnv" -}}
 - name: REDIS_HOST
   value: {{ .Values.redis.host | quote }}

@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import { Queue } from 'bullmq';
-import { functionQueueName, type Logger, type QueueContext, type RedisConnection, ErrorCode } from '@baton/shared';
+import { ErrorCode } from '@baton/workflow';
+import { functionQueueName, type Logger, type QueueContext, type RedisConnection } from '@baton/engine';
 
 /**
  * A function queue's backlog, the metric KEDA scales each function's Deployment on

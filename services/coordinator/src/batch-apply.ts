@@ -1,5 +1,5 @@
+import { DEFAULT_MAX_OUTPUT_BYTES } from '@baton/workflow';
 import {
-  DEFAULT_MAX_OUTPUT_BYTES,
   isDataError,
   metrics,
   openSpan,
@@ -9,7 +9,7 @@ import {
   type OpenSpan,
   type Pool,
   type PoolClient,
-} from '@baton/shared';
+} from '@baton/engine';
 import { merge, nothing, type Outcome } from './outcome';
 import { guardReport, quarantineReport, withoutLogs } from './report-guard';
 import type { RunAdvancer } from './run-advancer';

@@ -1,17 +1,11 @@
-import {
-  SLEEP_FUNCTION,
-  WAIT_FOR_EVENT_FUNCTION,
-  type BuiltinStepMessage,
-  type CoordinatorClient,
-  type PlannedExecution,
-  type StepJobData,
-} from '@baton/shared';
+import { SLEEP_FUNCTION, WAIT_FOR_EVENT_FUNCTION, type PlannedExecution } from '@baton/workflow';
+import type { BuiltinStepMessage, CoordinatorClient, StepJobData } from '@baton/engine';
 
 /**
  * Built-in steps (`baton.sleep`, `baton.waitForEvent`): they never reach a function queue. They start
  * `running`, their due time is fixed in their input when they start (`dueAt`), and a delayed
  * coordinator message ends them (`step.wake`, `step.waitTimeout`), re-armed by the reconciler when
- * Redis lost it. Which functions are built-ins: `isBuiltinFunction` (@baton/shared). What ends them is in run-store.ts (`finishBuiltin`) and triggers.ts (an event).
+ * Redis lost it. Which functions are built-ins: `isBuiltinFunction` (@baton/workflow). What ends them is in run-store.ts (`finishBuiltin`) and triggers.ts (an event).
  */
 
 /**

@@ -1,14 +1,13 @@
 import crypto from 'node:crypto';
+import { ACTIVE_RUN_STATUSES, RETRYABLE_RUN_STATUSES } from '@baton/workflow';
 import {
-  ACTIVE_RUN_STATUSES,
-  RETRYABLE_RUN_STATUSES,
   withTransaction,
   type CoordinatorClient,
   type Logger,
   type Pool,
   type PoolClient,
   type RunControlMessage,
-} from '@baton/shared';
+} from '@baton/engine';
 import {
   advanceOperation,
   claimOperation,

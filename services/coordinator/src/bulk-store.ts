@@ -1,4 +1,5 @@
-import type { PoolClient, RunStatus } from '@baton/shared';
+import type { RunStatus } from '@baton/workflow';
+import type { PoolClient } from '@baton/engine';
 
 /**
  * The SQL of the bulk pass (bulk-operations.ts) over `bulk_operations` and `bulk_operation_runs`

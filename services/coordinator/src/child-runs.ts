@@ -1,4 +1,5 @@
-import { ErrorCode, type StepReport } from '@baton/shared';
+import { ErrorCode } from '@baton/workflow';
+import type { StepReport } from '@baton/engine';
 import type { EndedChild } from './child-store';
 
 /**

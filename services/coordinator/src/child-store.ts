@@ -1,4 +1,4 @@
-import type { PoolClient } from '@baton/shared';
+import type { PoolClient } from '@baton/engine';
 
 /**
  * SQL of child runs (`workflow:` steps). A child run is inserted in the transaction that dispatches

@@ -1,15 +1,6 @@
 import { z } from 'zod';
-import {
-  baseEnv,
-  DEFAULT_FOREACH_MAX_ITEMS,
-  outputLimitEnv,
-  parseEnv,
-  parseDuration,
-  parseRetentionEnv,
-  toBaseConfig,
-  type BaseConfig,
-  type RetentionPolicy,
-} from '@baton/shared';
+import { DEFAULT_FOREACH_MAX_ITEMS, parseDuration, parseRetentionEnv, type RetentionPolicy } from '@baton/workflow';
+import { baseEnv, outputLimitEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/engine';
 import { DEFAULT_MAX_CHILD_DEPTH } from './child-runs';
 import { INBOX_BATCH_SIZE, INBOX_CLAIM_IDLE_MS, INBOX_LOOPS } from './inbox-consumer';
 

@@ -1,4 +1,4 @@
-import { metrics, type Logger, type Pool, type RunControlMessage } from '@baton/shared';
+import { metrics, type Logger, type Pool, type RunControlMessage } from '@baton/engine';
 import type { Coordinator } from './coordinator';
 import { countRedrive, dueRequests, noteRedriveError, undeliveredEvents, type ControlRequest } from './control-store';
 

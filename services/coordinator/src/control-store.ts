@@ -1,4 +1,5 @@
-import { WAIT_FOR_EVENT_FUNCTION, type Pool, type PoolClient } from '@baton/shared';
+import { WAIT_FOR_EVENT_FUNCTION } from '@baton/workflow';
+import type { Pool, PoolClient } from '@baton/engine';
 
 /**
  * The coordinator's SQL for the control outbox (migrations/005.do.control-requests.sql): requests

@@ -12,7 +12,7 @@ import {
   type StepJobData,
   type TraceCarrier,
   syncFunctionPauses,
-} from '@baton/shared';
+} from '@baton/engine';
 import { BatchApplier } from './batch-apply';
 import { BuiltinTimers } from './builtin-steps';
 import { Debouncer } from './debouncer';
@@ -234,7 +234,7 @@ export class Coordinator {
   }
 
   /**
-   * Function pauses stored in PostgreSQL put back on their queues (shared/src/function-controls.ts):
+   * Function pauses stored in PostgreSQL put back on their queues (engine/src/function-controls.ts):
    * at start and on every reconcile pass, so a Redis wipe or restart never resumes a function.
    */
   syncFunctionPauses(): Promise<{ paused: string[]; resumed: string[] }> {

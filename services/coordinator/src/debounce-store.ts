@@ -1,8 +1,8 @@
-import type { Pool } from '@baton/shared';
+import type { Pool } from '@baton/engine';
 
 /**
  * SQL of the coordinator's side of debounce windows (`debounces`, migration 011; the trigger side and
- * the firing statement, which triggers use too, are shared/src/flow-store.ts): when a window is due,
+ * the firing statement, which triggers use too, are engine/src/flow-store.ts): when a window is due,
  * the windows past due for the reconciler.
  */
 

@@ -6,14 +6,14 @@ import {
   type Logger,
   type Pool,
   type TraceCarrier,
-} from '@baton/shared';
+} from '@baton/engine';
 import { overdueWindows, windowDue } from './debounce-store';
 
 /**
- * Fires debounce windows (shared/src/debounce.ts): on a window's timer (`debounce.fire`) and, for the
+ * Fires debounce windows (engine/src/debounce.ts): on a window's timer (`debounce.fire`) and, for the
  * reconciler, on every window past due whose timer Redis lost. A due window is deleted and its run
  * inserted (`pending`, with the id every trigger of the window was answered) in one statement
- * (`fireDueWindow`, shared/src/flow-store.ts), then `run.start` goes to the inbox; a window a later
+ * (`fireDueWindow`, engine/src/flow-store.ts), then `run.start` goes to the inbox; a window a later
  * trigger pushed back is re-armed at its new due time instead. A second fire of the same window (a
  * re-sent timer, the sweep, another replica) finds no row and does nothing.
  *

@@ -1,8 +1,9 @@
-import { CHILD_WORKFLOW_FUNCTION, ErrorCode, type PoolClient, type RetryPolicy, type Settlement } from '@baton/shared';
+import { CHILD_WORKFLOW_FUNCTION, ErrorCode, type RetryPolicy, type Settlement } from '@baton/workflow';
+import type { PoolClient } from '@baton/engine';
 import { toCancelled, type CancelledExecution } from './run-store';
 
 /**
- * SQL of forEach and repeat items (see shared/src/workflow/fanout.ts for what they are). Items are
+ * SQL of forEach and repeat items (see workflow/src/fanout.ts for what they are). Items are
  * step_executions rows under their step's execution (`parent_execution_id`, `item_index`); their
  * counts are in step_fanouts. The counts of the items a statement here inserts are set by that
  * statement; every later change of an item's status is counted by the trigger of migration 006.

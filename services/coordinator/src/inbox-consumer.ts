@@ -10,7 +10,7 @@ import {
   type InboxMessage,
   type Logger,
   type RedisConnection,
-} from '@baton/shared';
+} from '@baton/engine';
 
 export interface InboxConsumerOptions {
   /** Duplicated for each reading loop (XREADGROUP blocks its connection). */
@@ -68,7 +68,7 @@ const hops = {
 };
 
 /**
- * Reads the coordinator inbox (shared/src/inbox.ts) through the consumer group: each loop reads up to
+ * Reads the coordinator inbox (engine/src/inbox.ts) through the consumer group: each loop reads up to
  * `batchSize` entries of its shard, has them applied in one transaction, then acknowledges and
  * deletes them. A batch that fails is retried one message at a time, so one bad message holds up
  * only itself; what still fails stays pending and is delivered again after `claimIdleMs`.

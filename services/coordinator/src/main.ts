@@ -1,7 +1,7 @@
 import os from 'node:os';
+import { closeExpressionPool } from '@baton/workflow';
 import {
   advertiseHost,
-  closeExpressionPool,
   collectProcessMetrics,
   registerTarget,
   startTracing,
@@ -13,7 +13,7 @@ import {
   queueContext,
   startMetricsServer,
   syncSchedules,
-} from '@baton/shared';
+} from '@baton/engine';
 import { BacklogReader, backlogRoute } from './backlog';
 import { BulkOperations } from './bulk-operations';
 import { exportQueueDepths } from './queue-metrics';
@@ -114,7 +114,7 @@ async function main(): Promise<void> {
     await target?.stop();
     await queueGauge.close();
     await coordinator.close();
-    // The expression sandbox processes (shared/src/workflow/expressions.ts).
+    // The expression sandbox processes (workflow/src/expressions.ts).
     await closeExpressionPool();
     await metricsServer?.close();
     await backlog.close();

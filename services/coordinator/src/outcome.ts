@@ -1,4 +1,5 @@
-import type { DelayedMessage, StepJobData, RunStatus, StepReport } from '@baton/shared';
+import type { RunStatus } from '@baton/workflow';
+import type { DelayedMessage, StepJobData, StepReport } from '@baton/engine';
 import type { CancelledExecution, LockedRun } from './run-store';
 
 /** What a committed transaction leaves to do (run-advancer.ts carries it out after the commit). */

@@ -1,4 +1,4 @@
-import type { Logger } from '@baton/shared';
+import type { Logger } from '@baton/engine';
 
 /**
  * A pass run every `intervalMs`, one at a time (the next is scheduled when the last has ended, so a

@@ -10,7 +10,7 @@ import {
   registry,
   type Pool,
   type QueueContext,
-} from '@baton/shared';
+} from '@baton/engine';
 
 export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed'] as const;
 

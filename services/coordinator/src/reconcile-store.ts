@@ -1,4 +1,5 @@
-import { OUTSTANDING_STEP_STATUSES, type Pool, type StepJobData } from '@baton/shared';
+import { OUTSTANDING_STEP_STATUSES } from '@baton/workflow';
+import type { Pool, StepJobData } from '@baton/engine';
 import { stepJobData } from './step-dispatch';
 
 /**

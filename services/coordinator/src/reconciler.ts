@@ -1,6 +1,5 @@
+import { CHILD_WORKFLOW_FUNCTION, isBuiltinFunction, ErrorCode } from '@baton/workflow';
 import {
-  CHILD_WORKFLOW_FUNCTION,
-  isBuiltinFunction,
   getDefinition,
   metrics,
   syncSchedules,
@@ -8,8 +7,7 @@ import {
   type Pool,
   type StepJobData,
   type StepReport,
-  ErrorCode,
-} from '@baton/shared';
+} from '@baton/engine';
 import type { Coordinator } from './coordinator';
 import { childReport } from './child-runs';
 import { endedChildren } from './child-store';

@@ -3,12 +3,10 @@ import {
   storableJson,
   storableString,
   storableText,
-  type InboxMessage,
   type SerializedError,
-  type StepLogLine,
-  type StepReport,
   ErrorCode,
-} from '@baton/shared';
+} from '@baton/workflow';
+import type { InboxMessage, StepLogLine, StepReport } from '@baton/engine';
 
 /**
  * The coordinator's guard between what functions report and what PostgreSQL stores. A report comes
@@ -18,7 +16,7 @@ import {
  *
  * Two layers:
  * 1. `guardReport` (every report, before its batch is applied): strings made storable (NUL and lone
- *    surrogates replaced, shared/src/storable.ts), texts and logs capped, and an output larger than
+ *    surrogates replaced, workflow/src/storable.ts), texts and logs capped, and an output larger than
  *    `maxOutputBytes` turned into a failure, `OUTPUT_TOO_LARGE`. Large results belong in the documents
  *    store, with only their id in the output (generate-pdf does this).
  * 2. `quarantineReport` (a report that failed alone with a data error anyway): the payload PostgreSQL

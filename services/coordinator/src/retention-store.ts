@@ -1,4 +1,5 @@
-import { OUTSTANDING_STEP_STATUSES, WAIT_FOR_EVENT_FUNCTION, type Pool, type PoolClient } from '@baton/shared';
+import { OUTSTANDING_STEP_STATUSES, WAIT_FOR_EVENT_FUNCTION } from '@baton/workflow';
+import type { Pool, PoolClient } from '@baton/engine';
 
 /**
  * The retention sweep's SQL (retention.ts). A batch is one transaction: `lockExpiredRuns` locks up to

@@ -1,15 +1,12 @@
 import {
   effectiveRetention,
-  metrics,
   RETENTION_CLASSES,
   RETENTION_STATUSES,
   retentionPolicyOf,
   retentionSchema,
-  withTransaction,
-  type Logger,
-  type Pool,
   type RetentionPolicy,
-} from '@baton/shared';
+} from '@baton/workflow';
+import { metrics, withTransaction, type Logger, type Pool } from '@baton/engine';
 import {
   deleteRunDocuments,
   deleteRuns,

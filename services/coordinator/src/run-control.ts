@@ -4,11 +4,9 @@ import {
   isTerminalRun,
   latestByStep,
   WORKFLOW_TIMEOUT,
-  type Logger,
-  type PoolClient,
-  type RunControlMessage,
   type WorkflowDefinition,
-} from '@baton/shared';
+} from '@baton/workflow';
+import type { Logger, PoolClient, RunControlMessage } from '@baton/engine';
 import { reopenFanout } from './fanout-store';
 import { nothing, type Outcome } from './outcome';
 import { runError, type RunAdvancer } from './run-advancer';

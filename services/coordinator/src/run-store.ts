@@ -1,18 +1,17 @@
-import { CHILD_WORKFLOW_FUNCTION, ErrorCode } from '@baton/shared';
+import {
+  CHILD_WORKFLOW_FUNCTION,
+  ErrorCode,
+  type FanoutCounts,
+  type ItemFailure,
+  type LastIteration,
+  type RunStatus,
+  type StepExecutionState,
+  type StepStatus,
+  type PlannedExecution,
+  type RunError,
+} from '@baton/workflow';
 import { payloads } from './payload-cache';
-import type {
-  FanoutCounts,
-  ItemFailure,
-  LastIteration,
-  Pool,
-  PoolClient,
-  RunStatus,
-  StepExecutionState,
-  StepReport,
-  StepStatus,
-  PlannedExecution,
-} from '@baton/shared';
-import type { RunError } from '@baton/shared';
+import type { Pool, PoolClient, StepReport } from '@baton/engine';
 
 /**
  * The coordinator's SQL. Every function takes the transaction's client: the caller holds the run's
@@ -29,7 +28,7 @@ export interface LockedRun {
   error: RunError | null;
   retries: number;
   concurrencyKey: string | null;
-  /** 1 (highest) … 10: its step jobs' priority; set when the run is admitted (admission.ts in shared). */
+  /** 1 (highest) … 10: its step jobs' priority; set when the run is admitted (workflow/src/admission.ts). */
   priority: number;
   /** A pending run whose workflow is paused (workflow_pauses): admission holds it. */
   paused: boolean;

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
-import { TERMINAL_RUN_STATUSES, type Pool } from '@baton/shared';
+import { TERMINAL_RUN_STATUSES } from '@baton/workflow';
+import type { Pool } from '@baton/engine';
 
 /**
  * SQL of a schedule's `overlap` (Triggers.fireSchedule): the active runs a schedule started, and a

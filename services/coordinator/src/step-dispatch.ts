@@ -1,9 +1,8 @@
 import { Queue } from 'bullmq';
+import { isBuiltinFunction, jobPriority } from '@baton/workflow';
 import {
   inboxShardOf,
-  isBuiltinFunction,
   functionQueueName,
-  jobPriority,
   KEEP_FINISHED_JOBS,
   metrics,
   publishCancellation,
@@ -12,7 +11,7 @@ import {
   type RedisConnection,
   type StepJobData,
   type TraceCarrier,
-} from '@baton/shared';
+} from '@baton/engine';
 import type { BuiltinTimers } from './builtin-steps';
 
 /**

@@ -5,21 +5,23 @@ import {
   evaluateCondition,
   ExpressionError,
   expressionContext,
-  getDefinition,
   isTerminalRun,
   NotFoundError,
-  publishEvent,
-  startRun,
   tickJobId,
   tickTimeOfJob,
   ticksToFire,
-  type CoordinatorClient,
   type ScheduleOverlap,
+  type StepExecutionState,
+} from '@baton/workflow';
+import {
+  getDefinition,
+  publishEvent,
+  startRun,
+  type CoordinatorClient,
   type Logger,
   type Pool,
   type PoolClient,
-  type StepExecutionState,
-} from '@baton/shared';
+} from '@baton/engine';
 import {
   eventPayload,
   markEventDelivered,

@@ -1,4 +1,5 @@
-import type { Pool, RunStatus } from '@baton/shared';
+import type { RunStatus } from '@baton/workflow';
+import type { Pool } from '@baton/engine';
 
 /**
  * The gateway's SQL of bulk operations (migrations/012): counting the runs a filter matches (dry

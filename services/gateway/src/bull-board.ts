@@ -3,7 +3,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
 import type { Express, RequestHandler } from 'express';
-import { COORDINATOR_QUEUE, functionQueueName, knownFunctions, type Pool } from '@baton/shared';
+import { COORDINATOR_QUEUE, functionQueueName, knownFunctions, type Pool } from '@baton/engine';
 import type { AppDeps } from './deps';
 import { requireApiKey } from './http/auth';
 import { ApiError } from './http/errors';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/shared';
+import { baseEnv, parseEnv, toBaseConfig, type BaseConfig } from '@baton/engine';
 
 /** Default of BATON_RATE_LIMIT: ten requests a second on average, far above what the dashboard needs. */
 export const DEFAULT_RATE_LIMIT = 600;

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
-import { TERMINAL_RUN_STATUSES, type Pool, type RunStatus } from '@baton/shared';
+import { TERMINAL_RUN_STATUSES, type RunStatus } from '@baton/workflow';
+import type { Pool } from '@baton/engine';
 
 /**
  * Cancel and retry requests are recorded in PostgreSQL (`control_requests`) before the 202: the

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { ErrorCode, ValidationError } from '@baton/shared';
+import { ErrorCode, ValidationError } from '@baton/workflow';
 
 /**
  * Opaque page cursors: base64url JSON. Opaque so clients do not build them and the keyset can

@@ -1,4 +1,4 @@
-import type { CoordinatorClient, Logger, Pool, RedisConnection } from '@baton/shared';
+import type { CoordinatorClient, Logger, Pool, RedisConnection } from '@baton/engine';
 import type { GatewayConfig } from './config';
 import type { DeploymentReader } from './kubernetes';
 
@@ -7,7 +7,7 @@ export interface AppDeps {
   pool: Pool;
   redis: RedisConnection;
   /**
-   * The coordinator's client (shared/src/coordinator-client.ts): cancel and retry wake-ups and event
+   * The coordinator's client (engine/src/coordinator-client.ts): cancel and retry wake-ups and event
    * deliveries are jobs on its queue; new runs are announced on the inbox stream.
    */
   coordinator: CoordinatorClient;

@@ -1,4 +1,5 @@
-import { withTransaction, type Pool, type RunStatus } from '@baton/shared';
+import type { RunStatus } from '@baton/workflow';
+import { withTransaction, type Pool } from '@baton/engine';
 
 /**
  * The gateway's SQL of `POST /v1/runs/:id/fork`: the source run with the succeeded executions it

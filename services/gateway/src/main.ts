@@ -12,7 +12,7 @@ import {
   loadConfigOrExit,
   queueContext,
   startMetricsServer,
-} from '@baton/shared';
+} from '@baton/engine';
 import { createApp } from './app';
 import { loadGatewayConfig } from './config';
 import { createApiServer } from './http/security';

@@ -1,4 +1,5 @@
-import type { Pool, RunStatus } from '@baton/shared';
+import type { RunStatus } from '@baton/workflow';
+import type { Pool } from '@baton/engine';
 
 /**
  * The gateway's read side: plain SQL over the tables the coordinator writes, shaped for the API.

@@ -1,4 +1,4 @@
-import { createRedis, type RedisConnection } from '@baton/shared';
+import { createRedis, type RedisConnection } from '@baton/engine';
 import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS, type GatewayConfig } from './config';
 
 /**

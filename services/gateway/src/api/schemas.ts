@@ -11,7 +11,7 @@ import {
   STEP_STATUSES,
   TAG_KEY_PATTERN,
   workflowDefinitionSchema,
-} from '@baton/shared';
+} from '@baton/workflow';
 
 /**
  * The gateway's API in zod: what the routes validate requests with, and what they answer. The
@@ -275,7 +275,7 @@ export const getWorkflowQuery = z.object({
 export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
 
 /**
- * A definition as PUT: the definition language's own schema (shared/workflow/definition.ts), with
+ * A definition as PUT: the definition language's own schema (workflow/src/definition.ts), with
  * `name` optional since the URL names the workflow. Meaning checks (ids, needs graph, expressions)
  * come on top and are reported the same way, as a 400 whose details name each path.
  */

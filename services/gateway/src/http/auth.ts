@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { ApiError } from './errors';
-import { ErrorCode } from '@baton/shared';
+import { ErrorCode } from '@baton/workflow';
 
 const sha256 = (value: string): Buffer => crypto.createHash('sha256').update(value).digest();
 

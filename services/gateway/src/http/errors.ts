@@ -3,12 +3,11 @@ import {
   ErrorCode,
   BatonError,
   ConflictError,
-  isDatabaseUnavailable,
   NotFoundError,
   RedisUnavailableError,
   ValidationError,
-  type Logger,
-} from '@baton/shared';
+} from '@baton/workflow';
+import { isDatabaseUnavailable, type Logger } from '@baton/engine';
 
 /** An HTTP failure with its own status; thrown by handlers and middleware, rendered below. */
 export class ApiError extends BatonError {

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Request, RequestHandler } from 'express';
-import { metrics, type Logger } from '@baton/shared';
+import { metrics, type Logger } from '@baton/engine';
 
 /** A caller's request id is kept when it is harmless to echo and log; otherwise we make one. */
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -5,10 +5,10 @@ import type { RequestHandler } from 'express';
 import { rateLimit, type Store } from 'express-rate-limit';
 import helmet from 'helmet';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
-import { isCluster, redisKeys, type Logger, type RedisConnection } from '@baton/shared';
+import { isCluster, redisKeys, type Logger, type RedisConnection } from '@baton/engine';
 import { NOT_RATE_LIMITED } from '../api/openapi';
 import { ApiError } from './errors';
-import { ErrorCode } from '@baton/shared';
+import { ErrorCode } from '@baton/workflow';
 
 /**
  * The CSP of everything that is not a dashboard page (JSON answers, errors, OpenAPI): nothing may

@@ -1,6 +1,6 @@
 import type { Request } from 'express';
 import type { z } from 'zod';
-import { ErrorCode, ValidationError, type ValidationProblem } from '@baton/shared';
+import { ErrorCode, ValidationError, type ValidationProblem } from '@baton/workflow';
 import { uuid } from '../api/schemas';
 import { ApiError } from './errors';
 

@@ -8,7 +8,7 @@ import {
   RETRYABLE_RUN_STATUSES,
   ValidationError,
   type RunStatus,
-} from '@baton/shared';
+} from '@baton/workflow';
 import { bulkCancelBody, bulkRetryBody, listOperationsQuery } from '../api/schemas';
 import {
   BULK_MAX_RUNS,

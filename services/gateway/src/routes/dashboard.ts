@@ -2,9 +2,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import express, { Router, type RequestHandler, type Response } from 'express';
-import type { Logger } from '@baton/shared';
+import type { Logger } from '@baton/engine';
 import { ApiError } from '../http/errors';
-import { ErrorCode } from '@baton/shared';
+import { ErrorCode } from '@baton/workflow';
 
 /**
  * The web dashboard: static HTML, CSS and vanilla ES modules from services/gateway/public, no build

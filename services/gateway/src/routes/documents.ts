@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { NotFoundError } from '@baton/shared';
+import { NotFoundError } from '@baton/workflow';
 import type { AppDeps } from '../deps';
 import { parseUuid } from '../http/validation';
 import { getDocument } from '../read-model';

@@ -1,18 +1,7 @@
 import crypto from 'node:crypto';
 import express, { Router } from 'express';
-import {
-  ConflictError,
-  ErrorCode,
-  getDefinition,
-  injectTrace,
-  isTerminalRun,
-  notifyCoordinator,
-  NotFoundError,
-  planFork,
-  traced,
-  validateRunInput,
-  ValidationError,
-} from '@baton/shared';
+import { ConflictError, ErrorCode, isTerminalRun, NotFoundError, planFork, ValidationError } from '@baton/workflow';
+import { getDefinition, injectTrace, notifyCoordinator, traced, validateRunInput } from '@baton/engine';
 import { forkBody } from '../api/schemas';
 import type { AppDeps } from '../deps';
 import { getForkSource, insertFork } from '../fork-store';

@@ -1,5 +1,6 @@
 import { Router } from 'express';
-import { ErrorCode, registry } from '@baton/shared';
+import { ErrorCode } from '@baton/workflow';
+import { registry } from '@baton/engine';
 import type { AppDeps } from '../deps';
 import { errorBody } from '../http/errors';
 

@@ -1,9 +1,9 @@
 import { Queue } from 'bullmq';
 import express, { Router } from 'express';
+import { ErrorCode } from '@baton/workflow';
 import {
   applyFunctionPause,
   boundedRedisCall,
-  ErrorCode,
   functionControls,
   functionQueueName,
   listTargets,
@@ -11,7 +11,7 @@ import {
   toHttpServiceDiscovery,
   knownFunctions,
   type FunctionControl,
-} from '@baton/shared';
+} from '@baton/engine';
 import { functionPauseBody } from '../api/schemas';
 import type { AppDeps } from '../deps';
 import { ApiError } from '../http/errors';

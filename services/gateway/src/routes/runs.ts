@@ -1,16 +1,7 @@
 import express, { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import {
-  ErrorCode,
-  ConflictError,
-  notifyCoordinator,
-  NotFoundError,
-  RunStarter,
-  ValidationError,
-  type RunControlMessage,
-  type RunStatus,
-  type StartedRun,
-} from '@baton/shared';
+import { ErrorCode, ConflictError, NotFoundError, ValidationError, type RunStatus } from '@baton/workflow';
+import { notifyCoordinator, RunStarter, type RunControlMessage, type StartedRun } from '@baton/engine';
 import {
   cancelBody,
   idempotencyKey,

@@ -1,12 +1,6 @@
 import express, { Router } from 'express';
-import {
-  ErrorCode,
-  eventName,
-  listSchedules,
-  publishEventNow,
-  setSchedulePaused,
-  ValidationError,
-} from '@baton/shared';
+import { ErrorCode, eventName, ValidationError } from '@baton/workflow';
+import { listSchedules, publishEventNow, setSchedulePaused } from '@baton/engine';
 import { eventBody, scheduleBody } from '../api/schemas';
 import type { AppDeps } from '../deps';
 import { jsonBody, parseOrThrow } from '../http/validation';

@@ -1,6 +1,6 @@
 import express, { Router } from 'express';
+import { ErrorCode, ValidationError } from '@baton/workflow';
 import {
-  ErrorCode,
   getDefinition,
   listLatestDefinitions,
   listVersions,
@@ -10,9 +10,8 @@ import {
   saveDefinition,
   syncSchedules,
   unknownFunctionWarnings,
-  ValidationError,
   type StoredDefinition,
-} from '@baton/shared';
+} from '@baton/engine';
 import { getWorkflowQuery, YAML_TYPES } from '../api/schemas';
 import type { AppDeps } from '../deps';
 import { checkBodyShape, jsonBody, parseOrThrow } from '../http/validation';

@@ -1,8 +1,7 @@
 import type { Pool } from './db/pool';
 import { releaseSingleton, singletonHolders, singletonSlot } from './flow-store';
 import { existingRuns, insertRuns, runKey, type NewRun } from './run-rows';
-import type { WorkflowDefinition } from './workflow/definition';
-import { resolveFlowKey } from './workflow/flow-keys';
+import { type WorkflowDefinition, resolveFlowKey } from '@baton/workflow';
 
 /**
  * Singleton workflows (`singleton: {key?, mode, compensate?}`): at most one active run (pending,

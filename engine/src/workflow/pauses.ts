@@ -1,5 +1,5 @@
 import type { Pool } from '../db/pool';
-import { NotFoundError } from '../errors';
+import { NotFoundError } from '@baton/workflow';
 
 /**
  * Paused workflows (`workflow_pauses`, a row while paused): new runs are accepted and stay `pending`

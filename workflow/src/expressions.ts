@@ -1,16 +1,16 @@
 import path from 'node:path';
 import type jsonata from 'jsonata';
 import workerpool from 'workerpool';
+import { parseEnv } from '@baton/sdk';
 import {
   expressionEnv,
   expressionLimitsFrom,
-  parseEnv,
   type ExpressionSandboxLimits,
   DEFAULT_EXPRESSION_LIMITS,
-} from '../config';
+} from './expression-limits';
 import * as core from './expression-worker.js';
-import { ErrorCode } from '../error-codes';
-import { storableJson } from '../storable';
+import { ErrorCode } from './error-codes';
+import { storableJson } from './storable';
 
 /**
  * JSONata expressions and `{{ }}` templates. JSONata evaluates over the data it is given and nothing
@@ -55,7 +55,7 @@ export function templateExpressions(value: unknown, path: string): { path: strin
 }
 
 /**
- * Results are made storable (shared/src/storable.ts): a template may produce a NUL character
+ * Results are made storable (workflow/src/storable.ts): a template may produce a NUL character
  * (`$base64decode("AA==")`) that PostgreSQL would refuse in the step input it becomes, failing the
  * batch that planned it.
  */

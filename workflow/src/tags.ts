@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { ErrorCode } from '../error-codes';
-import { ValidationError, type ValidationProblem } from '../errors';
+import { ErrorCode } from './error-codes';
+import { ValidationError, type ValidationProblem } from './errors';
 import { ExpressionError, resolveTemplate } from './expressions';
 
 /**

@@ -1,15 +1,15 @@
 import type { Queue } from 'bullmq';
 import { CronExpressionParser } from 'cron-parser';
 import type { Pool } from './db/pool';
-import { NotFoundError } from './errors';
-import type { TriggerMessage } from './protocol';
-import { COORDINATOR_JOB_OPTIONS } from './queues';
 import {
+  NotFoundError,
   DEFAULT_SCHEDULE_CATCH_UP,
   DEFAULT_SCHEDULE_OVERLAP,
   type ScheduleCatchUp,
   type ScheduleOverlap,
-} from './workflow/schedule-ticks';
+} from '@baton/workflow';
+import type { TriggerMessage } from './protocol';
+import { COORDINATOR_JOB_OPTIONS } from './queues';
 import { listLatestDefinitions } from './workflow/store';
 
 /**

@@ -1,28 +1,15 @@
 /**
- * @baton/shared — the engine library the gateway and the coordinator import. What a function process
- * needs is @baton/sdk (sdk/), which this package builds on and never the reverse.
+ * @baton/engine — what the gateway and the coordinator run on: configuration, PostgreSQL (pool,
+ * migrations, stored definitions, runs, events, schedules, flow control), Redis (keys, queues, the
+ * coordinator's inbox and its messages, discovery), metrics and tracing. The workflow language it
+ * executes is @baton/workflow's, imported from there (this package does not re-export it); what a
+ * function process needs is @baton/sdk. Both sit under this package, never the reverse.
  *
  * Every export is named here, by role, so what the package offers reads at a glance and nothing
  * leaks out of a module by accident (a new export is added here on purpose).
  */
 
-// --- Errors and their codes (the registry every code comes from), PostgreSQL's SQLSTATEs by name ---
-export {
-  BatonError,
-  CancelledError,
-  ConfigError,
-  ConflictError,
-  NonRetryableError,
-  NotFoundError,
-  RedisUnavailableError,
-  RetryableError,
-  type SerializedError,
-  serializeError,
-  StepTimeoutError,
-  ValidationError,
-  type ValidationProblem,
-} from './errors';
-export { ErrorCode, isErrorCode } from './error-codes';
+// --- PostgreSQL's SQLSTATEs by name (errors and their codes are @baton/workflow's) ---
 export { SQLSTATE, isDataError, isDatabaseUnavailable, isUnstorableText } from './db/sqlstate';
 
 // --- Configuration, logs and metrics ---
@@ -31,11 +18,7 @@ export {
   baseEnv,
   type BaseEnv,
   type DatabaseSettings,
-  DEFAULT_EXPRESSION_LIMITS,
   DEFAULT_PG_LIMITS,
-  expressionEnv,
-  expressionLimitsFrom,
-  type ExpressionSandboxLimits,
   loadConfigOrExit,
   loadConfigOrExitAsync,
   maskCredentials,
@@ -49,129 +32,6 @@ export {
 } from './config';
 export { createLogger, type Logger } from './logger';
 export { registry, metrics, collectProcessMetrics, epochMs, startMetricsServer } from './metrics';
-export { storableJson, storableString, storableText, jsonByteLength, DEFAULT_MAX_OUTPUT_BYTES } from './storable';
-
-// --- The workflow language: definitions, expressions, planning (pure: no I/O) ---
-export {
-  ACTIVE_RUN_STATUSES,
-  isOutstandingStep,
-  isTerminalRun,
-  OUTSTANDING_STEP_STATUSES,
-  RETRYABLE_RUN_STATUSES,
-  RUN_STATUSES,
-  type RunStatus,
-  STEP_STATUSES,
-  type StepStatus,
-  TERMINAL_RUN_STATUSES,
-} from './workflow/states';
-export {
-  BACKOFF_TYPES,
-  CHILD_WORKFLOW_FUNCTION,
-  cronProblem,
-  DEBOUNCE_MAX_MS,
-  DEFAULT_RETRY_POLICY,
-  eventName,
-  findCycle,
-  FOREACH_MAX_CONCURRENCY,
-  isBuiltinFunction,
-  parseWorkflowDefinition,
-  REPEAT_MAX_ITERATIONS,
-  type RetryPolicy,
-  retryPolicySchema,
-  SINGLETON_MODES,
-  SLEEP_FUNCTION,
-  type StepDefinition,
-  type Trigger,
-  WAIT_FOR_EVENT_FUNCTION,
-  type WorkflowDefinition,
-  type WorkflowDefinitionInput,
-  workflowDefinitionSchema,
-} from './workflow/definition';
-export {
-  closeExpressionPool,
-  compileExpression,
-  configureExpressions,
-  evaluate,
-  evaluateCondition,
-  EXPRESSION_LIMITS,
-  ExpressionError,
-  expressionLimits,
-  isCheap,
-  resolveTemplate,
-  resolveTemplateEach,
-  TEMPLATE_EACH_CHUNK,
-  templateExpressions,
-} from './workflow/expressions';
-export {
-  CANCELLED,
-  DEFAULT_FOREACH_MAX_ITEMS,
-  expressionContext,
-  type FanoutCounts,
-  inFlight,
-  type ItemFailure,
-  type LastIteration,
-  latestByStep,
-  type Plan,
-  type PlannedExecution,
-  type PlannedItem,
-  type PlanOptions,
-  planRun,
-  runError,
-  type RunError,
-  runErrorOf,
-  type RunState,
-  type Settlement,
-  type StepExecutionState,
-  WORKFLOW_TIMEOUT,
-} from './workflow/planner';
-export { backoffDelayMs, isRetryable } from './workflow/retry';
-export { downstreamOf, type ForkPlan, planFork } from './workflow/fork';
-export {
-  CATCH_UP_MAX_TICKS,
-  DEFAULT_SCHEDULE_CATCH_UP,
-  DEFAULT_SCHEDULE_OVERLAP,
-  dueTicks,
-  SCHEDULE_CATCH_UPS,
-  SCHEDULE_ON_TIME_MS,
-  SCHEDULE_OVERLAPS,
-  type ScheduleCatchUp,
-  type ScheduleOverlap,
-  tickJobId,
-  tickTimeOfJob,
-  ticksToFire,
-} from './workflow/schedule-ticks';
-export {
-  DEFAULT_PRIORITY,
-  jobPriority,
-  MAX_PRIORITY,
-  MIN_PRIORITY,
-  prioritySchema,
-  rateLimitSchema,
-  runPriority,
-  type WorkflowRateLimit,
-} from './workflow/admission';
-export {
-  effectiveRetention,
-  parseDuration,
-  parseRetentionEnv,
-  RETENTION_CLASSES,
-  RETENTION_STATUSES,
-  type RetentionClass,
-  type RetentionPolicy,
-  retentionPolicyOf,
-  retentionSchema,
-  type RetentionSpec,
-} from './workflow/retention';
-export {
-  definitionTagsSchema,
-  MAX_TAG_VALUE,
-  MAX_TAGS,
-  resolveRunTags,
-  type RunTags,
-  runTagsSchema,
-  TAG_KEY_PATTERN,
-  tagKey,
-} from './workflow/tags';
 
 // --- PostgreSQL: the pool, migrations, stored definitions, runs, events and schedules ---
 export { createPool, withTransaction, type Pool, type PoolClient } from './db/pool';
@@ -226,7 +86,6 @@ export {
   type DebounceTrigger,
   type DebounceWindow,
 } from './flow-store';
-export { MAX_FLOW_KEY, resolveFlowKey } from './workflow/flow-keys';
 export { GroupCommit, type GroupCommitOptions } from './group-commit';
 export { type PublishedEvent, publishEvent, publishEventNow, type PublishEventRequest } from './events';
 export {

@@ -4,8 +4,7 @@ import { boundedRedisCall } from './queues';
 import { fireDueWindow, upsertDebounce, type DebounceWindow } from './flow-store';
 import type { RunTrigger } from './runs';
 import type { StoredDefinition } from './workflow/store';
-import type { WorkflowDefinition } from './workflow/definition';
-import { resolveFlowKey } from './workflow/flow-keys';
+import { type WorkflowDefinition, resolveFlowKey } from '@baton/workflow';
 
 /**
  * Debounced workflows (`debounce: {key?, periodMs, maxWaitMs?}`): the triggers of one key that come

@@ -3,9 +3,14 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { Pool } from '../db/pool';
-import { NotFoundError, ValidationError } from '../errors';
-import { isBuiltinFunction, parseWorkflowDefinition, type WorkflowDefinition } from './definition';
-import { ErrorCode } from '../error-codes';
+import {
+  NotFoundError,
+  ValidationError,
+  isBuiltinFunction,
+  parseWorkflowDefinition,
+  type WorkflowDefinition,
+  ErrorCode,
+} from '@baton/workflow';
 
 /**
  * Workflow definitions in PostgreSQL, versioned by the server: a new or changed definition gets the

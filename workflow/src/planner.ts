@@ -1,5 +1,5 @@
-import type { SerializedError } from '../errors';
-import { ErrorCode } from '../error-codes';
+import type { SerializedError } from './errors';
+import { ErrorCode } from './error-codes';
 import { CHILD_WORKFLOW_FUNCTION, type RetryPolicy, type StepDefinition, type WorkflowDefinition } from './definition';
 import { evaluateCondition, resolveTemplate } from './expressions';
 import {

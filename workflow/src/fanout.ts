@@ -1,5 +1,5 @@
-import type { SerializedError } from '../errors';
-import { ErrorCode } from '../error-codes';
+import type { SerializedError } from './errors';
+import { ErrorCode } from './error-codes';
 import type { StepDefinition } from './definition';
 import { evaluateCondition, resolveTemplateEach } from './expressions';
 

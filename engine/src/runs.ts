@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { Pool } from './db/pool';
-import { ValidationError } from './errors';
+import { ValidationError, ErrorCode, resolveRunTags } from '@baton/workflow';
 import type { CoordinatorClient, DelayedMessage } from './coordinator-client';
 import { existingRuns, insertRuns, runKey, type NewRun } from './run-rows';
 import { armDebounce, debounceOf, debounceTrigger, type DebouncedTrigger } from './debounce';
@@ -12,8 +12,6 @@ import type { CoordinatorMessage } from './protocol';
 import { traced } from '@baton/sdk';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import type { StoredDefinition } from './workflow/store';
-import { ErrorCode } from './error-codes';
-import { resolveRunTags } from './workflow/tags';
 
 /**
  * Starting a run: the one path every trigger (HTTP, schedule, event) takes. The run row is the

@@ -1,9 +1,9 @@
 import { EVENT_NAME_PATTERN } from '@baton/sdk';
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
-import { ValidationError, type ValidationProblem } from '../errors';
+import { ValidationError, type ValidationProblem } from './errors';
 import { compileExpression, templateExpressions } from './expressions';
-import { ErrorCode } from '../error-codes';
+import { ErrorCode } from './error-codes';
 import { prioritySchema, rateLimitSchema } from './admission';
 import { retentionSchema } from './retention';
 import { SCHEDULE_CATCH_UPS, SCHEDULE_OVERLAPS } from './schedule-ticks';
@@ -172,7 +172,7 @@ const stepSchema = z
       ctx.addIssue({ code: 'custom', path: ['repeat'], message: 'a step cannot have both forEach and repeat' });
   });
 
-/** `singleton:` (shared/src/singleton.ts). */
+/** `singleton:` (engine/src/singleton.ts). */
 export const SINGLETON_MODES = ['skip', 'cancelRunning'] as const;
 
 const singletonSchema = z
@@ -186,7 +186,7 @@ const singletonSchema = z
   })
   .strict();
 
-/** `debounce:` bounds (shared/src/debounce.ts). */
+/** `debounce:` bounds (engine/src/debounce.ts). */
 export const DEBOUNCE_MAX_MS = 7 * 86_400_000;
 
 const debounceSchema = z

@@ -1,5 +1,5 @@
-import { ErrorCode } from '../error-codes';
-import { ValidationError } from '../errors';
+import { ErrorCode } from './error-codes';
+import { ValidationError } from './errors';
 import { evaluate, ExpressionError } from './expressions';
 
 /**

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { CoordinatorClient } from './coordinator-client';
 import type { Pool } from './db/pool';
 import { isUnstorableText } from './db/sqlstate';
-import { NotFoundError, ValidationError } from './errors';
+import { NotFoundError, ValidationError, ErrorCode, resolveRunTags } from '@baton/workflow';
 import { GroupCommit } from './group-commit';
 import type { Logger } from './logger';
 import { existingRuns, insertRuns, runKey } from './run-rows';
@@ -13,8 +13,6 @@ import { singletonHolders, singletonSlot } from './flow-store';
 import { replaceSingleton, singletonOf, type SingletonStart } from './singleton';
 import { injectTrace, inSpan, type TraceCarrier } from './tracing';
 import { getDefinition, type StoredDefinition } from './workflow/store';
-import { ErrorCode } from './error-codes';
-import { resolveRunTags } from './workflow/tags';
 
 export interface StartByNameRequest {
   workflow: string;

@@ -1,8 +1,7 @@
 import crypto from 'node:crypto';
 import type { CoordinatorClient } from './coordinator-client';
 import type { Pool, PoolClient } from './db/pool';
-import { evaluateCondition, ExpressionError } from './workflow/expressions';
-import { ValidationError } from './errors';
+import { evaluateCondition, ExpressionError, ValidationError } from '@baton/workflow';
 import {
   notifyCoordinator,
   sendWakeups,

@@ -1,7 +1,7 @@
 import type { JobsOptions } from 'bullmq';
 import { commandTimeoutOf, keyServers, type QueueContext, type RedisConnection } from '@baton/sdk';
 import type { BaseConfig } from './config';
-import { RedisUnavailableError } from './errors';
+import { RedisUnavailableError } from '@baton/workflow';
 import { redisKeys } from './keys';
 
 /** Queue names, like every other key, are built in keys.ts. */
