@@ -85,10 +85,11 @@ USER 1000:1000
 FROM runtime AS function
 # node itself is PID 1 (no npm wrapper), so SIGTERM reaches the runtime's graceful stop. A function
 # process mostly waits on its I/O and scales out on its backlog: V8 sized for memory rather than
-# peak speed, and the garbage collector on the main thread, take its idle RSS from 69 to 60 MB and
-# its RSS after 1 000 jobs from 113 to 80 MB, for about 0.4 ms more CPU per job (`npm run bench --
-# --scenario function`, docs/PERFORMANCE.md). Flags, not NODE_OPTIONS: node refuses both there.
-CMD ["node", "--optimize-for-size", "--single-threaded-gc", "dist/main.js"]
+# peak speed takes transform's idle RSS from 69 to 56 MB and its RSS after 1 000 jobs from 113 to
+# 71 MB, for some CPU per job (`npm run bench -- --scenario function`, docs/PERFORMANCE.md). Not
+# --single-threaded-gc: with the tree-shaken bundle it adds 3 MB idle and 7 MB after the jobs. A
+# flag, not NODE_OPTIONS: node refuses it there.
+CMD ["node", "--optimize-for-size", "dist/main.js"]
 
 # --- service: the gateway and the coordinator (the default target) -----------------------------
 FROM runtime AS service

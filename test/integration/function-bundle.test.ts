@@ -21,7 +21,7 @@ const { bundleFunction } = require('../../scripts/bundle-function.js') as {
 const ROOT = path.resolve(__dirname, '../..');
 const INVOICE_FUNCTIONS = ['fetch-orders', 'create-invoice', 'generate-pdf', 'send-email', 'void-invoice'];
 /** The runtime flags of a function image (Dockerfile, templates/function/Dockerfile). */
-const IMAGE_NODE_FLAGS = ['--optimize-for-size', '--single-threaded-gc'];
+const IMAGE_NODE_FLAGS = ['--optimize-for-size'];
 
 describe('bundled functions (what the function images run)', () => {
   let env: TestEnv;
