@@ -134,9 +134,13 @@ export async function appendEncodedToInbox(
   encoded: string,
   shard = 0,
 ): Promise<void> {
+  await redis.xadd(reportStreamKey(prefix, shard), '*', INBOX_MESSAGE_FIELD, encoded);
+}
+
+/** The inbox stream a report for `shard` goes to (StepJobData.inboxShard; absent or invalid: 0). */
+export function reportStreamKey(prefix: string, shard = 0): string {
   // Job data is read from Redis: anything but a shard number means shard 0.
-  const to = Number.isSafeInteger(shard) && shard > 0 ? shard : 0;
-  await redis.xadd(inboxShardKey(prefix, to), '*', INBOX_MESSAGE_FIELD, encoded);
+  return inboxShardKey(prefix, Number.isSafeInteger(shard) && shard > 0 ? shard : 0);
 }
 
 /**

@@ -13,14 +13,16 @@ import {
   appendEncodedToInbox,
   backoffDelayMs,
   EVENT_NAME_PATTERN,
+  INBOX_MESSAGE_FIELD,
   isRetryable,
   PROTOCOL_VERSION,
+  reportStreamKey,
   stepIdempotencyKey,
   type StepJobData,
   type StepLogLine,
   type StepReport,
 } from './protocol';
-import { duplicateRedis, type QueueContext } from './redis';
+import { duplicateRedis, isCluster, type QueueContext } from './redis';
 import { injectTrace, inSpan, traced } from './tracing';
 
 export interface FunctionWorkerOptions {
@@ -110,6 +112,19 @@ export function startFunctionWorker(
   cancellations.subscribe(redisKeys(opts.queues.prefix).cancel).catch((err: unknown) => {
     opts.logger.error({ err }, 'cannot subscribe to cancellations');
   });
+  // Successes whose report is sent with their job's completion, by job id (see `withCompletion` below).
+  const withCompletion = !isCluster(opts.queues.connection);
+  const reportsWithCompletion = new Map<
+    string,
+    {
+      message: StepReport;
+      encoded: string;
+      logger: Logger;
+      shard: number | undefined;
+      job: Job<StepJobData>;
+      token: string;
+    }
+  >();
   // A report goes to the inbox shard the coordinator named in the job data (absent: shard 0).
   const report = (message: StepReport, shard?: number): Promise<void> =>
     appendEncodedToInbox(opts.queues.connection, opts.queues.prefix, JSON.stringify(message), shard);
@@ -190,7 +205,7 @@ export function startFunctionWorker(
   };
 
   // One span per attempt, a child of the coordinator span that planned the step.
-  const processJob = async (job: Job<StepJobData>): Promise<unknown> => {
+  const processJob = async (job: Job<StepJobData>, token?: string): Promise<unknown> => {
     const pickedUp = epochMs();
     // Queue wait from the job's creation (by the coordinator, just before its add) or the end of its
     // delay, once per step: later attempts wait on purpose (backoff).
@@ -203,18 +218,18 @@ export function startFunctionWorker(
       opts.logger.warn({ jobId: job.id }, 'job without step data (its Redis hash was lost): skipped');
       return null;
     }
-    return processStep(job, pickedUp);
+    return processStep(job, pickedUp, token);
   };
 
-  const processStep = (job: Job<StepJobData>, pickedUp: number): Promise<unknown> =>
+  const processStep = (job: Job<StepJobData>, pickedUp: number, token?: string): Promise<unknown> =>
     inSpan(
       `baton.step ${definition.name}`,
       job.data.trace,
       { 'baton.run_id': job.data.runId, 'baton.step_id': job.data.stepId, 'baton.attempt': job.attemptsMade + 1 },
-      () => runJob(job, pickedUp),
+      () => runJob(job, pickedUp, token),
     );
 
-  const runJob = async (job: Job<StepJobData>, pickedUp: number): Promise<unknown> => {
+  const runJob = async (job: Job<StepJobData>, pickedUp: number, token?: string): Promise<unknown> => {
     const data = job.data;
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
@@ -335,19 +350,34 @@ export function startFunctionWorker(
     }
     observe(definition.name, 'succeeded', started);
     failpoint('after-handler'); // tests only (BATON_FAILPOINT): see ./failpoints.ts
+    if (withCompletion && closeDeadline === undefined && job.id !== undefined && token !== undefined) {
+      // The report goes in one MULTI with the job's completion (see `withCompletion` below).
+      clearTimeout(startedTimer);
+      await startedReport;
+      reportsWithCompletion.set(job.id, {
+        message: success.message,
+        encoded: success.encoded,
+        logger,
+        shard: data.inboxShard,
+        job,
+        token,
+      });
+      return success.output;
+    }
     // Not delivered only when the worker is closing: the output completes the job, which is what
     // the reconciler replays.
     await finish(success.message, success.encoded);
     return success.output;
   };
 
+  const lockDurationMs = opts.lockDurationMs ?? 30_000;
   const worker = new Worker<StepJobData>(functionQueueName(definition.name), processJob, {
     connection: opts.queues.connection,
     prefix: opts.queues.prefix,
     concurrency: opts.concurrency ?? definition.concurrency ?? 4,
     ...(opts.rateLimit ? { limiter: { max: opts.rateLimit.max, duration: opts.rateLimit.durationMs } } : {}),
     maxStalledCount: opts.maxStalledCount ?? 2,
-    lockDuration: opts.lockDurationMs ?? 30_000,
+    lockDuration: lockDurationMs,
     stalledInterval: opts.stalledIntervalMs ?? 30_000,
     name: workerId,
     settings: {
@@ -356,6 +386,90 @@ export function startFunctionWorker(
     },
   });
   worker.on('error', (err) => opts.logger.error({ err }, 'worker error'));
+
+  /**
+   * `withCompletion`: a success's report and its job's completion, in one MULTI on one connection (one write, one
+   * reply), instead of the report's XADD awaited and then BullMQ's moveToFinished: a round trip and
+   * a socket write less per step. BullMQ completes the job through its backend's `execCommand`
+   * ('moveToFinished'); for a job whose report waits in `reportsWithCompletion`, the wrapper sends
+   * MULTI, XADD of the report, the same moveToFinished, EXEC.
+   *
+   * Why no report is lost, and no completion happens without its report:
+   * - MULTI/EXEC is all or nothing for what Redis refuses when the commands are queued (NOPERM,
+   *   READONLY after a failover, OOM, a wrong argument count: EXECABORT, nothing applied). Then the
+   *   report is delivered the usual way (`deliver`: retried until Redis takes it, the lock renewed
+   *   meanwhile) and only then is the job completed, as before.
+   * - A crash (of this process or the connection) before EXEC reaches Redis applies neither: the
+   *   job's lock expires and the stalled check runs the attempt again, which reports again (the
+   *   coordinator's inbox drops a repeated report). After EXEC both are applied. The old order had a
+   *   window between the two where the report was in and the job still active: a crash there ran
+   *   the handler a second time; this order has no such window.
+   * - The report's XADD runs first inside the transaction. The only error it can meet at EXEC
+   *   rather than when queued is WRONGTYPE (the inbox key holding something other than a stream):
+   *   then the report is retried as any refused one (`deliver`); moveToFinished's own refusals (lost lock, job gone)
+   *   are answered to BullMQ as before, with the report already in (a duplicate at worst, dropped
+   *   by the inbox). A server without the script (NOSCRIPT: flushed, a promoted replica) has the
+   *   report and not the completion: BullMQ's own call, which reloads the script, then completes it.
+   * On a Redis Cluster the inbox stream and the job's keys are in different slots (one MULTI cannot
+   * hold both): there, and once the worker is closing, the report is awaited before the job
+   * completes, as it always was.
+   */
+  if (withCompletion) {
+    // bullmq's RedisQueueBackend is not typed publicly (bullmq 6); a bullmq that renamed these fails
+    // here at start, not per job.
+    const backend = (worker as unknown as { backend: CompletionBackend }).backend;
+    if (
+      typeof backend?.execCommand !== 'function' ||
+      !Array.isArray(backend.moveToFinishedKeys) ||
+      typeof backend.version !== 'string'
+    )
+      throw new Error('bullmq: its Redis backend has no execCommand, moveToFinishedKeys or version (unsupported)');
+    const execCommand = backend.execCommand.bind(backend);
+    backend.execCommand = async (client, name, args) => {
+      const jobId = name === 'moveToFinished' ? args[backend.moveToFinishedKeys.length] : undefined;
+      const pending = typeof jobId === 'string' ? reportsWithCompletion.get(jobId) : undefined;
+      if (!pending) return execCommand(client, name, args);
+      reportsWithCompletion.delete(jobId as string);
+      const key = reportStreamKey(opts.queues.prefix, pending.shard);
+      const replies = await client
+        .multi()
+        .xadd(key, '*', INBOX_MESSAGE_FIELD, pending.encoded)
+        // The versioned name BullMQ defined the script under, as its execCommand builds it.
+        .runCommand(`${name}:${backend.version}`, args)
+        .exec()
+        .catch((err: unknown) => {
+          // A refused delivery like deliver()'s: counted and said so, then tried again there.
+          metrics.reportRetries.inc({ function: definition.name, type: pending.message.type });
+          pending.logger.warn(
+            { err: (err as Error).message, type: pending.message.type },
+            'step report not delivered with its completion; trying again before completing the job',
+          );
+          return undefined;
+        });
+      if (replies) {
+        const [[reportErr], [err, result]] = replies;
+        // EXEC ran the completion but not the XADD (WRONGTYPE): retried like any refused report.
+        if (reportErr) await deliver(pending.message, pending.encoded, pending.logger, pending.shard);
+        // The server lacks the script (flushed, or a failed-over replica): the report is in, and
+        // BullMQ's own call completes the job (ioredis loads the script again on NOSCRIPT).
+        if (err && /NOSCRIPT/.test(err.message)) return execCommand(client, name, args);
+        if (err) throw err;
+        return result;
+      }
+      // Nothing was applied: the report first, retried until Redis takes it, then the completion,
+      // as before. BullMQ stopped renewing the job's lock when the processor returned: it is renewed
+      // here meanwhile, so a long refusal does not hand the job (and its handler) to another worker.
+      const renew = setInterval(() => {
+        pending.job.extendLock(pending.token, lockDurationMs).catch(() => undefined);
+      }, lockDurationMs / 3);
+      try {
+        await deliver(pending.message, pending.encoded, pending.logger, pending.shard);
+      } finally {
+        clearInterval(renew);
+      }
+      return execCommand(client, name, args);
+    };
+  }
 
   return {
     worker,
@@ -367,6 +481,20 @@ export function startFunctionWorker(
       await worker.close();
       await cancellations.quit().catch(() => undefined);
     },
+  };
+}
+
+/** What the report-with-completion wrapper uses of BullMQ's Redis backend (bullmq's RedisQueueBackend, not typed publicly). */
+interface CompletionBackend {
+  moveToFinishedKeys: string[];
+  version: string;
+  execCommand(client: CompletionClient, name: string, args: unknown[]): Promise<unknown>;
+}
+interface CompletionClient {
+  multi(): {
+    xadd(key: string, id: string, field: string, value: string): ReturnType<CompletionClient['multi']>;
+    runCommand(name: string, args: unknown[]): ReturnType<CompletionClient['multi']>;
+    exec(): Promise<[Error | null, unknown][] | null>;
   };
 }
 

@@ -12,6 +12,7 @@ import {
   type FunctionDefinition,
   type FunctionWorker,
 } from '@baton/engine';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { PrivateRedis } from '../chaos/private-servers';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
@@ -56,6 +57,16 @@ const countClose = defineFunction({
   handler: async () => {
     closeCalls += 1;
     return { closed: true };
+  },
+});
+
+let multiCalls = 0;
+const countMulti = defineFunction({
+  name: 'count-multi',
+  input: z.object({}).passthrough(),
+  handler: async () => {
+    multiCalls += 1;
+    return { together: true };
   },
 });
 
@@ -123,6 +134,10 @@ describe('report delivery (function runtime)', () => {
     await saveDefinition(env.pool, { name: 'deliver-once', steps: [{ id: 'only', function: 'count-once' }] });
     await saveDefinition(env.pool, { name: 'fail-delivered', steps: [{ id: 'only', function: 'fail-once' }] });
     await saveDefinition(env.pool, { name: 'deliver-on-close', steps: [{ id: 'only', function: 'count-close' }] });
+    await saveDefinition(env.pool, {
+      name: 'deliver-with-completion',
+      steps: [{ id: 'only', function: 'count-multi' }],
+    });
   });
 
   afterAll(async () => {
@@ -188,5 +203,38 @@ describe('report delivery (function runtime)', () => {
     expect(run.status).toBe('succeeded');
     const { rows } = await env.pool.query(`SELECT status, output FROM step_executions WHERE run_id = $1`, [runId]);
     expect(rows).toEqual([{ status: 'succeeded', output: { closed: true } }]);
+  });
+
+  it("a success's report and its job's completion reach Redis in one MULTI", async () => {
+    await denyInbox();
+    await allowInbox();
+    // Every command the server runs, with the client that sent it.
+    const monitor = await (admin as Redis).monitor();
+    const seen: { source: string; command: string; key: string; last: string }[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      const [command, key, ...rest] = args.map(String);
+      seen.push({ source, command: command.toLowerCase(), key: key ?? '', last: rest.at(-1) ?? '' });
+    });
+    try {
+      startWorker(countMulti);
+      const runId = await engine.start('deliver-with-completion', {});
+      const run = await engine.waitForRun(runId, TERMINAL);
+      expect(run.status).toBe('succeeded');
+      expect(multiCalls).toBe(1);
+
+      // The step's report (the inbox also holds the run's start, written by the engine).
+      const report = seen.find(
+        (c) => c.command === 'xadd' && c.key === inboxKey(prefix) && c.last.includes('"type":"step.succeeded"'),
+      );
+      expect(report).toBeDefined();
+      // The worker connection's commands around its report: MULTI, the report, the completion script, EXEC.
+      const own = seen.filter((c) => c.source === report!.source);
+      const at = own.indexOf(report!);
+      // (EVAL the first time the connection runs the script, EVALSHA after.)
+      const around = own.slice(at - 1, at + 3).map((c) => (c.command === 'evalsha' ? 'eval' : c.command));
+      expect(around).toEqual(['multi', 'xadd', 'eval', 'exec']);
+    } finally {
+      monitor.disconnect();
+    }
   });
 });
