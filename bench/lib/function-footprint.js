@@ -7,7 +7,11 @@
  *   compiled      `node dist/main.js`, the tsc output with its node_modules (before the change);
  *   bundle        `node bundle.js`, one esbuild file (scripts/bundle-function.js);
  *   image         the bundle as the function images start it (Dockerfile, target `function`):
- *                 `node --optimize-for-size --single-threaded-gc bundle.js`.
+ *                 `node --optimize-for-size bundle.js`.
+ * With BENCH_FUNCTION_BEFORE=<bundle file> (a bundle of an earlier commit, made by its own
+ * scripts/bundle-function.js) a fourth variant, `before`, runs that file as the images started it
+ * then (BENCH_FUNCTION_BEFORE_FLAGS, default the current image flags): a change to the bundle or the
+ * flags is measured against what it replaces in the same run.
  * Per turn: start to ready (spawn → the first 200 on /healthz; also the process's CPU ms by then,
  * which the machine's other load inflates less than the wall clock), idle RSS 3 s after ready, then
  * JOBS jobs enqueued at once as the coordinator enqueues them: jobs/s until the last report is on the
@@ -31,7 +35,7 @@ const IDLE_MS = 3_000;
 const now = () => performance.timeOrigin + performance.now();
 const CLK_TCK = 100;
 /** The node flags of a function image (Dockerfile's `function` stage; docs/PERFORMANCE.md says why). */
-const IMAGE_NODE_FLAGS = ['--optimize-for-size', '--single-threaded-gc'];
+const IMAGE_NODE_FLAGS = ['--optimize-for-size'];
 
 function procStat(pid) {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -159,9 +163,12 @@ async function runFunctionScenario({ redisUrl, reps, log }) {
   const compiled = path.join(ROOT, 'functions', FUNCTION, 'dist', 'main.js');
   // The bundle sits beside the function's folder so that a package kept outside resolves as in the image.
   const bundle = (await bundleFunction(path.join(ROOT, 'functions', FUNCTION), path.join(dir, 'main.js'))).outfile;
-  const files = { compiled, bundle };
+  const before = process.env.BENCH_FUNCTION_BEFORE ? path.resolve(process.env.BENCH_FUNCTION_BEFORE) : undefined;
+  const beforeFlags = process.env.BENCH_FUNCTION_BEFORE_FLAGS?.split(' ').filter(Boolean) ?? IMAGE_NODE_FLAGS;
+  const files = { compiled, bundle, before };
   const variants = [
     { name: 'compiled', file: 'compiled', flags: [], env: {} },
+    ...(before ? [{ name: 'before', file: 'before', flags: beforeFlags, env: {} }] : []),
     { name: 'bundle', file: 'bundle', flags: [], env: {} },
     { name: 'image', file: 'bundle', flags: IMAGE_NODE_FLAGS, env: {} },
   ];
@@ -192,7 +199,15 @@ async function runFunctionScenario({ redisUrl, reps, log }) {
   const vsCompiled = Object.fromEntries(
     variants.map((v) => [v.name, Object.fromEntries(metrics.map((m) => [m, round(medians[v.name][m] / base[m], 2)]))]),
   );
-  return { function: FUNCTION, jobs: JOBS, reps, medians, vsCompiled, turns };
+  return {
+    function: FUNCTION,
+    jobs: JOBS,
+    reps,
+    flags: { image: IMAGE_NODE_FLAGS, ...(before ? { before: beforeFlags } : {}) },
+    medians,
+    vsCompiled,
+    turns,
+  };
 }
 
 function printFunctionFootprint(section) {
