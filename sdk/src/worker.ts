@@ -428,14 +428,18 @@ export function startFunctionWorker(
     backend.execCommand = async (client, name, args) => {
       const jobId = name === 'moveToFinished' ? args[backend.moveToFinishedKeys.length] : undefined;
       const pending = typeof jobId === 'string' ? reportsWithCompletion.get(jobId) : undefined;
-      if (!pending) return execCommand(client, name, args);
+      // The script as BullMQ defined it on the connection (ioredis' defineCommand): sent as EVALSHA.
+      // Not through the custom command: in a MULTI, ioredis cannot tell the script is loaded on the
+      // socket and sends its whole source (40 KB) as EVAL every time.
+      const script = (opts.queues.connection as unknown as { scriptsSet?: Record<string, ScriptDefinition> })
+        .scriptsSet?.[`${name}:${backend.version}`];
+      if (!pending || !script) return execCommand(client, name, args);
       reportsWithCompletion.delete(jobId as string);
       const key = reportStreamKey(opts.queues.prefix, pending.shard);
       const replies = await client
         .multi()
         .xadd(key, '*', INBOX_MESSAGE_FIELD, pending.encoded)
-        // The versioned name BullMQ defined the script under, as its execCommand builds it.
-        .runCommand(`${name}:${backend.version}`, args)
+        .evalsha(script.sha, script.numberOfKeys, ...args)
         .exec()
         .catch((err: unknown) => {
           // A refused delivery like deliver()'s: counted and said so, then tried again there.
@@ -490,10 +494,15 @@ interface CompletionBackend {
   version: string;
   execCommand(client: CompletionClient, name: string, args: unknown[]): Promise<unknown>;
 }
+/** A Lua script as ioredis keeps it after defineCommand. */
+interface ScriptDefinition {
+  sha: string;
+  numberOfKeys: number;
+}
 interface CompletionClient {
   multi(): {
     xadd(key: string, id: string, field: string, value: string): ReturnType<CompletionClient['multi']>;
-    runCommand(name: string, args: unknown[]): ReturnType<CompletionClient['multi']>;
+    evalsha(sha: string, numberOfKeys: number, ...args: unknown[]): ReturnType<CompletionClient['multi']>;
     exec(): Promise<[Error | null, unknown][] | null>;
   };
 }
