@@ -34,7 +34,7 @@ export { createLogger, type Logger } from './logger';
 export { registry, metrics, collectProcessMetrics, epochMs, startMetricsServer } from './metrics';
 
 // --- PostgreSQL: the pool, migrations, stored definitions, runs, events and schedules ---
-export { createPool, withTransaction, type Pool, type PoolClient } from './db/pool';
+export { createPool, pipelined, withOwnTransaction, withTransaction, type Pool, type PoolClient } from './db/pool';
 export { ensureDatabase, migrate, seedDemoData, MIGRATIONS_DIR, SEEDS_DIR } from './db/migrate';
 export {
   getDefinition,
