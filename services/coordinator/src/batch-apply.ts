@@ -3,7 +3,7 @@ import {
   isDataError,
   metrics,
   openSpan,
-  withTransaction,
+  withOwnTransaction,
   type InboxMessage,
   type Logger,
   type OpenSpan,
@@ -117,7 +117,7 @@ export class BatchApplier {
     let failure: unknown;
     const timer = metrics.coordinatorBatchDuration.startTimer();
     try {
-      const outcome = await withTransaction(this.deps.pool, (client) => this.applyBatch(client, messages, spans));
+      const outcome = await withOwnTransaction(this.deps.pool, (client) => this.applyBatch(client, messages, spans));
       // Acknowledging needs only the commit: it overlaps the enqueueing (a step whose enqueue is lost
       // in between is queued in PostgreSQL, and the reconciler enqueues it).
       await Promise.all([this.deps.advancer.afterCommit(outcome), onCommit?.()]);
@@ -141,13 +141,23 @@ export class BatchApplier {
       // The same report twice in a batch (a replay) is recorded once.
       if (m.type === 'step.succeeded' && !successes.has(m.stepExecutionId)) successes.set(m.stepExecutionId, m);
     }
-    const { runs, recorded } = await lockAndRecord(
+    // BEGIN, lock and record, and the load of the runs that starts and successes may advance: one
+    // round trip. A run whose executions change after that load (a report applied below, a
+    // compensation that undid its step) is loaded again before it is planned.
+    const { runs, recorded, executions } = await lockAndRecord(
       client,
       [...new Set(messages.map((m) => m.runId))],
       [...successes.values()],
+      {
+        begin: true,
+        load: [
+          ...new Set(messages.filter((m) => m.type === 'run.start' || m.type === 'step.succeeded').map((m) => m.runId)),
+        ],
+      },
     );
     const outcome = nothing();
     const toAdvance = new Set<string>();
+    const changed = new Set<string>();
     const logged: Parameters<typeof insertLogsOf>[1] = [];
     // The other messages, in arrival order (rare: slow steps' starts, retries, failures).
     for (const m of messages) {
@@ -157,6 +167,7 @@ export class BatchApplier {
       }
       if (m.type === 'run.start') toAdvance.add(m.runId);
       else if (m.type !== 'step.succeeded' && (await applyReport(client, m))) {
+        changed.add(m.runId);
         if (m.type !== 'step.started' && m.logs?.length) {
           logged.push({ runId: m.runId, stepId: await stepIdOf(client, m.stepExecutionId), report: m });
         }
@@ -167,13 +178,16 @@ export class BatchApplier {
     for (const [id, success] of recorded) {
       const report = successes.get(id) as SuccessReport;
       toAdvance.add(success.runId);
+      // lockAndRecord marks the step a compensation undid after the load.
+      if (success.kind === 'compensation') changed.add(success.runId);
       if (report.logs?.length) logged.push({ runId: success.runId, stepId: success.stepId, report });
       if (report.events?.length) outcome.notify.push(...(await this.deps.triggers.publishEmitted(client, report)));
     }
     await insertLogsOf(client, logged);
 
     // Each run concerned is planned once, against its state after the whole batch.
-    const executions = await loadExecutionsOf(client, [...toAdvance]);
+    const stale = [...toAdvance].filter((id) => changed.has(id) || !executions.has(id));
+    if (stale.length) for (const [id, current] of await loadExecutionsOf(client, stale)) executions.set(id, current);
     const writes = new RunWrites();
     for (const runId of toAdvance) {
       const run = runs.get(runId) as LockedRun;
@@ -182,7 +196,8 @@ export class BatchApplier {
         await this.deps.advancer.advanceLocked(client, run, writes, executions.get(runId), spans.get(runId)?.carrier),
       );
     }
-    await writes.flush(client);
+    // The buffered writes and COMMIT: the second round trip.
+    await writes.flush(client, { commit: true });
     return outcome;
   }
 

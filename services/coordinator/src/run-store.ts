@@ -11,7 +11,7 @@ import {
   type RunError,
 } from '@baton/workflow';
 import { payloads } from './payload-cache';
-import type { Pool, PoolClient, StepReport } from '@baton/engine';
+import { pipelined, type Pool, type PoolClient, type StepReport } from '@baton/engine';
 
 /**
  * The coordinator's SQL. Every function takes the transaction's client: the caller holds the run's
@@ -191,9 +191,12 @@ export async function loadExecutionsOf(
   client: PoolClient,
   runIds: string[],
 ): Promise<Map<string, StepExecutionState[]>> {
-  const byRun = new Map<string, StepExecutionState[]>(runIds.map((id) => [id, []]));
-  if (!runIds.length) return byRun;
-  const { rows } = await client.query<ExecutionRow>({
+  return collectExecutions(runIds, runIds.length ? (await sendLoad(client, runIds)).rows : []);
+}
+
+/** Sends the load statement of `loadExecutionsOf` (pipelined by `lockAndRecord`). */
+function sendLoad(client: PoolClient, runIds: string[]): Promise<{ rows: ExecutionRow[] }> {
+  return client.query<ExecutionRow>({
     name: 'baton.load_executions',
     text: `SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.status, e.attempt, e.error, e.finished_at,
                   e.created_at, e.child_run_id, e.copied_from IS NOT NULL AS copied,
@@ -221,6 +224,11 @@ export async function loadExecutionsOf(
             ORDER BY e.run_id, e.created_at, e.id`,
     values: [runIds, payloads.held(knownOutputs.get(runIds)).map((key) => key.slice('output:'.length))],
   });
+}
+
+/** The executions of a load statement's rows, by run; offers their final outputs to the payload cache. */
+function collectExecutions(runIds: string[], rows: ExecutionRow[]): Map<string, StepExecutionState[]> {
+  const byRun = new Map<string, StepExecutionState[]>(runIds.map((id) => [id, []]));
   for (const row of rows) {
     const key = `output:${row.output_key}`;
     if (row.output_cached) row.output = payloads.get(key);
@@ -641,33 +649,27 @@ export interface RecordedSuccess {
  * steps). The array lets it use the primary key or the run index instead, in custom and generic plans.
  */
 
-/**
- * One statement for the start of a batch: locks the batch's runs (in id order: two coordinators
- * locking overlapping batches wait for each other instead of deadlocking) and records its step
- * successes — attempt rows and executions, with `applyReport`'s rules (a finished execution never
- * changes again). The successes join the locked runs, so an execution is only written once its run's
- * lock is held. Returns the locked runs and the executions the successes finished. One report per
- * execution: the caller drops duplicates.
- */
-export async function lockAndRecord(
+type LockAndRecordRow =
+  | { what: 'run'; row: Omit<RunRow, 'created_at'> & { created_at: string } }
+  | {
+      what: 'recorded';
+      row: {
+        id: string;
+        run_id: string;
+        step_id: string;
+        kind: RecordedSuccess['kind'];
+        undoes_execution_id: string | null;
+      };
+    };
+
+/** Sends the statement of `lockAndRecord`. */
+function sendLockAndRecord(
   client: PoolClient,
   runIds: string[],
   reports: SuccessReport[],
-): Promise<{ runs: Map<string, LockedRun>; recorded: Map<string, RecordedSuccess> }> {
+): Promise<{ rows: LockAndRecordRow[] }> {
   // Named: prepared once per connection, so PostgreSQL skips parsing and planning it every batch.
-  const { rows } = await client.query<
-    | { what: 'run'; row: Omit<RunRow, 'created_at'> & { created_at: string } }
-    | {
-        what: 'recorded';
-        row: {
-          id: string;
-          run_id: string;
-          step_id: string;
-          kind: RecordedSuccess['kind'];
-          undoes_execution_id: string | null;
-        };
-      }
-  >({
+  return client.query<LockAndRecordRow>({
     name: 'baton.lock_and_record',
     text: `WITH locked AS (
        SELECT id, workflow_name, workflow_version, status, error, retries, concurrency_key, metadata, created_at,
@@ -722,6 +724,40 @@ export async function lockAndRecord(
       heldRuns(runIds),
     ],
   });
+}
+
+/**
+ * One statement for the start of a batch: locks the batch's runs (in id order: two coordinators
+ * locking overlapping batches wait for each other instead of deadlocking) and records its step
+ * successes — attempt rows and executions, with `applyReport`'s rules (a finished execution never
+ * changes again). The successes join the locked runs, so an execution is only written once its run's
+ * lock is held. Returns the locked runs and the executions the successes finished. One report per
+ * execution: the caller drops duplicates.
+ *
+ * With `begin`, the transaction's BEGIN goes in the same round trip, ahead of it; with `load`, the
+ * executions of those runs (as `loadExecutionsOf`) are read in it too, by a statement sent right
+ * behind it: its own snapshot, taken once the locks are held and the successes recorded, so it sees
+ * what the run's previous lock holder committed and what this statement wrote. One round trip for
+ * all three (`pipelined`) instead of three.
+ */
+export async function lockAndRecord(
+  client: PoolClient,
+  runIds: string[],
+  reports: SuccessReport[],
+  opts: { begin?: boolean; load?: string[] } = {},
+): Promise<{
+  runs: Map<string, LockedRun>;
+  recorded: Map<string, RecordedSuccess>;
+  /** The executions of `opts.load`'s runs, as they are once the successes are recorded. */
+  executions: Map<string, StepExecutionState[]>;
+}> {
+  const load = opts.load ?? [];
+  const [, { rows }, loaded] = await pipelined(client, () => [
+    opts.begin ? client.query('BEGIN') : Promise.resolve(undefined),
+    sendLockAndRecord(client, runIds, reports),
+    load.length ? sendLoad(client, load) : Promise.resolve({ rows: [] as ExecutionRow[] }),
+  ]);
+  const executions = collectExecutions(load, loaded.rows);
   const runs = new Map<string, LockedRun>();
   const recorded = new Map<string, RecordedSuccess>();
   const undoneItems: string[] = [];
@@ -756,7 +792,7 @@ export async function lockAndRecord(
       [undoneItems],
     );
   }
-  return { runs, recorded };
+  return { runs, recorded, executions };
 }
 
 /** Log lines of many attempts in one INSERT. */
@@ -838,12 +874,28 @@ export class RunWrites {
     return Boolean(this.runs.get(runId)?.admitted);
   }
 
-  /** Everything buffered, in one statement (its parts touch disjoint rows). */
-  async flush(client: PoolClient): Promise<void> {
-    if (!this.cancelled.length && !this.executions.length && !this.skipped.length && !this.runs.size) return;
+  /**
+   * Everything buffered, in one statement (its parts touch disjoint rows). With `commit`, the
+   * transaction's COMMIT follows it in the same round trip (`pipelined`); if the statement fails, the
+   * COMMIT only ends the aborted transaction, and the statement's error is thrown.
+   */
+  async flush(client: PoolClient, opts: { commit?: boolean } = {}): Promise<void> {
+    const [, committed] = await pipelined(client, () => [
+      this.sendWrites(client),
+      opts.commit ? client.query('COMMIT') : Promise.resolve(undefined),
+    ]);
+    // An earlier failure would have been thrown; a COMMIT that rolled back must never pass for one.
+    if (committed && committed.command !== 'COMMIT') {
+      throw new Error(`the batch's transaction ended with ${committed.command}, not COMMIT`);
+    }
+  }
+
+  private sendWrites(client: PoolClient): Promise<unknown> {
+    if (!this.cancelled.length && !this.executions.length && !this.skipped.length && !this.runs.size)
+      return Promise.resolve(undefined);
     const builtins = new Set(this.builtins);
     const compensations = this.executions.filter((e) => e.kind === 'compensation');
-    await client.query({
+    return client.query({
       name: 'baton.write_plans',
       text: `WITH cancelled AS (
          UPDATE step_executions e
