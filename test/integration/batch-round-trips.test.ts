@@ -70,6 +70,12 @@ describe('coordinator batch: statements and round trips', () => {
   beforeAll(async () => {
     env = await createTestEnv('batch-round-trips');
     transactions = countTransactions(env.pool);
+    // Counts the UPDATEs of each run (this suite's database only).
+    await env.pool.query(`
+      CREATE TABLE test_run_updates (run_id uuid NOT NULL, status text NOT NULL);
+      CREATE FUNCTION test_count_run_update() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO test_run_updates VALUES (NEW.id, NEW.status); RETURN NEW; END $$;
+      CREATE TRIGGER test_run_updates AFTER UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION test_count_run_update();`);
     await saveDefinition(env.pool, {
       name: 'chain4',
       steps: [
@@ -103,6 +109,19 @@ describe('coordinator batch: statements and round trips', () => {
       expect(t.roundTrips).toBeLessThanOrEqual(2);
       expect(t.statements.length).toBeLessThanOrEqual(5);
     }
+  });
+
+  it('writes a run only when its status changes, not for each step report', async () => {
+    const runId = await engine.start('chain4', {});
+    const run = await engine.waitForRun(runId);
+    expect(run.status).toBe('succeeded');
+    expect(run.output.s4).toEqual({ n: 4 });
+    const { rows } = await env.pool.query<{ status: string }>(
+      'SELECT status FROM test_run_updates WHERE run_id = $1 ORDER BY ctid',
+      [runId],
+    );
+    // Admitted (running), then finished: the three reports in between leave the row alone.
+    expect(rows.map((r) => r.status)).toEqual(['running', 'succeeded']);
   });
 
   it('pipelined: a statement that fails aborts the transaction, the COMMIT behind it commits nothing', async () => {

@@ -92,7 +92,9 @@ export async function outstandingJobData(pool: Pool, ids: string[]): Promise<Map
 /**
  * Active runs with nothing outstanding, in (updated_at, id) order (index runs_active). A pending
  * run with a concurrency key went through admission and waits for a slot (see heldKeysPage); a
- * pending run without one never did: its `run.start` was lost.
+ * pending run without one never did: its `run.start` was lost. A run's row changes only with its
+ * status (a report that starts the next step leaves it alone), so an execution changed within the
+ * grace period keeps the run out too: its batch may still be advancing it (a re-plan after commit).
  */
 export async function idlePage(
   pool: Pool,
@@ -108,6 +110,8 @@ export async function idlePage(
           AND ($4::timestamptz IS NULL OR (r.updated_at >= $4::timestamptz AND (r.updated_at, r.id) > ($4::timestamptz, $5::uuid)))
         AND NOT (r.status = 'pending' AND r.concurrency_key IS NOT NULL)
         AND NOT EXISTS (SELECT 1 FROM step_executions e WHERE e.run_id = r.id AND e.status = ANY($2))
+        AND NOT EXISTS (SELECT 1 FROM step_executions e
+                         WHERE e.run_id = r.id AND e.updated_at >= now() - make_interval(secs => $1))
       ORDER BY r.updated_at, r.id LIMIT $3`,
     params,
   );
@@ -188,7 +192,9 @@ export async function overduePage(
 
 /**
  * Active child runs whose parent step (or item) has ended without them — cancelled, failed, its
- * run stopped — in (updated_at, id) order: their cancellation was lost (index runs_active).
+ * run stopped — more than the grace period ago, in (updated_at, id) order: their cancellation was
+ * lost (index runs_active). The grace counts from the parent execution's end: the child's own row
+ * changes only with its status.
  */
 export async function orphanedChildrenPage(
   pool: Pool,
@@ -205,7 +211,7 @@ export async function orphanedChildrenPage(
       WHERE c.status IN ('pending', 'running', 'compensating') AND c.parent_execution_id IS NOT NULL
         AND c.updated_at < now() - make_interval(secs => $1)
         AND ($4::timestamptz IS NULL OR (c.updated_at >= $4::timestamptz AND (c.updated_at, c.id) > ($4::timestamptz, $5::uuid)))
-        AND NOT (e.status = ANY($2))
+        AND NOT (e.status = ANY($2)) AND e.updated_at < now() - make_interval(secs => $1)
       ORDER BY c.updated_at, c.id LIMIT $3`,
     params,
   );

@@ -334,10 +334,12 @@ export class RunAdvancer {
       run.id,
       plan.skip.map((stepId) => ({ id: crypto.randomUUID(), stepId, function: stepsById.get(stepId)?.function ?? '' })),
     );
+    // A plan that leaves the run's status as it is writes nothing to the run's row: most reports only
+    // record a step and start the next, and an UPDATE of `runs` per report (every one of its indexes
+    // written again, as `updated_at` is in runs_active) was a large part of a batch's writes. The
+    // reconciler measures idleness by its executions as well (reconcile-store.ts).
     if (plan.status && plan.status !== run.status) {
       merge(outcome, this.transition(run, definition, writes, plan.status, plan.output, plan.error));
-    } else {
-      writes.changeRun(run.id);
     }
     const carrier = trace ?? injectTrace();
     outcome.jobs = [

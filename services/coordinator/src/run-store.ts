@@ -859,8 +859,8 @@ export class RunWrites {
     for (const id of ids) this.cancelled.push({ id, reason });
   }
 
-  /** Merges into the run's pending change; a run without one is still touched (`updated_at`). */
-  changeRun(runId: string, change: RunChange = {}): void {
+  /** Merges into the run's pending change (a run with none is not written, `updated_at` included). */
+  changeRun(runId: string, change: RunChange): void {
     this.runs.set(runId, { ...this.runs.get(runId), ...change });
   }
 
