@@ -126,6 +126,7 @@ export {
   type RedisConnection,
 } from './queues';
 export { CoordinatorClient, coordinatorQueue, type DelayedMessage } from './coordinator-client';
+export { type DispatchedExecution, stepJobData, StepQueues } from './step-jobs';
 export {
   type AdmissionMessage,
   type BuiltinStepMessage,

@@ -1,6 +1,5 @@
 import { OUTSTANDING_STEP_STATUSES } from '@baton/workflow';
-import type { Pool, StepJobData } from '@baton/engine';
-import { stepJobData } from './step-dispatch';
+import { stepJobData, type Pool, type StepJobData } from '@baton/engine';
 
 /**
  * The reconciler's SQL: keyset pages of the rows it compares with Redis (reconciler.ts), and the job

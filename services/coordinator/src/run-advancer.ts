@@ -23,6 +23,7 @@ import {
 import {
   validateRunInput,
   stepIdempotencyKey,
+  stepJobData,
   getDefinition,
   injectTrace,
   metrics,
@@ -68,7 +69,7 @@ import {
   type LockedRun,
   type NewExecution,
 } from './run-store';
-import { stepJobData, type StepDispatcher } from './step-dispatch';
+import type { StepDispatcher } from './step-dispatch';
 
 /**
  * Run advancing: plan a locked run against its executions and buffer what the plan decides

@@ -1,126 +1,54 @@
-import { Queue } from 'bullmq';
-import { isBuiltinFunction, jobPriority } from '@baton/workflow';
+import type { Queue } from 'bullmq';
+import { isBuiltinFunction } from '@baton/workflow';
 import {
-  inboxShardOf,
-  functionQueueName,
-  KEEP_FINISHED_JOBS,
   metrics,
   publishCancellation,
-  traced,
+  StepQueues,
   type QueueContext,
   type RedisConnection,
   type StepJobData,
-  type TraceCarrier,
 } from '@baton/engine';
 import type { BuiltinTimers } from './builtin-steps';
 
 /**
- * Step dispatch, for the coordinator and the reconciler: the job data of a step, its enqueue on
- * `{fn.<function>}` (`jobId = stepExecutionId`, so a second enqueue is a no-op) or, for a built-in,
- * its timer; stopping the jobs of cancelled executions; and, for the reconciler, where a page of
- * jobs is in Redis (`probeJobs`).
+ * Step dispatch, for the coordinator and the reconciler: a step's enqueue on `{fn.<function>}`
+ * (`jobId = stepExecutionId`, so a second enqueue is a no-op; job data and options are the engine's
+ * step-jobs.ts, which the gateway's run start uses too) or, for a built-in, its timer; stopping the
+ * jobs of cancelled executions; and, for the reconciler, where a page of jobs is in Redis
+ * (`probeJobs`).
  */
-
-/** An execution as a step job needs it: what planning made, or what the reconciler read back. */
-export interface DispatchedExecution {
-  id: string;
-  stepId: string;
-  kind: 'action' | 'compensation';
-  function: string;
-  input: unknown;
-  retry: StepJobData['retry'];
-  timeoutMs?: number;
-  idempotencyKey?: string;
-}
-
-/**
- * The job data of a step: the one definition, for a first enqueue (with the span that planned it)
- * and a re-enqueue by the reconciler (without one).
- */
-export function stepJobData(
-  run: { id: string; workflow: string; priority?: number },
-  e: DispatchedExecution,
-  trace?: TraceCarrier,
-): StepJobData {
-  return {
-    runId: run.id,
-    stepExecutionId: e.id,
-    stepId: e.stepId,
-    workflow: run.workflow,
-    kind: e.kind,
-    function: e.function,
-    input: e.input,
-    retry: e.retry,
-    ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
-    ...(e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : {}),
-    ...(run.priority === undefined ? {} : { priority: run.priority }),
-    // The function's attempt spans become children of the span that planned the step.
-    ...(trace ? traced(trace) : {}),
-  };
-}
 
 /** The enqueue hop of a step's path (baton_step_hop_seconds), bound once. */
 const enqueueHop = metrics.stepHop.labels('enqueue');
 
 export class StepDispatcher {
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues: StepQueues;
 
   constructor(
     private readonly ctx: QueueContext,
     private readonly timers: BuiltinTimers,
-  ) {}
-
-  /**
-   * Enqueues step jobs; a job id already present (a re-enqueue) is a no-op in BullMQ. Built-in kinds
-   * (sleep, waitForEvent) are the coordinator's own delayed messages instead of a function job.
-   * `delays`: how long some jobs wait first, by step execution id.
-   */
-  /**
-   * With a sharded inbox the job names the run's shard, where the function reports (it reads no
-   * shard setting of its own). Unsharded, the data is unchanged: an older function reports to shard
-   * 0, which is the unsharded inbox.
-   */
-  private withInboxShard(data: StepJobData): StepJobData {
-    const shards = this.ctx.inboxShards ?? 1;
-    return shards > 1 ? { ...data, inboxShard: inboxShardOf(data.runId, shards) } : data;
+  ) {
+    // Each add is timed: every job of a function's addBulk waited for the whole round trip.
+    this.queues = new StepQueues(ctx, {
+      onAdded: (seconds, jobs) => {
+        for (let i = 0; i < jobs; i += 1) enqueueHop.observe(seconds);
+      },
+    });
   }
 
+  /**
+   * Enqueues step jobs (StepQueues.add: one round trip per function queue). Built-in kinds (sleep,
+   * waitForEvent) are the coordinator's own delayed messages instead of a function job. `delays`: how
+   * long some jobs wait first, by step execution id.
+   */
   async enqueue(jobs: StepJobData[], delays?: Map<string, number>): Promise<void> {
-    const byFunction = new Map<string, StepJobData[]>();
+    const functionJobs: StepJobData[] = [];
     const timers: Promise<void>[] = [];
     for (const data of jobs) {
       if (isBuiltinFunction(data.function)) timers.push(this.timers.arm(data));
-      else if (byFunction.has(data.function)) byFunction.get(data.function)?.push(data);
-      else byFunction.set(data.function, [data]);
+      else functionJobs.push(data);
     }
-    // One round trip per function queue, however many steps the batch started.
-    await Promise.all([...timers, ...[...byFunction].map(([fn, list]) => this.addBulk(fn, list, delays))]);
-  }
-
-  /** One function's jobs in one round trip, timed: each job waited for the whole add. */
-  private async addBulk(fn: string, list: StepJobData[], delays?: Map<string, number>): Promise<void> {
-    const started = performance.now();
-    await this.functionQueue(fn).addBulk(
-      list.map((data) => ({
-        name: data.stepId,
-        data: this.withInboxShard(data),
-        opts: {
-          jobId: data.stepExecutionId,
-          attempts: data.retry.attempts,
-          // The delay is the function runtime's, computed from `retry` (see runtime/worker.ts).
-          backoff: { type: 'baton' },
-          removeOnComplete: KEEP_FINISHED_JOBS,
-          removeOnFail: KEEP_FINISHED_JOBS,
-          // The run's priority; every job has one, since BullMQ hands out jobs without a
-          // priority before all prioritized ones (a priority-5 run would pass a priority-1 run).
-          priority: jobPriority(data.priority),
-          // A repeat step's next iteration waits its `delayMs` (durably: a delayed job).
-          ...(delays?.get(data.stepExecutionId) ? { delay: delays.get(data.stepExecutionId) } : {}),
-        },
-      })),
-    );
-    const seconds = (performance.now() - started) / 1000;
-    for (let i = 0; i < list.length; i += 1) enqueueHop.observe(seconds);
+    await Promise.all([...timers, this.queues.add(functionJobs, delays)]);
   }
 
   /** Waiting and delayed jobs are removed; running attempts are aborted by their runtime. */
@@ -141,12 +69,7 @@ export class StepDispatcher {
   }
 
   functionQueue(functionName: string): Queue {
-    let queue = this.queues.get(functionName);
-    if (!queue) {
-      queue = new Queue(functionQueueName(functionName), { connection: this.ctx.connection, prefix: this.ctx.prefix });
-      this.queues.set(functionName, queue);
-    }
-    return queue;
+    return this.queues.functionQueue(functionName);
   }
 
   /**
@@ -162,7 +85,7 @@ export class StepDispatcher {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    await this.queues.close();
   }
 }
 
