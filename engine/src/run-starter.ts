@@ -1,11 +1,14 @@
 import crypto from 'node:crypto';
-import type { CoordinatorClient } from './coordinator-client';
+import type { CoordinatorClient, DelayedMessage } from './coordinator-client';
 import type { Pool } from './db/pool';
 import { isUnstorableText } from './db/sqlstate';
 import { NotFoundError, ValidationError, ErrorCode, resolveRunTags } from '@baton/workflow';
 import { GroupCommit } from './group-commit';
 import type { Logger } from './logger';
-import { existingRuns, insertRuns, runKey } from './run-rows';
+import { existingRuns, insertRuns, runKey, type RunStart } from './run-rows';
+import { planDirectStart } from './direct-start';
+import { boundedRedisCall } from './queues';
+import { stepJobData, StepQueues } from './step-jobs';
 import { debounceWakeups, sendWakeups, traced, validateRunInput, type RunTrigger, type StartedRun } from './runs';
 import { withTransaction } from './db/pool';
 import { debounceOf, debounceTrigger, type DebounceStart } from './debounce';
@@ -31,6 +34,8 @@ interface Pending extends StartByNameRequest {
   /** A singleton workflow's key (singleton.ts); a debounced one's window (debounce.ts). */
   singleton?: SingletonStart;
   debounce?: DebounceStart;
+  /** Its admission and first steps, when it starts with its insert (direct-start.ts). */
+  start?: RunStart;
 }
 
 /** Runs inserted per transaction at most; a burst beyond it waits for the next commit. */
@@ -39,27 +44,44 @@ export const RUN_START_BATCH = 256;
 /**
  * The gateway's way to start runs: concurrent requests share one commit (group commit, see
  * group-commit.ts). Each batch validates every input against its workflow's latest version, inserts
- * the valid runs with one autocommit INSERT (which checks that version is still the latest), then
- * appends their `run.start` to the coordinator's inbox in one round trip. A burst of requests costs
- * a few commits, not one or two each; a lone request is committed at once. A bad input or an unknown
- * workflow fails its own request only.
+ * the valid runs with one autocommit statement (which checks that version is still the latest). A
+ * run of a workflow without admission limits whose first plan is function steps only (direct-start.ts)
+ * is written `running` with those steps `queued` by that statement, and the starter enqueues their
+ * jobs (one addBulk per function queue) and arms its workflow timeout: the coordinator first hears of
+ * it from its first step's report. The other runs are written `pending` and their `run.start` appended
+ * to the coordinator's inbox in one round trip. A burst of requests costs a few commits, not one or
+ * two each; a lone request is committed at once. A bad input or an unknown workflow fails its own
+ * request only.
  */
 export class RunStarter {
   /** The latest version of each workflow, as last seen (checked by every INSERT). */
   private readonly latest = new Map<string, StoredDefinition>();
   private readonly commits: GroupCommit<Pending, StartedRun>;
   private readonly logger: Logger | undefined;
+  /** The function queues of first steps (on the coordinator client's connection). */
+  private readonly steps: StepQueues | undefined;
+  private readonly direct: boolean;
 
   /**
-   * `logger`: where a `run.start` Redis did not take is reported (a warning; the request still
-   * succeeds). The append is bounded by the coordinator connection's command timeout, if it has one.
+   * `logger`: where a `run.start` or a first step's job Redis did not take is reported (a warning;
+   * the request still succeeds). Appends and enqueues are bounded by the coordinator connection's
+   * command timeout, if it has one. `direct: false` sends every run through the coordinator's inbox
+   * (without a coordinator client, every run is: nothing would enqueue its steps).
    */
   constructor(
     private readonly pool: Pool,
     private readonly coordinator: CoordinatorClient | undefined,
-    opts: { maxBatch?: number; maxInFlight?: number; logger?: Logger } = {},
+    opts: { maxBatch?: number; maxInFlight?: number; logger?: Logger; direct?: boolean } = {},
   ) {
     this.logger = opts.logger;
+    this.direct = Boolean(coordinator) && opts.direct !== false;
+    this.steps = coordinator
+      ? new StepQueues({
+          connection: coordinator.redis,
+          prefix: coordinator.keyPrefix,
+          inboxShards: coordinator.inboxShards,
+        })
+      : undefined;
     this.commits = new GroupCommit((items) => this.flush(items), {
       maxBatch: opts.maxBatch ?? RUN_START_BATCH,
       maxInFlight: opts.maxInFlight ?? 2,
@@ -90,7 +112,12 @@ export class RunStarter {
    * against is still its workflow's latest: the latest version per name is cached, and a PUT
    * elsewhere shows up as runs left out, which are validated again against the new version.
    */
-  private async flushTogether(items: Pending[], attempt = 1): Promise<(StartedRun | Error)[]> {
+  private async flushTogether(
+    items: Pending[],
+    attempt = 1,
+    /** The first plans of the runs started with their insert, by run id (the last attempt's). */
+    starts = new Map<string, RunStart>(),
+  ): Promise<(StartedRun | Error)[]> {
     const fetched = new Set<string>();
     const latest = await this.latestVersions([...new Set(items.map((i) => i.workflow))], fetched);
     // An input refused by a cached version is checked again against a fresh read before it is
@@ -107,11 +134,24 @@ export class RunStarter {
           // A key that fails on the input is a 400 naming `singleton.key` / `debounce.key` (flow-keys.ts).
           const singleton = await singletonOf(definition.definition, item.input);
           const debounce = await debounceOf(definition.definition, item.input);
+          // Planned against the version it is inserted with (the INSERT checks it is still the latest).
+          const start =
+            this.direct && !debounce && singleton?.mode !== 'cancelRunning'
+              ? await planDirectStart(definition.definition, {
+                  id: item.runId,
+                  workflow: item.workflow,
+                  version: definition.version,
+                  input: item.input,
+                })
+              : undefined;
+          if (start) starts.set(item.runId, start);
+          else starts.delete(item.runId);
           return {
             ...item,
             resolvedTags: tags,
             ...(singleton ? { singleton } : {}),
             ...(debounce ? { debounce } : {}),
+            ...(start ? { start } : {}),
           };
         } catch (err) {
           if (!fetched.has(item.workflow)) recheck.push(item);
@@ -139,6 +179,7 @@ export class RunStarter {
         metadata: traced(v.trace),
         tags: v.resolvedTags ?? {},
         ...(v.singleton ? { singletonKey: v.singleton.key } : {}),
+        ...(v.start ? { start: v.start } : {}),
       })),
       { onlyLatest: true },
     );
@@ -167,10 +208,11 @@ export class RunStarter {
       }
       if (apart) return apart;
       const singleton = c.singleton && { key: c.singleton.key, mode: c.singleton.mode };
-      if (created.has(c.runId))
+      const status = created.get(c.runId);
+      if (status)
         return {
           runId: c.runId,
-          status: 'pending',
+          status,
           created: true,
           ...traced(c.trace),
           ...(singleton && { singleton }),
@@ -187,33 +229,88 @@ export class RunStarter {
       if (attempt >= 3) throw new Error(`workflow versions kept changing while starting ${again.size} run(s)`);
       const stale = items.filter((item) => again.has(item.runId));
       for (const name of new Set(stale.map((r) => r.workflow))) this.latest.delete(name);
-      const retried = await this.flushTogether(stale, attempt + 1);
+      const retried = await this.flushTogether(stale, attempt + 1, starts);
       const byRun = new Map(stale.map((r, i) => [r.runId, retried[i]]));
       final = results.map((r, i) => byRun.get(items[i].runId) ?? r);
     }
     // Committed: the runs start even if Redis is unreachable now (the reconciler starts pending runs
-    // that have no executions), so a failed notification fails no request. It cannot hold the
-    // request either: the append is bounded by the connection's command timeout (the gateway's).
-    const started = final.filter((r): r is StartedRun => !(r instanceof Error) && r.created);
-    const coordinator = this.coordinator;
-    if (attempt === 1 && coordinator) {
+    // that have no executions, and enqueues queued executions that have no job), so a failed
+    // notification or enqueue fails no request. It cannot hold the request either: each is bounded by
+    // the connection's command timeout (the gateway's).
+    if (attempt === 1 && this.coordinator) {
       // Best effort (runs.ts sendWakeups): cancel requests are in the outbox, lost timers are swept.
-      for (const r of final) if (!(r instanceof Error) && r.wakeups) await sendWakeups(coordinator, r.wakeups);
+      for (const r of final) if (!(r instanceof Error) && r.wakeups) await sendWakeups(this.coordinator, r.wakeups);
     }
-    if (attempt === 1 && this.coordinator && started.length) {
-      await this.coordinator
-        .sendToInbox(
-          started.map((r) => ({ type: 'run.start' as const, runId: r.runId, ...traced(r.trace ?? {}) })),
-          'appending run.start to the coordinator inbox',
-        )
-        .catch((err: unknown) =>
-          this.logger?.warn(
-            { err: (err as Error).message, runs: started.length, runIds: started.slice(0, 20).map((r) => r.runId) },
-            'run.start not appended to the coordinator inbox; the reconciler starts these runs',
-          ),
-        );
-    }
+    if (attempt === 1) await this.announce(items, final, starts);
     return final;
+  }
+
+  /**
+   * After the commit: the first steps of the runs written `running` are enqueued and their workflow
+   * timeouts armed; the runs written `pending` are announced with `run.start` in the coordinator's
+   * inbox. All three at once, one round trip each (per function queue for the steps).
+   */
+  private async announce(
+    items: Pending[],
+    results: (StartedRun | Error)[],
+    starts: Map<string, RunStart>,
+  ): Promise<void> {
+    const { coordinator, steps } = this;
+    if (!coordinator || !steps) return;
+    const byRun = new Map(items.map((item) => [item.runId, item]));
+    const pending: StartedRun[] = [];
+    const jobs: ReturnType<typeof stepJobData>[] = [];
+    const deadlines: DelayedMessage[] = [];
+    const timed: string[] = [];
+    for (const r of results) {
+      if (r instanceof Error || !r.created) continue;
+      const item = byRun.get(r.runId);
+      const start = starts.get(r.runId);
+      if (r.status !== 'running' || !item || !start) {
+        pending.push(r);
+        continue;
+      }
+      const run = { id: r.runId, workflow: item.workflow, priority: start.priority };
+      // The function's attempt spans become children of the run's root span.
+      for (const e of start.queued) jobs.push(stepJobData(run, e, r.trace));
+      if (start.deadlineMs) {
+        deadlines.push({ message: { type: 'run.timeout', runId: r.runId, attempt: 0 }, delayMs: start.deadlineMs });
+        timed.push(r.runId);
+      }
+    }
+    const warn = (what: string, runs: string[]) => (err: unknown) =>
+      this.logger?.warn({ err: (err as Error).message, runs: runs.length, runIds: runs.slice(0, 20) }, what);
+    const jobRuns = [...new Set(jobs.map((j) => j.runId))];
+    await Promise.all([
+      jobs.length
+        ? boundedRedisCall(coordinator.redis, 'enqueueing first steps', () => steps.add(jobs)).catch(
+            warn('first steps not enqueued; the reconciler enqueues them', jobRuns),
+          )
+        : undefined,
+      deadlines.length
+        ? boundedRedisCall(coordinator.redis, 'arming workflow timeouts', () =>
+            coordinator.sendAllDelayed(deadlines),
+          ).catch(warn('workflow timeouts not armed; the reconciler times out runs past their deadline', timed))
+        : undefined,
+      pending.length
+        ? coordinator
+            .sendToInbox(
+              pending.map((r) => ({ type: 'run.start' as const, runId: r.runId, ...traced(r.trace ?? {}) })),
+              'appending run.start to the coordinator inbox',
+            )
+            .catch(
+              warn(
+                'run.start not appended to the coordinator inbox; the reconciler starts these runs',
+                pending.map((r) => r.runId),
+              ),
+            )
+        : undefined,
+    ]);
+  }
+
+  /** Closes the function queues of first steps (their connection is the coordinator client's). */
+  async close(): Promise<void> {
+    await this.steps?.close();
   }
 
   /**

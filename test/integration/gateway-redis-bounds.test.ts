@@ -133,13 +133,14 @@ describe('gateway with a frozen Redis', () => {
     let runId: string;
     freeze();
     try {
-      // The run is committed; the inbox append times out (logged), the request does not wait for Redis.
+      // The run is committed with its first step (direct-start.ts); the job's enqueue times out
+      // (logged), the request does not wait for Redis.
       runId = await startRun('frozen');
       const { rows } = await env.pool.query('SELECT status FROM runs WHERE id = $1', [runId]);
-      expect(rows).toEqual([{ status: 'pending' }]);
+      expect(rows).toEqual([{ status: 'running' }]);
       expect(warn).toHaveBeenCalledWith(
         expect.objectContaining({ runIds: [runId] }),
-        expect.stringContaining('run.start not appended'),
+        expect.stringContaining('first steps not enqueued'),
       );
 
       const ready = await fetch(`${base}/readyz`);
@@ -166,7 +167,7 @@ describe('gateway with a frozen Redis', () => {
     } finally {
       thaw();
     }
-    // Redis resumes: the run is started (the late inbox entry, or the reconciler) and is taken.
+    // Redis resumes: the step is taken (its late job, or the reconciler's re-enqueue).
     const run = await engine.waitForRun(runId, ['succeeded'], 30_000);
     expect(run.output).toEqual({ greeting: 'hello frozen' });
     const ready = await fetch(`${base}/readyz`);

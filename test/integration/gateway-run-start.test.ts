@@ -1,6 +1,7 @@
 import type { Express } from 'express';
 import request from 'supertest';
-import { inboxKey } from '@baton/engine';
+import { Queue } from 'bullmq';
+import { functionQueueName, inboxKey } from '@baton/engine';
 import type { TestEnv } from '../support/env';
 import { UUID, useGatewaySuite } from '../support/gateway-suite';
 
@@ -41,6 +42,29 @@ describe('gateway HTTP API: starting runs', () => {
       const entries = await env.redis.xrange(inboxKey(env.queues.prefix), '-', '+');
       const messages = entries.map(([, fields]) => JSON.parse(fields[1]));
       expect(messages).toContainEqual({ type: 'run.start', runId: res.body.runId });
+    });
+
+    it('with BATON_DIRECT_START, POST /v1/workflows/:name/runs answers running with step 1 queued and its job added', async () => {
+      const direct = appWith({ directStart: true });
+      const res = await request(direct)
+        .post('/v1/workflows/greet/runs')
+        .send({ input: { name: 'Grace' } })
+        .expect(202);
+      expect(res.body).toEqual({
+        runId: expect.stringMatching(UUID),
+        status: 'running',
+        statusUrl: `/v1/runs/${res.body.runId}`,
+      });
+      const run = await request(direct).get(res.body.statusUrl).expect(200);
+      expect(run.body).toMatchObject({ status: 'running', steps: [{ id: 'hello', status: 'queued' }] });
+      const job = await new Queue(functionQueueName('say-hello'), {
+        connection: env.queues.connection,
+        prefix: env.queues.prefix,
+      }).getJob(run.body.steps[0].executionId);
+      expect(job?.data).toMatchObject({ runId: res.body.runId, stepId: 'hello', input: { name: 'Grace' } });
+      // Not announced: the coordinator first hears of the run from its step's report.
+      const entries = await env.redis.xrange(inboxKey(env.queues.prefix), '-', '+');
+      expect(entries.map(([, fields]) => JSON.parse(fields[1]).runId)).not.toContain(res.body.runId);
     });
 
     it('POST /invoice/start rejects a missing customerId and unknown fields by name', async () => {

@@ -89,7 +89,7 @@ describe('RunStarter (group commit of run starts)', () => {
   const settleAll = <T>(promises: Promise<T>[]) => Promise.allSettled(promises);
 
   it('commits 50 concurrent starts as 50 pending runs in far fewer than 50 transactions', async () => {
-    const starter = new RunStarter(pool, queue);
+    const starter = new RunStarter(pool, queue, { direct: false });
     commits = 0;
     const started = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
@@ -116,7 +116,7 @@ describe('RunStarter (group commit of run starts)', () => {
   });
 
   it('announces each created run with one run.start in the coordinator inbox, after commit', async () => {
-    const starter = new RunStarter(pool, queue);
+    const starter = new RunStarter(pool, queue, { direct: false });
     const before = (await inboxMessages()).length;
     const started = await Promise.all(
       Array.from({ length: 7 }, (_, i) =>
@@ -134,7 +134,7 @@ describe('RunStarter (group commit of run starts)', () => {
 
   it('in one batch, a bad input and an unknown workflow fail alone while the others are created', async () => {
     // One flush at a time: the first start runs alone, the next five queue up and share the second.
-    const starter = new RunStarter(pool, queue, { maxInFlight: 1 });
+    const starter = new RunStarter(pool, queue, { maxInFlight: 1, direct: false });
     const inboxBefore = (await inboxMessages()).length;
     commits = 0;
     const results = await settleAll([
@@ -186,7 +186,7 @@ describe('RunStarter (group commit of run starts)', () => {
   });
 
   it('two concurrent starts with one idempotency key make one run: one created, one found', async () => {
-    const starter = new RunStarter(pool, queue);
+    const starter = new RunStarter(pool, queue, { direct: false });
     const inboxBefore = (await inboxMessages()).length;
     const key = `idem-${Date.now()}`;
     const [a, b] = await Promise.all([
@@ -218,7 +218,7 @@ describe('RunStarter (group commit of run starts)', () => {
   });
 
   it('a repeated idempotency key within one batch inserts one run and resolves both requests to it', async () => {
-    const starter = new RunStarter(pool, queue, { maxInFlight: 1 });
+    const starter = new RunStarter(pool, queue, { maxInFlight: 1, direct: false });
     const key = `same-batch-${Date.now()}`;
     commits = 0;
     const [, first, second, other] = await Promise.all([
@@ -236,7 +236,7 @@ describe('RunStarter (group commit of run starts)', () => {
   });
 
   it('reads the latest workflow version per batch: a version saved between batches applies to the next start', async () => {
-    const starter = new RunStarter(pool, queue);
+    const starter = new RunStarter(pool, queue, { direct: false });
     const v1 = await saveDefinition(env.pool, { ...GREET, name: 'rs-versioned' });
     expect(v1.version).toBe(1);
     const one = await starter.start({ workflow: 'rs-versioned', input: { name: 'v1' }, trigger: { type: 'http' } });
@@ -265,7 +265,7 @@ describe('RunStarter (group commit of run starts)', () => {
   });
 
   it('stores a JSON null input as JSON null and keeps the trigger', async () => {
-    const starter = new RunStarter(pool, queue);
+    const starter = new RunStarter(pool, queue, { direct: false });
     await saveDefinition(env.pool, { name: 'rs-open', steps: [{ id: 's', function: 'say-hello' }] });
     const started = await starter.start({
       workflow: 'rs-open',
@@ -284,7 +284,7 @@ describe('RunStarter (group commit of run starts)', () => {
   });
 
   it('an input PostgreSQL cannot store (a NUL character) fails its own request only, as a 400', async () => {
-    const starter = new RunStarter(pool, queue, { maxInFlight: 1 });
+    const starter = new RunStarter(pool, queue, { maxInFlight: 1, direct: false });
     const results = await Promise.allSettled([
       starter.start({ workflow: 'rs-greet', input: { name: 'lead' }, trigger: { type: 'http' } }),
       starter.start({ workflow: 'rs-greet', input: { name: 'innocent-1' }, trigger: { type: 'http' } }),
@@ -298,7 +298,7 @@ describe('RunStarter (group commit of run starts)', () => {
   });
 
   it('never starts a run on a version that is no longer the latest, even with the old one cached', async () => {
-    const starter = new RunStarter(pool, queue);
+    const starter = new RunStarter(pool, queue, { direct: false });
     await saveDefinition(env.pool, { ...GREET, name: 'rs-cached' });
     const first = await starter.start({ workflow: 'rs-cached', input: { name: 'a' }, trigger: { type: 'http' } });
     // Saved behind the starter's back (another gateway): same input schema, another step.

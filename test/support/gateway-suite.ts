@@ -17,7 +17,9 @@ import { createTestEnv, type TestEnv } from './env';
 /**
  * The shared setup of the gateway's HTTP API suites (test/integration/gateway-*.test.ts): the
  * gateway against a real PostgreSQL and Redis. No coordinator runs there, so started runs stay
- * `pending`; step, attempt, log and document rows are written with SQL as the coordinator would.
+ * `pending` (the suites' apps start every run through the inbox: BATON_DIRECT_START=false; a suite
+ * asks for `appWith({ directStart: true })` to see a run start with its first steps); step, attempt,
+ * log and document rows are written with SQL as the coordinator would.
  * Each suite gets its own database and Redis prefix (`createTestEnv(suite)`), with the invoice
  * workflow (workflows/invoice.yaml) and GREET saved.
  */
@@ -94,7 +96,7 @@ export function useGatewaySuite(suite: string): GatewaySuite {
   beforeAll(async () => {
     env = await createTestEnv(suite);
     coordinator = coordinatorQueue(env.queues);
-    config = { ...env.config, port: 0, apiKeys: [], bodyLimit: '1mb' };
+    config = { ...env.config, port: 0, apiKeys: [], bodyLimit: '1mb', directStart: false };
     app = appWith();
     const invoice = fs.existsSync(INVOICE_YAML)
       ? parseDefinitionText(fs.readFileSync(INVOICE_YAML, 'utf8'), 'invoice.yaml')

@@ -100,6 +100,13 @@ export const gatewayEnv = baseEnv.extend({
     .min(100)
     .max(60_000)
     .default(DEFAULT_REDIS_COMMAND_TIMEOUT_MS),
+  /**
+   * `true`: a run of a workflow without admission limits is written `running` with its first steps
+   * queued by the statement that inserts it, and the gateway enqueues their jobs (shared's
+   * direct-start.ts). `false`: every run is inserted `pending` and started by the coordinator from its
+   * inbox, as before issue 16.
+   */
+  BATON_DIRECT_START: z.enum(['true', 'false']).default('true'),
 });
 
 export interface GatewayConfig extends BaseConfig {
@@ -125,6 +132,8 @@ export interface GatewayConfig extends BaseConfig {
    * default. Apps built by tests use whatever connection they are given.
    */
   redisCommandTimeoutMs?: number;
+  /** BATON_DIRECT_START; absent: true. */
+  directStart?: boolean;
 }
 
 /** Throws a ConfigError naming every bad variable; entry points wrap it in loadConfigOrExit. */
@@ -138,6 +147,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gateway
     bodyLimit: parsed.BATON_BODY_LIMIT,
     rateLimit: parsed.BATON_RATE_LIMIT,
     trustProxy: parsed.BATON_TRUST_PROXY,
+    directStart: parsed.BATON_DIRECT_START === 'true',
     requestTimeoutMs: parsed.BATON_REQUEST_TIMEOUT_MS,
     redisCommandTimeoutMs: parsed.BATON_REDIS_COMMAND_TIMEOUT_MS,
     ...(parsed.BATON_METRICS_PORT === undefined ? {} : { gatewayMetricsPort: parsed.BATON_METRICS_PORT }),

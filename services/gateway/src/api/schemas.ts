@@ -348,7 +348,8 @@ export const runAcceptedResponse = response(
   z.object({
     runId: z.uuid().meta({ description: 'the run; for a debounced trigger, the id of the run its window will start' }),
     status: z.enum([...RUN_STATUSES, 'debounced']).meta({
-      description: '`debounced`: no run yet, it starts when the debounce window closes (`debounce.firesAt`)',
+      description:
+        '`running`: started with its first steps queued (a workflow without admission limits, BATON_DIRECT_START); `pending`: left to the coordinator to admit and start (concurrency, rateLimit, a paused workflow, a first step that is not a function); `debounced`: no run yet, it starts when the debounce window closes (`debounce.firesAt`)',
     }),
     statusUrl: z.string().meta({
       description: '`/v1/runs/<runId>`: where the outcome shows (404 for a debounced trigger until its window fires)',

@@ -96,8 +96,10 @@ export function runsRouter(deps: AppDeps): Router {
   const json = express.json({ limit: deps.config.bodyLimit });
 
   // Concurrent requests share a transaction (group commit): a burst costs a few commits, not one each.
-  // A run.start Redis does not take in time is logged; the request still succeeds (run-starter.ts).
-  const starter = new RunStarter(pool, coordinator, { logger: deps.logger });
+  // A run without admission limits is written running with its first steps, whose jobs the starter
+  // enqueues (BATON_DIRECT_START). A run.start or a job Redis does not take in time is logged; the
+  // request still succeeds (run-starter.ts).
+  const starter = new RunStarter(pool, coordinator, { logger: deps.logger, direct: deps.config.directStart !== false });
 
   const start = async (
     req: Request,
