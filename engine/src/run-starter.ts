@@ -135,6 +135,8 @@ export class RunStarter {
           const singleton = await singletonOf(definition.definition, item.input);
           const debounce = await debounceOf(definition.definition, item.input);
           // Planned against the version it is inserted with (the INSERT checks it is still the latest).
+          // A plan that fails leaves the run to the coordinator, which plans it (and fails it if it
+          // must): never the request.
           const start =
             this.direct && !debounce && singleton?.mode !== 'cancelRunning'
               ? await planDirectStart(definition.definition, {
@@ -142,7 +144,7 @@ export class RunStarter {
                   workflow: item.workflow,
                   version: definition.version,
                   input: item.input,
-                })
+                }).catch(() => undefined)
               : undefined;
           if (start) starts.set(item.runId, start);
           else starts.delete(item.runId);
