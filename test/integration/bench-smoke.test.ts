@@ -111,12 +111,13 @@ describe('npm run bench: harness smoke run', () => {
       expect(Object.keys(s.latencyByLoad)).toEqual(['given']);
       expect(s.latencyByLoad.given.stepLatencyMs).toEqual(s.stepLatencyMs);
     }
-    // Group commit at work: every run's start and its four step outcomes went through the coordinator's
-    // inbox batches (messages = batches x mean size; slow steps add a started report, so at least).
+    // Group commit at work: every run's four step outcomes went through the coordinator's inbox
+    // batches (messages = batches x mean size; slow steps add a started report, so at least). Its start
+    // did not: the gateway starts a bench-noop run with its first step (engine/src/direct-start.ts).
     const baton = report.systems[1];
     expect(baton.coordinatorBatches).toBeGreaterThan(0);
     expect(Math.round(baton.coordinatorBatches * baton.meanBatchMessages)).toBeGreaterThanOrEqual(
-      5 * baton.runsTriggered,
+      4 * baton.runsTriggered,
     );
     // Baton's step -> step latency by hop, read off its processes' baton_step_hop_seconds.
     const hops = baton.latencyByLoad.given.hopsMs ?? {};
