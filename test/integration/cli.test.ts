@@ -252,7 +252,8 @@ describe('baton CLI', () => {
     const started = await baton(['--json', 'runs', 'start', 'cli-hello', '--input', '{"name":"nobody"}']);
     exits(started, 0);
     const { runId, status } = JSON.parse(started.stdout);
-    expect(status).toBe('pending');
+    // An unconstrained workflow starts with its first step queued (a direct start).
+    expect(status).toBe('running');
 
     const watched = await baton(['runs', 'get', runId, '--watch', '--interval', '100']);
     exits(watched, 2);
