@@ -54,6 +54,11 @@ export type TriggerMessage =
 export type AdmissionMessage =
   /** The oldest start of `workflow`'s rate bucket `key` leaves its window at `dueAt` (epoch ms). */
   | { type: 'admission.rateWake'; workflow: string; key: string; dueAt: number }
+  /**
+   * A run of admission group `key` was held for an earlier run admission had not looked at yet: look
+   * at the group's held runs again at `dueAt` (epoch ms, rounded so one job serves a group's burst).
+   */
+  | { type: 'admission.groupWake'; workflow: string; key: string; dueAt: number }
   /** `workflow` was resumed at `at` (epoch ms): admit its held runs. */
   | { type: 'workflow.resume'; workflow: string; at: number };
 
@@ -82,9 +87,10 @@ export function coordinatorJobId(message: CoordinatorMessage): string {
   if (message.type === 'event.deliver') return `deliver_${message.eventId}`;
   if (message.type === 'debounce.fire') return `debounce_${message.runId}_${message.dueAt}`;
   // One wake-up per bucket and instant (a key may hold any character: hashed).
-  if (message.type === 'admission.rateWake') {
+  if (message.type === 'admission.rateWake' || message.type === 'admission.groupWake') {
     const key = crypto.createHash('sha1').update(message.key).digest('hex').slice(0, 16);
-    return `ratewake_${message.workflow}_${key}_${message.dueAt}`;
+    const kind = message.type === 'admission.rateWake' ? 'ratewake' : 'groupwake';
+    return `${kind}_${message.workflow}_${key}_${message.dueAt}`;
   }
   if (message.type === 'workflow.resume') return `resume_${message.workflow}_${message.at}`;
   // Ticks come from BullMQ's job scheduler, which names its jobs itself.

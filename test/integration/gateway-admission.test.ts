@@ -3,6 +3,7 @@ import { z } from 'zod';
 import {
   createLogger,
   defineFunction,
+  RunStarter,
   setWorkflowPaused,
   startFunctionWorker,
   type FunctionWorker,
@@ -136,6 +137,61 @@ describe('gateway: admission (rate limit, priority, pause)', () => {
       const a = runs.filter((r) => r.input.who === 'a');
       const b = runs.filter((r) => r.input.who === 'b');
       expect(b[1].started).toBeLessThan(a[2].started);
+    }, 60_000);
+  });
+
+  describe('first come, first served across reading loops', () => {
+    /** A run stored as the gateway stores it, whose `run.start` has not reached the coordinator yet. */
+    const insertUnstarted = async (workflow: string, input: Record<string, unknown>): Promise<string> => {
+      const started = await new RunStarter(suite.env.pool, undefined).start({
+        workflow,
+        input,
+        trigger: { type: 'http' },
+      });
+      return started.runId;
+    };
+    const admissionOf = (id: string) =>
+      waitFor(async () => {
+        const { rows } = await suite.env.pool.query<{ concurrency_key: string | null; started_at: Date | null }>(
+          'SELECT concurrency_key, started_at FROM runs WHERE id = $1',
+          [id],
+        );
+        return rows[0].concurrency_key === null ? undefined : rows[0];
+      });
+
+    it('holds a run while one that arrived before it has not been looked at, then starts them in order', async () => {
+      await request(suite.app)
+        .put('/v1/workflows/adm-fifo')
+        .send({
+          concurrency: { limit: 1 },
+          steps: [{ id: 'w', function: 'adm-work', input: { n: '{{ input.n }}' }, retry: fast }],
+        })
+        .expect(201);
+      // Run 1's start is still on its way (in the other reading loop) when run 2's is applied.
+      const first = await insertUnstarted('adm-fifo', { n: 1 });
+      const second = await startRun('adm-fifo', { n: 2 });
+      // Admission has looked at run 2 (its group and its start are written in one statement).
+      expect((await admissionOf(second)).started_at).toBeNull();
+      await engine.coordinatorQueue.sendToInbox([{ type: 'run.start', runId: first }], 'test');
+      await waitAll([first, second]);
+      expect((await starts([first, second])).map((r) => r.id)).toEqual([first, second]);
+    }, 60_000);
+
+    it('holds a run of another key too, and admits it once the earlier run is looked at', async () => {
+      await request(suite.app)
+        .put('/v1/workflows/adm-fifo-key')
+        .send({
+          concurrency: { limit: 1, key: 'input.who' },
+          steps: [{ id: 'w', function: 'adm-work', input: { n: '{{ input.n }}' }, retry: fast }],
+        })
+        .expect(201);
+      const first = await insertUnstarted('adm-fifo-key', { n: 1, who: 'a' });
+      const second = await startRun('adm-fifo-key', { n: 2, who: 'b' });
+      // Run 1's key is not known until it is looked at: it may be run 2's.
+      expect((await admissionOf(second)).started_at).toBeNull();
+      await engine.coordinatorQueue.sendToInbox([{ type: 'run.start', runId: first }], 'test');
+      // Run 1's admission wakes its own key only: run 2's wakes itself.
+      await waitAll([first, second]);
     }, 60_000);
   });
 

@@ -161,9 +161,13 @@ export class Coordinator {
       await this.debouncer.fire(message);
       return;
     }
-    // Held runs, admitted in order: a rate window freed, a workflow resumed.
+    // Held runs, admitted in order: a rate window freed, a run held for an earlier one, a workflow resumed.
     if (message.type === 'admission.rateWake') {
       await this.advancer.admitHeld(message.workflow, message.key, { by: 'rate' });
+      return;
+    }
+    if (message.type === 'admission.groupWake') {
+      await this.advancer.admitHeld(message.workflow, message.key);
       return;
     }
     if (message.type === 'workflow.resume') {

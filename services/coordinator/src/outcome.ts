@@ -26,6 +26,11 @@ export interface Outcome {
   wakes: DelayedMessage[];
   /** Rate buckets that admitted a run under a concurrency limit too: look at their next held run. */
   rateFollowUps: { workflow: string; key: string }[];
+  /**
+   * Admission groups of constrained workflows that admitted a run: a run of the group held for it
+   * (it had not been looked at yet, run-store.ts earlierUnseen) is looked at again after the commit.
+   */
+  groupFollowUps: { workflow: string; key: string }[];
   /** Coordinator notifications of events published in the transaction. */
   notify: (() => Promise<void>)[];
 }
@@ -43,6 +48,7 @@ export const nothing = (): Outcome => ({
   deadlines: [],
   wakes: [],
   rateFollowUps: [],
+  groupFollowUps: [],
   notify: [],
 });
 
@@ -59,6 +65,7 @@ export function merge(into: Outcome, from: Outcome): Outcome {
   into.deadlines.push(...from.deadlines);
   into.wakes.push(...from.wakes);
   into.rateFollowUps.push(...from.rateFollowUps);
+  into.groupFollowUps.push(...from.groupFollowUps);
   into.notify.push(...from.notify);
   return into;
 }

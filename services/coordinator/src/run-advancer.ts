@@ -55,6 +55,7 @@ import {
 import { merge, nothing, type Outcome } from './outcome';
 import {
   heldGroups,
+  earlierUnseen,
   heldInOrder,
   holdRun,
   loadExecutions,
@@ -82,10 +83,20 @@ import type { StepDispatcher } from './step-dispatch';
  * (the wait's check request must exist in the transaction that plans it; see control-store.ts).
  *
  * Admission (a pending run, `admit`): a run of a workflow with a `concurrency` limit, a `rateLimit`
- * or paused is held until each lets it through, in order (priority, then arrival); held runs are
- * woken by a run of their key finishing (`releasedKeys`), a rate window freeing (a delayed
- * `admission.rateWake`), a resume (`workflow.resume`), or the reconciler (`admitHeld`).
+ * or paused is held until each lets it through, in order (priority, then arrival) — and, limited,
+ * while a run that arrived before it has not been looked at by admission yet; held runs are woken by
+ * a run of their key finishing (`releasedKeys`), a rate window freeing (a delayed
+ * `admission.rateWake`), an admission of their group (`groupFollowUps`), a delayed
+ * `admission.groupWake` (a run held for an unseen one), a resume (`workflow.resume`), or the
+ * reconciler (`admitHeld`).
  */
+/**
+ * How soon a run held for an earlier one not yet looked at looks at its group again (rounded to
+ * this, so one wake-up job serves a group's burst). The earlier run's admission wakes its own group
+ * at once; this covers another group's, and an earlier run that is cancelled or fails instead.
+ */
+const UNSEEN_RECHECK_MS = 250;
+
 export interface RunAdvancerDeps {
   pool: Pool;
   logger: Logger;
@@ -191,6 +202,9 @@ export class RunAdvancer {
     for (const runId of new Set(outcome.readvance)) await this.advance(runId);
     const followUps = new Map(outcome.rateFollowUps.map((f) => [`${f.workflow}\u0000${f.key}`, f]));
     for (const { workflow, key } of followUps.values()) await this.admitHeld(workflow, key, { by: 'rate', max: 1 });
+    const groups = new Map(outcome.groupFollowUps.map((f) => [`${f.workflow}\u0000${f.key}`, f]));
+    // Stops at the group's first run that stays held: one query when none waits.
+    for (const { workflow, key } of groups.values()) await this.admitHeld(workflow, key);
   }
 
   /**
@@ -578,6 +592,20 @@ export class RunAdvancer {
     if (key !== undefined) await lockConcurrencyKey(client, run.workflow, key);
     const hold = { group, rateKey, priority, started: false };
     let admitted = !run.paused;
+    // First come, first served across reading loops and replicas: a run that arrived earlier but is
+    // not looked at yet (its run.start still on its way) counts nowhere, so this run could take the
+    // slot or the window's start it needs. Its key is not known yet: hold this run (checked under
+    // this run's locks, so an earlier run of its group is looked at after this hold commits, and its
+    // admission's follow-up finds it), and look at the group again shortly (the earlier run may be of
+    // another group, or never admitted).
+    if (admitted && (await earlierUnseen(client, run))) {
+      admitted = false;
+      const dueAt = Math.ceil((Date.now() + UNSEEN_RECHECK_MS) / UNSEEN_RECHECK_MS) * UNSEEN_RECHECK_MS;
+      outcome.wakes.push({
+        message: { type: 'admission.groupWake', workflow: run.workflow, key: group, dueAt },
+        delayMs: Math.max(0, dueAt - Date.now()),
+      });
+    }
     if (admitted && limit !== undefined && key !== undefined) {
       // runsAhead reads the stored key of the others; this run's own is written below.
       admitted = (await runsAhead(client, run, key)) < limit;
@@ -597,6 +625,8 @@ export class RunAdvancer {
     await holdRun(client, run.id, hold);
     if (!admitted) return false;
     writes.changeRun(run.id, { admitted: { concurrencyKey: group, deadlineMs: definition.timeoutMs, priority } });
+    // A later run of the group held for this one while it was not looked at goes next, if it can.
+    outcome.groupFollowUps.push({ workflow: run.workflow, key: group });
     // Under a concurrency limit too, runs of the bucket behind this one may be held by it alone:
     // look at them again once this start is committed (a rate wake-up covers the rest).
     if (rate && rateKey !== null && limit !== undefined)
@@ -643,6 +673,9 @@ export class RunAdvancer {
       if (run.status !== 'pending') return nothing();
       const outcome = await this.advanceLocked(client, run, writes);
       result = writes.admits(run.id) ? 'admitted' : writes.statusOf(run.id) ? 'gone' : 'held';
+      // The caller goes on down the held runs itself; following up each admission would recurse once
+      // per run admitted (a run held for an unseen one has its own wake-up armed).
+      outcome.groupFollowUps = [];
       return outcome;
     });
     return result;

@@ -464,6 +464,22 @@ export async function runsAhead(client: PoolClient, run: LockedRun, key: string)
   return rows[0].n;
 }
 
+/**
+ * Whether a run of the workflow that arrived before this one is still pending and has not been
+ * looked at by admission yet (no `concurrency_key`: its `run.start` is still on its way, in another
+ * reading loop or replica). Its key is unknown until then, so admission holds this run rather than
+ * let it take a slot or a window's start the earlier run may need (index runs_unseen).
+ */
+export async function earlierUnseen(client: PoolClient, run: LockedRun): Promise<boolean> {
+  const { rows } = await client.query<{ unseen: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM runs
+                     WHERE workflow_name = $1 AND status = 'pending' AND concurrency_key IS NULL
+                       AND started_at IS NULL AND id <> $2 AND (created_at, id) < ($3, $2::uuid)) AS unseen`,
+    [run.workflow, run.id, run.createdAt],
+  );
+  return rows[0].unseen;
+}
+
 /** A rate bucket as admission sees it under its lock. */
 export interface RateWindow {
   /** Runs of the bucket started within the last period (`started_at >= now - period`). */
