@@ -91,11 +91,15 @@ import type { StepDispatcher } from './step-dispatch';
  * reconciler (`admitHeld`).
  */
 /**
- * How soon a run held for an earlier one not yet looked at looks at its group again (rounded to
- * this, so one wake-up job serves a group's burst). The earlier run's admission wakes its own group
- * at once; this covers another group's, and an earlier run that is cancelled or fails instead.
+ * How soon a run held for an earlier one not yet looked at looks at its group again: a quarter of
+ * how long it has waited, within these bounds (due times rounded to the lower one, so one wake-up
+ * job serves a group's burst). The earlier run's admission wakes its own group at once; this covers
+ * another group's (normally a few ms behind: the other loop's batch), and an earlier run cancelled or
+ * failed instead, without polling often when one stays unseen for long (a shard's backlog, a lost
+ * start until the reconciler's idle walk).
  */
-const UNSEEN_RECHECK_MS = 250;
+const UNSEEN_RECHECK_MIN_MS = 10;
+const UNSEEN_RECHECK_MAX_MS = 250;
 
 export interface RunAdvancerDeps {
   pool: Pool;
@@ -597,13 +601,16 @@ export class RunAdvancer {
     // slot or the window's start it needs. Its key is not known yet: hold this run (checked under
     // this run's locks, so an earlier run of its group is looked at after this hold commits, and its
     // admission's follow-up finds it), and look at the group again shortly (the earlier run may be of
-    // another group, or never admitted).
+    // another group, or never admitted; see UNSEEN_RECHECK_MIN_MS).
     if (admitted && (await earlierUnseen(client, run))) {
       admitted = false;
-      const dueAt = Math.ceil((Date.now() + UNSEEN_RECHECK_MS) / UNSEEN_RECHECK_MS) * UNSEEN_RECHECK_MS;
+      const now = Date.now();
+      const waited = now - run.createdAt.getTime();
+      const delayMs = Math.min(UNSEEN_RECHECK_MAX_MS, Math.max(UNSEEN_RECHECK_MIN_MS, waited / 4));
+      const dueAt = Math.ceil((now + delayMs) / UNSEEN_RECHECK_MIN_MS) * UNSEEN_RECHECK_MIN_MS;
       outcome.wakes.push({
         message: { type: 'admission.groupWake', workflow: run.workflow, key: group, dueAt },
-        delayMs: Math.max(0, dueAt - Date.now()),
+        delayMs: Math.max(0, dueAt - now),
       });
     }
     if (admitted && limit !== undefined && key !== undefined) {
