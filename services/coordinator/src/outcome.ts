@@ -27,8 +27,9 @@ export interface Outcome {
   /** Rate buckets that admitted a run under a concurrency limit too: look at their next held run. */
   rateFollowUps: { workflow: string; key: string }[];
   /**
-   * Admission groups of constrained workflows that admitted a run: a run of the group held for it
-   * (it had not been looked at yet, run-store.ts earlierUnseen) is looked at again after the commit.
+   * Admission groups of constrained workflows that admitted a run at its first look: a run of the
+   * group held for it (it had not been looked at yet, run-store.ts earlierUnseen) is looked at again
+   * after the commit. (A held run admitted later was seen already: no follow-up, so none recurses.)
    */
   groupFollowUps: { workflow: string; key: string }[];
   /** Coordinator notifications of events published in the transaction. */

@@ -632,8 +632,9 @@ export class RunAdvancer {
     await holdRun(client, run.id, hold);
     if (!admitted) return false;
     writes.changeRun(run.id, { admitted: { concurrencyKey: group, deadlineMs: definition.timeoutMs, priority } });
-    // A later run of the group held for this one while it was not looked at goes next, if it can.
-    outcome.groupFollowUps.push({ workflow: run.workflow, key: group });
+    // A later run of the group held for this one while it was not looked at goes next, if it can
+    // (only a run admitted at its first look can have been unseen: one admitted from held was seen).
+    if (run.concurrencyKey === null) outcome.groupFollowUps.push({ workflow: run.workflow, key: group });
     // Under a concurrency limit too, runs of the bucket behind this one may be held by it alone:
     // look at them again once this start is committed (a rate wake-up covers the rest).
     if (rate && rateKey !== null && limit !== undefined)
@@ -680,9 +681,6 @@ export class RunAdvancer {
       if (run.status !== 'pending') return nothing();
       const outcome = await this.advanceLocked(client, run, writes);
       result = writes.admits(run.id) ? 'admitted' : writes.statusOf(run.id) ? 'gone' : 'held';
-      // The caller goes on down the held runs itself; following up each admission would recurse once
-      // per run admitted (a run held for an unseen one has its own wake-up armed).
-      outcome.groupFollowUps = [];
       return outcome;
     });
     return result;
