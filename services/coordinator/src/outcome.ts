@@ -27,9 +27,10 @@ export interface Outcome {
   /** Rate buckets that admitted a run under a concurrency limit too: look at their next held run. */
   rateFollowUps: { workflow: string; key: string }[];
   /**
-   * Admission groups of constrained workflows that admitted a run at its first look: a run of the
-   * group held for it (it had not been looked at yet, run-store.ts earlierUnseen) is looked at again
-   * after the commit. (A held run admitted later was seen already: no follow-up, so none recurses.)
+   * Admission groups of constrained workflows to walk after the commit (admitHeld): one that admitted
+   * a run at its first look (a run of the group may have been held for it while it was unseen,
+   * run-store.ts earlierUnseen), or held a run only for held runs ahead of it that there is room for
+   * (they go first, then it). A held run admitted in such a walk adds none, so walks do not recurse.
    */
   groupFollowUps: { workflow: string; key: string }[];
   /** Coordinator notifications of events published in the transaction. */

@@ -613,13 +613,19 @@ export class RunAdvancer {
         delayMs: Math.max(0, dueAt - now),
       });
     }
+    // Held runs of this group ahead of it (counted in the checks below).
+    let heldAhead = 0;
     if (admitted && limit !== undefined && key !== undefined) {
       // runsAhead reads the stored key of the others; this run's own is written below.
-      admitted = (await runsAhead(client, run, key)) < limit;
+      const ahead = await runsAhead(client, run, key);
+      admitted = ahead.total < limit;
+      heldAhead = ahead.held;
     }
     if (admitted && rate && rateKey !== null) {
       const window = await rateWindow(client, run, rateKey, rate.periodMs);
       admitted = window.started + window.ahead < rate.limit;
+      // Without a concurrency limit the group is the bucket.
+      if (limit === undefined) heldAhead = window.ahead;
       if (!admitted && window.started >= rate.limit && window.frees) {
         // One wake-up per bucket and instant (its job id); a few ms late rather than early.
         outcome.wakes.push({
@@ -627,6 +633,13 @@ export class RunAdvancer {
           delayMs: Math.max(0, Math.ceil(window.frees.inMs)) + 5,
         });
       }
+    }
+    if (admitted && heldAhead > 0) {
+      // There is room for the held runs ahead too: their wake-up is under way (one held for an
+      // unseen run, say). They start first: hold this one and walk the group after the commit, which
+      // admits them, then this one, in order. (A run admitted in that walk has none held ahead.)
+      admitted = false;
+      outcome.groupFollowUps.push({ workflow: run.workflow, key: group });
     }
     hold.started = admitted;
     await holdRun(client, run.id, hold);

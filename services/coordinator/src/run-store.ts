@@ -451,9 +451,16 @@ export async function lockConcurrencyKey(
  * ones admitted before it — higher priority first, first come first served within one. Called under
  * an advisory lock on the key.
  */
-export async function runsAhead(client: PoolClient, run: LockedRun, key: string): Promise<number> {
-  const { rows } = await client.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM runs
+export async function runsAhead(
+  client: PoolClient,
+  run: LockedRun,
+  key: string,
+): Promise<{ total: number; held: number }> {
+  const { rows } = await client.query<{ n: number; held: number }>(
+    `SELECT count(*)::int AS n,
+            -- Of those, the held ones (not admitted yet).
+            count(*) FILTER (WHERE status = 'pending' AND started_at IS NULL)::int AS held
+       FROM runs
       WHERE workflow_name = $1 AND concurrency_key = $2 AND id <> $3
         AND (status IN ('running', 'compensating')
              -- Admitted earlier in this transaction: still pending until the commit's write, started.
@@ -461,7 +468,7 @@ export async function runsAhead(client: PoolClient, run: LockedRun, key: string)
              OR (status = 'pending' AND (priority, created_at, id) < ($5, $4, $3::uuid)))`,
     [run.workflow, key, run.id, run.createdAt, run.priority],
   );
-  return rows[0].n;
+  return { total: rows[0].n, held: rows[0].held };
 }
 
 /**
