@@ -65,6 +65,19 @@ interface ExecutionRow {
   finished_at: Date | null;
 }
 
+/** The job data of ds-fork's `greet` step, as the gateway and the reconciler both enqueue it. */
+const greetJob = (runId: string, stepExecutionId: string, name: string, priority: number) => ({
+  runId,
+  stepExecutionId,
+  stepId: 'greet',
+  workflow: 'ds-fork',
+  kind: 'action',
+  function: 'ds-none',
+  input: { name },
+  retry: expect.objectContaining({ attempts: 4 }),
+  priority,
+});
+
 describe('run start with its first steps (no coordinator round trip)', () => {
   let env: TestEnv;
   let coordinator: Coordinator;
@@ -149,17 +162,7 @@ describe('run start with its first steps (no coordinator round trip)', () => {
     expect(rows.find((r) => r.step_id === 'shout')?.finished_at).toBeInstanceOf(Date);
 
     // Each job is on its function's queue under the execution's id, with the step's data.
-    expect(await jobData('ds-none', greet.id)).toEqual({
-      runId: started.runId,
-      stepExecutionId: greet.id,
-      stepId: 'greet',
-      workflow: 'ds-fork',
-      kind: 'action',
-      function: 'ds-none',
-      input: { name: 'ada' },
-      retry: expect.objectContaining({ attempts: 4 }),
-      priority: 7,
-    });
+    expect(await jobData('ds-none', greet.id)).toEqual(greetJob(started.runId, greet.id, 'ada', 7));
     expect(await jobData('ds-other', wave.id)).toMatchObject({
       stepExecutionId: wave.id,
       stepId: 'wave',
@@ -257,17 +260,7 @@ describe('run start with its first steps (no coordinator round trip)', () => {
     expect((await requeued()) - before).toBeGreaterThanOrEqual(3);
     const greet = queued.find((e) => e.step_id === 'greet') as ExecutionRow;
     // The reconciler's job carries the same data (from the stored rows, trace aside).
-    expect(await jobData('ds-none', greet.id)).toEqual({
-      runId: started.runId,
-      stepExecutionId: greet.id,
-      stepId: 'greet',
-      workflow: 'ds-fork',
-      kind: 'action',
-      function: 'ds-none',
-      input: { name: 'lost' },
-      retry: expect.objectContaining({ attempts: 4 }),
-      priority: 2,
-    });
+    expect(await jobData('ds-none', greet.id)).toEqual(greetJob(started.runId, greet.id, 'lost', 2));
     const wave = queued.find((e) => e.step_id === 'wave') as ExecutionRow;
     expect(await jobData('ds-other', wave.id)).toMatchObject({ stepId: 'wave', timeoutMs: 9_000, priority: 2 });
   });
