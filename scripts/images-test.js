@@ -115,6 +115,9 @@ function imagesToBuild() {
     .sort((a, b) => first(a) - first(b));
   // A function from its own repository: built from its own folder, with its own Dockerfile.
   images.push({ image: 'template-function', dockerfile: 'Dockerfile', buildArgs: {}, template: true });
+  // A misspelt --only would otherwise build the coordinator alone and pass, measuring nothing asked for.
+  if (only && !images.some((a) => a.image === only))
+    throw new Error(`--only=${only}: no such image; known: ${images.map((a) => a.image).join(', ')}`);
   return images.filter((a) => !only || a.image === only || a.buildArgs.WORKSPACE === 'services/coordinator');
 }
 
