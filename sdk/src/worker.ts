@@ -114,6 +114,15 @@ export function startFunctionWorker(
   });
   // Successes whose report is sent with their job's completion, by job id (see `withCompletion` below).
   const withCompletion = !isCluster(opts.queues.connection);
+  // Those MULTIs go out on a connection of their own. On BullMQ's connection, an ioredis MULTI first
+  // copies each of the ~90 scripts BullMQ defined there onto the transaction object: measured, that
+  // copy was about a sixth of this process's CPU per job (docs/PERFORMANCE.md). A script is the
+  // server's, not the connection's: EVALSHA finds it from any connection.
+  const completions = withCompletion
+    ? (duplicateRedis(opts.queues.connection, 'baton:completions') as unknown as CompletionClient & {
+        quit(): Promise<unknown>;
+      })
+    : undefined;
   const reportsWithCompletion = new Map<
     string,
     {
@@ -436,7 +445,7 @@ export function startFunctionWorker(
       if (!pending || !script) return execCommand(client, name, args);
       reportsWithCompletion.delete(jobId as string);
       const key = reportStreamKey(opts.queues.prefix, pending.shard);
-      const replies = await client
+      const replies = await (completions ?? client)
         .multi()
         .xadd(key, '*', INBOX_MESSAGE_FIELD, pending.encoded)
         .evalsha(script.sha, script.numberOfKeys, ...args)
@@ -484,6 +493,7 @@ export function startFunctionWorker(
       closing.abort();
       await worker.close();
       await cancellations.quit().catch(() => undefined);
+      await completions?.quit().catch(() => undefined);
     },
   };
 }

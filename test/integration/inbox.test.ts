@@ -126,6 +126,25 @@ describe('InboxConsumer (coordinator inbox stream)', () => {
     expect(await pendingCount()).toBe(0);
   });
 
+  it('close() lets a batch being applied finish and acknowledges it on its reading connection', async () => {
+    await appendToInbox(redis, prefix, [runStart(), runStart()]);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let applying!: () => void;
+    const started = new Promise<void>((resolve) => (applying = resolve));
+    const consumer = await startConsumer(async () => {
+      applying();
+      await released;
+    });
+    await started;
+    // Closing while the batch is applied: the reader must stay connected for its acknowledgement.
+    const closed = consumer.close();
+    release();
+    await closed;
+    expect(await pendingCount()).toBe(0);
+    expect(await xlen()).toBe(0);
+  });
+
   it('retries a failed batch message by message: the failing one stays pending, the others are acknowledged', async () => {
     const poison = runStart();
     const good = [runStart(), runStart(), runStart()];
