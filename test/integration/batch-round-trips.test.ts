@@ -151,4 +151,31 @@ describe('coordinator batch: statements and round trips', () => {
       client.release();
     }
   });
+
+  it('pipelined: the queries of one call leave in one socket write', async () => {
+    const client = await env.pool.connect();
+    // Counted at the socket: each write(v) Node hands to the kernel, for this client only.
+    const stream = (client as unknown as { connection: { stream: Record<string, (...args: unknown[]) => unknown> } })
+      .connection.stream;
+    const original = { _write: stream._write, _writev: stream._writev };
+    let writes = 0;
+    for (const name of ['_write', '_writev'] as const) {
+      stream[name] = function (this: unknown, ...args: unknown[]) {
+        writes += 1;
+        return original[name].apply(this, args);
+      };
+    }
+    try {
+      await pipelined(client, () => [
+        client.query('BEGIN'),
+        client.query('SELECT 1 AS n'),
+        client.query({ name: 'test.pipelined_write', text: 'SELECT $1::int AS n', values: [2] }),
+        client.query('COMMIT'),
+      ]);
+      expect(writes).toBe(1);
+    } finally {
+      Object.assign(stream, original);
+      client.release();
+    }
+  });
 });
