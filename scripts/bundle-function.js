@@ -23,6 +23,9 @@
  * bullmq's PostgreSQL backend (its SQL alone is 330 KB of strings in the heap) and pg, which the
  * SDK's postgres helpers import but transform never calls. Type checking stays tsc's (`tsc -b` runs
  * first). A function without src/main.ts is bundled from dist/main.js as before.
+ *
+ * Beside the bundle goes `start.js`, the SDK's start script (sdk/src/launcher.ts): the images run it,
+ * and it runs the bundle with the V8 code cache the image build wrote (`start.js --write-code-cache`).
  */
 const fs = require('node:fs');
 const path = require('node:path');
@@ -124,7 +127,27 @@ async function bundleFunction(workspaceDir, outfile = path.join(workspaceDir, 'b
     logLevel: 'warning',
   });
   const bytes = fs.statSync(outfile).size;
-  return { outfile, bytes, external, inputs: Object.keys(result.metafile.inputs).length };
+  return {
+    outfile,
+    bytes,
+    external,
+    inputs: Object.keys(result.metafile.inputs).length,
+    launcher: copyLauncher(workspaceDir, outfile),
+  };
+}
+
+/**
+ * The SDK's start script (sdk/src/launcher.ts), copied beside the bundle as `start.js`: the images
+ * run it, which runs the bundle with the V8 code cache written at image build (Dockerfile).
+ */
+function copyLauncher(workspaceDir, outfile) {
+  const sdk = path.dirname(require.resolve('@baton/sdk/package.json', { paths: [workspaceDir] }));
+  const launcher = path.join(sdk, 'dist', 'launcher.js');
+  if (!fs.existsSync(launcher)) throw new Error(`${launcher} does not exist: build the SDK first (tsc -b)`);
+  if (path.basename(outfile) !== 'main.js') throw new Error(`${outfile}: the start script runs main.js beside it`);
+  const target = path.join(path.dirname(outfile), 'start.js');
+  fs.copyFileSync(launcher, target);
+  return target;
 }
 
 module.exports = { bundleFunction, externalsOf, ALWAYS_EXTERNAL };

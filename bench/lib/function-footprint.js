@@ -6,8 +6,11 @@
  * turns (A B C A B C …), each turn a fresh process:
  *   compiled      `node dist/main.js`, the tsc output with its node_modules (before the change);
  *   bundle        `node bundle.js`, one esbuild file (scripts/bundle-function.js);
+ *   flags         the bundle with the images' node flags, `node --optimize-for-size bundle.js`
+ *                 (the images until they had a code cache);
  *   image         the bundle as the function images start it (Dockerfile, target `function`):
- *                 `node --optimize-for-size bundle.js`.
+ *                 `node --optimize-for-size start.js`, the SDK's start script, with the V8 code
+ *                 cache written first by `start.js --write-code-cache` as the image build does.
  * With BENCH_FUNCTION_BEFORE=<bundle file> (a bundle of an earlier commit, made by its own
  * scripts/bundle-function.js) a fourth variant, `before`, runs that file as the images started it
  * then (BENCH_FUNCTION_BEFORE_FLAGS, default the current image flags): a change to the bundle or the
@@ -21,7 +24,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { spawn } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const { performance } = require('node:perf_hooks');
 const { setTimeout: sleep } = require('node:timers/promises');
 const { Queue } = require('bullmq');
@@ -162,15 +165,23 @@ async function runFunctionScenario({ redisUrl, reps, log }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-fn-'));
   const compiled = path.join(ROOT, 'functions', FUNCTION, 'dist', 'main.js');
   // The bundle sits beside the function's folder so that a package kept outside resolves as in the image.
-  const bundle = (await bundleFunction(path.join(ROOT, 'functions', FUNCTION), path.join(dir, 'main.js'))).outfile;
+  const bundled = await bundleFunction(path.join(ROOT, 'functions', FUNCTION), path.join(dir, 'main.js'));
+  const bundle = bundled.outfile;
+  // The code cache, as the image build writes it: the CMD's node and flags, after a start.
+  execFileSync(process.execPath, [...IMAGE_NODE_FLAGS, bundled.launcher, '--write-code-cache'], {
+    cwd: path.join(ROOT, 'functions', FUNCTION),
+    env: { PATH: process.env.PATH },
+    stdio: 'ignore',
+  });
   const before = process.env.BENCH_FUNCTION_BEFORE ? path.resolve(process.env.BENCH_FUNCTION_BEFORE) : undefined;
   const beforeFlags = process.env.BENCH_FUNCTION_BEFORE_FLAGS?.split(' ').filter(Boolean) ?? IMAGE_NODE_FLAGS;
-  const files = { compiled, bundle, before };
+  const files = { compiled, bundle, before, launcher: bundled.launcher };
   const variants = [
     { name: 'compiled', file: 'compiled', flags: [], env: {} },
     ...(before ? [{ name: 'before', file: 'before', flags: beforeFlags, env: {} }] : []),
     { name: 'bundle', file: 'bundle', flags: [], env: {} },
-    { name: 'image', file: 'bundle', flags: IMAGE_NODE_FLAGS, env: {} },
+    { name: 'flags', file: 'bundle', flags: IMAGE_NODE_FLAGS, env: {} },
+    { name: 'image', file: 'launcher', flags: IMAGE_NODE_FLAGS, env: {} },
   ];
   const turns = Object.fromEntries(variants.map((v) => [v.name, []]));
   try {

@@ -109,6 +109,9 @@ export function startFunctionWorker(
   cancellations.on('message', (_channel: string, message: string) => {
     for (const id of JSON.parse(message) as string[]) inflight.get(id)?.abort(new CancelledError());
   });
+  // Its failures are the main connection's too (logged there by the worker): without a listener,
+  // ioredis prints each reconnection attempt's error to stderr while Redis is away.
+  cancellations.on('error', () => undefined);
   cancellations.subscribe(redisKeys(opts.queues.prefix).cancel).catch((err: unknown) => {
     opts.logger.error({ err }, 'cannot subscribe to cancellations');
   });
@@ -121,8 +124,11 @@ export function startFunctionWorker(
   const completions = withCompletion
     ? (duplicateRedis(opts.queues.connection, 'baton:completions') as unknown as CompletionClient & {
         quit(): Promise<unknown>;
+        on(event: 'error', listener: () => void): unknown;
       })
     : undefined;
+  // A failed MULTI rejects its own call (handled there); the event would only repeat it on stderr.
+  completions?.on('error', () => undefined);
   const reportsWithCompletion = new Map<
     string,
     {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadDefinitionsFromDir } from '@baton/engine';
@@ -15,7 +15,7 @@ import { pdfText, startSmtp, type TestSmtp } from '../support/mail';
  * (`baton.external`), so that path is exercised too.
  */
 const { bundleFunction } = require('../../scripts/bundle-function.js') as {
-  bundleFunction(dir: string, out?: string): Promise<{ outfile: string; external: string[] }>;
+  bundleFunction(dir: string, out?: string): Promise<{ outfile: string; external: string[]; launcher: string }>;
 };
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -23,12 +23,21 @@ const INVOICE_FUNCTIONS = ['fetch-orders', 'create-invoice', 'generate-pdf', 'se
 /** The runtime flags of a function image (Dockerfile, templates/function/Dockerfile). */
 const IMAGE_NODE_FLAGS = ['--optimize-for-size'];
 
+/** What `start.js --check-code-cache` prints: accepted, rejected or none. */
+function checkCodeCache(launcher: string, flags: string[], cwd: string): string {
+  return execFileSync(process.execPath, [...flags, launcher, '--check-code-cache'], { cwd })
+    .toString()
+    .trim();
+}
+
 describe('bundled functions (what the function images run)', () => {
   let env: TestEnv;
   let engine: Engine;
   let smtp: TestSmtp;
   const processes: { name: string; child: ChildProcess; output: string }[] = [];
-  const bundles: { name: string; outfile: string; external: string[] }[] = [];
+  const bundles: { name: string; outfile: string; external: string[]; launcher: string }[] = [];
+  /** What `start.js --check-code-cache` said of each function's cache, with the image's flags and without. */
+  const codeCache: Record<string, { imageFlags: string; otherFlags: string }> = {};
 
   beforeAll(async () => {
     env = await createTestEnv('function_bundle');
@@ -40,8 +49,19 @@ describe('bundled functions (what the function images run)', () => {
       const dir = path.join(ROOT, 'functions', name);
       const bundle = await bundleFunction(dir, path.join(dir, 'bundle', 'main.js'));
       bundles.push({ name, ...bundle });
+      // As the image build does (Dockerfile): the code cache, written by the CMD's node and flags.
+      const written = execFileSync(process.execPath, [...IMAGE_NODE_FLAGS, bundle.launcher, '--write-code-cache'], {
+        cwd: dir,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_CODE_CACHE_AFTER_MS: '500' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      codeCache[name] = {
+        imageFlags: checkCodeCache(bundle.launcher, IMAGE_NODE_FLAGS, dir),
+        otherFlags: checkCodeCache(bundle.launcher, [], dir),
+      };
+      expect(written.toString()).toBe('');
       const metricsPort = await freePort();
-      const child = spawn(process.execPath, [...IMAGE_NODE_FLAGS, bundle.outfile], {
+      const child = spawn(process.execPath, [...IMAGE_NODE_FLAGS, bundle.launcher], {
         cwd: dir,
         env: {
           PATH: process.env.PATH,
@@ -77,6 +97,14 @@ describe('bundled functions (what the function images run)', () => {
     await smtp?.close();
     await env?.cleanup();
     for (const { outfile } of bundles) fs.rmSync(path.dirname(outfile), { recursive: true, force: true });
+  });
+
+  it('starts each bundle through start.js with the V8 code cache its image build writes', () => {
+    for (const { name, outfile } of bundles) {
+      expect(fs.statSync(`${outfile}.cache`).size).toBeGreaterThan(0);
+      // Taken with the flags it was written with; rejected with others, and then compiled as without.
+      expect([name, codeCache[name]]).toEqual([name, { imageFlags: 'accepted', otherFlags: 'rejected' }]);
+    }
   });
 
   it('bundles every package but the ones a function keeps outside', () => {
