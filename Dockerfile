@@ -33,7 +33,7 @@ COPY . .
 ARG WORKSPACE
 # Each image gets its own code and the workspaces it depends on, nothing else: a service
 # @baton/engine, @baton/workflow and the SDK under them; a function one esbuild bundle of itself, the SDK and their
-# packages (scripts/bundle-function.js says why), as dist/main.js. The coordinator image also runs
+# packages (the SDK's baton-bundle, sdk/src/bundle.ts says why), as dist/main.js. The coordinator image also runs
 # the migration Job (node scripts/migrate.js) and ships the definitions it loads when no ConfigMap
 # is mounted.
 RUN test -n "${WORKSPACE}" || { echo "build arg WORKSPACE is required (e.g. functions/send-email)" >&2; exit 1; } \
@@ -41,7 +41,7 @@ RUN test -n "${WORKSPACE}" || { echo "build arg WORKSPACE is required (e.g. func
  && npx tsc -b "${WORKSPACE}" \
  && mkdir -p "/out/${WORKSPACE}" \
  && if [ "${WORKSPACE#functions/}" != "${WORKSPACE}" ]; then \
-      node scripts/bundle-function.js "${WORKSPACE}" --out "/out/${WORKSPACE}/dist/main.js" \
+      node sdk/dist/bundle-cli.js "${WORKSPACE}" --out "/out/${WORKSPACE}/dist/main.js" \
       && cp "${WORKSPACE}/package.json" "/out/${WORKSPACE}/"; \
     else \
       for dir in $(node scripts/workspace-deps.js "${WORKSPACE}"); do \

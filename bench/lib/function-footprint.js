@@ -2,23 +2,24 @@
 /* global fetch */
 /**
  * The function scenario (issue 15; `npm run bench -- --scenario function`): one function process —
- * `transform`, the reference function with no dependencies of its own — started three ways, in
+ * `transform`, the reference function with no dependencies of its own — started several ways, in
  * turns (A B C A B C …), each turn a fresh process:
- *   compiled      `node dist/main.js`, the tsc output with its node_modules (before the change);
- *   bundle        `node bundle.js`, one esbuild file (scripts/bundle-function.js);
- *   flags         the bundle with the images' node flags, `node --optimize-for-size bundle.js`
- *                 (the images until they had a code cache);
+ *   compiled      `node dist/main.js`, the tsc output with its node_modules (before the bundle);
+ *   bundle        `node main.js`, one esbuild file (the SDK's bundleFunction, sdk/src/bundle.ts);
+ *   no-flags      `node start.js` with a code cache written without flags: the start script as a
+ *                 CPU-bound function would run it without the images' V8 flags (NO_FLAGS);
  *   image         the bundle as the function images start it (Dockerfile, target `function`):
- *                 `node --optimize-for-size start.js`, the SDK's start script, with the V8 code
- *                 cache written first by `start.js --write-code-cache` as the image build does.
+ *                 `node [IMAGE_NODE_FLAGS] start.js`, the SDK's start script, with the V8 code cache
+ *                 written first by `start.js --write-code-cache` as the image build does.
  * With BENCH_FUNCTION_BEFORE=<bundle file> (a bundle of an earlier commit, made by its own
- * scripts/bundle-function.js) a fourth variant, `before`, runs that file as the images started it
- * then (BENCH_FUNCTION_BEFORE_FLAGS, default the current image flags): a change to the bundle or the
+ * sdk/src/bundle.ts) another variant, `before`, runs that file as the images started it then
+ * (BENCH_FUNCTION_BEFORE_FLAGS, default the current image flags): a change to the bundle or the
  * flags is measured against what it replaces in the same run.
  * Per turn: start to ready (spawn → the first 200 on /healthz; also the process's CPU ms by then,
  * which the machine's other load inflates less than the wall clock), idle RSS 3 s after ready, then
  * JOBS jobs enqueued at once as the coordinator enqueues them: jobs/s until the last report is on the
- * inbox, CPU ms per job, RSS after them and the peak. Medians per variant, ratios against `compiled`.
+ * inbox, CPU ms per job, RSS after them and the peak, and RSS at rest, REST_MS after the last job.
+ * Medians per variant, ratios against `compiled`.
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -38,7 +39,18 @@ const IDLE_MS = 3_000;
 const now = () => performance.timeOrigin + performance.now();
 const CLK_TCK = 100;
 /** The node flags of a function image (Dockerfile's `function` stage; docs/PERFORMANCE.md says why). */
-const IMAGE_NODE_FLAGS = ['--optimize-for-size'];
+const { IMAGE_NODE_FLAGS, bundleFunction } = require('@baton/sdk/dist/bundle');
+/**
+ * The `no-flags` variant: start.js and its cache with node's defaults, what a CPU-bound function gets
+ * when it starts itself without the images' flags (docs/PERFORMANCE.md, "Function images").
+ */
+const NO_FLAGS = [];
+/**
+ * How long after its last job a process is measured again, at rest: V8's memory reducer shrinks an
+ * idle heap some 10-20 s after allocation stops (seen here), so the RSS right after the jobs is not
+ * what a pod keeps.
+ */
+const REST_MS = Number(process.env.BENCH_FUNCTION_REST_MS || 30_000);
 
 function procStat(pid) {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -138,6 +150,8 @@ async function oneTurn(variant, files, redisUrl, sdk) {
     const after = memory(child.pid);
     const cpuMs = procStat(child.pid).cpuMs - cpuBefore;
     if (finals.length < JOBS || failed) throw new Error(`${finals.length} final reports, ${failed} failed`);
+    await sleep(REST_MS);
+    const rest = memory(child.pid);
     return {
       readyMs: readyAt - started,
       readyCpuMs,
@@ -146,6 +160,7 @@ async function oneTurn(variant, files, redisUrl, sdk) {
       cpuMsPerJob: cpuMs / JOBS,
       rssAfterJobsMb: after.rssMb,
       peakRssMb: after.peakMb,
+      restRssMb: rest.rssMb,
     };
   } finally {
     child.kill('SIGTERM');
@@ -158,29 +173,45 @@ async function oneTurn(variant, files, redisUrl, sdk) {
   }
 }
 
-/** Runs the scenario; `opts`: {redisUrl, reps, log}. Returns the report section. */
-async function runFunctionScenario({ redisUrl, reps, log }) {
-  const sdk = require('@baton/sdk');
-  const { bundleFunction } = require('../../scripts/bundle-function.js');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-fn-'));
-  const compiled = path.join(ROOT, 'functions', FUNCTION, 'dist', 'main.js');
-  // The bundle sits beside the function's folder so that a package kept outside resolves as in the image.
-  const bundled = await bundleFunction(path.join(ROOT, 'functions', FUNCTION), path.join(dir, 'main.js'));
-  const bundle = bundled.outfile;
-  // The code cache, as the image build writes it: the CMD's node and flags, after a start.
-  execFileSync(process.execPath, [...IMAGE_NODE_FLAGS, bundled.launcher, '--write-code-cache'], {
+/**
+ * A copy of the bundle and start.js in its own folder, with the code cache written by `flags`: V8
+ * takes a cache only from the flags that wrote it, so each flag set has its own.
+ */
+function launcherWithCache(dir, bundled, name, flags) {
+  const own = path.join(dir, name);
+  fs.mkdirSync(own);
+  for (const file of [bundled.outfile, bundled.launcher]) fs.copyFileSync(file, path.join(own, path.basename(file)));
+  const launcher = path.join(own, path.basename(bundled.launcher));
+  // As the image build writes it: the CMD's node and flags, after a start.
+  execFileSync(process.execPath, [...flags, launcher, '--write-code-cache'], {
     cwd: path.join(ROOT, 'functions', FUNCTION),
     env: { PATH: process.env.PATH },
     stdio: 'ignore',
   });
+  return launcher;
+}
+
+/** Runs the scenario; `opts`: {redisUrl, reps, log}. Returns the report section. */
+async function runFunctionScenario({ redisUrl, reps, log }) {
+  const sdk = require('@baton/sdk');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-fn-'));
+  const compiled = path.join(ROOT, 'functions', FUNCTION, 'dist', 'main.js');
+  // The bundle sits beside the function's folder so that a package kept outside resolves as in the image.
+  const bundled = await bundleFunction(path.join(ROOT, 'functions', FUNCTION), path.join(dir, 'main.js'));
   const before = process.env.BENCH_FUNCTION_BEFORE ? path.resolve(process.env.BENCH_FUNCTION_BEFORE) : undefined;
   const beforeFlags = process.env.BENCH_FUNCTION_BEFORE_FLAGS?.split(' ').filter(Boolean) ?? IMAGE_NODE_FLAGS;
-  const files = { compiled, bundle, before, launcher: bundled.launcher };
+  const files = {
+    compiled,
+    bundle: bundled.outfile,
+    before,
+    launcher: launcherWithCache(dir, bundled, 'image', IMAGE_NODE_FLAGS),
+    noFlagsLauncher: launcherWithCache(dir, bundled, 'no-flags', NO_FLAGS),
+  };
   const variants = [
     { name: 'compiled', file: 'compiled', flags: [], env: {} },
     ...(before ? [{ name: 'before', file: 'before', flags: beforeFlags, env: {} }] : []),
     { name: 'bundle', file: 'bundle', flags: [], env: {} },
-    { name: 'flags', file: 'bundle', flags: IMAGE_NODE_FLAGS, env: {} },
+    { name: 'no-flags', file: 'noFlagsLauncher', flags: NO_FLAGS, env: {} },
     { name: 'image', file: 'launcher', flags: IMAGE_NODE_FLAGS, env: {} },
   ];
   const turns = Object.fromEntries(variants.map((v) => [v.name, []]));
@@ -192,14 +223,23 @@ async function runFunctionScenario({ redisUrl, reps, log }) {
         log(
           `function ${variant.name} #${rep}: ready ${t.readyMs.toFixed(0)} ms (${t.readyCpuMs.toFixed(0)} ms CPU), ` +
             `idle ${t.idleRssMb.toFixed(1)} MB, ${t.jobsPerSec.toFixed(0)} jobs/s, after ${JOBS} jobs ` +
-            `${t.rssAfterJobsMb.toFixed(1)} MB (peak ${t.peakRssMb.toFixed(1)})`,
+            `${t.rssAfterJobsMb.toFixed(1)} MB (peak ${t.peakRssMb.toFixed(1)}), at rest ${t.restRssMb.toFixed(1)} MB`,
         );
       }
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  const metrics = ['readyMs', 'readyCpuMs', 'idleRssMb', 'jobsPerSec', 'cpuMsPerJob', 'rssAfterJobsMb', 'peakRssMb'];
+  const metrics = [
+    'readyMs',
+    'readyCpuMs',
+    'idleRssMb',
+    'jobsPerSec',
+    'cpuMsPerJob',
+    'rssAfterJobsMb',
+    'peakRssMb',
+    'restRssMb',
+  ];
   const medians = Object.fromEntries(
     variants.map((v) => [
       v.name,
@@ -214,7 +254,8 @@ async function runFunctionScenario({ redisUrl, reps, log }) {
     function: FUNCTION,
     jobs: JOBS,
     reps,
-    flags: { image: IMAGE_NODE_FLAGS, ...(before ? { before: beforeFlags } : {}) },
+    flags: { image: IMAGE_NODE_FLAGS, 'no-flags': NO_FLAGS, ...(before ? { before: beforeFlags } : {}) },
+    restMs: REST_MS,
     medians,
     vsCompiled,
     turns,
@@ -232,11 +273,21 @@ function printFunctionFootprint(section) {
     'CPU ms/job',
     'RSS after MB',
     'peak MB',
+    'at rest MB',
   ];
   process.stdout.write(`\nfunction ${section.function}, ${section.jobs} jobs, median of ${section.reps}\n`);
   process.stdout.write(`${head.map((h) => h.padStart(13)).join('')}\n`);
   for (const [name, m] of rows) {
-    const cells = [m.readyMs, m.readyCpuMs, m.idleRssMb, m.jobsPerSec, m.cpuMsPerJob, m.rssAfterJobsMb, m.peakRssMb];
+    const cells = [
+      m.readyMs,
+      m.readyCpuMs,
+      m.idleRssMb,
+      m.jobsPerSec,
+      m.cpuMsPerJob,
+      m.rssAfterJobsMb,
+      m.peakRssMb,
+      m.restRssMb,
+    ];
     process.stdout.write(`${name.padStart(13)}${cells.map((c) => String(c).padStart(13)).join('')}\n`);
   }
 }

@@ -40,10 +40,27 @@ type ModuleInternals = typeof Module & {
   _nodeModulePaths(dir: string): string[];
 };
 
+/**
+ * The loader a `vm.Script`'s dynamic `import()` needs to resolve as in a file node loaded itself;
+ * Node has it from 20.12 (and 21.7). Without it the bundle runs as plain `require`, with no cache.
+ */
+const mainContextLoader = (vm.constants as Partial<typeof vm.constants> | undefined)?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+
 function launch(): void {
   const mode = modeOf(process.argv.slice(2));
   const file = path.join(__dirname, 'main.js');
   const cacheFile = `${file}.cache`;
+  if (mainContextLoader === undefined) {
+    const reason = `node ${process.version} cannot run a bundle from a code cache (needs >= 20.12)`;
+    if (mode === 'run') {
+      require(file);
+      return;
+    }
+    // The image builds and runs still, only without the cache; check says why.
+    process.stdout.write(mode === 'check' ? `none: ${reason}\n` : '');
+    process.stderr.write(mode === 'write' ? `code cache not written: ${reason}\n` : '');
+    return;
+  }
   if (mode === 'write') {
     // The function's start runs, its work does not: no Redis to take jobs from (a closed port), and
     // the connection errors it logs are nobody's concern at build time.
@@ -59,7 +76,7 @@ function launch(): void {
     ...(cachedData ? { cachedData } : {}),
     // `import()` in the bundle (the OpenTelemetry SDK, loaded only when configured) resolves as it
     // would in a file node loaded itself.
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+    importModuleDynamically: mainContextLoader,
   });
   if (mode === 'check') {
     process.stdout.write(`${!cachedData ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted'}\n`);

@@ -2,29 +2,25 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadDefinitionsFromDir } from '@baton/engine';
+import { bundleFunction, IMAGE_NODE_FLAGS } from '@baton/sdk/dist/bundle';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, freePort, waitFor, type TestEnv } from '../support/env';
 import { pdfText, startSmtp, type TestSmtp } from '../support/mail';
 
 /**
- * The function images run each function as one esbuild bundle (scripts/bundle-function.js), with the
+ * The function images run each function as one esbuild bundle (the SDK's bundleFunction), with the
  * flags the images start it with. This runs the invoice workflow end to end on the four functions
  * bundled exactly so, each its own process against real Redis, PostgreSQL and an SMTP server, with a
  * coordinator: what a bundle breaks (a package reading its own files, a name a library compares, an
  * optional import) fails here rather than in a cluster. generate-pdf keeps pdfkit outside its bundle
  * (`baton.external`), so that path is exercised too.
  */
-const { bundleFunction } = require('../../scripts/bundle-function.js') as {
-  bundleFunction(dir: string, out?: string): Promise<{ outfile: string; external: string[]; launcher: string }>;
-};
 
 const ROOT = path.resolve(__dirname, '../..');
 const INVOICE_FUNCTIONS = ['fetch-orders', 'create-invoice', 'generate-pdf', 'send-email', 'void-invoice'];
-/** The runtime flags of a function image (Dockerfile, templates/function/Dockerfile). */
-const IMAGE_NODE_FLAGS = ['--optimize-for-size'];
 
 /** What `start.js --check-code-cache` prints: accepted, rejected or none. */
-function checkCodeCache(launcher: string, flags: string[], cwd: string): string {
+function checkCodeCache(launcher: string, flags: readonly string[], cwd: string): string {
   return execFileSync(process.execPath, [...flags, launcher, '--check-code-cache'], { cwd })
     .toString()
     .trim();

@@ -20,6 +20,8 @@ const TSC = path.join(ROOT, 'node_modules/typescript/bin/tsc');
 
 /** What the SDK may bring along (issue 15): nothing of the engine's. */
 const ALLOWED_DEPENDENCIES = ['@opentelemetry/api', 'bullmq', 'ioredis', 'pino', 'prom-client', 'zod'];
+/** Peers only `baton-bundle` uses, at image build: optional, never loaded by a running function. */
+const BUILD_TIME_PEERS = ['esbuild'];
 const ENGINE_PACKAGES = ['pg', 'postgrator', 'jsonata', 'ajv', 'express', 'yaml', 'workerpool'];
 
 const FUNCTION_JS = `'use strict';
@@ -128,9 +130,13 @@ describe('@baton/sdk, packed and installed outside the workspace', () => {
     expect(manifest.private).toBeUndefined();
     expect(manifest.main).toBe('dist/index.js');
     expect(manifest.types).toBe('dist/index.d.ts');
+    const optionalPeers = Object.keys(manifest.peerDependenciesMeta ?? {}).filter(
+      (d) => manifest.peerDependenciesMeta[d].optional,
+    );
+    expect(optionalPeers.filter((d) => !BUILD_TIME_PEERS.includes(d))).toEqual([]);
     const runtime = [
       ...Object.keys(manifest.dependencies ?? {}),
-      ...Object.keys(manifest.peerDependencies ?? {}),
+      ...Object.keys(manifest.peerDependencies ?? {}).filter((d) => !optionalPeers.includes(d)),
       ...Object.keys(manifest.optionalDependencies ?? {}),
     ];
     expect(runtime.filter((d) => !ALLOWED_DEPENDENCIES.includes(d))).toEqual([]);
@@ -189,7 +195,7 @@ describe('@baton/sdk, packed and installed outside the workspace', () => {
     expect(wrong).toMatch(/wrong\.ts.*error TS2339: Property 'missing' does not exist/);
   }, 120_000);
 
-  it('builds templates/function on it, whose unit tests pass', async () => {
+  it('builds templates/function on it: unit tests pass, the bundle is tree-shaken', async () => {
     const copy = path.join(dir, 'template');
     fs.cpSync(path.join(ROOT, 'templates/function'), copy, { recursive: true });
     fs.copyFileSync(tarball, path.join(copy, 'vendor', path.basename(tarball)));
@@ -210,6 +216,15 @@ describe('@baton/sdk, packed and installed outside the workspace', () => {
     expect(stdout).toMatch(/# pass [1-9]/);
     expect(stdout).toMatch(/# fail 0/);
     expect(fs.existsSync(path.join(copy, 'dist/src/main.js'))).toBe(true);
+    // What its Dockerfile runs next: the SDK's baton-bundle with the project's own esbuild.
+    await exec('npm', ['run', 'bundle'], { cwd: copy, timeout: 120_000 });
+    const bundle = fs.readFileSync(path.join(copy, 'bundle/main.js'), 'utf8');
+    expect(fs.existsSync(path.join(copy, 'bundle/start.js'))).toBe(true);
+    // Every package inlined, and tree-shaken from the SDK's TypeScript sources and bullmq's ES
+    // modules: bullmq's PostgreSQL backend (its migrations' SQL), which nothing calls, is left out.
+    expect(bundle).not.toMatch(/require\("(@baton\/sdk|bullmq|ioredis|zod|pino|prom-client)"\)/);
+    expect(bundle).toContain('acme-shout');
+    expect(bundle).not.toContain('CREATE TABLE');
   }, 360_000);
 
   describe('a function built on it, run as its own process', () => {
