@@ -23,7 +23,8 @@
  * Beside the bundle goes `start.js`, the SDK's start script (launcher.ts): the images run it, and it
  * runs the bundle with the V8 code cache the image build wrote (`start.js --write-code-cache`).
  *
- * esbuild is the calling project's (a dev dependency; an optional peer of the SDK): required only
+ * esbuild is the calling project's dev dependency, not declared by the SDK even as an optional peer
+ * (npm then installs it with the SDK's production dependencies, as an image build showed): required only
  * when a bundle is made, never by a function at run time.
  */
 import fs from 'node:fs';
@@ -155,17 +156,19 @@ function loadEsbuild(functionDir: string): Esbuild {
 }
 
 /**
- * Bundles the function in `functionDir` (its src/main.ts, else its compiled dist/main.js) into
- * `outfile` (default `<functionDir>/bundle/main.js`), with the SDK's start.js beside it.
+ * Bundles the function in `functionDir` (its src/main.ts, else its compiled dist/main.js, or the
+ * `entry` given) into `outfile` (default `<functionDir>/bundle/main.js`), with the SDK's start.js
+ * beside it.
  */
 export async function bundleFunction(
   functionDir: string,
   outfile = path.join(functionDir, 'bundle', 'main.js'),
+  options: { entry?: string } = {},
 ): Promise<BundleResult> {
   if (path.basename(outfile) !== 'main.js') throw new Error(`${outfile}: the start script runs main.js beside it`);
   const source = path.join(functionDir, 'src', 'main.ts');
-  const entry = fs.existsSync(source) ? source : path.join(functionDir, 'dist', 'main.js');
-  if (!fs.existsSync(entry)) throw new Error(`${functionDir} has neither src/main.ts nor dist/main.js`);
+  const entry = options.entry ?? (fs.existsSync(source) ? source : path.join(functionDir, 'dist', 'main.js'));
+  if (!fs.existsSync(entry)) throw new Error(`${entry} does not exist (a function's src/main.ts or dist/main.js)`);
   const external = externalsOf(functionDir);
   const result = await loadEsbuild(functionDir).build({
     entryPoints: [entry],

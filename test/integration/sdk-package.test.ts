@@ -20,8 +20,6 @@ const TSC = path.join(ROOT, 'node_modules/typescript/bin/tsc');
 
 /** What the SDK may bring along (issue 15): nothing of the engine's. */
 const ALLOWED_DEPENDENCIES = ['@opentelemetry/api', 'bullmq', 'ioredis', 'pino', 'prom-client', 'zod'];
-/** Peers only `baton-bundle` uses, at image build: optional, never loaded by a running function. */
-const BUILD_TIME_PEERS = ['esbuild'];
 const ENGINE_PACKAGES = ['pg', 'postgrator', 'jsonata', 'ajv', 'express', 'yaml', 'workerpool'];
 
 const FUNCTION_JS = `'use strict';
@@ -130,13 +128,9 @@ describe('@baton/sdk, packed and installed outside the workspace', () => {
     expect(manifest.private).toBeUndefined();
     expect(manifest.main).toBe('dist/index.js');
     expect(manifest.types).toBe('dist/index.d.ts');
-    const optionalPeers = Object.keys(manifest.peerDependenciesMeta ?? {}).filter(
-      (d) => manifest.peerDependenciesMeta[d].optional,
-    );
-    expect(optionalPeers.filter((d) => !BUILD_TIME_PEERS.includes(d))).toEqual([]);
     const runtime = [
       ...Object.keys(manifest.dependencies ?? {}),
-      ...Object.keys(manifest.peerDependencies ?? {}).filter((d) => !optionalPeers.includes(d)),
+      ...Object.keys(manifest.peerDependencies ?? {}),
       ...Object.keys(manifest.optionalDependencies ?? {}),
     ];
     expect(runtime.filter((d) => !ALLOWED_DEPENDENCIES.includes(d))).toEqual([]);
