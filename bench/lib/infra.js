@@ -72,13 +72,16 @@ function track(child, name) {
   return entry;
 }
 
-function startProcess(name, script, env, { ipc = false } = {}) {
+function startProcess(name, script, env, { ipc = false, nodeFlags = [] } = {}) {
   const childEnv = { ...process.env, ...env };
   delete childEnv.NODE_OPTIONS;
   // BENCH_CPU_PROF=<dir>: every system process writes a V8 CPU profile there when it exits.
-  const execArgv = process.env.BENCH_CPU_PROF
-    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, `--cpu-prof-name=${name}.cpuprofile`]
-    : [];
+  const execArgv = [
+    ...nodeFlags,
+    ...(process.env.BENCH_CPU_PROF
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, `--cpu-prof-name=${name}.cpuprofile`]
+      : []),
+  ];
   const child = ipc
     ? fork(script, [], { env: childEnv, execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     : spawn(process.execPath, [...execArgv, script], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -15,7 +15,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const { setTimeout: sleep } = require('node:timers/promises');
 const infra = require('./infra');
 const { parseHops, mergeHops } = require('./hops');
@@ -110,6 +110,7 @@ class BaseSystem {
 
   async teardown() {
     for (const p of this.procs) await infra.stopProcess(p);
+    if (this.functionDir) fs.rmSync(this.functionDir, { recursive: true, force: true });
     if (this.databaseCreated) {
       await infra.adminQuery(this.ctx.serverUrl, `DROP DATABASE IF EXISTS "${this.database}" WITH (FORCE)`);
     }
@@ -136,6 +137,7 @@ class BatonSystem extends BaseSystem {
     this.functionMetrics = functionMetrics;
     for (let i = 0; i < this.functionProcesses; i += 1) functionMetrics.push(await infra.freePort());
     this.base = `http://127.0.0.1:${port}`;
+    const functionImage = await this.functionAsDeployed();
     const common = {
       DATABASE_URL: this.databaseUrl,
       REDIS_URL: this.ctx.redisUrl,
@@ -159,8 +161,9 @@ class BatonSystem extends BaseSystem {
       ...functionMetrics.map((metricsPort, i) =>
         infra.startProcess(
           this.functionProcesses > 1 ? `baton-function-${i + 1}` : 'baton-function',
-          path.join(WORKERS, 'baton-noop-function.js'),
+          functionImage.script,
           { ...common, METRICS_PORT: String(metricsPort), BENCH_NOOP_CONCURRENCY: String(4 * this.ctx.concurrency) },
+          { nodeFlags: functionImage.nodeFlags },
         ),
       ),
     );
@@ -180,6 +183,26 @@ class BatonSystem extends BaseSystem {
     await infra.waitUntil(up, 150_000, 'Baton to start (gateway ready, workflow saved, coordinator and function up)');
     this.pool = new infra.pg.Pool({ connectionString: this.databaseUrl, max: 2 });
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+  }
+
+  /**
+   * The function process as a function image runs it (Dockerfile, target `function`): one bundle
+   * (the SDK's bundleFunction), started by start.js with the images' node flags and the V8 code cache
+   * written by them, so its CPU and RSS are what a deployment pays. BENCH_FUNCTION_AS=source runs
+   * bench/workers/baton-noop-function.js itself with node's defaults instead (the bench until
+   * 2026-12-04).
+   */
+  async functionAsDeployed() {
+    const source = path.join(WORKERS, 'baton-noop-function.js');
+    if (process.env.BENCH_FUNCTION_AS === 'source') return { script: source, nodeFlags: [] };
+    const { bundleFunction, IMAGE_NODE_FLAGS } = require('@baton/sdk/dist/bundle');
+    this.functionDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-noop-'));
+    const bundled = await bundleFunction(ROOT, path.join(this.functionDir, 'main.js'), { entry: source });
+    execFileSync(process.execPath, [...IMAGE_NODE_FLAGS, bundled.launcher, '--write-code-cache'], {
+      env: { PATH: process.env.PATH },
+      stdio: 'ignore',
+    });
+    return { script: bundled.launcher, nodeFlags: [...IMAGE_NODE_FLAGS] };
   }
 
   /**
