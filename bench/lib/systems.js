@@ -50,6 +50,11 @@ const TUNING = {
 
 /** Inbox shards of `baton-cluster` (BENCH_CLUSTER_SHARDS, default 16). */
 const BENCH_CLUSTER_SHARDS = Number(process.env.BENCH_CLUSTER_SHARDS || 16);
+/**
+ * Node flags for Baton's gateway and coordinator (BENCH_SERVICE_FLAGS, space-separated; none by
+ * default, as their image's CMD): what a chart's `command` override would set, measured in place.
+ */
+const SERVICE_NODE_FLAGS = (process.env.BENCH_SERVICE_FLAGS ?? '').split(' ').filter(Boolean);
 
 /** The minimum polling interval of the DBOS queue's dispatch loop (ms). */
 const DBOS_POLL_MS = Number(process.env.BENCH_DBOS_POLL_MS || 50);
@@ -146,17 +151,27 @@ class BatonSystem extends BaseSystem {
       ...this.extraEnv,
     };
     this.procs.push(
-      infra.startProcess('baton-gateway', path.join(ROOT, 'services/gateway/dist/main.js'), {
-        ...common,
-        PORT: String(port),
-        // The gateway's per-client rate limit (where the build has one) would throttle the bench client.
-        BATON_RATE_LIMIT: '0',
-      }),
-      infra.startProcess('baton-coordinator', path.join(ROOT, 'services/coordinator/dist/main.js'), {
-        ...common,
-        METRICS_PORT: String(coordinatorMetrics),
-        WORKFLOWS_DIR: path.join(BENCH, 'workflows'),
-      }),
+      infra.startProcess(
+        'baton-gateway',
+        path.join(ROOT, 'services/gateway/dist/main.js'),
+        {
+          ...common,
+          PORT: String(port),
+          // The gateway's per-client rate limit (where the build has one) would throttle the bench client.
+          BATON_RATE_LIMIT: '0',
+        },
+        { nodeFlags: SERVICE_NODE_FLAGS },
+      ),
+      infra.startProcess(
+        'baton-coordinator',
+        path.join(ROOT, 'services/coordinator/dist/main.js'),
+        {
+          ...common,
+          METRICS_PORT: String(coordinatorMetrics),
+          WORKFLOWS_DIR: path.join(BENCH, 'workflows'),
+        },
+        { nodeFlags: SERVICE_NODE_FLAGS },
+      ),
       // `--function-processes N`: N function processes (pods, deployed), each with the same concurrency.
       ...functionMetrics.map((metricsPort, i) =>
         infra.startProcess(

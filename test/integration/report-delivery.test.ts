@@ -12,7 +12,7 @@ import {
   type FunctionDefinition,
   type FunctionWorker,
 } from '@baton/engine';
-import type { Redis } from 'ioredis';
+import net from 'node:net';
 import { z } from 'zod';
 import { PrivateRedis } from '../chaos/private-servers';
 import { createTestEnv, waitFor, type TestEnv } from '../support/env';
@@ -71,6 +71,41 @@ const countMulti = defineFunction({
 });
 
 /** Sum of the `count` fields of the server's ACL log: how many commands it refused. */
+/**
+ * Every command the server runs, with the client that sent it (MONITOR), on a socket of its own.
+ * Not ioredis's monitor(): its connection can take the first monitored line for the answer to a
+ * command of its own when MONITOR's OK and that line arrive in one read ("Command queue state
+ * error", seen in CI with the engine's polling on the same server).
+ */
+async function monitorCommands(port: number): Promise<{
+  seen: { source: string; command: string; key: string; last: string }[];
+  stop: () => void;
+}> {
+  const socket = net.connect(port, '127.0.0.1');
+  const seen: { source: string; command: string; key: string; last: string }[] = [];
+  let buffered = '';
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.on('data', (chunk) => {
+      buffered += chunk.toString('utf8');
+      let end: number;
+      // Each line a RESP simple string: +<time> [<db> <client>] "command" "arg" ...
+      while ((end = buffered.indexOf('\r\n')) >= 0) {
+        const line = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        if (line === '+OK') resolve();
+        const match = /^\+[\d.]+ \[\d+ ([^\]]+)\] (.*)$/.exec(line);
+        if (!match) continue;
+        const args = [...match[2].matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1].replace(/\\(.)/g, '$1'));
+        const [command, key, ...rest] = args;
+        seen.push({ source: match[1], command: command.toLowerCase(), key: key ?? '', last: rest.at(-1) ?? '' });
+      }
+    });
+    socket.write('MONITOR\r\n');
+  });
+  return { seen, stop: () => socket.destroy() };
+}
+
 async function refusals(admin: RedisConnection): Promise<number> {
   const entries = (await admin.call('ACL', 'LOG')) as unknown[][];
   let total = 0;
@@ -208,13 +243,8 @@ describe('report delivery (function runtime)', () => {
   it("a success's report and its job's completion reach Redis in one MULTI", async () => {
     await denyInbox();
     await allowInbox();
-    // Every command the server runs, with the client that sent it.
-    const monitor = await (admin as Redis).monitor();
-    const seen: { source: string; command: string; key: string; last: string }[] = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      const [command, key, ...rest] = args.map(String);
-      seen.push({ source, command: command.toLowerCase(), key: key ?? '', last: rest.at(-1) ?? '' });
-    });
+    const monitor = await monitorCommands(server.port);
+    const { seen } = monitor;
     try {
       startWorker(countMulti);
       const runId = await engine.start('deliver-with-completion', {});
@@ -222,19 +252,30 @@ describe('report delivery (function runtime)', () => {
       expect(run.status).toBe('succeeded');
       expect(multiCalls).toBe(1);
 
-      // The step's report (the inbox also holds the run's start, written by the engine).
-      const report = seen.find(
-        (c) => c.command === 'xadd' && c.key === inboxKey(prefix) && c.last.includes('"type":"step.succeeded"'),
+      // The step's report (the inbox also holds the run's start, written by the engine). The run
+      // succeeded after it was applied, so it ran; its line is read once the monitor has it, and
+      // so is the EXEC that follows it.
+      const isReport = (c: (typeof seen)[number]) =>
+        c.command === 'xadd' && c.key === inboxKey(prefix) && c.last.includes('"type":"step.succeeded"');
+      const report = await waitFor(
+        async () => {
+          const found = seen.find(isReport);
+          return found &&
+            seen.some((c) => c.source === found.source && c.command === 'exec' && seen.indexOf(c) > seen.indexOf(found))
+            ? found
+            : undefined;
+        },
+        10_000,
+        'the report and its EXEC on the monitor',
       );
-      expect(report).toBeDefined();
       // The worker connection's commands around its report: MULTI, the report, the completion script, EXEC.
-      const own = seen.filter((c) => c.source === report!.source);
-      const at = own.indexOf(report!);
+      const own = seen.filter((c) => c.source === report.source);
+      const at = own.indexOf(report);
       // (EVAL the first time the connection runs the script, EVALSHA after.)
       const around = own.slice(at - 1, at + 3).map((c) => (c.command === 'evalsha' ? 'eval' : c.command));
       expect(around).toEqual(['multi', 'xadd', 'eval', 'exec']);
     } finally {
-      monitor.disconnect();
+      monitor.stop();
     }
   });
 });
