@@ -27,7 +27,7 @@ const WORKERS = path.join(BENCH, 'workers');
 /** Per-system tuning, as printed in the output and docs/PERFORMANCE.md. */
 const TUNING = {
   baton: (c, functionProcesses = 1) =>
-    `gateway + coordinator (defaults: inbox batches of up to 200 messages, 2 reading loops) + ${functionProcesses} bench-noop function process(es), each running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP (keep-alive)`,
+    `gateway + coordinator (node flags: ${SERVICE_NODE_FLAGS.join(' ') || 'none'}; defaults: inbox batches of up to 200 messages, 2 reading loops) + ${functionProcesses} bench-noop function process(es) as their image runs them (bundle, start.js, code cache), each running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP (keep-alive)`,
   'baton-cluster': (c, functionProcesses = 1) =>
     `baton (same processes and settings) on a 3-master Redis Cluster the harness starts (no persistence), REDIS_CLUSTER_NODES, BATON_INBOX_SHARDS ${BENCH_CLUSTER_SHARDS}; ${functionProcesses} function process(es), BENCH_NOOP_CONCURRENCY ${4 * c}`,
   'bullmq-chain': (c) =>
@@ -51,10 +51,25 @@ const TUNING = {
 /** Inbox shards of `baton-cluster` (BENCH_CLUSTER_SHARDS, default 16). */
 const BENCH_CLUSTER_SHARDS = Number(process.env.BENCH_CLUSTER_SHARDS || 16);
 /**
- * Node flags for Baton's gateway and coordinator (BENCH_SERVICE_FLAGS, space-separated; none by
- * default, as their image's CMD): what a chart's `command` override would set, measured in place.
+ * Node flags for Baton's gateway and coordinator: those of their image's CMD (the Dockerfile's
+ * `service` stage, its one owner), or BENCH_SERVICE_FLAGS (space-separated; empty for node's
+ * defaults) to measure others in place.
  */
-const SERVICE_NODE_FLAGS = (process.env.BENCH_SERVICE_FLAGS ?? '').split(' ').filter(Boolean);
+const SERVICE_NODE_FLAGS =
+  process.env.BENCH_SERVICE_FLAGS !== undefined
+    ? process.env.BENCH_SERVICE_FLAGS.split(' ').filter(Boolean)
+    : serviceImageFlags();
+
+/** The flags between `node` and `dist/main.js` in the CMD of the Dockerfile's `service` stage. */
+function serviceImageFlags() {
+  const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+  const stage = dockerfile.slice(dockerfile.indexOf(' AS service'));
+  const cmd = /^CMD (\[.*\])$/m.exec(stage);
+  const argv = cmd ? JSON.parse(cmd[1]) : [];
+  if (argv[0] !== 'node' || argv.at(-1) !== 'dist/main.js')
+    throw new Error(`Dockerfile: the service stage's CMD is not node [flags] dist/main.js: ${cmd?.[1]}`);
+  return argv.slice(1, -1);
+}
 
 /** The minimum polling interval of the DBOS queue's dispatch loop (ms). */
 const DBOS_POLL_MS = Number(process.env.BENCH_DBOS_POLL_MS || 50);
