@@ -25,7 +25,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { execFileSync, spawn } = require('node:child_process');
+const { spawn } = require('node:child_process');
 const { performance } = require('node:perf_hooks');
 const { setTimeout: sleep } = require('node:timers/promises');
 const { Queue } = require('bullmq');
@@ -39,7 +39,7 @@ const IDLE_MS = 3_000;
 const now = () => performance.timeOrigin + performance.now();
 const CLK_TCK = 100;
 /** The node flags of a function image (Dockerfile's `function` stage; docs/PERFORMANCE.md says why). */
-const { IMAGE_NODE_FLAGS, bundleFunction } = require('@baton/sdk/dist/bundle');
+const { IMAGE_NODE_FLAGS, bundleFunction, writeCodeCache } = require('@baton/sdk/dist/bundle');
 /**
  * The `no-flags` variant: start.js and its cache with node's defaults, what a CPU-bound function gets
  * when it starts itself without the images' flags (docs/PERFORMANCE.md, "Function images").
@@ -183,11 +183,7 @@ function launcherWithCache(dir, bundled, name, flags) {
   for (const file of [bundled.outfile, bundled.launcher]) fs.copyFileSync(file, path.join(own, path.basename(file)));
   const launcher = path.join(own, path.basename(bundled.launcher));
   // As the image build writes it: the CMD's node and flags, after a start.
-  execFileSync(process.execPath, [...flags, launcher, '--write-code-cache'], {
-    cwd: path.join(ROOT, 'functions', FUNCTION),
-    env: { PATH: process.env.PATH },
-    stdio: 'ignore',
-  });
+  writeCodeCache(launcher, { flags, cwd: path.join(ROOT, 'functions', FUNCTION) });
   return launcher;
 }
 

@@ -15,7 +15,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
-const { execFileSync, spawn } = require('node:child_process');
+const { spawn } = require('node:child_process');
 const { setTimeout: sleep } = require('node:timers/promises');
 const infra = require('./infra');
 const { parseHops, mergeHops } = require('./hops');
@@ -130,7 +130,6 @@ class BaseSystem {
 
   async teardown() {
     for (const p of this.procs) await infra.stopProcess(p);
-    if (this.functionDir) fs.rmSync(this.functionDir, { recursive: true, force: true });
     if (this.databaseCreated) {
       await infra.adminQuery(this.ctx.serverUrl, `DROP DATABASE IF EXISTS "${this.database}" WITH (FORCE)`);
     }
@@ -225,13 +224,10 @@ class BatonSystem extends BaseSystem {
   async functionAsDeployed() {
     const source = path.join(WORKERS, 'baton-noop-function.js');
     if (process.env.BENCH_FUNCTION_AS === 'source') return { script: source, nodeFlags: [] };
-    const { bundleFunction, IMAGE_NODE_FLAGS } = require('@baton/sdk/dist/bundle');
+    const { bundleFunction, IMAGE_NODE_FLAGS, writeCodeCache } = require('@baton/sdk/dist/bundle');
     this.functionDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-noop-'));
     const bundled = await bundleFunction(ROOT, path.join(this.functionDir, 'main.js'), { entry: source });
-    execFileSync(process.execPath, [...IMAGE_NODE_FLAGS, bundled.launcher, '--write-code-cache'], {
-      env: { PATH: process.env.PATH },
-      stdio: 'ignore',
-    });
+    writeCodeCache(bundled.launcher);
     return { script: bundled.launcher, nodeFlags: [...IMAGE_NODE_FLAGS] };
   }
 
@@ -314,6 +310,7 @@ class BatonSystem extends BaseSystem {
     await this.pool?.end();
     this.agent?.destroy();
     await super.teardown();
+    if (this.functionDir) fs.rmSync(this.functionDir, { recursive: true, force: true });
   }
 }
 

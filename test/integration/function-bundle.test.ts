@@ -2,7 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadDefinitionsFromDir } from '@baton/engine';
-import { bundleFunction, IMAGE_NODE_FLAGS } from '@baton/sdk/dist/bundle';
+import { bundleFunction, IMAGE_NODE_FLAGS, writeCodeCache } from '@baton/sdk/dist/bundle';
 import { startEngine, type Engine } from '../support/engine';
 import { createTestEnv, freePort, waitFor, type TestEnv } from '../support/env';
 import { pdfText, startSmtp, type TestSmtp } from '../support/mail';
@@ -46,16 +46,15 @@ describe('bundled functions (what the function images run)', () => {
       const bundle = await bundleFunction(dir, path.join(dir, 'bundle', 'main.js'));
       bundles.push({ name, ...bundle });
       // As the image build does (Dockerfile): the code cache, written by the CMD's node and flags.
-      const written = execFileSync(process.execPath, [...IMAGE_NODE_FLAGS, bundle.launcher, '--write-code-cache'], {
+      const written = writeCodeCache(bundle.launcher, {
         cwd: dir,
         env: { PATH: process.env.PATH, HOME: process.env.HOME, BATON_CODE_CACHE_AFTER_MS: '500' },
-        stdio: ['ignore', 'pipe', 'pipe'],
       });
       codeCache[name] = {
         imageFlags: checkCodeCache(bundle.launcher, IMAGE_NODE_FLAGS, dir),
         otherFlags: checkCodeCache(bundle.launcher, [], dir),
       };
-      expect(written.toString()).toBe('');
+      expect(written).toBe('');
       const metricsPort = await freePort();
       const child = spawn(process.execPath, [...IMAGE_NODE_FLAGS, bundle.launcher], {
         cwd: dir,
