@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { lockAndRecord, loadExecutionsOf, RunWrites } from '../../services/coordinator/src/run-store';
+import type { PoolClient } from '@baton/engine';
 import { createTestEnv, type TestEnv } from '../support/env';
 
 /**
@@ -133,5 +134,121 @@ describe('coordinator batch statements on grown tables', () => {
       [runId, runningId],
     );
     expect(rows[0]).toEqual({ run: 'compensating', step: 'cancelled' });
+  });
+});
+
+/**
+ * A named statement PostgreSQL has run five times may get a generic plan, made once for any
+ * parameters. Made while a fresh database's tables were empty, the coordinator's write statement's
+ * generic plan scans runs and step_executions whole, and keeps doing so as they grow until an
+ * ANALYZE invalidates it (seen with plan_cache_mode=auto: one sequential scan of each per batch).
+ * So connections plan per execution (engine/src/db/pool.ts). Autovacuum is off for these tables
+ * here: what a connection cached is what runs.
+ */
+describe('coordinator batch statements with plans cached while the tables were empty', () => {
+  let env: TestEnv;
+
+  beforeAll(async () => {
+    env = await createTestEnv('batch-generic-plans');
+    await env.pool.query(`ALTER TABLE runs SET (autovacuum_enabled = false)`);
+    await env.pool.query(`ALTER TABLE step_executions SET (autovacuum_enabled = false)`);
+    await env.pool.query(`ALTER TABLE step_attempts SET (autovacuum_enabled = false)`);
+    await env.pool.query(
+      `INSERT INTO workflow_definitions (name, version, spec, spec_hash) VALUES ('plans', 1, '{"steps":[]}', 'x')`,
+    );
+  });
+
+  afterAll(async () => {
+    await env?.cleanup();
+  });
+
+  type TestRun = { runId: string; queuedId: string; runningId: string };
+
+  /** A running run with a queued and a running step, on `client`'s connection. */
+  async function newRun(client: PoolClient): Promise<TestRun> {
+    const ids = { runId: crypto.randomUUID(), queuedId: crypto.randomUUID(), runningId: crypto.randomUUID() };
+    await client.query(
+      `INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger) VALUES ($1, 'plans', 1, 'running', '{}', '{}')`,
+      [ids.runId],
+    );
+    await client.query(
+      `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy)
+       VALUES ($2, $1, 'a', 'action', 'f', 'queued', 1, '{}'), ($3, $1, 'b', 'action', 'f', 'running', 1, '{}')`,
+      [ids.runId, ids.queuedId, ids.runningId],
+    );
+    return ids;
+  }
+
+  /** One coordinator batch for `run` on `client`: lock and record a success, load, write. */
+  async function batch(client: PoolClient, { runId, queuedId, runningId }: TestRun): Promise<void> {
+    await client.query('BEGIN');
+    const at = new Date().toISOString();
+    const { recorded } = await lockAndRecord(
+      client,
+      [runId],
+      [{ type: 'step.succeeded', runId, stepExecutionId: queuedId, attempt: 1, workerId: 'w', at, output: 1 }],
+    );
+    expect([...recorded.keys()]).toEqual([queuedId]);
+    await loadExecutionsOf(client, [runId]);
+    const writes = new RunWrites();
+    writes.cancel([runningId], 'test');
+    writes.changeRun(runId, { status: 'succeeded', terminal: true });
+    await writes.flush(client);
+    await client.query('SELECT pg_stat_force_next_flush()');
+    await client.query('COMMIT');
+  }
+
+  /** How many times each of the client's named statements has run (generic and custom plans). */
+  async function executions(client: PoolClient): Promise<Record<string, number>> {
+    const { rows } = await client.query<{ name: string; n: number }>(
+      `SELECT name, generic_plans + custom_plans AS n FROM pg_prepared_statements WHERE name LIKE 'baton.%'`,
+    );
+    return Object.fromEntries(rows.map((r) => [r.name, Number(r.n)]));
+  }
+
+  async function seqScans(): Promise<Record<string, number>> {
+    const client = await env.pool.connect();
+    try {
+      await client.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await client.query(
+        `SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN ('runs', 'step_executions', 'step_attempts')`,
+      );
+      return Object.fromEntries(rows.map((r) => [r.relname, Number(r.seq_scan)]));
+    } finally {
+      client.release();
+    }
+  }
+
+  it('keeps finding rows by index after eight batches on empty tables and growth without ANALYZE', async () => {
+    const client = await env.pool.connect();
+    try {
+      for (let i = 0; i < 8; i++) await batch(client, await newRun(client));
+      // Every batch statement has run eight times on this connection: enough for PostgreSQL to
+      // switch a named statement to a generic plan, were it allowed to.
+      expect(await executions(client)).toEqual(
+        expect.objectContaining({
+          'baton.lock_and_record': 8,
+          'baton.load_executions': 8,
+          'baton.write_plans': 8,
+        }),
+      );
+
+      // 4 000 finished runs of 3 steps each arrive, with no ANALYZE after them.
+      await env.pool.query(`
+        INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger)
+        SELECT gen_random_uuid(), 'plans', 1, 'succeeded', '{}', '{}' FROM generate_series(1, 4000)`);
+      await env.pool.query(`
+        INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy)
+        SELECT gen_random_uuid(), r.id, 's' || g, 'action', 'f', 'succeeded', 1, '{}'
+          FROM runs r, generate_series(1, 3) g WHERE r.status = 'succeeded'`);
+
+      const run = await newRun(client);
+      const before = await seqScans();
+      await batch(client, run);
+      const after = await seqScans();
+      expect(after).toEqual(before);
+    } finally {
+      client.release();
+    }
   });
 });
