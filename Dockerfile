@@ -99,8 +99,13 @@ CMD ["node", "--optimize-for-size", "dist/start.js"]
 
 # --- service: the gateway and the coordinator (the default target) -----------------------------
 FROM runtime AS service
-# node itself is PID 1 (no npm wrapper), so SIGTERM reaches the runtime's graceful stop. A young
-# generation of at most 4 MB per semi-space (node's default is 16): 18-24 MB less RSS per service
-# under a burst, with no throughput cost measured (docs/PERFORMANCE.md, issue 16). The bench starts
-# the services with the flags of this CMD (bench/lib/systems.js reads them here).
-CMD ["node", "--max-semi-space-size=4", "dist/main.js"]
+# node itself is PID 1 (no npm wrapper), so SIGTERM reaches the runtime's graceful stop. Sized for a
+# burst's peak, measured in alternation (docs/PERFORMANCE.md, issue 16), each with no throughput or
+# CPU-per-step cost found: a young generation of at most 4 MB per semi-space (node's default is 16),
+# 18-24 MB less per service; an old generation that grows by 30 % between full collections instead
+# of V8's default (up to 4x), 18-25 MB less per service; two malloc arenas instead of glibc's eight
+# per core for node's threads, 5-8 MB less in all. Not --optimize-for-size, as functions use: 10 MB
+# less again per service, for 30-60 % more CPU per step in the coordinator. The bench starts the
+# services with this ENV and the flags of this CMD (bench/lib/systems.js reads them here).
+ENV MALLOC_ARENA_MAX=2
+CMD ["node", "--max-semi-space-size=4", "--heap-growing-percent=30", "dist/main.js"]

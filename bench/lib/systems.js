@@ -27,7 +27,7 @@ const WORKERS = path.join(BENCH, 'workers');
 /** Per-system tuning, as printed in the output and docs/PERFORMANCE.md. */
 const TUNING = {
   baton: (c, functionProcesses = 1) =>
-    `gateway + coordinator (node flags: ${SERVICE_NODE_FLAGS.join(' ') || 'none'}; defaults: inbox batches of up to 200 messages, 2 reading loops) + ${functionProcesses} bench-noop function process(es) as their image runs them (bundle, start.js, code cache), each running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP (keep-alive)`,
+    `gateway + coordinator (node flags: ${SERVICE_NODE_FLAGS.join(' ') || 'none'}; env: ${Object.entries(SERVICE_ENV).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}; defaults: inbox batches of up to 200 messages, 2 reading loops) + ${functionProcesses} bench-noop function process(es) as their image runs them (bundle, start.js, code cache), each running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP (keep-alive)`,
   'baton-cluster': (c, functionProcesses = 1) =>
     `baton (same processes and settings) on a 3-master Redis Cluster the harness starts (no persistence), REDIS_CLUSTER_NODES, BATON_INBOX_SHARDS ${BENCH_CLUSTER_SHARDS}; ${functionProcesses} function process(es), BENCH_NOOP_CONCURRENCY ${4 * c}`,
   'bullmq-chain': (c) =>
@@ -51,24 +51,36 @@ const TUNING = {
 /** Inbox shards of `baton-cluster` (BENCH_CLUSTER_SHARDS, default 16). */
 const BENCH_CLUSTER_SHARDS = Number(process.env.BENCH_CLUSTER_SHARDS || 16);
 /**
- * Node flags for Baton's gateway and coordinator: those of their image's CMD (the Dockerfile's
- * `service` stage, its one owner), or BENCH_SERVICE_FLAGS (space-separated; empty for node's
- * defaults) to measure others in place.
+ * How Baton's gateway and coordinator start in their image (the Dockerfile's `service` stage, its one
+ * owner): the node flags of its CMD and the variables of its ENV lines. BENCH_SERVICE_FLAGS
+ * (space-separated; empty for node's defaults) and BENCH_SERVICE_ENV (space-separated NAME=value;
+ * empty for none) measure others in place.
  */
+const SERVICE_IMAGE = serviceImage();
 const SERVICE_NODE_FLAGS =
   process.env.BENCH_SERVICE_FLAGS !== undefined
     ? process.env.BENCH_SERVICE_FLAGS.split(' ').filter(Boolean)
-    : serviceImageFlags();
+    : SERVICE_IMAGE.flags;
+const SERVICE_ENV =
+  process.env.BENCH_SERVICE_ENV !== undefined
+    ? Object.fromEntries(
+        process.env.BENCH_SERVICE_ENV.split(' ')
+          .filter(Boolean)
+          .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+      )
+    : SERVICE_IMAGE.env;
 
-/** The flags between `node` and `dist/main.js` in the CMD of the Dockerfile's `service` stage. */
-function serviceImageFlags() {
+/** The `service` stage of the Dockerfile: the flags between `node` and `dist/main.js` in its CMD, its ENV. */
+function serviceImage() {
   const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
   const stage = dockerfile.slice(dockerfile.indexOf(' AS service'));
   const cmd = /^CMD (\[.*\])$/m.exec(stage);
   const argv = cmd ? JSON.parse(cmd[1]) : [];
   if (argv[0] !== 'node' || argv.at(-1) !== 'dist/main.js')
     throw new Error(`Dockerfile: the service stage's CMD is not node [flags] dist/main.js: ${cmd?.[1]}`);
-  return argv.slice(1, -1);
+  // `ENV NAME=value` lines (one variable each, no quotes: what the stage uses).
+  const env = Object.fromEntries([...stage.matchAll(/^ENV (\w+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
+  return { flags: argv.slice(1, -1), env };
 }
 
 /** The minimum polling interval of the DBOS queue's dispatch loop (ms). */
@@ -170,6 +182,7 @@ class BatonSystem extends BaseSystem {
         path.join(ROOT, 'services/gateway/dist/main.js'),
         {
           ...common,
+          ...SERVICE_ENV,
           PORT: String(port),
           // The gateway's per-client rate limit (where the build has one) would throttle the bench client.
           BATON_RATE_LIMIT: '0',
@@ -181,6 +194,7 @@ class BatonSystem extends BaseSystem {
         path.join(ROOT, 'services/coordinator/dist/main.js'),
         {
           ...common,
+          ...SERVICE_ENV,
           METRICS_PORT: String(coordinatorMetrics),
           WORKFLOWS_DIR: path.join(BENCH, 'workflows'),
         },
