@@ -32,6 +32,7 @@ const { setTimeout: sleep } = require('node:timers/promises');
 const infra = require('./lib/infra');
 const { SYSTEMS, createSystem } = require('./lib/systems');
 const { percentile, median, round, checkRuns } = require('./lib/stats');
+const { issue16Targets } = require('./lib/targets');
 const { printTable, writeSvg } = require('./lib/report');
 const { diffHops, summarizeHops, HOPS } = require('./lib/hops');
 const { runFanoutScenario, printFanout } = require('./lib/fanout');
@@ -648,43 +649,6 @@ async function postgresSettings(env) {
     `SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'server_version')`,
   );
   return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
-}
-
-/**
- * Issue 16's targets for Baton, from this run: burst throughput at least 1.5x Restate's and 2x
- * DBOS's (each DBOS form), and at the common rate the lowest step p99 of the durable systems.
- */
-function issue16Targets(report) {
-  const by = new Map(report.systems.map((s) => [s.name, s]));
-  const baton = by.get('baton');
-  if (!baton) return undefined;
-  const targets = [];
-  for (const [name, factor] of [
-    ['restate', 1.5],
-    ['dbos', 2],
-    ['dbos-queue', 2],
-  ]) {
-    const other = by.get(name);
-    if (!other) continue;
-    const ratio = baton.stepsPerSec && other.stepsPerSec ? round(baton.stepsPerSec / other.stepsPerSec, 2) : null;
-    targets.push({
-      target: `steps/s >= ${factor}x ${name}`,
-      value: ratio,
-      met: ratio !== null && ratio >= factor,
-    });
-  }
-  const durable = report.systems.filter((s) => s.durable && s.commonRate && s.valid);
-  if (baton.commonRate && durable.length > 1) {
-    const p99 = (s) => s.commonRate.stepLatencyMs.p99 ?? Infinity;
-    const best = durable.reduce((a, b) => (p99(b) < p99(a) ? b : a));
-    targets.push({
-      target: `lowest step p99 of the durable systems at ${baton.commonRate.rate} runs/s`,
-      value: baton.commonRate.stepLatencyMs.p99,
-      lowest: { system: best.name, p99: best.commonRate.stepLatencyMs.p99 },
-      met: best.name === 'baton',
-    });
-  }
-  return targets;
 }
 
 async function cleanup(env) {

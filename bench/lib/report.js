@@ -85,7 +85,7 @@ function printTable(report) {
     ...(report.targets?.length ? ['', 'issue 16 targets for baton:'] : []),
     ...(report.targets ?? []).map(
       (t) =>
-        `  ${t.met ? 'met    ' : 'NOT met'}  ${t.target}: ${fmt(t.value, 2)}${t.lowest ? ` (lowest: ${t.lowest.system} ${fmt(t.lowest.p99, 2)})` : ''}`,
+        `  ${t.met ? 'met    ' : 'NOT met'}  ${t.target}: ${typeof t.value === 'object' && t.value !== null ? `${fmt(t.value.p50, 2)} / ${fmt(t.value.p99, 2)}` : fmt(t.value, 2)}${t.lowest ? ` (lowest: ${t.lowest.system} ${fmt(t.lowest.p99, 2)})` : ''}`,
     ),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
