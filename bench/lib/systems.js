@@ -27,7 +27,11 @@ const WORKERS = path.join(BENCH, 'workers');
 /** Per-system tuning, as printed in the output and docs/PERFORMANCE.md. */
 const TUNING = {
   baton: (c, functionProcesses = 1) =>
-    `gateway + coordinator (node flags: ${SERVICE_NODE_FLAGS.join(' ') || 'none'}; env: ${Object.entries(SERVICE_ENV).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}; defaults: inbox batches of up to 200 messages, 2 reading loops) + ${functionProcesses} bench-noop function process(es) as their image runs them (bundle, start.js, code cache), each running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP (keep-alive)`,
+    `gateway + coordinator (node flags: ${SERVICE_NODE_FLAGS.join(' ') || 'none'}; env: ${
+      Object.entries(SERVICE_ENV)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || 'none'
+    }; defaults: inbox batches of up to 200 messages, 2 reading loops) + ${functionProcesses} bench-noop function process(es) as their image runs them (bundle, start.js, code cache), each running all 4 steps (BENCH_NOOP_CONCURRENCY ${4 * c}); runs started over HTTP (keep-alive)`,
   'baton-cluster': (c, functionProcesses = 1) =>
     `baton (same processes and settings) on a 3-master Redis Cluster the harness starts (no persistence), REDIS_CLUSTER_NODES, BATON_INBOX_SHARDS ${BENCH_CLUSTER_SHARDS}; ${functionProcesses} function process(es), BENCH_NOOP_CONCURRENCY ${4 * c}`,
   'bullmq-chain': (c) =>
