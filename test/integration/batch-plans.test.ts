@@ -179,14 +179,14 @@ describe('coordinator batch statements with plans cached while the tables were e
     return ids;
   }
 
-  /** One coordinator batch for `run` on `client`: lock and record a success, load, write. */
+  /** One coordinator batch for `run` on `client`: BEGIN, lock and record a success, load, write, COMMIT. */
   async function batch(client: PoolClient, { runId, queuedId, runningId }: TestRun): Promise<void> {
-    await client.query('BEGIN');
     const at = new Date().toISOString();
     const { recorded } = await lockAndRecord(
       client,
       [runId],
       [{ type: 'step.succeeded', runId, stepExecutionId: queuedId, attempt: 1, workerId: 'w', at, output: 1 }],
+      { begin: true },
     );
     expect([...recorded.keys()]).toEqual([queuedId]);
     await loadExecutionsOf(client, [runId]);
@@ -219,6 +219,29 @@ describe('coordinator batch statements with plans cached while the tables were e
     }
   }
 
+  /**
+   * `runs` finished runs of 3 steps each, with no ANALYZE after them. The inserts' own scans are
+   * counted before they return (a backend reports its counters at most once a second unless told).
+   */
+  async function finishedRuns(runs: number): Promise<void> {
+    const client = await env.pool.connect();
+    try {
+      await client.query(
+        `WITH r AS (
+           INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger)
+           SELECT gen_random_uuid(), 'plans', 1, 'succeeded', '{}', '{}' FROM generate_series(1, $1::int)
+           RETURNING id)
+         INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy)
+         SELECT gen_random_uuid(), r.id, 's' || g, 'action', 'f', 'succeeded', 1, '{}' FROM r, generate_series(1, 3) g`,
+        [runs],
+      );
+      await client.query('SELECT pg_stat_force_next_flush()');
+      await client.query('SELECT 1');
+    } finally {
+      client.release();
+    }
+  }
+
   it('keeps finding rows by index after eight batches on empty tables and growth without ANALYZE', async () => {
     const client = await env.pool.connect();
     try {
@@ -234,13 +257,7 @@ describe('coordinator batch statements with plans cached while the tables were e
       );
 
       // 4 000 finished runs of 3 steps each arrive, with no ANALYZE after them.
-      await env.pool.query(`
-        INSERT INTO runs (id, workflow_name, workflow_version, status, input, trigger)
-        SELECT gen_random_uuid(), 'plans', 1, 'succeeded', '{}', '{}' FROM generate_series(1, 4000)`);
-      await env.pool.query(`
-        INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy)
-        SELECT gen_random_uuid(), r.id, 's' || g, 'action', 'f', 'succeeded', 1, '{}'
-          FROM runs r, generate_series(1, 3) g WHERE r.status = 'succeeded'`);
+      await finishedRuns(4_000);
 
       const run = await newRun(client);
       const before = await seqScans();
