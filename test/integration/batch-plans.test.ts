@@ -3,6 +3,21 @@ import { lockAndRecord, loadExecutionsOf, RunWrites } from '../../services/coord
 import type { PoolClient } from '@baton/engine';
 import { createTestEnv, type TestEnv } from '../support/env';
 
+/** Sequential scans so far of the tables the coordinator's batch statements read, by table. */
+async function seqScansIn(env: TestEnv): Promise<Record<string, number>> {
+  const client = await env.pool.connect();
+  try {
+    // A fresh read of the statistics, not the snapshot this backend took at its first look.
+    await client.query('SELECT pg_stat_clear_snapshot()');
+    const { rows } = await client.query(
+      `SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN ('runs', 'step_executions', 'step_attempts')`,
+    );
+    return Object.fromEntries(rows.map((r) => [r.relname, Number(r.seq_scan)]));
+  } finally {
+    client.release();
+  }
+}
+
 /**
  * The coordinator's bulk statements must find their rows through indexes once the tables are big:
  * a batch that scans step_executions whole gets slower with every step ever run. PostgreSQL plans a
@@ -52,18 +67,7 @@ describe('coordinator batch statements on grown tables', () => {
     await env?.cleanup();
   });
 
-  async function seqScans(): Promise<Record<string, number>> {
-    const client = await env.pool.connect();
-    try {
-      await client.query('SELECT pg_stat_clear_snapshot()');
-      const { rows } = await client.query(
-        `SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN ('runs', 'step_executions', 'step_attempts')`,
-      );
-      return Object.fromEntries(rows.map((r) => [r.relname, Number(r.seq_scan)]));
-    } finally {
-      client.release();
-    }
-  }
+  const seqScans = () => seqScansIn(env);
 
   it('sees a sequential scan when one happens (the counter this suite relies on works here)', async () => {
     const before = await seqScans();
@@ -206,18 +210,7 @@ describe('coordinator batch statements with plans cached while the tables were e
     return Object.fromEntries(rows.map((r) => [r.name, Number(r.n)]));
   }
 
-  async function seqScans(): Promise<Record<string, number>> {
-    const client = await env.pool.connect();
-    try {
-      await client.query('SELECT pg_stat_clear_snapshot()');
-      const { rows } = await client.query(
-        `SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN ('runs', 'step_executions', 'step_attempts')`,
-      );
-      return Object.fromEntries(rows.map((r) => [r.relname, Number(r.seq_scan)]));
-    } finally {
-      client.release();
-    }
-  }
+  const seqScans = () => seqScansIn(env);
 
   /**
    * `runs` finished runs of 3 steps each, with no ANALYZE after them. The inserts' own scans are
