@@ -15,6 +15,8 @@
  * sdk/src/bundle.ts) another variant, `before`, runs that file as the images started it then
  * (BENCH_FUNCTION_BEFORE_FLAGS, default the current image flags): a change to the bundle or the
  * flags is measured against what it replaces in the same run.
+ * With BENCH_FUNCTION_TRY_FLAGS="<flags>;<flags>…" each flag set is one more variant, `flags:<flags>`:
+ * start.js with a code cache written under those flags, as the image would run if its CMD had them.
  * Per turn: start to ready (spawn → the first 200 on /healthz; also the process's CPU ms by then,
  * which the machine's other load inflates less than the wall clock), idle RSS 3 s after ready, then
  * JOBS jobs enqueued at once as the coordinator enqueues them: jobs/s until the last report is on the
@@ -196,12 +198,17 @@ async function runFunctionScenario({ redisUrl, reps, log }) {
   const bundled = await bundleFunction(path.join(ROOT, 'functions', FUNCTION), path.join(dir, 'main.js'));
   const before = process.env.BENCH_FUNCTION_BEFORE ? path.resolve(process.env.BENCH_FUNCTION_BEFORE) : undefined;
   const beforeFlags = process.env.BENCH_FUNCTION_BEFORE_FLAGS?.split(' ').filter(Boolean) ?? IMAGE_NODE_FLAGS;
+  const tried = (process.env.BENCH_FUNCTION_TRY_FLAGS ?? '')
+    .split(';')
+    .map((set) => set.split(' ').filter(Boolean))
+    .filter((flags) => flags.length);
   const files = {
     compiled,
     bundle: bundled.outfile,
     before,
     launcher: launcherWithCache(dir, bundled, 'image', IMAGE_NODE_FLAGS),
     noFlagsLauncher: launcherWithCache(dir, bundled, 'no-flags', NO_FLAGS),
+    ...Object.fromEntries(tried.map((flags, i) => [`tried${i}`, launcherWithCache(dir, bundled, `tried${i}`, flags)])),
   };
   const variants = [
     { name: 'compiled', file: 'compiled', flags: [], env: {} },
@@ -209,6 +216,7 @@ async function runFunctionScenario({ redisUrl, reps, log }) {
     { name: 'bundle', file: 'bundle', flags: [], env: {} },
     { name: 'no-flags', file: 'noFlagsLauncher', flags: NO_FLAGS, env: {} },
     { name: 'image', file: 'launcher', flags: IMAGE_NODE_FLAGS, env: {} },
+    ...tried.map((flags, i) => ({ name: `flags:${flags.join(' ')}`, file: `tried${i}`, flags, env: {} })),
   ];
   const turns = Object.fromEntries(variants.map((v) => [v.name, []]));
   try {
@@ -250,7 +258,12 @@ async function runFunctionScenario({ redisUrl, reps, log }) {
     function: FUNCTION,
     jobs: JOBS,
     reps,
-    flags: { image: IMAGE_NODE_FLAGS, 'no-flags': NO_FLAGS, ...(before ? { before: beforeFlags } : {}) },
+    flags: {
+      image: IMAGE_NODE_FLAGS,
+      'no-flags': NO_FLAGS,
+      ...(before ? { before: beforeFlags } : {}),
+      ...Object.fromEntries(tried.map((flags) => [`flags:${flags.join(' ')}`, flags])),
+    },
     restMs: REST_MS,
     medians,
     vsCompiled,
