@@ -88,6 +88,10 @@ interface PluginBuild {
     options: { filter: RegExp },
     callback: (args: ResolveArgs) => Promise<{ path: string; sideEffects?: boolean } | undefined>,
   ): void;
+  onLoad(
+    options: { filter: RegExp },
+    callback: (args: { path: string }) => Promise<{ contents: string; loader: 'js' } | undefined>,
+  ): void;
   resolve(
     request: string,
     options: { kind: string; importer: string; resolveDir: string; pluginData: unknown },
@@ -112,6 +116,28 @@ const purePackages = {
       // Unresolved (an optional package a try/catch require()s) or external: esbuild's own handling.
       if (resolved.errors.length || resolved.external) return undefined;
       return { ...resolved, sideEffects: !inPure(resolved.path) };
+    });
+  },
+};
+
+/**
+ * pg's answer to "is this a Cloudflare Worker?", given at build time. pg (to 8.23 at least) asks at
+ * load, in lib/stream.js, and where `navigator` is missing (Node 20) it asks by constructing a
+ * `Response`: that loads Node's whole fetch implementation (undici) into every function that uses
+ * PostgreSQL, 5.6 MB of idle RSS and some 20 ms of start for a process that never fetches
+ * (docs/PERFORMANCE.md; test/integration/function-start-modules.test.ts). A bundle made here runs
+ * on Node, where the answer is no, so that probe reads `false`. A pg that words it otherwise is
+ * bundled as it is: the cost comes back, and the test says so.
+ */
+const PG_RESPONSE_PROBE = "typeof Response === 'function'";
+const pgOnNode = {
+  name: 'baton-pg-on-node',
+  setup(build: PluginBuild): void {
+    build.onLoad({ filter: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]stream\.js$/ }, async (args) => {
+      const source = await fs.promises.readFile(args.path, 'utf8');
+      return source.includes(PG_RESPONSE_PROBE)
+        ? { contents: source.replace(PG_RESPONSE_PROBE, 'false'), loader: 'js' }
+        : undefined;
     });
   },
 };
@@ -180,7 +206,7 @@ export async function bundleFunction(
     format: 'cjs',
     // A package's ES module build where it has one (tree-shakable), else its main.
     mainFields: ['module', 'main'],
-    plugins: [sdkSources, purePackages],
+    plugins: [sdkSources, purePackages, pgOnNode],
     // Not minifyIdentifiers: names stay as written (a class's `name`, what a stack trace shows), and
     // esbuild's keepNames, the other way to keep them, costs 6 MB of RSS in its wrappers.
     minifyWhitespace: true,
