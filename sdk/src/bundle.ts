@@ -30,6 +30,9 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { externalsOf } from './external-deps';
+
+export { externalsOf, pruneToExternals } from './external-deps';
 
 /**
  * The node flags a function image runs with (its Dockerfile's CMD and the RUN that writes the code
@@ -160,17 +163,6 @@ const sdkSources = {
     });
   },
 };
-
-/** The packages a function keeps outside its bundle (package.json `baton.external`). */
-export function externalsOf(functionDir: string): string[] {
-  const manifest = JSON.parse(fs.readFileSync(path.join(functionDir, 'package.json'), 'utf8')) as {
-    baton?: { external?: unknown };
-  };
-  const listed = manifest.baton?.external ?? [];
-  if (!Array.isArray(listed) || listed.some((p) => typeof p !== 'string'))
-    throw new Error(`${functionDir}/package.json: baton.external must be a list of package names`);
-  return listed as string[];
-}
 
 function loadEsbuild(functionDir: string): Esbuild {
   let resolved: string;
