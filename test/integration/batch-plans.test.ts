@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { lockAndRecord, loadExecutionsOf, RunWrites } from '../../services/coordinator/src/run-store';
-import type { PoolClient } from '@baton/engine';
+import { createPool, type PoolClient } from '@baton/engine';
 import { createTestEnv, type TestEnv } from '../support/env';
 
 /** Sequential scans so far of the tables the coordinator's batch statements read, by table. */
@@ -139,6 +139,34 @@ describe('coordinator batch statements on grown tables', () => {
     );
     expect(rows[0]).toEqual({ run: 'compensating', step: 'cancelled' });
   });
+  it('writes a batch that only starts the next steps with one INSERT, no statement of the other kinds', async () => {
+    // PostgreSQL plans every part of a statement at each execution (custom plans), so the usual batch
+    // of a workflow in progress must not pay for the cancel, compensation, skip and run-update parts it
+    // does not use (run-store.ts, RunWrites.flush). A connection of its own, whose prepared
+    // statements are only this batch's.
+    const pool = createPool(env.databaseUrl, { max: 1 });
+    const client = await pool.connect();
+    const nextId = crypto.randomUUID();
+    try {
+      await client.query('BEGIN');
+      const writes = new RunWrites();
+      writes.insertExecutions(runId, [
+        { id: nextId, stepId: 'next', kind: 'action', function: 'f', input: { n: 1 }, retry: { attempts: 2 } as never },
+      ]);
+      await writes.flush(client, { commit: true });
+      const { rows } = await client.query<{ name: string }>(
+        `SELECT name FROM pg_prepared_statements WHERE name LIKE 'baton.%' ORDER BY name`,
+      );
+      expect(rows.map((r) => r.name)).toEqual(['baton.insert_executions']);
+    } finally {
+      client.release();
+      await pool.end();
+    }
+    const { rows } = await env.pool.query('SELECT status, input, max_attempts FROM step_executions WHERE id = $1', [
+      nextId,
+    ]);
+    expect(rows).toEqual([{ status: 'queued', input: { n: 1 }, max_attempts: 2 }]);
+  });
 });
 
 /**
@@ -245,7 +273,8 @@ describe('coordinator batch statements with plans cached while the tables were e
         expect.objectContaining({
           'baton.lock_and_record': 8,
           'baton.load_executions': 8,
-          'baton.write_plans': 8,
+          'baton.cancel_executions': 8,
+          'baton.update_runs': 8,
         }),
       );
 
