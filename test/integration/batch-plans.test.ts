@@ -142,9 +142,9 @@ describe('coordinator batch statements on grown tables', () => {
   it('writes a batch that only starts the next steps with one INSERT, no statement of the other kinds', async () => {
     // PostgreSQL plans every part of a statement at each execution (custom plans), so the usual batch
     // of a workflow in progress must not pay for the cancel, compensation, skip and run-update parts it
-    // does not use (run-store.ts, RunWrites.flush). A connection of its own, whose prepared
-    // statements are only this batch's.
-    const pool = createPool(env.databaseUrl, { max: 1 });
+    // does not use (run-store.ts, RunWrites.flush). A connection of its own to the server itself
+    // (never a pooler's), whose prepared statements are only this batch's.
+    const pool = createPool(env.directDatabaseUrl, { max: 1 });
     const client = await pool.connect();
     const nextId = crypto.randomUUID();
     try {

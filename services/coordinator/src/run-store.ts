@@ -899,9 +899,8 @@ export class RunWrites {
 
   /**
    * Everything buffered, one statement per kind that has rows, all sent in one round trip
-   * (`pipelined`); with `commit`, the transaction's COMMIT follows them in it. The kinds touch
-   * disjoint rows, so their order changes nothing they write. If a statement fails, the ones behind
-   * it and the COMMIT only end the aborted transaction, and the first error is thrown.
+   * (`pipelined`); with `commit`, the transaction's COMMIT follows them in it. If a statement fails,
+   * the ones behind it and the COMMIT only end the aborted transaction, and the first error is thrown.
    *
    * One statement per kind rather than one statement of all of them: PostgreSQL plans every part of
    * a statement each time it runs (the pool forces custom plans, engine/src/db/pool.ts), parts with
@@ -920,154 +919,163 @@ export class RunWrites {
     }
   }
 
-  /** The statements of the kinds that have rows. Each also gives its keys as an array: see below. */
+  /**
+   * Sends the statement of each kind that has rows. The kinds touch disjoint rows; the updates of
+   * step executions go before the inserts, so that, as in one statement, none of them sees this
+   * batch's new rows.
+   */
   private sendWrites(client: PoolClient): Promise<unknown>[] {
-    // Every statement joins jsonb_to_recordset() to its table on a key it also gets as an array
-    // (`= ANY(...)`): without the array PostgreSQL plans a hash join over a sequential scan of the
-    // whole table (test/integration/batch-plans.test.ts).
-    const sent: Promise<unknown>[] = [];
-    if (this.cancelled.length) {
-      sent.push(
-        client.query({
-          name: 'baton.cancel_executions',
-          text: `UPDATE step_executions e
-                    SET status = 'cancelled', error = c.error, finished_at = now(), updated_at = now()
-                   FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, error jsonb)
-                  WHERE e.id = c.id AND e.id = ANY($2::uuid[]) AND e.status = ANY($3)`,
-          values: [
-            JSON.stringify(
-              this.cancelled.map((c) => ({
-                id: c.id,
-                error: { code: ErrorCode.CANCELLED, message: c.reason, nonRetryable: true },
-              })),
-            ),
-            this.cancelled.map((c) => c.id),
-            NOT_FINISHED,
-          ],
-        }),
-      );
-    }
     const compensations = this.executions.filter((e) => e.kind === 'compensation');
-    if (compensations.length) {
-      // A compensation starting means its step's effect is being undone. Sent ahead of the inserts:
-      // it reads the runs' action executions as they were before this batch's new ones.
-      sent.push(
-        client.query({
-          name: 'baton.mark_compensating',
-          text: `UPDATE step_executions a SET status = 'compensating', updated_at = now()
-                   FROM jsonb_to_recordset($1::jsonb) AS c(run_id uuid, step_id text)
-                  WHERE a.run_id = c.run_id AND a.run_id = ANY($2::uuid[]) AND a.step_id = c.step_id
-                    AND a.kind = 'action' AND a.parent_execution_id IS NULL AND a.status = 'succeeded'`,
-          values: [
-            JSON.stringify(compensations.map((c) => ({ run_id: c.runId, step_id: c.stepId }))),
-            compensations.map((c) => c.runId),
-          ],
-        }),
-      );
-    }
-    if (this.executions.length) {
-      const builtins = new Set(this.builtins);
-      sent.push(
-        client.query({
-          name: 'baton.insert_executions',
-          // Built-in steps (sleep, waitForEvent) are running from the moment they are planned.
-          text: `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, attempt,
-                                              max_attempts, retry_policy, timeout_ms, metadata, queued_at, started_at,
-                                              worker_id, error, finished_at, child_run_id)
-                 SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.status,
-                        e.input::jsonb, CASE WHEN e.builtin THEN 1 ELSE 0 END, e.max_attempts, e.retry_policy, e.timeout_ms,
-                        COALESCE(e.metadata, '{}'::jsonb), now(), CASE WHEN e.status <> 'queued' THEN now() END,
-                        CASE WHEN e.builtin THEN 'coordinator' END, e.error,
-                        CASE WHEN e.status = 'failed' THEN now() END, e.child_run_id
-                   FROM jsonb_to_recordset($1::jsonb) AS e(id uuid, run_id uuid, step_id text, kind text, function_name text,
-                                                           status text, input text, max_attempts int, retry_policy jsonb,
-                                                           timeout_ms int, metadata jsonb, builtin boolean, error jsonb,
-                                                           child_run_id uuid)`,
-          values: [
-            JSON.stringify(
-              this.executions.map((e) => ({
-                id: e.id,
-                run_id: e.runId,
-                step_id: e.stepId,
-                kind: e.kind,
-                function_name: e.function,
-                status: initialStatus(e, builtins.has(e.id)),
-                error: e.error ?? null,
-                // A child run's id is the id of the execution that awaits it (one child per execution).
-                child_run_id: e.function === CHILD_WORKFLOW_FUNCTION && !e.error && !e.fanout ? e.id : null,
-                // As text, so a JSON null input stays JSON null rather than SQL NULL.
-                input: JSON.stringify(e.input ?? null),
-                max_attempts: e.retry.attempts,
-                metadata: e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : null,
-                retry_policy: e.retry,
-                timeout_ms: e.timeoutMs ?? null,
-                builtin: builtins.has(e.id),
-              })),
-            ),
-          ],
-        }),
-      );
-    }
-    if (this.skipped.length) {
-      sent.push(
-        client.query({
-          name: 'baton.insert_skipped',
-          text: `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy,
-                                              finished_at)
-                 SELECT e.id, e.run_id, e.step_id, 'action', e.function_name, 'skipped', 0, '{}'::jsonb, now()
-                   FROM jsonb_to_recordset($1::jsonb) AS e(id uuid, run_id uuid, step_id text, function_name text)`,
-          values: [
-            JSON.stringify(
-              this.skipped.map((sk) => ({
-                id: sk.id,
-                run_id: sk.runId,
-                step_id: sk.stepId,
-                function_name: sk.function,
-              })),
-            ),
-          ],
-        }),
-      );
-    }
-    if (this.runs.size) {
-      sent.push(
-        client.query({
-          name: 'baton.update_runs',
-          text: `UPDATE runs r
-                    SET status = COALESCE(u.status, r.status),
-                        started_at = CASE WHEN u.status IS NULL THEN r.started_at ELSE COALESCE(r.started_at, now()) END,
-                        finished_at = CASE WHEN u.terminal THEN now() ELSE r.finished_at END,
-                        output = COALESCE(u.output::jsonb, r.output),
-                        error = COALESCE(u.error, r.error),
-                        concurrency_key = CASE WHEN u.admitted THEN u.concurrency_key ELSE r.concurrency_key END,
-                        priority = COALESCE(u.priority, r.priority),
-                        deadline_at = CASE WHEN u.admitted IS NOT TRUE THEN r.deadline_at
-                                           WHEN u.deadline_ms IS NULL THEN NULL
-                                           ELSE now() + make_interval(secs => u.deadline_ms / 1000.0) END,
-                        updated_at = now()
-                   FROM jsonb_to_recordset($1::jsonb)
-                     AS u(id uuid, status text, terminal boolean, output text, error jsonb, admitted boolean,
-                          concurrency_key text, deadline_ms bigint, priority smallint)
-                  WHERE r.id = u.id AND r.id = ANY($2::uuid[])`,
-          values: [
-            JSON.stringify(
-              [...this.runs].map(([id, c]) => ({
-                id,
-                status: c.status ?? null,
-                terminal: c.terminal ?? false,
-                output: c.output === undefined ? null : JSON.stringify(c.output),
-                error: c.error ?? null,
-                admitted: Boolean(c.admitted),
-                concurrency_key: c.admitted?.concurrencyKey ?? null,
-                deadline_ms: c.admitted?.deadlineMs ?? null,
-                priority: c.admitted?.priority ?? null,
-              })),
-            ),
-            [...this.runs.keys()],
-          ],
-        }),
-      );
-    }
+    const sent: Promise<unknown>[] = [];
+    if (this.cancelled.length) sent.push(cancelExecutions(client, this.cancelled));
+    if (compensations.length) sent.push(markCompensating(client, compensations));
+    if (this.executions.length) sent.push(insertExecutionRows(client, this.executions, new Set(this.builtins)));
+    if (this.skipped.length) sent.push(insertSkippedRows(client, this.skipped));
+    if (this.runs.size) sent.push(updateRuns(client, this.runs));
     return sent;
   }
+}
+
+/*
+ * RunWrites' statements, one per kind. Named: prepared once per connection. Each UPDATE joins
+ * jsonb_to_recordset() to its table on a key it also gets as an array (`= ANY(...)`): without the
+ * array PostgreSQL plans a hash join over a sequential scan of the whole table
+ * (test/integration/batch-plans.test.ts).
+ */
+
+/** Cancels executions that have not finished. */
+function cancelExecutions(client: PoolClient, cancelled: { id: string; reason: string }[]): Promise<unknown> {
+  return client.query({
+    name: 'baton.cancel_executions',
+    text: `UPDATE step_executions e
+            SET status = 'cancelled', error = c.error, finished_at = now(), updated_at = now()
+           FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, error jsonb)
+          WHERE e.id = c.id AND e.id = ANY($2::uuid[]) AND e.status = ANY($3)`,
+    values: [
+      JSON.stringify(
+        cancelled.map((c) => ({
+          id: c.id,
+          error: { code: ErrorCode.CANCELLED, message: c.reason, nonRetryable: true },
+        })),
+      ),
+      cancelled.map((c) => c.id),
+      NOT_FINISHED,
+    ],
+  });
+}
+
+/** A compensation starting means its step's effect is being undone. */
+function markCompensating(client: PoolClient, compensations: { runId: string; stepId: string }[]): Promise<unknown> {
+  return client.query({
+    name: 'baton.mark_compensating',
+    text: `UPDATE step_executions a SET status = 'compensating', updated_at = now()
+           FROM jsonb_to_recordset($1::jsonb) AS c(run_id uuid, step_id text)
+          WHERE a.run_id = c.run_id AND a.run_id = ANY($2::uuid[]) AND a.step_id = c.step_id
+            AND a.kind = 'action' AND a.parent_execution_id IS NULL AND a.status = 'succeeded'`,
+    values: [
+      JSON.stringify(compensations.map((c) => ({ run_id: c.runId, step_id: c.stepId }))),
+      compensations.map((c) => c.runId),
+    ],
+  });
+}
+
+/** Built-in steps (sleep, waitForEvent) are running from the moment they are planned. */
+function insertExecutionRows(
+  client: PoolClient,
+  executions: (NewExecution & { runId: string })[],
+  builtins: Set<string>,
+): Promise<unknown> {
+  return client.query({
+    name: 'baton.insert_executions',
+    text: `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, input, attempt,
+                                      max_attempts, retry_policy, timeout_ms, metadata, queued_at, started_at,
+                                      worker_id, error, finished_at, child_run_id)
+         SELECT e.id, e.run_id, e.step_id, e.kind, e.function_name, e.status,
+                e.input::jsonb, CASE WHEN e.builtin THEN 1 ELSE 0 END, e.max_attempts, e.retry_policy, e.timeout_ms,
+                COALESCE(e.metadata, '{}'::jsonb), now(), CASE WHEN e.status <> 'queued' THEN now() END,
+                CASE WHEN e.builtin THEN 'coordinator' END, e.error,
+                CASE WHEN e.status = 'failed' THEN now() END, e.child_run_id
+           FROM jsonb_to_recordset($1::jsonb) AS e(id uuid, run_id uuid, step_id text, kind text, function_name text,
+                                                   status text, input text, max_attempts int, retry_policy jsonb,
+                                                   timeout_ms int, metadata jsonb, builtin boolean, error jsonb,
+                                                   child_run_id uuid)`,
+    values: [
+      JSON.stringify(
+        executions.map((e) => ({
+          id: e.id,
+          run_id: e.runId,
+          step_id: e.stepId,
+          kind: e.kind,
+          function_name: e.function,
+          status: initialStatus(e, builtins.has(e.id)),
+          error: e.error ?? null,
+          // A child run's id is the id of the execution that awaits it (one child per execution).
+          child_run_id: e.function === CHILD_WORKFLOW_FUNCTION && !e.error && !e.fanout ? e.id : null,
+          // As text, so a JSON null input stays JSON null rather than SQL NULL.
+          input: JSON.stringify(e.input ?? null),
+          max_attempts: e.retry.attempts,
+          metadata: e.idempotencyKey ? { idempotencyKey: e.idempotencyKey } : null,
+          retry_policy: e.retry,
+          timeout_ms: e.timeoutMs ?? null,
+          builtin: builtins.has(e.id),
+        })),
+      ),
+    ],
+  });
+}
+
+function insertSkippedRows(
+  client: PoolClient,
+  skipped: { id: string; runId: string; stepId: string; function: string }[],
+): Promise<unknown> {
+  return client.query({
+    name: 'baton.insert_skipped',
+    text: `INSERT INTO step_executions (id, run_id, step_id, kind, function_name, status, max_attempts, retry_policy,
+                                      finished_at)
+         SELECT e.id, e.run_id, e.step_id, 'action', e.function_name, 'skipped', 0, '{}'::jsonb, now()
+           FROM jsonb_to_recordset($1::jsonb) AS e(id uuid, run_id uuid, step_id text, function_name text)`,
+    values: [
+      JSON.stringify(
+        skipped.map((sk) => ({ id: sk.id, run_id: sk.runId, step_id: sk.stepId, function_name: sk.function })),
+      ),
+    ],
+  });
+}
+
+function updateRuns(client: PoolClient, runs: Map<string, RunChange>): Promise<unknown> {
+  return client.query({
+    name: 'baton.update_runs',
+    text: `UPDATE runs r
+            SET status = COALESCE(u.status, r.status),
+                started_at = CASE WHEN u.status IS NULL THEN r.started_at ELSE COALESCE(r.started_at, now()) END,
+                finished_at = CASE WHEN u.terminal THEN now() ELSE r.finished_at END,
+                output = COALESCE(u.output::jsonb, r.output),
+                error = COALESCE(u.error, r.error),
+                concurrency_key = CASE WHEN u.admitted THEN u.concurrency_key ELSE r.concurrency_key END,
+                priority = COALESCE(u.priority, r.priority),
+                deadline_at = CASE WHEN u.admitted IS NOT TRUE THEN r.deadline_at
+                                   WHEN u.deadline_ms IS NULL THEN NULL
+                                   ELSE now() + make_interval(secs => u.deadline_ms / 1000.0) END,
+                updated_at = now()
+           FROM jsonb_to_recordset($1::jsonb)
+             AS u(id uuid, status text, terminal boolean, output text, error jsonb, admitted boolean,
+                  concurrency_key text, deadline_ms bigint, priority smallint)
+          WHERE r.id = u.id AND r.id = ANY($2::uuid[])`,
+    values: [
+      JSON.stringify(
+        [...runs].map(([id, c]) => ({
+          id,
+          status: c.status ?? null,
+          terminal: c.terminal ?? false,
+          output: c.output === undefined ? null : JSON.stringify(c.output),
+          error: c.error ?? null,
+          admitted: Boolean(c.admitted),
+          concurrency_key: c.admitted?.concurrencyKey ?? null,
+          deadline_ms: c.admitted?.deadlineMs ?? null,
+          priority: c.admitted?.priority ?? null,
+        })),
+      ),
+      [...runs.keys()],
+    ],
+  });
 }
