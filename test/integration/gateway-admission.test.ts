@@ -83,7 +83,7 @@ describe('gateway: admission (rate limit, priority, pause)', () => {
   beforeAll(async () => {
     engine = await startEngine(suite.env, [work, hold], { reconcileIntervalMs: 250, reconcileGraceMs: 500 });
   });
-  afterAll(async () => {
+  suite.beforeCleanup(async () => {
     release();
     await engine.close();
   });

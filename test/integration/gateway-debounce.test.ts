@@ -47,9 +47,7 @@ describe('gateway: debounced workflows', () => {
     });
   });
 
-  afterAll(async () => {
-    await engine?.close();
-  });
+  suite.beforeCleanup(() => engine?.close());
 
   const trigger = (workflow: string, input: unknown) =>
     request(suite.app).post(`/v1/workflows/${workflow}/runs`).send({ input }).expect(202);

@@ -108,7 +108,7 @@ describe('retention', () => {
     });
   });
 
-  afterAll(async () => {
+  suite.beforeCleanup(async () => {
     await Promise.all(sweepers.map((s) => s.stop()));
     await engine?.close();
   });

@@ -41,6 +41,8 @@ export interface RunRow {
 
 export const TERMINAL = ['succeeded', 'failed', 'compensated', 'compensation_failed', 'cancelled'];
 
+let enginesStarted = 0;
+
 export async function startEngine(
   env: TestEnv,
   functions: FunctionDefinition<any, any>[],
@@ -96,6 +98,8 @@ export async function startEngine(
     }),
   );
   const queue = coordinatorQueue(env.queues);
+  const token = `engine ${++enginesStarted} (${functions.map((f) => f.name).join(', ') || 'no functions'})`;
+  env.running.add(token);
   return {
     coordinator,
     reconciler,
@@ -140,6 +144,7 @@ export async function startEngine(
       await coordinator.close();
       await queue.close();
       await closeExpressionPool();
+      env.running.delete(token);
     },
   };
 }

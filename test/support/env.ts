@@ -39,6 +39,13 @@ export interface TestEnv {
   redis: RedisConnection;
   config: BaseConfig;
   queues: QueueContext;
+  /**
+   * What is still running on this env (an engine from test/support/engine.ts adds itself until it is
+   * closed). `cleanup()` fails while anything is: ending the pool and quitting Redis under a running
+   * coordinator or reconciler makes errors that land in whatever test runs next, keys written after
+   * the prefix was deleted, and a database dropped under live connections.
+   */
+  readonly running: Set<string>;
   cleanup(): Promise<void>;
 }
 
@@ -105,6 +112,7 @@ export async function createTestEnv(suite: string, opts: TestEnvOptions = {}): P
     ...(settings ? { database: settings } : {}),
   });
   const redis = createRedis(config.redis, `test-${suite}`);
+  const running = new Set<string>();
   return {
     databaseUrl,
     directDatabaseUrl,
@@ -113,12 +121,17 @@ export async function createTestEnv(suite: string, opts: TestEnvOptions = {}): P
     redis,
     config,
     queues: queueContext(config, redis),
+    running,
     async cleanup() {
+      const early = running.size
+        ? new Error(`cleanup() ran while ${[...running].join(', ')} still ran on the env: close it first`)
+        : undefined;
       await pool.end();
       await deleteKeysWithPrefix(redis, config.queuePrefix);
       await redis.quit();
       await ownPooler?.stop();
       await admin((c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(database)} WITH (FORCE)`));
+      if (early) throw early;
     },
   };
 }

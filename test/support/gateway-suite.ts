@@ -69,6 +69,15 @@ export interface GatewaySuite {
   appWith(overrides?: Partial<GatewayConfig>, pool?: Pool, redis?: Redis): Express;
   /** Pools a test made: ended after the suite. */
   readonly extraPools: Pool[];
+  /**
+   * Registers `close` (an engine, workers, sweepers the suite started on its database and Redis) to
+   * run in the suite's teardown before they are closed and dropped, last registered first. Use it
+   * instead of an `afterAll` of the suite's own: jest-circus runs a describe block's afterAll hooks in
+   * the order they were declared, and this one is declared first, so a later `afterAll` would close
+   * the engine only after its pool had ended, its Redis keys had been deleted and its connection quit
+   * (what a reconciler tick or a worker's close then met: "Connection is closed").
+   */
+  beforeCleanup(close: () => Promise<unknown> | unknown): void;
 }
 
 /** Registers the suite's beforeAll/afterAll (call it inside the suite's describe). */
@@ -79,6 +88,7 @@ export function useGatewaySuite(suite: string): GatewaySuite {
   let app: Express | undefined;
   const logger = createLogger('gateway-test', 'silent');
   const extraPools: Pool[] = [];
+  const closers: (() => Promise<unknown> | unknown)[] = [];
   const ready = <T>(value: T | undefined): T => {
     if (value === undefined) throw new Error('the gateway suite is not set up yet (use it inside a test or hook)');
     return value;
@@ -107,6 +117,7 @@ export function useGatewaySuite(suite: string): GatewaySuite {
   });
 
   afterAll(async () => {
+    for (const close of closers.reverse()) await close();
     await Promise.all(extraPools.map((p) => p.end()));
     await coordinator?.close();
     await env?.cleanup();
@@ -124,5 +135,8 @@ export function useGatewaySuite(suite: string): GatewaySuite {
     },
     appWith,
     extraPools,
+    beforeCleanup(close) {
+      closers.push(close);
+    },
   };
 }
