@@ -53,6 +53,27 @@ describe('expression sandbox', () => {
     }
   });
 
+  it('fails each of more memory-exhausting $pads at once than it has processes, none left waiting', async () => {
+    // Four requests for two processes: two wait for a process that dies under the one before them.
+    // workerpool's own queue never started such a task (nor armed its timeout): it hung for ever,
+    // and this test failed at its jest timeout (as did three run starts at once in the gateway).
+    await configureExpressions({ timeoutMs: 30_000 });
+    try {
+      const failures = await Promise.allSettled(
+        Array.from({ length: 4 }, (_, i) => resolveTemplate({ note: `${i}{{ $pad("", 200000000) }}` }, {})),
+      );
+      for (const failure of failures) {
+        expect(failure).toMatchObject({
+          status: 'rejected',
+          reason: { code: 'EXPRESSION_FAILED', message: expect.stringMatching(/used more than 128 MB of memory/) },
+        });
+      }
+      expect(await evaluate('$string(1 + 1)', {})).toBe('2');
+    } finally {
+      await configureExpressions({ timeoutMs: 300 });
+    }
+  }, 120_000);
+
   it('evaluates normally again after its process was killed (the pool recovers)', async () => {
     await expect(evaluate(CATASTROPHIC, {})).rejects.toMatchObject({ code: 'EXPRESSION_FAILED' });
     // `$string` and `$sum` are not on the cheap path: these go through the sandbox.

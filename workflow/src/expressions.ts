@@ -234,6 +234,9 @@ function asExpressionError(err: unknown): unknown {
 const STARTUP_ALLOWANCE_MS = 30_000;
 const WORKER_SCRIPT = path.join(__dirname, 'expression-worker.js');
 
+/** Sandbox processes at most; as many requests are sent to them at once (`sandboxSlot`). */
+const SANDBOX_PROCESSES = 2;
+
 let configured: ExpressionSandboxLimits | undefined;
 let pool: workerpool.Pool | undefined;
 let inFlight = 0;
@@ -269,7 +272,7 @@ function sandbox(): workerpool.Pool {
     const { maxMemoryMb } = limits();
     pool = workerpool.pool(WORKER_SCRIPT, {
       workerType: 'process',
-      maxWorkers: 2,
+      maxWorkers: SANDBOX_PROCESSES,
       // A process killed for its time limit is busy: do not wait for it to answer first.
       workerTerminateTimeout: 100,
       // Its stderr says why it died (a V8 heap overflow), and stays out of the host's log.
@@ -332,7 +335,44 @@ async function inSandbox(kind: SandboxKind, subject: unknown, data: unknown, des
   }
 }
 
+/**
+ * Requests beyond SANDBOX_PROCESSES wait here, never in workerpool's own queue: a task queued there
+ * behind a process that died (a `$pad` past the memory bound) was never started, its timeout never
+ * armed (workerpool arms it only once a task starts), so its caller waited for ever. Three gateway
+ * requests starting such runs at once hung (the chaos suite's hostile-expression scenario).
+ */
+let busySlots = 0;
+const slotWaiters: (() => void)[] = [];
+
+async function sandboxSlot(): Promise<() => void> {
+  if (busySlots >= SANDBOX_PROCESSES) await new Promise<void>((resolve) => slotWaiters.push(resolve));
+  else busySlots++;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const next = slotWaiters.shift();
+    // The slot passes to the next waiter as it is (busySlots unchanged).
+    if (next) next();
+    else busySlots--;
+  };
+}
+
 async function sandboxRequest(kind: SandboxKind, subject: unknown, data: unknown, described: string): Promise<unknown> {
+  const release = await sandboxSlot();
+  try {
+    return await sandboxRequestInSlot(kind, subject, data, described);
+  } finally {
+    release();
+  }
+}
+
+async function sandboxRequestInSlot(
+  kind: SandboxKind,
+  subject: unknown,
+  data: unknown,
+  described: string,
+): Promise<unknown> {
   const { timeoutMs, maxResultBytes } = limits();
   const target = sandbox();
   let timer: NodeJS.Timeout | undefined;
