@@ -347,10 +347,7 @@ const slotWaiters: (() => void)[] = [];
 async function sandboxSlot(): Promise<() => void> {
   if (busySlots >= SANDBOX_PROCESSES) await new Promise<void>((resolve) => slotWaiters.push(resolve));
   else busySlots++;
-  let released = false;
   return () => {
-    if (released) return;
-    released = true;
     const next = slotWaiters.shift();
     // The slot passes to the next waiter as it is (busySlots unchanged).
     if (next) next();
